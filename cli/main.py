@@ -1,0 +1,37 @@
+"""Entry point of the `slowfast` command. Subcommand groups live in their own modules and register here."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from common.errors import SlowFastError
+
+
+class _Group(click.Group):
+    """A click group that prints project errors as one line (no traceback) and exits with status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SlowFastError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """SlowFast networks for video recognition: data, models, training, export, engines, benchmarks."""
+
+
+def _register() -> None:
+    from cli import flops as _flops
+
+    main.add_command(_flops.flops)
+    main.add_command(_flops.bench)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

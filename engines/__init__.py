@@ -1,0 +1,1 @@
+"""Run time: one interface over PyTorch, ONNX Runtime and TensorRT."""

@@ -1,0 +1,51 @@
+"""Input facts in one place: tensor shapes per pathway, and the Fast-pathway input variants of Table 5c."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from common.errors import SlowFastError
+from model.config import SlowFastConfig
+
+# ITU-R BT.601 luma weights; they sum to 1, so gray of normalised RGB equals normalised gray (mean/std equal per channel).
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def input_shapes(cfg: SlowFastConfig, size: int | None = None, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """`{"slow": (N, 3, T, S, S), "fast": (N, C_f, alpha*T, S_f, S_f)}` for the pathways the model has."""
+    s = cfg.test_crop_size if size is None else size
+    shapes = {}
+    if cfg.has_slow:
+        shapes["slow"] = (batch, 3, cfg.num_frames, s, s)
+    if cfg.has_fast:
+        sf = s // cfg.fast_spatial_ratio
+        shapes["fast"] = (batch, cfg.fast_channels_in, cfg.fast_frames, sf, sf)
+    return shapes
+
+
+def random_inputs(cfg: SlowFastConfig, size: int | None = None, batch: int = 1, device="cpu", generator=None) -> dict[str, torch.Tensor]:
+    """Random normal inputs of the right shapes (tests, export, benchmarks)."""
+    return {k: torch.randn(v, device=device, generator=generator) for k, v in input_shapes(cfg, size, batch).items()}
+
+
+def make_fast_input(frames: torch.Tensor, cfg: SlowFastConfig) -> torch.Tensor:
+    """Turn normalised RGB Fast frames `N, 3, alpha*T, H, W` into the model's Fast input for `cfg.fast_input`.
+
+    gray: luma; time_diff: luma of frame t minus luma of frame t-1 (frame 0 minus itself, i.e. zero, so the
+    frame count is kept); half_res: 2x2 average pooling (half the spatial resolution).
+    """
+    kind = cfg.fast_input
+    if frames.dim() != 5 or frames.shape[1] != 3:
+        raise SlowFastError(f"Fast frames must be N, 3, T, H, W RGB; got shape {tuple(frames.shape)}")
+    if kind == "rgb":
+        return frames
+    if kind == "half_res":
+        return F.avg_pool3d(frames, (1, 2, 2), stride=(1, 2, 2))
+    w = torch.tensor(GRAY_WEIGHTS, dtype=frames.dtype, device=frames.device).view(1, 3, 1, 1, 1)
+    gray = (frames * w).sum(dim=1, keepdim=True)
+    if kind == "gray":
+        return gray
+    if kind == "time_diff":
+        prev = torch.cat([gray[:, :, :1], gray[:, :, :-1]], dim=2)
+        return gray - prev
+    raise SlowFastError(f"fast_input={kind!r} needs precomputed optical flow, which the pipelines do not produce; use rgb, gray, time_diff or half_res")
