@@ -25,10 +25,11 @@ def main() -> None:
 
 
 def _register() -> None:
+    from cli import bench as _bench
     from cli import flops as _flops
 
     main.add_command(_flops.flops)
-    main.add_command(_flops.bench)
+    main.add_command(_bench.bench)
 
 
 _register()

@@ -189,7 +189,7 @@ class SlowFastConfig:
             raise bad("head_pool", f"must be one of {HEAD_POOLS}")
         if self.sampling not in SAMPLINGS:
             raise bad("sampling", f"must be one of {SAMPLINGS}")
-        stride = 32 * self.fast_spatial_ratio
+        stride = 32
         for name in ("crop_size", "test_crop_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < stride or v % stride:
