@@ -19,7 +19,7 @@ setup(
     ],
     extras_require={
         "data": ["av>=12", "nvidia-dali-cuda120>=1.40", "pillow>=9"],
-        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "export": ["onnx>=1.15", "onnxruntime>=1.17", "onnxconverter-common>=1.14"],
         "test": ["pytest>=7"],
     },
     entry_points={"console_scripts": ["slowfast=cli.main:main"]},

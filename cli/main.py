@@ -30,6 +30,9 @@ def _register() -> None:
 
     main.add_command(_flops.flops)
     main.add_command(_bench.bench)
+    from cli import export as _export
+
+    main.add_command(_export.export)
 
 
 _register()

@@ -1,1 +1,42 @@
-"""Run time: one interface over PyTorch, ONNX Runtime and TensorRT."""
+"""Run time: one interface over PyTorch, ONNX Runtime and TensorRT.
+
+    import engines
+    engine = engines.load("model.onnx")        # or a checkpoint, or a .plan
+    scores = engine(slow, fast)                  # N, num_classes; engine.info is the sidecar
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from common.errors import SlowFastError
+from engines.base import Engine
+
+
+def load(path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32", compile: bool = False,
+         threads: int | None = None) -> Engine:
+    """Open an artifact by its kind: a checkpoint (torch), `.onnx` (ONNX Runtime) or `.plan`/`.engine` (TensorRT)."""
+    from export.sidecar import read_sidecar
+
+    p = Path(path)
+    if not p.exists():
+        raise SlowFastError(f"artifact {p} not found")
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        from engines.ort_engine import OrtEngine
+
+        return OrtEngine(p, read_sidecar(p), device=device, threads=threads)
+    if suffix in (".plan", ".engine", ".trt"):
+        from engines.trt_engine import TrtEngine
+
+        return TrtEngine(p, read_sidecar(p))
+    if suffix in (".safetensors", ".pyth", ".pt", ".pth", ".pkl"):
+        import model
+        from engines.torch_engine import TorchEngine
+
+        net = model.load(p) if suffix == ".safetensors" else model.convert(p)
+        return TorchEngine(net, device=device, precision=precision, compile=compile, source=str(p))
+    raise SlowFastError(f"{p}: unknown artifact type {suffix!r}; expected a checkpoint (.safetensors), .onnx or a TensorRT .plan")
+
+
+__all__ = ["Engine", "load"]

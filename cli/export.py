@@ -1,0 +1,66 @@
+"""`slowfast export onnx|engine`: build-time artifacts, each with a JSON sidecar."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _batch(value: str) -> str | int:
+    if value == "dynamic":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter("must be 'dynamic' or a positive integer") from None
+
+
+@click.group("export")
+def export() -> None:
+    """Export a checkpoint to ONNX and TensorRT plans."""
+
+
+@export.command("onnx")
+@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: beside the checkpoint).")
+@click.option("--opset", default=17, show_default=True, type=click.IntRange(13, 23))
+@click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
+@click.option("--size", type=click.IntRange(32, 1024), help="Crop size of the graph's inputs (default: the config's test crop).")
+@click.option("--outputs", type=click.Choice(["logits", "probs"]), default="logits", show_default=True, help="Graph output: logits, or per-view probabilities.")
+@click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch comparison.")
+def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | None, outputs: str, no_verify: bool) -> None:
+    """Export CKPT to a two-input (slow, fast) ONNX graph, check it and compare it with PyTorch."""
+    from export.onnx import export_onnx
+
+    r = export_onnx(ckpt, out, opset=opset, batch=_batch(batch), size=size, outputs=outputs, verify=not no_verify)
+    click.echo(f"wrote {r.path} and {r.sidecar_path}")
+    if "parity" in r.sidecar:
+        p = r.sidecar["parity"]
+        click.echo(f"ONNX Runtime vs PyTorch: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.1f}% (batches {p['batches']})")
+
+
+@export.command("engine")
+@click.argument("onnx_path", metavar="ONNX", type=click.Path(dir_okay=False))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), help="Output plan (default: beside the ONNX model).")
+@click.option("--min-batch", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--opt-batch", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--workspace", "workspace_mb", default=4096, show_default=True, type=click.IntRange(64), help="Builder workspace in MB.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file to reuse and update.")
+def engine_cmd(onnx_path: str, precision: str, out: str | None, min_batch: int, opt_batch: int, max_batch: int, workspace_mb: int, timing_cache: str | None) -> None:
+    """Build a TensorRT plan from an exported ONNX model (needs TensorRT and an NVIDIA GPU)."""
+    from export.tensorrt import build_engine
+
+    path = build_engine(onnx_path, out, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
+                        max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache)
+    click.echo(f"wrote {path}")
+
+
+@export.command("info")
+@click.argument("artifact", type=click.Path(dir_okay=False))
+def info_cmd(artifact: str) -> None:
+    """Print an artifact's sidecar."""
+    from export.sidecar import read_sidecar
+
+    click.echo(json.dumps(read_sidecar(artifact), indent=2))

@@ -1,0 +1,137 @@
+"""ONNX -> TensorRT plan with the TensorRT Python API, for TensorRT 10.x and 11.x.
+
+Both majors are driven the same way: a strongly typed network (required by 11.x, opted into on 10.x),
+so precision lives in the ONNX graph: FP32 as exported, FP16 by converting the graph to float16 with
+float32 inputs/outputs, INT8 from the Q/DQ model of `export int8`. An optimization profile covers the
+batch range, a timing cache is reused across builds, and the plan is written atomically.
+TensorRT is imported lazily; without it (or without a GPU) the build stops with a message saying how to
+get it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from common.errors import SlowFastError
+from common.io import atomic_write_bytes
+from export.sidecar import file_sha256, read_sidecar, write_sidecar
+
+PRECISIONS = ("fp32", "fp16", "int8")
+INSTALL_HINT = (
+    "TensorRT is not installed: on a machine with an NVIDIA GPU run `pip install tensorrt` "
+    "(its libraries come from NVIDIA's package index, which this environment cannot reach)"
+)
+
+
+def import_tensorrt():
+    """The `tensorrt` module, or a SlowFastError that says how to install it."""
+    try:
+        import tensorrt as trt  # noqa: PLC0415 - optional, heavy, GPU-only
+    except ImportError:
+        raise SlowFastError(INSTALL_HINT) from None
+    return trt
+
+
+def gpu_identity() -> dict:
+    """The GPU a plan is built for or run on (plans are specific to both)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SlowFastError("TensorRT plans need an NVIDIA GPU and none is visible to torch; build and run them on the target GPU")
+    props = torch.cuda.get_device_properties(0)
+    return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
+
+
+def _fp16_onnx(src: Path, dst: Path) -> None:
+    """Write a float16 copy of an FP32 ONNX model that keeps float32 inputs and outputs."""
+    import onnx
+
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise SlowFastError("FP16 plans need `pip install onnxconverter-common` to convert the ONNX graph to float16") from None
+    model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+
+
+def build_engine(
+    onnx_path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    precision: str = "fp16",
+    min_batch: int = 1,
+    opt_batch: int = 8,
+    max_batch: int = 32,
+    workspace_mb: int = 4096,
+    timing_cache: str | os.PathLike | None = None,
+) -> Path:
+    """Build a TensorRT plan for `precision` over batches [min_batch, max_batch] and write it with its sidecar."""
+    src = Path(onnx_path)
+    if precision not in PRECISIONS:
+        raise SlowFastError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
+    if not (1 <= min_batch <= opt_batch <= max_batch):
+        raise SlowFastError(f"batch range must satisfy 1 <= min ({min_batch}) <= opt ({opt_batch}) <= max ({max_batch})")
+    if not src.exists():
+        raise SlowFastError(f"ONNX model {src} not found")
+    side = read_sidecar(src)
+    if precision == "int8" and side["kind"] != "onnx-int8":
+        raise SlowFastError(f"{src} has no Q/DQ nodes ({side['kind']}); run `slowfast export int8` first and build from its output")
+    if precision != "int8" and side["kind"] == "onnx-int8":
+        raise SlowFastError(f"{src} is an INT8 Q/DQ model; build it with --precision int8")
+    if side["batch"] != "dynamic" and not (min_batch == opt_batch == max_batch == side["batch"]):
+        raise SlowFastError(f"{src} was exported with a fixed batch of {side['batch']}; re-export with --batch dynamic for a batch range")
+    trt = import_tensorrt()
+    gpu = gpu_identity()
+    out = Path(out) if out else src.with_name(f"{src.name.split('.')[0]}.{precision}.plan")
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # 10.x opt-in; accepted (and implied) on 11.x
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    parse_from = src
+    tmp_fp16 = None
+    if precision == "fp16":
+        tmp_fp16 = out.with_name(f".{out.name}.fp16.onnx")
+        _fp16_onnx(src, tmp_fp16)
+        parse_from = tmp_fp16
+    try:
+        if not parser.parse_from_file(str(parse_from)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise SlowFastError(f"TensorRT could not parse {src}: {errors}")
+    finally:
+        if tmp_fp16 is not None and tmp_fp16.exists():
+            tmp_fp16.unlink()
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        rest = tuple(tensor.shape)[1:]
+        profile.set_shape(tensor.name, (min_batch, *rest), (opt_batch, *rest), (max_batch, *rest))
+    config.add_optimization_profile(profile)
+    cache_path = Path(timing_cache) if timing_cache else None
+    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.exists() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise SlowFastError(f"TensorRT failed to build a {precision} plan from {src}; see the TensorRT log above")
+    atomic_write_bytes(out, bytes(plan))
+    if cache_path:
+        atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    side.update(
+        kind="tensorrt",
+        precision=precision,
+        source_onnx=str(src),
+        source_onnx_sha256=file_sha256(src),
+        tensorrt={"version": trt.__version__, **gpu, "profile": {"min": min_batch, "opt": opt_batch, "max": max_batch},
+                  "workspace_mb": workspace_mb, "strongly_typed": bool(flags)},
+    )
+    side.pop("parity", None)
+    write_sidecar(out, side)
+    return out
