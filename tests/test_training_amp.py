@@ -1,0 +1,50 @@
+"""The mixed-precision policy: CUDA fp16 + scaler, CPU decided by a cached measurement."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import model
+from common.errors import SlowFastError
+from model.inputs import random_inputs
+from training import amp
+
+
+def test_cuda_policies_without_running_cuda():
+    cuda = torch.device("cuda")
+    p = amp.choose_policy("auto", cuda)
+    assert p.dtype == torch.float16 and p.use_scaler and p.name == "fp16"
+    assert amp.choose_policy("bf16", cuda).use_scaler is False
+    assert amp.choose_policy("fp32", cuda).dtype is None
+
+
+def test_cpu_explicit_choices():
+    cpu = torch.device("cpu")
+    assert amp.choose_policy("fp32", cpu).dtype is None
+    assert amp.choose_policy("bf16", cpu).dtype == torch.bfloat16
+    with pytest.raises(SlowFastError, match="float16 autocast is not supported"):
+        amp.choose_policy("fp16", cpu)
+    with pytest.raises(SlowFastError, match="--amp must be"):
+        amp.choose_policy("int8", cpu)
+
+
+@pytest.mark.parametrize("times, expect", [({"fp32": 1.0, "bf16": 38.0}, None), ({"fp32": 1.0, "bf16": 0.5}, torch.bfloat16), ({"fp32": 1.0, "bf16": 0.95}, None)])
+def test_cpu_auto_follows_the_measurement_and_caches_it(tmp_path, monkeypatch, times, expect):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(amp, "measure_cpu_bf16", lambda net, x: calls.append(1) or times)
+    net = model.build("fast_r50_4x16", num_classes=2)
+    x = random_inputs(net.config, 32, 1)
+    p = amp.choose_policy("auto", torch.device("cpu"), net, x)
+    assert p.dtype == expect and "measured" in p.reason
+    again = amp.choose_policy("auto", torch.device("cpu"), net, x)
+    assert again.dtype == expect and len(calls) == 1  # cached: measured once per machine
+    assert json.loads((tmp_path / "slowfast-trt" / "cpu_amp.json").read_text())
+
+
+def test_real_measurement_returns_both_timings():
+    net = model.build("fast_r50_4x16", num_classes=2)
+    t = amp.measure_cpu_bf16(net, random_inputs(net.config, 32, 1), repeats=1)
+    assert set(t) == {"fp32", "bf16"} and all(v > 0 for v in t.values())
