@@ -22,3 +22,42 @@ def randomize_(net: nn.Module, seed: int = 0) -> nn.Module:
             elif isinstance(m, nn.Linear):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 4 / m.in_features**0.5)
     return net
+
+
+BIT_BLOCK = 16  # pixels per bit of the burnt-in frame number
+
+
+def write_indexed_video(path, num_frames: int, width: int, height: int, fps: int = 30, codec: str = "libvpx-vp9") -> None:
+    """Write a video whose frame number is burnt into its top rows as 8 black/white blocks (LSB first).
+
+    The rest of the frame is a horizontal colour ramp plus a per-frame grey level, so crops and flips are
+    visible. Used to check which frames a decoder returned, at full size.
+    """
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        if codec == "libvpx-vp9":
+            s.options = {"deadline": "realtime", "cpu-used": "8", "crf": "4", "b": "0", "g": "32"}
+        ramp = np.linspace(0, 255, width).astype(np.uint8)
+        for i in range(num_frames):
+            img = np.zeros((height, width, 3), np.uint8)
+            img[2 * BIT_BLOCK:, :, 0] = ramp[None, :]
+            img[2 * BIT_BLOCK:, :, 1] = (i * 7) % 256
+            for b in range(8):
+                if (i >> b) & 1:
+                    img[:2 * BIT_BLOCK, b * BIT_BLOCK:(b + 1) * BIT_BLOCK] = 255
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def read_index(frame) -> int:
+    """The frame number burnt in by `write_indexed_video`, from an H,W,C uint8 frame."""
+    import numpy as np
+
+    row = np.asarray(frame)[BIT_BLOCK, :, :].mean(axis=-1)
+    return int(sum(1 << b for b in range(8) if row[b * BIT_BLOCK + BIT_BLOCK // 2] > 127))

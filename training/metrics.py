@@ -63,6 +63,13 @@ class ViewAggregator:
                 raise SlowFastError(f"video {int(v)} received view clip={key[0]} crop={key[1]} twice; the test pipeline repeated a sample")
             self._scores[int(v)][key] = np.asarray(s, dtype=np.float64)
 
+    def subset(self, keep: list[int]) -> "ViewAggregator":
+        """A new aggregator over the videos `keep` (renumbered 0..len-1), e.g. after skipping bad files."""
+        out = ViewAggregator(len(keep), self.num_clips, self.num_crops, self.multilabel)
+        for new, old in enumerate(keep):
+            out._scores[new] = dict(self._scores.get(old, {}))
+        return out
+
     def check_complete(self) -> None:
         """Fail, naming videos, unless every video got all its views."""
         want = self.num_clips * self.num_crops

@@ -1,0 +1,144 @@
+"""DALI pipelines: frame-exact against PyAV, Slow subset of Fast at full size, epochs, shards, test views, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
+av = pytest.importorskip("av")
+
+import model  # noqa: E402
+from common.errors import SlowFastError  # noqa: E402
+from dali_pipelines.loader import ClipLoader  # noqa: E402
+from dali_pipelines.plan import Video, epoch_order, shard, multiview_plan, train_plan  # noqa: E402
+from tests.helpers import read_index, write_indexed_video  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vids")
+    specs = [("land.webm", 140, 320, 240), ("port.webm", 100, 240, 320), ("short.webm", 40, 320, 240), ("land2.webm", 90, 320, 256)]
+    out = []
+    for i, (name, n, w, h) in enumerate(specs):
+        write_indexed_video(d / name, n, w, h)
+        out.append(Video(i, str(d / name), i % 3, n, 30.0, w, h))
+    return out
+
+
+def _pyav_frames(path: str, indices) -> np.ndarray:
+    from dali_pipelines.colour import frame_to_rgb
+
+    with av.open(path) as c:
+        frames = [frame_to_rgb(f) for f in c.decode(video=0)]
+    return np.stack([frames[i] for i in indices])
+
+
+@pytest.mark.parametrize("convention", ["pyslowfast", "strided"])
+def test_decoded_frames_equal_pyav_and_slow_is_subset_at_full_size(videos, convention):
+    cfg = model.get_config("slowfast_r50_4x16", sampling=convention)
+    plans = multiview_plan(videos, cfg, num_clips=2)
+    loader = ClipLoader(plans, cfg, "decode", batch_size=1, device="cpu")  # raw frames of different sizes: one per batch
+    seen = 0
+    for batch in loader:
+        for j in range(len(batch["video"])):
+            plan = plans[seen]
+            fast = batch["fast"][j].numpy()
+            slow = batch["slow"][j].numpy()
+            assert fast.shape == (cfg.fast_frames, videos[plan.video].height, videos[plan.video].width, 3)
+            assert [read_index(f) for f in fast] == plan.fast_idx.tolist()
+            # Same libvpx frames; the YUV->RGB conversion (BT.601, bilinear chroma) differs by rounding only.
+            diff = np.abs(fast.astype(int) - _pyav_frames(plan.path, plan.fast_idx).astype(int))
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.005
+            assert slow.shape[0] == cfg.num_frames and np.array_equal(slow, fast[plan.slow_pos])
+            assert [read_index(f) for f in slow] == plan.slow_idx.tolist()
+            seen += 1
+    assert seen == len(plans)
+
+
+def test_pyslowfast_positions_4x16(videos):
+    cfg = model.get_config("slowfast_r50_4x16")
+    p = multiview_plan(videos[:1], cfg, num_clips=1)[0]
+    start = p.fast_idx[0]
+    assert (p.fast_idx - start)[:4].tolist() == [0, 2, 4, 6]
+    assert (p.slow_idx - start).tolist() == [0, 20, 40, 63]  # truncated linspace, not 0, 16, 32, 48
+
+
+def test_train_batches_shapes_normalisation_and_flip(videos):
+    cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
+    loader = ClipLoader(lambda e: train_plan(videos, cfg, e, seed=3), cfg, "train", batch_size=4, device="cpu", videos=videos)
+    batch = next(iter(loader))
+    assert batch["slow"].shape == (4, 3, 4, 64, 64) and batch["fast"].shape == (4, 3, 32, 64, 64)
+    assert batch["slow"].dtype == torch.float32 and -2.1 < batch["fast"].min() and batch["fast"].max() < 2.5
+    # The Slow clip is the Fast clip's frames at the Slow positions, after the same crop and flip.
+    plans = {p.video: p for p in loader.plans}
+    for j, v in enumerate(batch["video"].tolist()):
+        assert torch.equal(batch["slow"][j], batch["fast"][j][:, torch.as_tensor(plans[v].slow_pos).long()])
+    # A flipped window gives the mirror image of the same window unflipped.
+    p = loader.plans[0]
+    y0, x0, y1, x1 = p.roi
+    flipped = [type(p)(p.video, p.path, p.label, p.fast_idx, p.slow_pos, 0, (y0, x1, y1, x0), not p.flip)]
+    a = next(iter(ClipLoader([p], cfg, "train", 1, device="cpu")))["fast"]
+    b = next(iter(ClipLoader(flipped, cfg, "train", 1, device="cpu")))["fast"]
+    assert torch.allclose(a, b.flip(-1), atol=0.05)
+
+
+def test_epochs_are_permutations_and_shards_partition(videos):
+    cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
+    loader = ClipLoader(lambda e: train_plan(videos, cfg, e, seed=0), cfg, "train", batch_size=3, device="cpu")
+    orders = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        seen = [v for b in loader for v in b["video"].tolist()]
+        assert sorted(seen) == list(range(len(videos)))
+        orders.append(seen)
+    assert len({tuple(o) for o in orders}) > 1  # reshuffled between epochs
+    order = epoch_order(10, epoch=2, seed=5)
+    a, b = shard(order, 0, 2), shard(order, 1, 2)
+    assert set(a).isdisjoint(b) and sorted([*a, *b]) == list(range(10))
+    p0 = train_plan(videos, cfg, 1, seed=0, shard_id=0, num_shards=2)
+    p1 = train_plan(videos, cfg, 1, seed=0, shard_id=1, num_shards=2)
+    assert {p.video for p in p0}.isdisjoint({p.video for p in p1}) and len(p0) + len(p1) == len(videos)
+    single = {p.video: p for p in train_plan(videos, cfg, 1, seed=0)}
+    assert all(np.array_equal(p.fast_idx, single[p.video].fast_idx) and p.roi == single[p.video].roi for p in p0 + p1)
+
+
+def test_every_video_gets_k_by_3_views_and_crops_follow_orientation(videos):
+    cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
+    k = 3
+    loader = ClipLoader(multiview_plan(videos, cfg, k), cfg, "test", batch_size=2, device="cpu")
+    views: dict[int, set] = {}
+    red: dict[tuple[int, int], float] = {}
+    for b in loader:
+        assert b["slow"].shape[1:] == (3, 4, 96, 96) and b["fast"].shape[1:] == (3, 32, 96, 96)
+        for v, c, cr, f in zip(b["video"].tolist(), b["clip"].tolist(), b["crop"].tolist(), b["fast"]):
+            views.setdefault(v, set()).add((c, cr))
+            red[(v, cr)] = float(f[0, 0, -10:, :].mean())  # the red ramp grows left to right (bottom rows)
+    assert all(len(s) == k * 3 for s in views.values()) and len(views) == len(videos)
+    land, port = 0, 1
+    assert red[(land, 0)] < red[(land, 1)] < red[(land, 2)]  # left / centre / right
+    assert abs(red[(port, 0)] - red[(port, 2)]) < 0.05  # portrait: top / centre / bottom span the full width
+
+
+def test_bad_input_errors(videos, tmp_path):
+    cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
+    good = videos[0]
+    trunc = tmp_path / "trunc.webm"
+    trunc.write_bytes(open(good.path, "rb").read()[: 20000])
+    vids = [good, Video(1, str(trunc), 0, good.num_frames, 30.0, 320, 240), Video(2, good.path, 1, good.num_frames, 30.0, 320, 240)]
+    with pytest.raises(SlowFastError, match="trunc.webm"):
+        list(ClipLoader(multiview_plan(vids, cfg, 2), cfg, "test", 2, device="cpu"))
+    loader = ClipLoader(multiview_plan(vids, cfg, 2), cfg, "test", 2, device="cpu", skip_bad=True)
+    seen = {v for b in loader for v in b["video"].tolist()}
+    assert seen == {0, 2} and list(loader.bad) == [str(trunc)]
+    with pytest.raises(SlowFastError, match="not found"):
+        ClipLoader([], cfg, "train", 2, device="cpu", videos=[Video(0, str(tmp_path / "nope.webm"), 0, 90, 30.0, 320, 240)])
+    with pytest.raises(SlowFastError, match="no videos"):
+        ClipLoader([], cfg, "train", 2, device="cpu", videos=[])
+    short = [Video(0, videos[2].path, 0, 40, 30.0, 320, 240)]
+    with pytest.raises(SlowFastError, match="shorter than one clip"):
+        ClipLoader([], cfg, "train", 2, device="cpu", videos=short)
+    h264 = tmp_path / "clip.mp4"
+    write_indexed_video(h264, 70, 160, 128, codec="libx264")
+    with pytest.raises(SlowFastError, match=r"clip\.mp4: codec h264 .*data prepare --codec vp9"):
+        ClipLoader([], cfg, "train", 2, device="cpu", videos=[Video(0, str(h264), 0, 70, 30.0, 160, 128)])

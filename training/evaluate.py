@@ -1,0 +1,86 @@
+"""Multi-view testing: K clips x crops per video through the DALI test pipeline, scores aggregated per video.
+
+One pass produces all four view settings (1x1, 1x3, Kx1, Kx3; the KxN run contains the others). Any
+engine (checkpoint, ONNX, TensorRT plan) goes through the same code, so their accuracies are comparable.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.io import atomic_write_text
+from dali_pipelines.loader import ClipLoader
+from dali_pipelines.plan import Video, multiview_plan
+from training.metrics import ViewAggregator
+
+
+def evaluate_engine(engine, videos: list[Video], *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
+                    device: str = "auto", threads: int = 2, skip_bad: bool = False, progress: bool = True) -> dict:
+    """Accuracy per view setting of `engine` (callable slow, fast -> logits/probs) on `videos`; returns a result dict."""
+    cfg = engine.config
+    loader = ClipLoader(multiview_plan(videos, cfg, num_clips), cfg, "test", batch_size, device=device, threads=threads,
+                        skip_bad=skip_bad, videos=videos, num_crops=num_crops)
+    index = {v.index: i for i, v in enumerate(videos)}
+    agg = ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel)
+    outputs_kind = engine.info.get("output", {}).get("kind", "logits")
+    start, views = time.perf_counter(), 0
+    for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        clips = {p: batch[p] for p in cfg.pathways}
+        scores = engine(**clips).float()
+        if outputs_kind == "logits":
+            scores = torch.sigmoid(scores) if cfg.multilabel else torch.softmax(scores, dim=-1)
+        vids = np.array([index[int(v)] for v in batch["video"].cpu()])
+        agg.add(vids, batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy(), scores.cpu().numpy())
+        views += len(vids)
+    elapsed = time.perf_counter() - start
+    if loader.bad:
+        keep = [i for i, v in enumerate(videos) if v.path not in loader.bad]
+        agg = agg.subset(keep)
+        videos = [videos[i] for i in keep]
+    labels = _labels(videos, cfg)
+    return {
+        "engine": engine.name,
+        "artifact": engine.info.get("path"),
+        "precision": engine.precision,
+        "videos": len(videos),
+        "skipped": sorted(loader.bad),
+        "clips": num_clips,
+        "crops": num_crops,
+        "views_per_s": views / elapsed if elapsed else None,
+        "results": agg.results(labels),
+    }
+
+
+def _labels(videos: list[Video], cfg) -> np.ndarray:
+    if not cfg.multilabel:
+        return np.array([int(v.label if not isinstance(v.label, (list, tuple)) else v.label[0]) for v in videos])
+    hot = np.zeros((len(videos), cfg.num_classes))
+    for i, v in enumerate(videos):
+        hot[i, list(v.label) if isinstance(v.label, (list, tuple)) else [v.label]] = 1
+    return hot
+
+
+def to_markdown(result: dict) -> str:
+    """A Markdown table of one evaluation: one row per view setting."""
+    metric_keys = sorted({k for r in result["results"].values() for k in r})
+    lines = [f"Engine `{result['engine']}` ({result['artifact']}), {result['videos']} videos, {result['clips']} clips x {result['crops']} crops", "",
+             "| views | " + " | ".join(metric_keys) + " |", "|---|" + "---:|" * len(metric_keys)]
+    for setting, r in result["results"].items():
+        lines.append(f"| {setting} | " + " | ".join(f"{r[k]:.2f}" for k in metric_keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_eval(result: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write `eval.json` and `eval.md` into `out_dir`."""
+    from benchmarks.environment import environment
+
+    out = Path(out_dir)
+    paths = {"json": out / "eval.json", "markdown": out / "eval.md"}
+    atomic_write_text(paths["json"], json.dumps({"benchmark": "accuracy", **environment(), **result}, indent=2) + "\n")
+    atomic_write_text(paths["markdown"], to_markdown(result))
+    return paths
