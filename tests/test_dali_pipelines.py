@@ -142,3 +142,37 @@ def test_bad_input_errors(videos, tmp_path):
     write_indexed_video(h264, 70, 160, 128, codec="libx264")
     with pytest.raises(SlowFastError, match=r"clip\.mp4: codec h264 .*data prepare --codec vp9"):
         ClipLoader([], cfg, "train", 2, device="cpu", videos=[Video(0, str(h264), 0, 70, 30.0, 160, 128)])
+
+
+def test_pyav_reference_loader_agrees_with_dali(videos):
+    """Same plans through PyAV + torch and through DALI: same frames, same crops, same flips (swscale rounding aside)."""
+    from dali_pipelines.pyav_loader import PyAVClips
+
+    cfg = model.get_config("slowfast_r50_4x16", crop_size=96, test_crop_size=128)
+    same = [v for v in videos if (v.width, v.height) == (320, 240)]
+    plans = train_plan(same, cfg, epoch=0, seed=7)
+    dali = next(iter(ClipLoader(plans, cfg, "train", len(plans), device="cpu")))
+    ref = PyAVClips(plans, cfg, "train")
+    grey = 255 * cfg.std[0]
+    for j, p in enumerate(plans):
+        r = ref[j]
+        assert r["video"] == int(dali["video"][j])
+        assert grey * (r["fast"] - dali["fast"][j]).abs().mean() < 1.5
+        assert grey * (r["slow"] - dali["slow"][j]).abs().mean() < 1.5
+    tplans = multiview_plan(videos[:2], cfg, num_clips=1)  # landscape and portrait
+    views = list(ClipLoader(tplans, cfg, "test", 1, device="cpu"))
+    for p, batch in zip(tplans, views):
+        r = PyAVClips([p], cfg, "test")[0]
+        for c in range(3):
+            assert grey * (r["fast"][c] - batch["fast"][c]).abs().mean() < 1.5, (p.path, c)
+
+
+def test_bench_pipeline_reports_every_loader(videos):
+    from benchmarks.pipeline import bench_pipeline, to_markdown
+
+    cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
+    r = bench_pipeline(videos, cfg, batch=2, threads=2, clips=4, device="cpu", progress=lambda _l: None)
+    for key in ("device", "dali_train_clips_per_s", "dali_decode_only_clips_per_s", "pyav_serial_clips_per_s", "pyav_dataloader_clips_per_s"):
+        assert key in r
+    assert all(row["clips_per_s"] > 0 and row["clips"] >= 4 for row in r["rows"].values())
+    assert r["ratios"]["dali_train_vs_pyav_serial"] > 0 and "| dali_train |" in to_markdown(r)
