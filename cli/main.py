@@ -33,6 +33,10 @@ def _register() -> None:
     from cli import export as _export
 
     main.add_command(_export.export)
+    from cli import train as _train
+
+    main.add_command(_train.train)
+    main.add_command(_train.eval_cmd)
 
 
 _register()

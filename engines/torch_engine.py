@@ -27,6 +27,8 @@ class TorchEngine(Engine):
         self.precision = precision
         self.outputs = outputs
         cfg = net.config
+        if cfg.head_act != "none":  # the head itself averages per-position probabilities (PySlowFast's eval head)
+            self.outputs = outputs = "probs"
         self.info = make_sidecar(cfg, kind="checkpoint", precision=precision, size=cfg.test_crop_size, batch="dynamic", outputs=outputs, source=source)
         for spec in self.info["inputs"].values():  # any spatial size runs through the fully convolutional net
             spec["shape"][3:] = ["height", "width"]
@@ -50,5 +52,7 @@ class TorchEngine(Engine):
         use_amp = self.precision != "fp32"
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=DTYPES[self.precision], enabled=use_amp):
             logits = self.net(**kwargs)
-        logits = logits.float()
-        return logits if self.outputs == "logits" else (torch.sigmoid(logits) if self.config.multilabel else torch.softmax(logits, -1))
+        scores = logits.float()
+        if self.outputs == "logits" or self.config.head_act != "none":
+            return scores
+        return torch.sigmoid(scores) if self.config.multilabel else torch.softmax(scores, -1)

@@ -33,6 +33,13 @@ class ScoresHead(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         kwargs = dict(zip(self.net.config.pathways, inputs))
+        head = self.net.head
+        if self.net.config.head_act != "none":  # a converted reference head: choose what the graph returns
+            act, head.act = head.act, ("none" if self.outputs == "logits" else head.act)
+            try:
+                return self.net(**kwargs)
+            finally:
+                head.act = act
         logits = self.net(**kwargs)
         return logits if self.outputs == "logits" else self.net.activation(logits)
 

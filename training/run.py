@@ -1,0 +1,56 @@
+"""Entry points behind `slowfast train` and `slowfast eval`: manifests in, a run folder or an evaluation out."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from common.errors import SlowFastError
+from dali_pipelines.manifest import read_manifest, to_videos
+from model.config import SlowFastConfig
+from model.zoo import get_config
+from training.trainer import TrainOptions, Trainer
+
+
+def _manifest_videos(path: str | None, what: str):
+    if path is None:
+        return None, None
+    if not Path(path).exists():
+        raise SlowFastError(f"{what} manifest {path} not found; create one with `slowfast data synth` or `slowfast data prepare`")
+    m = read_manifest(path)
+    if len(m) == 0:
+        raise SlowFastError(f"{what} manifest {path} has no videos")
+    return m, to_videos(m)
+
+
+def resolve_config(preset: str, manifest, overrides: dict) -> SlowFastConfig:
+    """The preset, with the class count (and multi-label mode) taken from the manifest unless given."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if manifest is not None:
+        overrides.setdefault("num_classes", len(manifest.classes))
+        if any(isinstance(e.label, tuple) for e in manifest.entries):
+            overrides.setdefault("multilabel", True)
+    return get_config(preset, **overrides)
+
+
+def train(preset: str, train_manifest: str, out_dir: str, *, val_manifest: str | None = None, resume: bool = False,
+          model_overrides: dict | None = None, **options) -> dict:
+    """Train `preset` on `train_manifest` into `out_dir` (checkpoints, metrics.csv, config.json); returns the summary."""
+    train_m, train_videos = _manifest_videos(train_manifest, "training")
+    _, val_videos = _manifest_videos(val_manifest, "validation")
+    cfg = resolve_config(preset, train_m, model_overrides or {})
+    opts = TrainOptions(out_dir=out_dir, model_overrides=model_overrides or {}, **options)
+    return Trainer(cfg, opts, train_videos, val_videos, resume=resume).run()
+
+
+def evaluate(artifact: str, manifest: str, *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
+             device: str = "auto", threads: int = 2, skip_bad: bool = False, out_dir: str | None = None, progress: bool = True) -> dict:
+    """Multi-view accuracy of a checkpoint, ONNX model or TensorRT plan on `manifest`; writes eval.json/.md to `out_dir`."""
+    import engines
+    from training.evaluate import evaluate_engine, write_eval
+
+    _, videos = _manifest_videos(manifest, "evaluation")
+    engine = engines.load(artifact, device=device)
+    result = evaluate_engine(engine, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size,
+                             device=device, threads=threads, skip_bad=skip_bad, progress=progress)
+    if out_dir:
+        result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
+    return result
