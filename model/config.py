@@ -19,6 +19,7 @@ LATERALS = ("tconv", "tsample", "ttoc_sum", "ttoc_concat")
 FAST_INPUTS = {"rgb": 3, "gray": 1, "time_diff": 1, "half_res": 3, "flow": 2}
 SAMPLINGS = ("pyslowfast", "strided")
 HEAD_POOLS = ("global", "reference")
+HEAD_ACTS = ("none", "softmax", "sigmoid")
 
 # Slow-pathway ResNet widths (stem, then (inner, out) per stage res2..res5), the Table 1 numbers.
 STEM_WIDTH = 64
@@ -53,6 +54,9 @@ class SlowFastConfig:
     multilabel: bool = False  # per-class sigmoid + BCE (Charades) instead of softmax + CE
     round_widths: bool = False  # allow beta_inv that does not divide the widths (rounds Fast widths)
     head_pool: str = "global"  # "global" average pool, or "reference" (PySlowFast/PyTorchVideo window pool)
+    # Eval-mode activation applied per pooled position before the mean: "none" (logits: the default, since export,
+    # INT8 calibration and comparisons want logits), "softmax" (PySlowFast's eval head), "sigmoid" (its multi-label head).
+    head_act: str = "none"
     # Input facts that travel with the weights (nothing downstream re-guesses them).
     crop_size: int = 224  # training crop
     test_crop_size: int = 256  # test crop (the paper's GFLOPs are counted at this size)
@@ -187,6 +191,8 @@ class SlowFastConfig:
             raise bad("dropout", "must be in [0, 1)")
         if self.head_pool not in HEAD_POOLS:
             raise bad("head_pool", f"must be one of {HEAD_POOLS}")
+        if self.head_act not in HEAD_ACTS:
+            raise bad("head_act", f"must be one of {HEAD_ACTS}")
         if self.sampling not in SAMPLINGS:
             raise bad("sampling", f"must be one of {SAMPLINGS}")
         stride = 32

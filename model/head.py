@@ -10,12 +10,19 @@ class Head(nn.Module):
 
     `pool="global"` averages over all positions. `pool="reference"` averages windows of the training-crop
     size (T x crop/32 x crop/32, stride 1) as PySlowFast and PyTorchVideo do, so a 256 test crop gives a 2x2
-    grid of positions; logits of those positions are averaged.
+    grid of positions, which are then averaged.
+
+    `act` is applied in eval mode only, at each position before that mean: "none" averages logits (as
+    PyTorchVideo; our default, because export, INT8 calibration and engine comparisons want logits), "softmax"
+    averages per-position probabilities (as PySlowFast's eval head), "sigmoid" its multi-label variant. In
+    training mode the head always returns logits (the losses take logits).
     """
 
-    def __init__(self, in_features: int, num_classes: int, dropout: float, pool: str = "global", window: tuple[int, ...] = ()):
+    def __init__(self, in_features: int, num_classes: int, dropout: float, pool: str = "global", window: tuple[int, ...] = (),
+                 act: str = "none"):
         super().__init__()
         self.pool_mode = pool
+        self.act = act
         self.window = tuple(window)  # one (T, S, S) per pathway for pool="reference"
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.projection = nn.Linear(in_features, num_classes)
@@ -38,4 +45,9 @@ class Head(nn.Module):
         return self.projection(self.dropout(x))
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.positions_logits(features).mean(dim=(1, 2, 3))
+        x = self.positions_logits(features)
+        if not self.training and self.act == "softmax":
+            x = torch.softmax(x, dim=-1)
+        elif not self.training and self.act == "sigmoid":
+            x = torch.sigmoid(x)
+        return x.mean(dim=(1, 2, 3))

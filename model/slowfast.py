@@ -73,7 +73,7 @@ class SlowFast(nn.Module):
             frames = cfg.num_frames if p == "slow" else cfg.fast_frames
             sp = s if p == "slow" else s // cfg.fast_spatial_ratio
             window.append((frames, sp, sp))
-        self.head = Head(sum(cin.values()), cfg.num_classes, cfg.dropout, pool=cfg.head_pool, window=window)
+        self.head = Head(sum(cin.values()), cfg.num_classes, cfg.dropout, pool=cfg.head_pool, window=window, act=cfg.head_act)
 
     def _inputs(self, slow: torch.Tensor | None, fast: torch.Tensor | None) -> dict[str, torch.Tensor]:
         given = {"slow": slow, "fast": fast}
@@ -99,5 +99,11 @@ class SlowFast(nn.Module):
         return self.head(self.features(slow, fast))
 
     def activation(self, logits: torch.Tensor) -> torch.Tensor:
-        """Scores from logits: sigmoid per class for multi-label models, softmax otherwise."""
+        """Scores from the forward's output: sigmoid per class for multi-label models, softmax otherwise.
+
+        A model whose head already applies an eval activation (`head_act` "softmax"/"sigmoid", as converted
+        PySlowFast models) returns scores in eval mode; they pass through unchanged rather than twice activated.
+        """
+        if not self.training and self.config.head_act != "none":
+            return logits
         return torch.sigmoid(logits) if self.config.multilabel else torch.softmax(logits, dim=-1)
