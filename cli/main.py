@@ -37,6 +37,9 @@ def _register() -> None:
 
     main.add_command(_train.train)
     main.add_command(_train.eval_cmd)
+    from cli import data as _data
+
+    main.add_command(_data.data)
     from cli import convert as _convert
 
     main.add_command(_convert.convert)
