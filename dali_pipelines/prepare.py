@@ -226,8 +226,10 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, short_side: int = 25
     if workers is not None and workers < 1:
         raise SlowFastError(f"--workers must be >= 1, got {workers}")
     t0 = time.perf_counter()
-    collection = read_collection(src, root)
     out = Path(out)
+    if Path(src).is_dir() and out.resolve().is_relative_to(Path(src).resolve()):
+        raise SlowFastError(f"OUT ({out}) is inside SRC ({src}); its outputs would be read as new videos: pick an OUT outside SRC")
+    collection = read_collection(src, root)
     state = out / STATE_DIR
     with _locked(state):
         _check_same_settings(state, settings)

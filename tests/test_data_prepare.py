@@ -258,9 +258,30 @@ def test_user_errors_are_one_line(tmp_path):
         (("synth", str(tmp_path / "s"), "--size", "64by80"), "--size must look like HxW"),
         (("synth", str(tmp_path / "s"), "--size", "63x80"), "must be even numbers"),
     ]
+    cases.append((("prepare", str(tmp_path / "empty"), str(tmp_path / "empty" / "out")), "is inside SRC"))
     (tmp_path / "bad.csv").write_text("video,class\na.mp4,1\n")
     cases.append((("check", str(tmp_path / "bad.csv")), "is not a manifest: its header must start with path,label"))
     for args, message in cases:
         r = run(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert message in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+
+
+def _crashy(job: str) -> str:
+    """A job for the pool test: 'boom' kills its worker outright, 'bad' is an unreadable file, others succeed."""
+    from dali_pipelines.video_io import VideoError
+
+    if job == "boom":
+        os._exit(9)
+    if job == "bad":
+        raise VideoError("not a video")
+    return job.upper()
+
+
+def test_pool_attributes_a_worker_crash_to_its_file_and_finishes_the_rest():
+    from dali_pipelines.parallel import CRASH_REASON, run_parallel
+
+    jobs = ["a", "boom", "bad", "b", "c", "d"]
+    results = {jobs[i]: (r, reason) for i, r, reason in run_parallel(_crashy, jobs, workers=2)}
+    assert results == {"a": ("A", None), "boom": (None, CRASH_REASON), "bad": (None, "not a video"),
+                       "b": ("B", None), "c": ("C", None), "d": ("D", None)}
