@@ -238,6 +238,9 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, short_side: int = 25
         tmp_dir.mkdir(parents=True)
         log = state / "done.jsonl"
         done = _read_done(log)
+        if log.is_file() and log.stat().st_size and not log.read_bytes().endswith(b"\n"):
+            with open(log, "a", encoding="utf-8") as f:  # a killed run tore the last line: start a fresh one
+                f.write("\n")
         jobs, todo, records = [], [], {}
         for n, item in enumerate(collection.items):
             rel = f"{VIDEOS_DIR}/{item.name}{spec.extension}"

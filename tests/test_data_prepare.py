@@ -232,6 +232,8 @@ def test_interrupted_prepare_resumes_without_missing_duplicate_or_corrupt_output
     first = _final_outputs_are_whole(out, 120)
     assert 1 <= len(first) < len(names)
     assert not (out / "manifest.csv").exists()  # a manifest only ever describes a finished run
+    with open(out / ".prepare" / "done.jsonl", "a") as f:
+        f.write('{"out": "videos/phone/clip0')  # as if the kill had come in the middle of writing a record
 
     res = _cli("prepare", str(src.parent), str(out), "--short-side", "96", "--workers", "2", "--quiet")
     assert res.returncode == 0, res.stderr
@@ -243,6 +245,8 @@ def test_interrupted_prepare_resumes_without_missing_duplicate_or_corrupt_output
     assert not any((out / ".prepare" / "tmp").glob("*")) and not list(out.rglob("*.tmp"))
     done, skipped = (int(x) for x in __import__("re").search(r"\((\d+) transcoded, (\d+) already done\)", res.stdout).groups())
     assert skipped >= 1 and done + skipped == len(names)
+    final = prepare(src.parent, out, short_side=96, progress=False)  # every record of the second run was readable
+    assert (final.transcoded, final.skipped) == (0, len(names))
 
 
 def test_user_errors_are_one_line(tmp_path):
