@@ -101,7 +101,7 @@ def check_cmd(manifest: str, write_clean: str | None, workers: int | None, quiet
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the PNG sheets and NPZ arrays.")
 @click.option("--mode", default="train", show_default=True, type=click.Choice(["train", "test"]))
 @click.option("--n", "n", default=4, show_default=True, type=int, help="Number of samples (videos).")
-@click.option("--preset", default="slowfast_r50_4x16", show_default=True, help="Model preset whose input settings to use.")
+@click.option("--preset", default="slowfast_tiny_4x16", show_default=True, help="Model preset whose input settings (T, tau, alpha, crops, mean/std, sampling) to use.")
 @click.option("--frames-T", "num_frames", type=int, help="Override T (Slow frames).")
 @click.option("--tau", type=int, help="Override tau (Slow stride).")
 @click.option("--alpha", type=int, help="Override alpha (Fast/Slow frame ratio).")

@@ -27,7 +27,7 @@ from common.errors import SlowFastError
 from dali_pipelines.manifest import read_manifest, to_videos
 from dali_pipelines.video_io import DALI_CPU_CODECS, VideoError, probe
 
-DEFAULT_PRESET = "slowfast_r50_4x16"
+DEFAULT_PRESET = "slowfast_tiny_4x16"  # 4x16 clips, 64-pixel crops: the synthetic set as the demo model sees it
 BACKENDS = ("auto", "dali", "pyav")
 
 

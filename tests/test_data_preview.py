@@ -15,6 +15,7 @@ from dali_pipelines.preview import preview  # noqa: E402
 from dali_pipelines.synth import synth  # noqa: E402
 
 SMALL = dict(crop_size=64, test_crop_size=64)  # the synthetic videos are 64x80: no resize in test mode
+R50 = "slowfast_r50_4x16"  # explicit, so these tests do not depend on the demo preset's settings
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def _denorm(x: np.ndarray) -> np.ndarray:
 
 def test_test_mode_shows_the_exact_frames_and_crops_through_dali(dataset, tmp_path):
     pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
-    r = preview(dataset / "manifest.csv", tmp_path, mode="test", n=2, device="cpu", **SMALL)
+    r = preview(dataset / "manifest.csv", tmp_path, preset=R50, mode="test", n=2, device="cpu", **SMALL)
     assert r.backend == "dali" and r.note is None and len(r.samples) == 2
     for png, npz in r.samples:
         from PIL import Image
@@ -63,8 +64,8 @@ def test_test_mode_shows_the_exact_frames_and_crops_through_dali(dataset, tmp_pa
 
 def test_train_mode_dali_and_pyav_reference_agree(dataset, tmp_path):
     pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
-    a = preview(dataset / "manifest.csv", tmp_path / "dali", mode="train", n=3, seed=5, backend="dali", device="cpu", **SMALL)
-    b = preview(dataset / "manifest.csv", tmp_path / "pyav", mode="train", n=3, seed=5, backend="pyav", **SMALL)
+    a = preview(dataset / "manifest.csv", tmp_path / "dali", preset=R50, mode="train", n=3, seed=5, backend="dali", device="cpu", **SMALL)
+    b = preview(dataset / "manifest.csv", tmp_path / "pyav", preset=R50, mode="train", n=3, seed=5, backend="pyav", **SMALL)
     assert a.backend == "dali" and b.backend == "pyav"
     for (_, na), (_, nb) in zip(a.samples, b.samples):
         da, db = np.load(na), np.load(nb)
@@ -87,8 +88,8 @@ def test_h264_falls_back_to_pyav_on_cpu_and_other_fast_inputs(dataset, tmp_path)
     assert d["fast"].shape == (1, 1, 32, 64, 64) and d["slow"].shape == (1, 3, 4, 64, 64)
     pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
     with pytest.raises(SlowFastError, match="codec h264 cannot be decoded by DALI on the CPU"):
-        preview(h264 / "manifest.csv", tmp_path / "q", n=1, backend="dali", device="cpu", **SMALL)
-    r = preview(dataset / "manifest.csv", tmp_path / "s", mode="test", n=1, sampling="strided", num_frames=8, tau=8, alpha=4,
+        preview(h264 / "manifest.csv", tmp_path / "q", preset=R50, n=1, backend="dali", device="cpu", **SMALL)
+    r = preview(dataset / "manifest.csv", tmp_path / "s", preset=R50, mode="test", n=1, sampling="strided", num_frames=8, tau=8, alpha=4,
                 device="cpu", **SMALL)
     d = np.load(r.samples[0][1])
     assert (d["slow_indices"] - d["slow_indices"][0]).tolist() == list(range(0, 64, 8))
