@@ -13,7 +13,7 @@ from typing import Any
 from common.errors import SlowFastError
 
 ARCHS = ("slowfast", "slow", "fast")
-DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+DEPTHS = {14: (1, 1, 1, 1), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}  # 14: one bottleneck per stage, for CPU demos
 R101_VARIANTS = ("50_50", "101_101_101")
 LATERALS = ("tconv", "tsample", "ttoc_sum", "ttoc_concat")
 FAST_INPUTS = {"rgb": 3, "gray": 1, "time_diff": 1, "half_res": 3, "flow": 2}
@@ -38,7 +38,8 @@ class SlowFastConfig:
     """Everything that defines a SlowFast / Slow-only / Fast-only network and its input."""
 
     arch: str = "slowfast"  # "slowfast" | "slow" (Slow-only) | "fast" (Fast-only)
-    depth: int = 50  # ResNet depth: 50 or 101
+    depth: int = 50  # ResNet depth: 50 or 101 (the paper), 14 (one bottleneck per stage; not in the paper)
+    width: int = 64  # Slow stem width; every Slow width scales with width/64 (64 in the paper)
     r101_variant: str = "50_50"  # "50_50" (paper) or "101_101_101" (model zoo); only for depth 101
     num_frames: int = 4  # T: frames into the Slow pathway
     tau: int = 16  # temporal stride of the Slow pathway on the raw clip
@@ -106,6 +107,16 @@ class SlowFastConfig:
         return DEPTHS[self.depth]
 
     @property
+    def stem_width(self) -> int:
+        """Slow-pathway conv1 channels (64 in Table 1)."""
+        return STEM_WIDTH * self.width // 64
+
+    @property
+    def stage_widths(self) -> tuple[tuple[int, int], ...]:
+        """Slow-pathway (inner, out) channels of res2..res5 (Table 1 scaled by width/64)."""
+        return tuple((i * self.width // 64, o * self.width // 64) for i, o in STAGE_WIDTHS)
+
+    @property
     def name(self) -> str:
         return str(self.extra.get("preset", "custom"))
 
@@ -150,7 +161,7 @@ class SlowFastConfig:
             raise bad("depth", f"must be one of {sorted(DEPTHS)}")
         if self.r101_variant not in R101_VARIANTS:
             raise bad("r101_variant", f"must be one of {R101_VARIANTS}")
-        for name in ("num_frames", "tau", "alpha", "beta_inv", "num_classes", "fusion_ratio"):
+        for name in ("num_frames", "tau", "alpha", "beta_inv", "num_classes", "fusion_ratio", "width"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise bad(name, "must be a positive integer")
@@ -169,7 +180,7 @@ class SlowFastConfig:
         if self.lateral_kernel < 1 or self.lateral_kernel % 2 == 0:
             raise bad("lateral_kernel", "must be a positive odd number so that the strided lateral keeps T frames")
         if not self.round_widths and self.has_fast:
-            widths = [STEM_WIDTH] + [w for pair in STAGE_WIDTHS for w in pair]
+            widths = [self.stem_width] + [w for pair in self.stage_widths for w in pair]
             uneven = [w for w in widths if w % self.beta_inv]
             if uneven:
                 raise bad(

@@ -6,7 +6,7 @@ from torch import nn
 
 from common.errors import SlowFastError
 from model.blocks import ResStage, Stem
-from model.config import FAST_STEM_TEMPORAL, SLOW_STEM_TEMPORAL, STAGE_WIDTHS, STEM_WIDTH, SlowFastConfig
+from model.config import FAST_STEM_TEMPORAL, SLOW_STEM_TEMPORAL, SlowFastConfig
 from model.head import Head
 from model.lateral import Lateral, lateral_channels
 
@@ -41,13 +41,13 @@ class SlowFast(nn.Module):
         stem_in = {"slow": 3, "fast": cfg.fast_channels_in}
         stem_kt = {"slow": SLOW_STEM_TEMPORAL, "fast": FAST_STEM_TEMPORAL}
         paths = cfg.pathways
-        self.stem = Pathways(**{p: Stem(stem_in[p], widths[p](STEM_WIDTH), stem_kt[p]) for p in paths})
+        self.stem = Pathways(**{p: Stem(stem_in[p], widths[p](cfg.stem_width), stem_kt[p]) for p in paths})
 
         fused = cfg.arch == "slowfast" and cfg.lateral is not None
         # Slow input channels of each stage grow by what the lateral before it concatenates.
-        cin = {p: widths[p](STEM_WIDTH) for p in paths}
+        cin = {p: widths[p](cfg.stem_width) for p in paths}
         self.fuse1 = Lateral(cfg, cin["fast"]) if fused else None
-        for k, (stage, (inner, out)) in enumerate(zip(STAGES, STAGE_WIDTHS), start=2):
+        for k, (stage, (inner, out)) in enumerate(zip(STAGES, cfg.stage_widths), start=2):
             if fused and k > 2:
                 self.add_module(f"fuse{k - 1}", Lateral(cfg, cin["fast"]))
             elif k > 2:

@@ -112,6 +112,12 @@ _add("slowfast_r101_8x8_101_101_101", "model zoo", None, **SF_8x8, depth=101, r1
      note="the zoo's R101: temporal kernel 3 in all 23 res4 blocks (the paper's R101 keeps 3 in the first 6 only); reference count 125.9 GFLOPs")
 
 
+# --- CPU demo models (not in the paper): R14 (one bottleneck per stage) at a quarter of the width ---
+TINY = dict(depth=14, width=16, num_frames=4, tau=16, crop_size=64, test_crop_size=64)
+_add("slowfast_tiny_4x16", "demo (not in the paper)", None, arch="slowfast", alpha=8, beta_inv=4, **TINY)
+_add("slow_tiny_4x16", "demo (not in the paper)", None, arch="slow", lateral=None, **TINY)
+
+
 def presets() -> list[str]:
     """Names of all presets."""
     return list(_PRESETS)

@@ -432,6 +432,19 @@ def test_files_that_are_not_checkpoints(tmp_path):
         model.convert(good, fmt="tensorflow")
 
 
+def test_legacy_torch_files_convert(tmp_path):
+    """torch.save's pre-1.6 (non-zip) format starts like a pickle; it is recognised and still read weights-only."""
+    net = _net("slow_r50_4x16", num_classes=3)
+    path = tmp_path / "legacy.pyth"
+    torch.save({"model_state": to_pyslowfast_state(net)}, path, _use_new_zipfile_serialization=False)
+    assert _same(model.convert(path), net)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SlowFastError, match="truncated or corrupt PyTorch file") as e:
+        model.convert(path)
+    _one_line(e)
+
+
 def test_own_checkpoints_and_plain_safetensors_convert(tmp_path):
     import safetensors.torch
 

