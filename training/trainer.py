@@ -104,6 +104,15 @@ class Checkpoints:
         return path
 
 
+def _tensorboard(log_dir: Path):
+    """A TensorBoard writer when the `tensorboard` package is installed, else None (metrics.csv has everything)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(log_dir))
+
+
 def _fresh_accumulators() -> dict:
     """Per-epoch sums behind the epoch's metrics row (kept in checkpoints so a resumed epoch reports the whole epoch)."""
     return {"loss_sum": 0.0, "n_loss": 0, "clips": 0, "seconds": 0.0}
@@ -213,6 +222,7 @@ class Trainer:
         self.seen: list[int] = []  # video indices this rank read in the current epoch (written to data_log.jsonl)
         self.best = {"metric": None, "value": -math.inf, "step": None}
         self.last_good: Path | None = latest
+        self.tb = _tensorboard(self.out / "tensorboard") if self.dist.is_main else None
         if state is not None:
             self._restore(state)
 
@@ -315,6 +325,8 @@ class Trainer:
         while self.epoch < self.opts.epochs and not stop:
             stop = self._run_epoch()
         self._write_metrics()
+        if self.tb is not None:
+            self.tb.close()
         dist_util.shutdown(self.dist)
         return {"history": self.history, "best": self.best, "last_checkpoint": str(self.last_good) if self.last_good else None}
 
@@ -353,6 +365,9 @@ class Trainer:
             acc["seconds"] = time.perf_counter() - t0
             rate = acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", clips_s=f"{rate:.1f}")
+            if self.tb is not None:
+                self.tb.add_scalar("train/loss", float(loss.detach()), self.global_step)
+                self.tb.add_scalar("train/lr", lr, self.global_step)
             bar.update(1)
             stop = bool(self.opts.max_steps and self.global_step >= self.opts.max_steps)
             if self.step_in_epoch < self.steps_per_epoch and (stop or (self.opts.save_every and self.global_step % self.opts.save_every == 0)):
@@ -378,6 +393,11 @@ class Trainer:
                 self.best = {"metric": f"val_{widest}_{metric}", "value": value, "step": self.global_step}
                 is_best = True
         self.history.append(row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step"):
+                    self.tb.add_scalar(f"epoch/{k}", v, self.global_step)
+            self.tb.flush()
         self._log_data()
         self.epoch += 1
         self.step_in_epoch = 0
