@@ -41,3 +41,49 @@ def pipeline_cmd(manifest, preset, crop, batch, threads, clips, device, as_json,
     if out_dir:
         paths = write_results(result, out_dir)
         click.echo(f"wrote {paths['json']} and {paths['markdown']}", err=True)
+
+
+def _int_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        out = [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter("a comma-separated list of integers, e.g. 1,8,32") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter("batch sizes must be >= 1")
+    return out
+
+
+def _emit(result: dict, markdown: str, as_json: bool, out_dir: str | None, write) -> None:
+    import json
+
+    click.echo(json.dumps(result, indent=2) if as_json else markdown)
+    if out_dir:
+        paths = write(result, out_dir)
+        click.echo(f"wrote {paths['json']} and {paths['markdown']}", err=True)
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@bench.command("model")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--batch", "batches", callback=_int_list, help="Comma-separated batch sizes [default: 1,8,32 on a GPU, 1,4 on the CPU].")
+@click.option("--warmup", type=click.IntRange(0), help="Untimed calls per batch size [default: 10 GPU, 2 CPU].")
+@click.option("--iters", type=click.IntRange(1), help="Timed calls per batch size [default: 50 GPU, 5 CPU].")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "bf16", "fp16"]),
+              help="Torch precisions for checkpoints (repeatable) [default: all the device supports].")
+@click.option("--compile", "compile_", is_flag=True, help="Also time torch.compile'd checkpoints (reported as skipped if it fails).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: its own choice).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and model.md here.")
+def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, device, threads, as_json, out_dir):
+    """Clips/s and latency p50/p95/p99 of each ARTIFACT per backend, precision and batch size."""
+    from benchmarks.throughput import bench_model, to_markdown, write_results
+
+    result = bench_model(list(artifacts), batches=batches, warmup=warmup, iters=iters, precisions=list(precisions) or None,
+                         compile=compile_, device=device, threads=threads, progress=_progress)
+    _emit(result, to_markdown(result), as_json, out_dir, write_results)
