@@ -87,3 +87,37 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, device, t
     result = bench_model(list(artifacts), batches=batches, warmup=warmup, iters=iters, precisions=list(precisions) or None,
                          compile=compile_, device=device, threads=threads, progress=_progress)
     _emit(result, to_markdown(result), as_json, out_dir, write_results)
+
+
+def _videos(manifest: str):
+    from pathlib import Path
+
+    from common.errors import SlowFastError
+    from dali_pipelines.manifest import read_manifest, to_videos
+
+    if not Path(manifest).is_file():
+        raise SlowFastError(f"manifest {manifest} not found; create one with `slowfast data synth` or `slowfast data prepare`")
+    m = read_manifest(manifest)
+    if len(m) == 0:
+        raise SlowFastError(f"manifest {manifest} has no videos")
+    return to_videos(m)
+
+
+@bench.command("e2e")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
+@click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Clips timed per pass.")
+@click.option("--crops", default=1, show_default=True, type=click.Choice(["1", "3"]), help="Test crops per clip.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Torch precision (checkpoints only).")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads (and PyAV DataLoader workers).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and e2e.md here.")
+def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, device, as_json, out_dir):
+    """Encoded video to scores: DALI feeding ARTIFACT vs the PyAV loader, clips/s and time per stage."""
+    from benchmarks.e2e import bench_e2e, to_markdown, write_results
+
+    result = bench_e2e(_videos(manifest), artifact, batch=batch, clips=clips, crops=int(crops), precision=precision, device=device,
+                       threads=threads, manifest=manifest, progress=_progress)
+    _emit(result, to_markdown(result), as_json, out_dir, write_results)
