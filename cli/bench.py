@@ -121,3 +121,24 @@ def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, device,
     result = bench_e2e(_videos(manifest), artifact, batch=batch, clips=clips, crops=int(crops), precision=precision, device=device,
                        threads=threads, manifest=manifest, progress=_progress)
     _emit(result, to_markdown(result), as_json, out_dir, write_results)
+
+
+@bench.command("accuracy")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K: clips per video (the paper: 10).")
+@click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]), help="Spatial crops per clip.")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "bf16", "fp16"]),
+              help="Torch precisions for checkpoints (repeatable) [default: fp32].")
+@click.option("--batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and accuracy.md here.")
+def accuracy_cmd(manifest, artifacts, clips, crops, precisions, batch, threads, device, as_json, out_dir):
+    """Top-1/top-5 (mAP) of each ARTIFACT per view setting (1x1, 1x3, Kx1, Kx3) and precision, with GFLOPs x views."""
+    from benchmarks.accuracy import bench_accuracy, to_markdown, write_results
+
+    result = bench_accuracy(_videos(manifest), list(artifacts), clips=clips, crops=int(crops), precisions=list(precisions) or None,
+                            batch=batch, device=device, threads=threads, manifest=manifest, progress=_progress)
+    _emit(result, to_markdown(result), as_json, out_dir, write_results)
