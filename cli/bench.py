@@ -142,3 +142,14 @@ def accuracy_cmd(manifest, artifacts, clips, crops, precisions, batch, threads, 
     result = bench_accuracy(_videos(manifest), list(artifacts), clips=clips, crops=int(crops), precisions=list(precisions) or None,
                             batch=batch, device=device, threads=threads, manifest=manifest, progress=_progress)
     _emit(result, to_markdown(result), as_json, out_dir, write_results)
+
+
+@click.command("report")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for report.md and plots/ [default: the first DIR].")
+def report_cmd(dirs, out_dir):
+    """Merge the result.json files in DIRs (and below them) into one report.md with PNG plots."""
+    from benchmarks.report import write_report
+
+    path = write_report(list(dirs), out_dir or dirs[0])
+    click.echo(f"report: {path}")
