@@ -33,14 +33,14 @@ def decodable(videos: list[Video], what: str = "the manifest", progress: Callabl
     keep, dropped = [], []
     for v in videos:
         (keep if Path(v.path).is_file() and count_packets(v.path) > 0 else dropped).append(v)
-    for v in dropped[:5]:
-        progress(f"warning: skipping {v.path}: missing, unreadable or without video packets")
-    if len(dropped) > 5:
-        progress(f"warning: ... and {len(dropped) - 5} more undecodable files")
     if not keep:
         first = dropped[0].path if dropped else "(no entries)"
         raise SlowFastError(f"{what}: none of its {len(videos)} videos can be decoded (first: {first}); "
                             "fix the files or the manifest (`slowfast data check MANIFEST`)")
+    for v in dropped[:5]:
+        progress(f"warning: skipping {v.path}: missing, unreadable or without video packets")
+    if len(dropped) > 5:
+        progress(f"warning: ... and {len(dropped) - 5} more undecodable files")
     return keep
 
 
