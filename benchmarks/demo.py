@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from common.errors import SlowFastError
-from common.io import atomic_write_text
+from common.io import atomic_write, atomic_write_text
 
 SLOWFAST, SLOW = "slowfast_tiny_4x16", "slow_tiny_4x16"
 
@@ -90,7 +90,8 @@ class Demo:
         return self.out / "data"
 
     def ckpt(self, preset: str) -> Path:
-        return self.out / "train" / preset / "best.safetensors"
+        """The trained model under its preset's name (tables name artifacts by file name)."""
+        return self.out / "models" / f"{preset}.safetensors"
 
     def onnx(self, preset: str, int8: bool = False) -> Path:
         return self.out / "export" / f"{preset}{'.int8' if int8 else ''}.onnx"
@@ -165,8 +166,11 @@ class Demo:
         s = self.settings
         train(preset, str(self.data / "train.csv"), str(run_dir), val_manifest=str(self.data / "val.csv"), resume=resume,
               epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, val_clips=s.val_clips, val_crops=1, threads=2, progress=True)
-        if not self.ckpt(preset).is_file():
+        best = run_dir / "best.safetensors"
+        if not best.is_file():
             raise SlowFastError(f"training {preset} wrote no best.safetensors in {run_dir}; see its metrics.csv")
+        with atomic_write(self.ckpt(preset)) as f, open(best, "rb") as src:
+            shutil.copyfileobj(src, f)
 
     def _videos(self, split: str = "val"):
         from dali_pipelines.manifest import read_manifest, to_videos

@@ -154,6 +154,25 @@ def bench_model(artifacts: list[str], *, batches: list[int] | None = None, warmu
         raise SlowFastError("--batch sizes and --iters must be >= 1 and --warmup >= 0")
     env = environment()
     rows, skipped, gflops_cache = [], [], {}
+    saved_threads = torch.get_num_threads()
+    if threads:  # the same intra-op thread count for torch as for ONNX Runtime
+        torch.set_num_threads(threads)
+    try:
+        _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, threads, env, rows, skipped, gflops_cache, progress)
+        torch_threads = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(saved_threads)
+    for s in skipped:
+        progress(f"skipped {Path(s['artifact']).name} {s['engine']}: {s['reason']}")
+    return {"benchmark": "model", **env,
+            "settings": {"artifacts": [str(a) for a in artifacts], "batches": batches, "warmup": warmup, "iters": iters,
+                         "precisions": precisions, "compile": compile, "device": str(dev), "threads": threads,
+                         "torch_threads": torch_threads, "gflops": GFLOPS_NOTE},
+            "rows": rows, "skipped": skipped}
+
+
+def _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, threads, env, rows, skipped, gflops_cache, progress) -> None:
+    """The measurement loop of bench_model: appends to `rows` and `skipped`."""
     for artifact in artifacts:
         path = Path(artifact)
         if not path.exists():
@@ -192,13 +211,6 @@ def bench_model(artifacts: list[str], *, batches: list[int] | None = None, warmu
                 progress(f"{path.name:28s} {engine.name:22s} batch {b:3d}: {stats['clips_per_s']:9.2f} clips/s  "
                          f"p50 {stats['latency_ms_p50']:8.2f} ms  p99 {stats['latency_ms_p99']:8.2f} ms")
             del engine
-    for s in skipped:
-        progress(f"skipped {Path(s['artifact']).name} {s['engine']}: {s['reason']}")
-    return {"benchmark": "model", **env,
-            "settings": {"artifacts": [str(a) for a in artifacts], "batches": batches, "warmup": warmup, "iters": iters,
-                         "precisions": precisions, "compile": compile, "device": str(dev), "threads": threads,
-                         "torch_threads": torch.get_num_threads(), "gflops": GFLOPS_NOTE},
-            "rows": rows, "skipped": skipped}
 
 
 def to_markdown(result: dict) -> str:

@@ -77,7 +77,7 @@ def _progress(line: str) -> None:
               help="Torch precisions for checkpoints (repeatable) [default: all the device supports].")
 @click.option("--compile", "compile_", is_flag=True, help="Also time torch.compile'd checkpoints (reported as skipped if it fails).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: its own choice).")
+@click.option("--threads", type=click.IntRange(1), help="Intra-op threads for torch and ONNX Runtime (default: their own choice). On a shared CPU, 1 avoids OpenMP spin-waits.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and model.md here.")
 def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, device, threads, as_json, out_dir):
