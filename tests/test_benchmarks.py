@@ -222,7 +222,7 @@ def test_demo_stages_skip_when_done_and_rerun_when_inputs_change(tmp_path):
     assert d.stage("s", "stage", work, [dst], [src]) is True
     assert len(calls) == 3
 
-    with pytest.raises(SlowFastError, match="did not"):
+    with pytest.raises(SlowFastError, match="finished without writing"):
         d.stage("t", "stage", lambda: None, [tmp_path / "demo" / "never.json"])
     # A full-mode demo refuses the quick folder, and no demo takes over a foreign non-empty folder.
     with pytest.raises(SlowFastError, match="quick demo with other settings"):
