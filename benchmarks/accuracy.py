@@ -34,7 +34,7 @@ def _agreement(a: dict, b: dict, setting: str) -> float | None:
         return None
     if setting not in a["predictions"] or setting not in b["predictions"]:
         return None
-    return float(agreement(a, b, setting))
+    return 100.0 * float(agreement(a, b, setting))  # a fraction of videos, like the export's parity report
 
 
 def bench_accuracy(videos: list[Video], artifacts: list[str], *, clips: int = 3, crops: int = 3, precisions: list[str] | None = None,
