@@ -13,7 +13,7 @@ from typing import Callable
 
 from benchmarks.environment import environment
 from benchmarks.results import GFLOPS_NOTE, fmt, write_result
-from benchmarks.throughput import _input_size, _load, _resolve, torch_precision_support, CHECKPOINT_SUFFIXES
+from benchmarks.throughput import CHECKPOINT_SUFFIXES, _input_size, _load, _resolve, engine_device, torch_precision_support
 from common.errors import SlowFastError
 from dali_pipelines.plan import Video
 from model.flops import count
@@ -64,7 +64,7 @@ def bench_accuracy(videos: list[Video], artifacts: list[str], *, clips: int = 3,
                 else:
                     variants.append(lambda prec=prec: engines.load(path, device=device, precision=prec))
         else:
-            variants = [lambda: engines.load(path, device=device)]
+            variants = [lambda: engines.load(path, device=engine_device(path, device))]
         for opener in variants:
             engine = _load(path, opener)
             progress(f"evaluating {path.name} ({engine.name}): {len(videos)} videos x {clips} clips x {crops} crops")

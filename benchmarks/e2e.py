@@ -19,7 +19,7 @@ import torch
 
 from benchmarks.environment import environment
 from benchmarks.results import fmt, write_result
-from benchmarks.throughput import _input_size, _load
+from benchmarks.throughput import _input_size, _load, check_batches, engine_device
 from common.errors import SlowFastError
 from dali_pipelines.loader import ClipLoader, count_packets
 from dali_pipelines.plan import Video, multiview_plan
@@ -160,7 +160,8 @@ def bench_e2e(videos: list[Video], artifact: str | Path, *, batch: int = 4, clip
         raise SlowFastError(f"artifact {artifact} not found; pass a checkpoint (.safetensors), an .onnx export or a TensorRT .plan")
     import engines
 
-    engine = _load(artifact, lambda: engines.load(artifact, device=device, precision=precision))
+    check_batches(artifact, [batch * crops])  # the engine sees batch x crops views per call
+    engine = _load(artifact, lambda: engines.load(artifact, device=engine_device(artifact, device), precision=precision))
     cfg, pathways = engine.config, tuple(engine.input_names)
     if _input_size(engine) != cfg.test_crop_size:
         raise SlowFastError(f"{artifact}: built for {_input_size(engine)}-pixel inputs but the test pipeline crops "

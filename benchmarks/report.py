@@ -78,6 +78,11 @@ def plot_accuracy(result: dict) -> bytes:
         for r in rows:
             ax.annotate(r["setting"], (r["gflops_x_views"], r.get(metric)), textcoords="offset points", xytext=(3, 3), fontsize=7)
     ax.set_xscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("GFLOPs x views (multiply-adds, log scale)")
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(f"Accuracy vs inference cost ({result['settings']['videos']} videos)")
@@ -98,9 +103,15 @@ def plot_throughput(result: dict) -> bytes:
     for name, rows in series.items():
         rows = sorted(rows, key=lambda r: r["batch"])
         ax.plot([r["batch"] for r in rows], [r["clips_per_s"] for r in rows], marker="o", label=name)
+    batches = sorted({r["batch"] for r in result["rows"]})
+    rates = [r["clips_per_s"] for r in result["rows"] if r["clips_per_s"] > 0]
     ax.set_xscale("log", base=2)
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.minorticks_off()
+    if rates and max(rates) / min(rates) > 20:  # backends orders of magnitude apart stay readable
+        ax.set_yscale("log")
     ax.set_xlabel("batch size")
-    ax.set_ylabel("clips/s")
+    ax.set_ylabel("clips/s" + (" (log scale)" if ax.get_yscale() == "log" else ""))
     ax.set_title(f"Throughput per backend on {result['device']}"[:90])
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
@@ -131,14 +142,14 @@ def plot_stages(result: dict) -> bytes:
     return data
 
 
-def _model_module(kind: str):
+def _module(kind: str):
     import importlib
 
     return importlib.import_module({"model": "benchmarks.throughput"}.get(kind, f"benchmarks.{kind}"))
 
 
 def _table(result: dict) -> str:
-    mod = _model_module(result["benchmark"])
+    mod = _module(result["benchmark"])
     return mod.to_markdown(result["rows"]) if result["benchmark"] == "flops" else mod.to_markdown(result)
 
 

@@ -69,13 +69,24 @@ def check_batches(artifact: str | Path, batches: list[int]) -> None:
         raise SlowFastError(f"{p}: exported with a fixed batch of {side['batch']}; pass --batch {side['batch']} or re-export with --batch dynamic")
 
 
+def engine_device(artifact: str | Path, device: str) -> str:
+    """The device to open `artifact` on: "auto" runs ONNX exports on the CPU when ONNX Runtime has no CUDA provider."""
+    if device == "auto" and Path(artifact).suffix.lower() == ".onnx" and torch.cuda.is_available():
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "cpu"
+    return device
+
+
 def open_variants(artifact: str | Path, precisions: list[str], compile: bool, device: str, threads: int | None,
                   ) -> tuple[list[tuple[str, Callable]], list[dict]]:
     """The engines to time for one artifact (as lazy openers) and the variants skipped, each with its reason."""
     p = Path(artifact)
     suffix = p.suffix.lower()
     if suffix not in CHECKPOINT_SUFFIXES:
-        return [(suffix.lstrip("."), lambda: engines.load(p, device=device, threads=threads))], []
+        dev = engine_device(p, device)
+        return [(suffix.lstrip("."), lambda: engines.load(p, device=dev, threads=threads))], []
     dev = _resolve(device)
     openers, skipped = [], []
     for prec in precisions:
@@ -180,7 +191,7 @@ def _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, t
         check_batches(path, batches)
         openers, skips = open_variants(path, precisions, compile, device, threads)
         skipped += skips
-        for label, opener in openers:
+        for _name, opener in openers:
             engine = _load(path, opener)
             size = _input_size(engine)
             key = (engine.config.name, size, repr(engine.config.to_dict()))
@@ -202,7 +213,7 @@ def _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, t
                 stats = latency_stats(samples, b)
                 tflops = 2 * gflops * stats["clips_per_s"] / 1e3
                 row = {"artifact": str(path), "preset": engine.config.name, "engine": engine.name, "backend": engine.backend,
-                       "precision": engine.precision, "device": gpu or env["device"], "batch": b, "size": size,
+                       "precision": engine.precision, "device": gpu or f"cpu: {env['cpu']}", "batch": b, "size": size,
                        "gflops_per_clip": gflops, **stats, "achieved_tflops": tflops,
                        "math_mode": math_mode(engine.precision) if gpu else None, "peak_tflops": peak,
                        "fraction_of_peak": tflops / peak if peak else None, "timer": "cuda_events" if gpu else "wall_clock",
