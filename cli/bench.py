@@ -1,4 +1,4 @@
-"""`slowfast bench ...`: the benchmark command group (flops here; pipeline, model, e2e, accuracy join it)."""
+"""`slowfast bench flops|pipeline|model|e2e|accuracy` and `slowfast report`: thin commands over benchmarks/*; each writes result.json and a Markdown table."""
 from __future__ import annotations
 
 import click
