@@ -116,12 +116,15 @@ def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size:
     from nvidia.dali import pipeline_def
 
     gpu = device == "gpu"
+    import torch
+
+    device_id = torch.cuda.current_device() if gpu else None  # each torchrun rank decodes on its own GPU
     n_inputs = 7 if mode == "train" else 5
     dtypes = [types.UINT8, types.INT32, types.INT32, types.INT64, types.FLOAT if cfg.multilabel else types.INT64]
     if mode == "train":
         dtypes += [types.FLOAT, types.FLOAT]
 
-    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=0 if gpu else None, exec_dynamic=True,
+    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, exec_dynamic=True,
                   prefetch_queue_depth=prefetch, seed=seed)
     def graph():
         inputs = fn.external_source(source=source, num_outputs=n_inputs, batch=True, batch_info=True, dtype=dtypes, cycle=None)

@@ -48,3 +48,29 @@ def test_real_measurement_returns_both_timings():
     net = model.build("fast_r50_4x16", num_classes=2)
     t = amp.measure_cpu_bf16(net, random_inputs(net.config, 32, 1), repeats=1)
     assert set(t) == {"fp32", "bf16"} and all(v > 0 for v in t.values())
+
+
+@pytest.mark.gpu
+def test_cuda_training_uses_fp16_convolutions_with_an_active_loss_scale(tmp_path):
+    """The trainer on CUDA (DALI 'mixed' decode): float16 convolutions, a loss scale > 1, finite weights."""
+    from dali_pipelines.manifest import read_manifest, to_videos
+    from dali_pipelines.synth import synth
+    from training.run import resolve_config
+    from training.trainer import TrainOptions, Trainer
+
+    synth(tmp_path / "data", videos=16, seed=1, frames=72, workers=2, progress=False)
+    m = read_manifest(tmp_path / "data" / "train.csv")
+    cfg = resolve_config("slowfast_tiny_4x16", m, {})
+    trainer = Trainer(cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="auto", device="cuda",
+                                        progress=False), to_videos(m))
+    assert trainer.amp.dtype == torch.float16 and trainer.amp.use_scaler
+    dtypes = set()
+    hooks = [mod.register_forward_hook(lambda mod, inp, out: dtypes.add(out.dtype))
+             for mod in trainer.module.modules() if isinstance(mod, torch.nn.Conv3d)]
+    result = trainer.run()
+    for h in hooks:
+        h.remove()
+    assert dtypes == {torch.float16}, f"conv outputs were {dtypes}"
+    assert trainer.scaler.is_enabled() and trainer.scaler.get_scale() > 1
+    assert all(torch.isfinite(p).all() for p in trainer.module.parameters())
+    assert all(torch.isfinite(torch.tensor(row["train_loss"])) for row in result["history"])

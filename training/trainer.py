@@ -27,6 +27,7 @@ from common.errors import SlowFastError
 from common.io import atomic_write_text
 from dali_pipelines.loader import ClipLoader
 from dali_pipelines.plan import Video, train_plan
+from model.build import build as model_build
 from model.config import SlowFastConfig
 from training import distributed as dist_util
 from training.amp import choose_policy
@@ -103,6 +104,11 @@ class Checkpoints:
         return path
 
 
+def _fresh_accumulators() -> dict:
+    """Per-epoch sums behind the epoch's metrics row (kept in checkpoints so a resumed epoch reports the whole epoch)."""
+    return {"loss_sum": 0.0, "n_loss": 0, "clips": 0, "seconds": 0.0}
+
+
 def _rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": json.dumps(_np_state()), "python": json.dumps(_py_state()),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
@@ -155,6 +161,8 @@ class Trainer:
         self.opts, self.out = opts, Path(opts.out_dir)
         self.device = resolve_device(opts.device)
         self.dist = dist_util.init(self.device)
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)  # init() made it the current device
         if not train_videos:
             raise SlowFastError("the training manifest has no videos")
         check_labels(train_videos, cfg, "training manifest")
@@ -180,7 +188,7 @@ class Trainer:
             net = model.load(opts.init) if str(opts.init).endswith(".safetensors") else model.convert(opts.init)
             net = self._adapt_init(net, cfg)
         else:
-            net = model.build(cfg)
+            net = model_build(cfg)
         self.cfg = net.config
         # channels_last_3d: ~2x faster conv3d/BatchNorm training on the CPU here, and the tensor-core layout on GPUs.
         self.net = net.to(self.device, memory_format=torch.channels_last_3d)
@@ -201,6 +209,8 @@ class Trainer:
         self.loss_fn = nn.BCEWithLogitsLoss() if self.cfg.multilabel else nn.CrossEntropyLoss()
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
+        self.acc = _fresh_accumulators()
+        self.seen: list[int] = []  # video indices this rank read in the current epoch (written to data_log.jsonl)
         self.best = {"metric": None, "value": -math.inf, "step": None}
         self.last_good: Path | None = latest
         if state is not None:
@@ -220,15 +230,15 @@ class Trainer:
         return random_inputs(self.cfg, size=self.cfg.crop_size, batch=self.opts.batch_size, device=self.device)
 
     def _adapt_init(self, net: nn.Module, cfg: SlowFastConfig) -> nn.Module:
-        """Fine-tuning: keep the backbone of --init, give it a fresh classifier when the class count differs."""
-        import model
+        """Fine-tuning: the requested network filled with --init's weights (a fresh classifier when the class
+        count differs); weights of another architecture are a one-line error naming the keys and shapes."""
+        from model.statedict import build_with_state
 
-        if net.config.num_classes == cfg.num_classes:
-            return net
-        fresh = model.build(net.config.replace(num_classes=cfg.num_classes, multilabel=cfg.multilabel, dropout=cfg.dropout))
-        own = {k: v for k, v in net.state_dict().items() if not k.startswith("head.")}
-        fresh.load_state_dict(own, strict=False)
-        return fresh
+        state = net.state_dict()
+        if net.config.num_classes != cfg.num_classes or net.config.multilabel != cfg.multilabel:
+            fresh_head = {k: v for k, v in model_build(cfg).state_dict().items() if k.startswith("head.")}
+            state = {k: v for k, v in state.items() if not k.startswith("head.")} | fresh_head
+        return build_with_state(cfg, state, f"--init {self.opts.init}")
 
     def _restore(self, state: dict) -> None:
         if state.get("options", {}).get("batch_size") != self.opts.batch_size or state.get("world_size", 1) != self.dist.world_size:
@@ -237,6 +247,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         self.history = json.loads(state["history"])
+        self.seen = json.loads(state.get("seen", "[]"))
+        self.acc = json.loads(state.get("epoch_sums", "null")) or _fresh_accumulators()
         self.best = json.loads(state["best"])
         _set_rng_state(state["rng"])
 
@@ -244,7 +256,7 @@ class Trainer:
         return {
             "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-            "rng": _rng_state(), "history": json.dumps(self.history), "best": json.dumps(self.best),
+            "rng": _rng_state(), "history": json.dumps(self.history), "seen": json.dumps(self.seen), "epoch_sums": json.dumps(self.acc), "best": json.dumps(self.best),
             "options": {k: v for k, v in asdict(self.opts).items() if isinstance(v, (int, float, str, bool, type(None)))},
             "world_size": self.dist.world_size,
         }
@@ -255,6 +267,12 @@ class Trainer:
             self.last_good = self.ckpts.save(self.module, self._state(), self.global_step, best=best)
         dist_util.barrier(self.dist)
 
+    def _write_text(self, name: str, text: str) -> None:
+        try:
+            atomic_write_text(self.out / name, text)
+        except OSError as e:
+            raise SlowFastError(f"could not write {self.out / name} ({e.strerror or e}); free disk space, then --resume") from None
+
     def _write_metrics(self) -> None:
         if not self.dist.is_main or not self.history:
             return
@@ -263,7 +281,18 @@ class Trainer:
         w = csv.DictWriter(buf, fieldnames=keys)
         w.writeheader()
         w.writerows(self.history)
-        atomic_write_text(self.out / "metrics.csv", buf.getvalue())
+        self._write_text("metrics.csv", buf.getvalue())
+
+    def _log_data(self) -> None:
+        """Append which videos each rank read this epoch to data_log.jsonl (audits shuffling and sharding)."""
+        per_rank = dist_util.all_gather_object(self.seen, self.dist)
+        self.seen = []
+        if self.dist.is_main:
+            try:
+                with open(self.out / "data_log.jsonl", "a") as f:  # on a replayed epoch (resume), the last line counts
+                    f.write(json.dumps({"epoch": self.epoch + 1, "videos_per_rank": per_rank}) + "\n")
+            except OSError as e:
+                raise SlowFastError(f"could not write {self.out / 'data_log.jsonl'} ({e.strerror or e}); free disk space, then --resume") from None
 
     def _validate(self) -> dict:
         from engines.torch_engine import TorchEngine
@@ -280,7 +309,7 @@ class Trainer:
     def run(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
-            atomic_write_text(self.out / "config.json", json.dumps({"model": self.cfg.to_dict(), "options": asdict(self.opts),
+            self._write_text("config.json", json.dumps({"model": self.cfg.to_dict(), "options": asdict(self.opts),
                                                                     "amp": self.amp.reason, "base_lr": self.base_lr}, indent=2, default=str) + "\n")
         stop = False
         while self.epoch < self.opts.epochs and not stop:
@@ -297,7 +326,8 @@ class Trainer:
         self.module.train()
         bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {self.epoch + 1}/{self.opts.epochs}",
                    unit="step", disable=not (self.opts.progress and self.dist.is_main), dynamic_ncols=True)
-        seen, t0, loss_sum, n_loss = 0, time.perf_counter(), 0.0, 0
+        acc, t0 = self.acc, time.perf_counter() - self.acc["seconds"]  # sums over the epoch survive a resume
+        stop = False
         for batch in self.loader:
             lr = lr_at(self.global_step, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr)
             for g in self.optimizer.param_groups:
@@ -316,22 +346,25 @@ class Trainer:
             self.scaler.update()
             self.global_step += 1
             self.step_in_epoch += 1
-            seen += len(target)
-            loss_sum += float(loss.detach())
-            n_loss += 1
-            rate = seen * self.dist.world_size / max(time.perf_counter() - t0, 1e-9)
+            self.seen += batch["video"].tolist()
+            acc["clips"] += len(target)
+            acc["loss_sum"] += float(loss.detach())
+            acc["n_loss"] += 1
+            acc["seconds"] = time.perf_counter() - t0
+            rate = acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", clips_s=f"{rate:.1f}")
             bar.update(1)
-            if self.opts.save_every and self.global_step % self.opts.save_every == 0 and self.step_in_epoch < self.steps_per_epoch:
+            stop = bool(self.opts.max_steps and self.global_step >= self.opts.max_steps)
+            if self.step_in_epoch < self.steps_per_epoch and (stop or (self.opts.save_every and self.global_step % self.opts.save_every == 0)):
                 self._save()
-            if self.opts.max_steps and self.global_step >= self.opts.max_steps:
-                bar.close()
-                self._save()
-                return True
+            if stop:
+                break
         bar.close()
+        if self.step_in_epoch < self.steps_per_epoch:
+            return True  # stopped by max_steps mid-epoch (checkpoint written above)
         row = {"epoch": self.epoch + 1, "step": self.global_step, "lr": lr_at(self.global_step - 1, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr),
-               "train_loss": dist_util.all_reduce_mean(torch.tensor(loss_sum / max(n_loss, 1)), self.dist).item(),
-               "train_clips_per_s": seen * self.dist.world_size / max(time.perf_counter() - t0, 1e-9)}
+               "train_loss": dist_util.all_reduce_mean(torch.tensor(acc["loss_sum"] / max(acc["n_loss"], 1)), self.dist).item(),
+               "train_clips_per_s": acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9)}
         is_best = False
         if self.val_videos and ((self.epoch + 1) % self.opts.val_every == 0 or self.epoch + 1 == self.opts.epochs):
             res = self._validate()
@@ -345,8 +378,10 @@ class Trainer:
                 self.best = {"metric": f"val_{widest}_{metric}", "value": value, "step": self.global_step}
                 is_best = True
         self.history.append(row)
+        self._log_data()
         self.epoch += 1
         self.step_in_epoch = 0
+        self.acc = _fresh_accumulators()
         self._save(best=is_best)
         self._write_metrics()
-        return False
+        return stop
