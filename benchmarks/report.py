@@ -217,11 +217,12 @@ def write_report(dirs: list[str | Path], out_dir: str | Path) -> Path:
     out = Path(out_dir)
     plots = out / "plots"
     results.sort(key=lambda r: (KINDS.index(r["benchmark"]), r["_path"]))
-    devices = {}
-    for r in results:
-        devices.setdefault(device_key(r), []).append(r)
+    machines: dict[str, int] = {}
+    for r in results:  # the hardware; each result's own device line also names its backend / DALI placement
+        name = f"GPU {r['gpu']} with CPU {r.get('cpu')}" if r.get("gpu") else f"CPU {r.get('cpu')}"
+        machines[name] = machines.get(name, 0) + 1
     lines = ["# SlowFast-TRT benchmark report", "",
-             f"{len(results)} result(s); devices: " + "; ".join(f"{k[0]} ({len(v)} result(s))" for k, v in devices.items()) + ".",
+             f"{len(results)} result(s) measured on: " + "; ".join(f"{k} ({v} result(s))" for k, v in machines.items()) + ".",
              "Ratios are taken inside one result (one run) or between runs on the same device, never across devices.", "",
              "## Headlines", "", *headlines(results), ""]
     lines += compare_runs(results)
