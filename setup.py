@@ -16,6 +16,7 @@ setup(
         "numpy>=1.23",
         "tqdm>=4.60",
         "safetensors>=0.4",
+        "matplotlib>=3.7",  # PNG plots of `slowfast report` (Agg backend, no display needed)
     ],
     extras_require={
         "data": ["av>=12", "nvidia-dali-cuda120>=1.40", "pillow>=9"],

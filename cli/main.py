@@ -30,6 +30,10 @@ def _register() -> None:
 
     main.add_command(_flops.flops)
     main.add_command(_bench.bench)
+    main.add_command(_bench.report_cmd)
+    from cli import demo as _demo
+
+    main.add_command(_demo.demo)
     from cli import export as _export
 
     main.add_command(_export.export)
