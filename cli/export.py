@@ -1,4 +1,4 @@
-"""`slowfast export onnx|engine`: build-time artifacts, each with a JSON sidecar."""
+"""`slowfast export onnx|int8|engine|info`: build-time artifacts, each with a JSON sidecar."""
 from __future__ import annotations
 
 import json
@@ -37,6 +37,27 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
     if "parity" in r.sidecar:
         p = r.sidecar["parity"]
         click.echo(f"ONNX Runtime vs PyTorch: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.1f}% (batches {p['batches']})")
+
+
+@export.command("int8")
+@click.argument("onnx_path", metavar="ONNX", type=click.Path(dir_okay=False))
+@click.option("--calib", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of calibration videos.")
+@click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Calibration clips (one per video).")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int, help="Which videos are drawn.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: NAME.int8.onnx beside ONNX).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where DALI decodes.")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, seed: int, out: str | None, device: str, threads: int, quiet: bool) -> None:
+    """Quantize an FP32 ONNX export to a symmetric int8 Q/DQ model calibrated on DALI clips."""
+    from export.quantize import qdq_summary, quantize_from_manifest
+
+    path = quantize_from_manifest(onnx_path, manifest, clips=clips, method=method, seed=seed, out=out, device=device,
+                                  threads=threads, progress=not quiet)
+    s = qdq_summary(path)
+    click.echo(f"wrote {path}: {s['quantized_convs']}/{s['convs']} Conv quantized, symmetric={s['symmetric']}, "
+               f"{clips} calibration clips ({method}, seed {seed})")
 
 
 @export.command("engine")
