@@ -1,4 +1,4 @@
-"""`slowfast export onnx|int8|engine|info`: build-time artifacts, each with a JSON sidecar."""
+"""`slowfast export onnx|int8|engine|compare|info`: build-time artifacts, each with a JSON sidecar."""
 from __future__ import annotations
 
 import json
@@ -76,6 +76,28 @@ def engine_cmd(onnx_path: str, precision: str, out: str | None, min_batch: int, 
     path = build_engine(onnx_path, out, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
                         max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache)
     click.echo(f"wrote {path}")
+
+
+@export.command("compare")
+@click.argument("fp32", type=click.Path(dir_okay=False))
+@click.argument("int8", type=click.Path(dir_okay=False))
+@click.option("--data", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of the test videos.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Write result.json and result.md here.")
+@click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K clips per video.")
+@click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]))
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads.")
+@click.option("--engine-threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: its own).")
+@click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="Interleaved speed calls per engine.")
+@click.option("--quiet", is_flag=True)
+def compare_cmd(fp32, int8, manifest, out_dir, clips, crops, batch_size, device, threads, engine_threads, repeats, quiet) -> None:
+    """FP32 vs INT8 in one run: accuracy per view, top-1 agreement, clips/s (result.json + result.md)."""
+    from export.compare import compare, to_markdown
+
+    r = compare(fp32, int8, manifest, out_dir, num_clips=clips, num_crops=int(crops), batch_size=batch_size, device=device,
+                threads=threads, engine_threads=engine_threads, repeats=repeats, progress=not quiet)
+    click.echo(to_markdown(r))
 
 
 @export.command("info")

@@ -69,6 +69,8 @@ def quantize_int8(
         raise SlowFastError(f"--method must be one of {METHODS}, got {method!r}")
     check_graph_inputs(graph_inputs(src), side, str(src))
     out = Path(out) if out else src.with_name(src.stem + ".int8.onnx")
+    if out.resolve() == src.resolve():
+        raise SlowFastError(f"--out {out} is the FP32 model itself; pick another output name")
     batches = iter(calibration)
     first = next(batches, None)
     if first is None:

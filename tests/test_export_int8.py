@@ -212,3 +212,18 @@ def _rename_inputs(src, dst, names: dict[str, str]):
     onnx.save(m, str(dst))
     shutil.copy(sidecar_path(src), sidecar_path(dst))
     return dst
+
+
+def test_export_compare_writes_result_files(setup, tmp_path):
+    """`export compare` on a model against itself: zero delta, 100% agreement, speed from interleaved calls, files written."""
+    out = tmp_path / "cmp"
+    r = _cli("export", "compare", setup["onnx"], setup["onnx"], "--data", setup["manifest"], "--out", out, "--clips", 2,
+             "--crops", 1, "--device", "cpu", "--repeats", 2, "--quiet")
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "result.json").read_text())
+    assert set(res["accuracy"]) == {"1x1", "2x1"}
+    for a in res["accuracy"].values():
+        assert a["delta"] == 0 and a["top1_agreement"] == 100.0
+    assert len(res["samples"]["speed_s"]["fp32"]) == 2 and res["speed"]["fp32"]["clips_per_s"] > 0
+    assert res["speed"]["fp32"]["batch_views"] == 4 and res["versions"]["onnxruntime"]
+    assert "top-1 agreement" in (out / "result.md").read_text()
