@@ -1,4 +1,4 @@
-"""`slowfast export onnx|engine`: build-time artifacts, each with a JSON sidecar."""
+"""`slowfast export onnx|int8|engine|compare|info`: build-time artifacts, each with a JSON sidecar."""
 from __future__ import annotations
 
 import json
@@ -39,6 +39,27 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
         click.echo(f"ONNX Runtime vs PyTorch: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.1f}% (batches {p['batches']})")
 
 
+@export.command("int8")
+@click.argument("onnx_path", metavar="ONNX", type=click.Path(dir_okay=False))
+@click.option("--calib", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of calibration videos.")
+@click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Calibration clips (one per video).")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int, help="Which videos are drawn.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: NAME.int8.onnx beside ONNX).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where DALI decodes.")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, seed: int, out: str | None, device: str, threads: int, quiet: bool) -> None:
+    """Quantize an FP32 ONNX export to a symmetric int8 Q/DQ model calibrated on DALI clips."""
+    from export.quantize import qdq_summary, quantize_from_manifest
+
+    path = quantize_from_manifest(onnx_path, manifest, clips=clips, method=method, seed=seed, out=out, device=device,
+                                  threads=threads, progress=not quiet)
+    s = qdq_summary(path)
+    click.echo(f"wrote {path}: {s['quantized_convs']}/{s['convs']} Conv quantized, symmetric={s['symmetric']}, "
+               f"{clips} calibration clips ({method}, seed {seed})")
+
+
 @export.command("engine")
 @click.argument("onnx_path", metavar="ONNX", type=click.Path(dir_okay=False))
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp16", show_default=True)
@@ -55,6 +76,28 @@ def engine_cmd(onnx_path: str, precision: str, out: str | None, min_batch: int, 
     path = build_engine(onnx_path, out, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
                         max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache)
     click.echo(f"wrote {path}")
+
+
+@export.command("compare")
+@click.argument("fp32", type=click.Path(dir_okay=False))
+@click.argument("int8", type=click.Path(dir_okay=False))
+@click.option("--data", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of the test videos.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Write result.json and result.md here.")
+@click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K clips per video.")
+@click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]))
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads.")
+@click.option("--engine-threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: its own).")
+@click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="Interleaved speed calls per engine.")
+@click.option("--quiet", is_flag=True)
+def compare_cmd(fp32, int8, manifest, out_dir, clips, crops, batch_size, device, threads, engine_threads, repeats, quiet) -> None:
+    """FP32 vs INT8 in one run: accuracy per view, top-1 agreement, clips/s (result.json + result.md)."""
+    from export.compare import compare, to_markdown
+
+    r = compare(fp32, int8, manifest, out_dir, num_clips=clips, num_crops=int(crops), batch_size=batch_size, device=device,
+                threads=threads, engine_threads=engine_threads, repeats=repeats, progress=not quiet)
+    click.echo(to_markdown(r))
 
 
 @export.command("info")

@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from export.sidecar import check_inputs, sidecar_config
+from export.sidecar import check_inputs, check_sampling, sidecar_config
 from model.config import SlowFastConfig
 
 
@@ -34,10 +34,14 @@ class Engine:
     def name(self) -> str:
         return f"{self.backend}-{self.precision}"
 
-    def __call__(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None, *, sampling: str | None = None) -> torch.Tensor:
+        """Scores `N, num_classes` for a batch of clips; `sampling` (the clips' frame-index convention), when given, is checked too."""
         given = {"slow": slow, "fast": fast}
         inputs = {n: given[n] for n in self.input_names if given[n] is not None}
-        check_inputs(self.info, {n: tuple(t.shape) for n, t in inputs.items()}, artifact=self.info.get("path", self.backend))
+        artifact = self.info.get("path", self.backend)
+        check_inputs(self.info, {n: tuple(t.shape) for n, t in inputs.items()}, artifact=artifact)
+        if sampling is not None:
+            check_sampling(self.info, sampling, artifact=artifact)
         n = next(iter(inputs.values())).shape[0]
         if self.max_batch is not None and n > self.max_batch:
             from common.errors import SlowFastError

@@ -9,6 +9,7 @@ import torch
 from common.device import resolve_device
 from common.errors import SlowFastError
 from engines.base import Engine
+from export.sidecar import check_graph_inputs
 
 
 class OrtEngine(Engine):
@@ -34,9 +35,8 @@ class OrtEngine(Engine):
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for corrupt files
             raise SlowFastError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:200]}); re-export it") from None
-        names = [i.name for i in self.session.get_inputs()]
-        if sorted(names) != sorted(info["input_names"]):
-            raise SlowFastError(f"{path}: the graph's inputs {names} do not match its sidecar {info['input_names']}; re-export it")
+        graph = {i.name: [d if isinstance(d, int) else str(d) for d in i.shape] for i in self.session.get_inputs()}
+        check_graph_inputs(graph, info, str(path))
         self.output_name = self.session.get_outputs()[0].name
 
     def _run(self, inputs: list[torch.Tensor]) -> torch.Tensor:

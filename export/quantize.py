@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from common.errors import SlowFastError
-from export.sidecar import file_sha256, read_sidecar, write_sidecar
+from export.sidecar import check_graph_inputs, file_sha256, graph_inputs, read_sidecar, sidecar_config, write_sidecar
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -67,7 +67,10 @@ def quantize_int8(
         raise SlowFastError(f"{src} is a {side['kind']} artifact; quantize the FP32 ONNX export instead")
     if method not in METHODS:
         raise SlowFastError(f"--method must be one of {METHODS}, got {method!r}")
+    check_graph_inputs(graph_inputs(src), side, str(src))
     out = Path(out) if out else src.with_name(src.stem + ".int8.onnx")
+    if out.resolve() == src.resolve():
+        raise SlowFastError(f"--out {out} is the FP32 model itself; pick another output name")
     batches = iter(calibration)
     first = next(batches, None)
     if first is None:
@@ -98,8 +101,103 @@ def quantize_int8(
         calibration={"method": method, "batches": reader.count, "library": "onnxruntime.quantization (QDQ, symmetric, per-channel weights)", **(calibration_info or {})},
     )
     side.pop("parity", None)
-    write_sidecar(out, side)
+    try:
+        write_sidecar(out, side)
+    except BaseException:
+        out.unlink(missing_ok=True)  # a model without its sidecar is unusable; leave neither
+        raise
     return out
+
+
+CALIB_BATCH = 4  # clips per calibration batch for a dynamic-batch graph
+
+
+def calibration_feed(
+    onnx_path: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+    *,
+    clips: int = 32,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int = 2,
+    progress: bool = True,
+) -> tuple[Iterator[dict[str, np.ndarray]], dict]:
+    """Calibration batches for an FP32 export from the DALI calibration feed, and the settings that describe them.
+
+    The clips are the centre crop of the centre clip of `clips` videos drawn without replacement with `seed`
+    (`dali_pipelines.plan.calibration_plan`), decoded by the DALI test pipeline exactly as at evaluation with
+    the artifact's own config (sampling convention, crop). Everything that can be checked is checked before
+    any clip is decoded: the model and its sidecar, the manifest, and that it has `clips` videos.
+    """
+    from tqdm import tqdm
+
+    from dali_pipelines.loader import ClipLoader
+    from dali_pipelines.manifest import read_manifest, to_videos
+    from dali_pipelines.plan import calibration_plan
+
+    src = Path(onnx_path)
+    if not src.exists():
+        raise SlowFastError(f"ONNX model {src} not found")
+    side = read_sidecar(src)
+    if side["kind"] != "onnx":
+        raise SlowFastError(f"{src} is a {side['kind']} artifact; quantize the FP32 ONNX export instead")
+    check_graph_inputs(graph_inputs(src), side, str(src))
+    manifest_path = Path(manifest_path)
+    if not manifest_path.exists():
+        raise SlowFastError(f"calibration manifest {manifest_path} not found")
+    cfg = sidecar_config(side)
+    if side["crop_size"] != cfg.test_crop_size:  # exported at another size than the config's test crop
+        from dataclasses import replace
+
+        cfg = replace(cfg, test_crop_size=side["crop_size"])
+    videos = to_videos(read_manifest(manifest_path))
+    plans = calibration_plan(videos, cfg, clips, seed=seed)  # too few videos for `clips`: a one-line error
+    batch = side["batch"] if isinstance(side["batch"], int) else CALIB_BATCH
+    if isinstance(side["batch"], int) and clips % batch:
+        raise SlowFastError(f"{src} has a fixed batch of {batch}; pass --clips as a multiple of {batch}")
+    chosen = {p.video for p in plans}
+    loader = ClipLoader(plans, cfg, "test", batch, device=device, threads=threads, num_crops=1,
+                        videos=[v for v in videos if v.index in chosen])
+
+    def feed() -> Iterator[dict[str, np.ndarray]]:
+        with tqdm(total=clips, desc="calibrate", unit="clip", disable=not progress, leave=False) as bar:
+            for b in loader:
+                yield {p: b[p].float().cpu().numpy() for p in cfg.pathways}
+                bar.update(int(b["video"].shape[0]))
+
+    info = {
+        "source": "DALI test pipeline (centre clip, centre crop)",
+        "manifest": str(manifest_path.resolve()),
+        "manifest_sha256": file_sha256(manifest_path),
+        "clips": clips,
+        "seed": seed,
+        "crops": 1,
+        "videos": sorted(v.path for v in videos if v.index in chosen),
+    }
+    return feed(), info
+
+
+def quantize_from_manifest(
+    onnx_path: str | os.PathLike,
+    manifest_path: str | os.PathLike,
+    *,
+    clips: int = 32,
+    method: str = "minmax",
+    seed: int = 0,
+    out: str | os.PathLike | None = None,
+    device: str = "auto",
+    threads: int = 2,
+    progress: bool = True,
+) -> Path:
+    """Quantize an FP32 export to int8 Q/DQ, calibrated on `clips` clips of `manifest_path` from the DALI feed.
+
+    See `calibration_feed` for which clips; the calibration settings (manifest and its hash, clips, seed,
+    method, the videos drawn) go into the INT8 sidecar. Nothing is left under `out` if anything fails.
+    """
+    if method not in METHODS:
+        raise SlowFastError(f"--method must be one of {METHODS}, got {method!r}")
+    feed, info = calibration_feed(onnx_path, manifest_path, clips=clips, seed=seed, device=device, threads=threads, progress=progress)
+    return quantize_int8(onnx_path, feed, out, method=method, calibration_info=info)
 
 
 def qdq_summary(onnx_path: str | os.PathLike) -> dict:
@@ -118,4 +216,5 @@ def qdq_summary(onnx_path: str | os.PathLike) -> dict:
             zero_points.append(numpy_helper.to_array(inits[n.input[2]]))
     symmetric = all(np.all(z == 0) for z in zero_points)
     return {"convs": len(convs), "quantized_convs": len(quantized), "unquantized": [c.name for c in convs if c not in quantized],
+            "quantized_names": [c.name for c in quantized],
             "symmetric": symmetric, "qdq_nodes": sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node)}

@@ -95,6 +95,13 @@ def read_sidecar(artifact: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in ("kind", "config", "inputs", "input_names", "output", "precision") if k not in data]
     if missing:
         raise SlowFastError(f"{path}: sidecar lacks {missing}; re-export the artifact")
+    try:
+        pathways = list(sidecar_config(data).pathways)
+    except (SlowFastError, TypeError, ValueError, KeyError) as e:
+        raise SlowFastError(f"{path}: the sidecar's model config is invalid ({str(e).splitlines()[0][:200]}); re-export the artifact") from None
+    if list(data["input_names"]) != pathways or sorted(data["inputs"]) != sorted(pathways):
+        raise SlowFastError(f"{path}: the sidecar names inputs {data['input_names']} but its {data['config'].get('arch')} model takes {pathways}; "
+                            "the sidecar does not belong to this artifact, re-export it")
     return data
 
 
@@ -125,5 +132,32 @@ def check_sampling(sidecar: dict[str, Any], sampling: str, artifact: str = "engi
     if sidecar.get("sampling") != sampling:
         raise SlowFastError(
             f"{artifact} expects clips sampled with the '{sidecar.get('sampling')}' convention, got '{sampling}'; "
-            f"use --sampling {sidecar.get('sampling')}"
+            "decode clips with the artifact's own config (engine.config), or re-export from a model trained with this convention"
         )
+
+
+def graph_inputs(onnx_path: str | os.PathLike) -> dict[str, list[int | str]]:
+    """Input names and shapes of an ONNX graph (named or unknown dims as strings), without loading the weights."""
+    import onnx
+
+    try:
+        m = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and friends for a file that is not an ONNX model
+        raise SlowFastError(f"{onnx_path}: not a readable ONNX model ({str(e).splitlines()[0][:200] or type(e).__name__}); re-export it") from None
+    inits = {i.name for i in m.graph.initializer}
+    return {
+        i.name: [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in i.type.tensor_type.shape.dim]
+        for i in m.graph.input if i.name not in inits
+    }
+
+
+def check_graph_inputs(graph: dict[str, list[int | str]], sidecar: dict[str, Any], artifact: str = "model") -> None:
+    """Fail when a graph's inputs (names, rank, fixed dims) are not the ones its sidecar describes."""
+    if sorted(graph) != sorted(sidecar["input_names"]):
+        raise SlowFastError(f"{artifact}: the graph's inputs {sorted(graph)} do not match its sidecar {sidecar['input_names']}; "
+                            "export the model with `slowfast export onnx` (inputs 'slow', 'fast')")
+    for name, dims in graph.items():
+        want = sidecar["inputs"][name]["shape"]
+        if len(dims) != len(want) or any(isinstance(g, int) and isinstance(w, int) and g != w for g, w in zip(dims, want)):
+            raise SlowFastError(f"{artifact}: input '{name}' of the graph has shape {dims} but its sidecar says {want}; "
+                                "the sidecar does not belong to this model, re-export it")

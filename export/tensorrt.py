@@ -38,7 +38,7 @@ def gpu_identity() -> dict:
 
     if not torch.cuda.is_available():
         raise SlowFastError("TensorRT plans need an NVIDIA GPU and none is visible to torch; build and run them on the target GPU")
-    props = torch.cuda.get_device_properties(0)
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
     return {"gpu": props.name, "compute_capability": f"{props.major}.{props.minor}"}
 
 
@@ -87,8 +87,11 @@ def build_engine(
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):  # 10.x opt-in; accepted (and implied) on 11.x
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    # 10.x: strong typing is an opt-in flag (BuilderFlag.FP16/INT8 would be the weakly typed route).
+    # 11.x: the flag is deprecated and ignored, strong typing is always on, BuilderFlag.FP16/INT8 no longer exist.
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly_typed is not None:
+        flags |= 1 << int(strongly_typed)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     parse_from = src
@@ -115,14 +118,17 @@ def build_engine(
     config.add_optimization_profile(profile)
     cache_path = Path(timing_cache) if timing_cache else None
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.exists() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    cache = config.create_timing_cache(cache_bytes)  # b"" gives an empty cache
+    # ignore_mismatch=False: a cache from another TensorRT version or GPU is refused, not silently mixed in.
+    if cache is None or not config.set_timing_cache(cache, False):
+        raise SlowFastError(f"timing cache {cache_path} was written by another TensorRT version or GPU (or is corrupt); "
+                            "delete it or pass another --timing-cache")
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise SlowFastError(f"TensorRT failed to build a {precision} plan from {src}; see the TensorRT log above")
     atomic_write_bytes(out, bytes(plan))
-    if cache_path:
+    if cache_path:  # the config's cache holds the loaded entries plus this build's timings
         atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     side.update(
         kind="tensorrt",
@@ -130,8 +136,12 @@ def build_engine(
         source_onnx=str(src),
         source_onnx_sha256=file_sha256(src),
         tensorrt={"version": trt.__version__, **gpu, "profile": {"min": min_batch, "opt": opt_batch, "max": max_batch},
-                  "workspace_mb": workspace_mb, "strongly_typed": bool(flags)},
+                  "workspace_mb": workspace_mb, "strongly_typed": True},
     )
     side.pop("parity", None)
-    write_sidecar(out, side)
+    try:
+        write_sidecar(out, side)
+    except BaseException:
+        out.unlink(missing_ok=True)  # a plan without its sidecar cannot be checked; leave neither
+        raise
     return out

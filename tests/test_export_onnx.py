@@ -111,7 +111,7 @@ def test_engine_input_and_sidecar_errors(r50_4x16, tmp_path):
     side = read_sidecar(r.path)
     side["input_names"] = ["video_slow", "video_fast"]
     sidecar_path(other).write_text(json.dumps(side))
-    with pytest.raises(SlowFastError, match="do not match its sidecar"):
+    with pytest.raises(SlowFastError, match="does not belong to this artifact"):
         engines.load(other, device="cpu")
     # A corrupt model file, a missing sidecar, an unknown artifact type, a missing file.
     bad = tmp_path / "bad.onnx"

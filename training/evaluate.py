@@ -28,10 +28,14 @@ def evaluate_engine(engine, videos: list[Video], *, num_clips: int = 10, num_cro
     index = {v.index: i for i, v in enumerate(videos)}
     agg = ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel)
     outputs_kind = engine.info.get("output", {}).get("kind", "logits")
-    start, views = time.perf_counter(), 0
+    start, views, engine_s = time.perf_counter(), 0, 0.0
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
         clips = {p: batch[p] for p in cfg.pathways}
-        scores = engine(**clips).float()
+        t0 = time.perf_counter()
+        scores = engine(**clips, sampling=loader.cfg.sampling).float()
+        if scores.is_cuda:
+            torch.cuda.synchronize(scores.device)
+        engine_s += time.perf_counter() - t0
         if outputs_kind == "logits":
             scores = torch.sigmoid(scores) if cfg.multilabel else torch.softmax(scores, dim=-1)
         vids = np.array([index[int(v)] for v in batch["video"].cpu()])
@@ -51,9 +55,33 @@ def evaluate_engine(engine, videos: list[Video], *, num_clips: int = 10, num_cro
         "skipped": sorted(loader.bad),
         "clips": num_clips,
         "crops": num_crops,
-        "views_per_s": views / elapsed if elapsed else None,
+        "views_per_s": views / elapsed if elapsed else None,  # decode + inference, end to end
+        "engine_views_per_s": views / engine_s if engine_s else None,  # inside engine(slow, fast) only
+        "batch_size": batch_size,
         "results": agg.results(labels),
+        "predictions": agg.predictions(),
+        "video_paths": [v.path for v in videos],
     }
+
+
+def agreement(a: dict, b: dict, setting: str) -> float:
+    """Top-1 agreement (%) between two `evaluate_engine` results for one view setting (e.g. "10x3").
+
+    Both must cover the same videos in the same order; a video skipped by one run makes them incomparable.
+    """
+    from common.errors import SlowFastError
+
+    for r in (a, b):
+        if "predictions" not in r or "video_paths" not in r:
+            raise SlowFastError("an evaluation result without per-video predictions; re-run the evaluation with this version")
+        if setting not in r["predictions"]:
+            raise SlowFastError(f"view setting {setting!r} is not in the result (has {sorted(r['predictions'])})")
+    if a["video_paths"] != b["video_paths"]:
+        raise SlowFastError("the two evaluations cover different videos (or another order); compare runs on the same manifest without skipped files")
+    pa, pb = a["predictions"][setting], b["predictions"][setting]
+    if not pa:
+        raise SlowFastError("no videos to compare")
+    return 100.0 * sum(x == y for x, y in zip(pa, pb)) / len(pa)
 
 
 def _labels(videos: list[Video], cfg) -> np.ndarray:

@@ -86,17 +86,27 @@ class ViewAggregator:
         pool = np.max if self.multilabel else np.mean
         return np.stack([pool(np.stack([self._scores[v][(k, c)] for k in clips for c in crops]), axis=0) for v in range(self.num_videos)])
 
-    def results(self, labels: np.ndarray) -> dict[str, dict[str, float]]:
-        """Top-1/top-5 (or mAP for multi-label) per view setting; `labels` are ids, or a multi-hot matrix."""
-        self.check_complete()
+    def settings(self) -> dict[str, str]:
+        """The view settings this pass has, as {result name ("10x3"): setting ("Kx3")}."""
         out = {}
         for setting in VIEW_SETTINGS:
             if self.num_crops == 1 and setting.endswith("3") or self.num_clips == 1 and setting.startswith("K"):
                 continue
-            s = self.video_scores(setting)
             clips = self.num_clips if setting.startswith("K") else 1
             crops = self.num_crops if setting.endswith("3") else 1
-            out[f"{clips}x{crops}"] = (
-                {"mAP": mean_average_precision(s, labels)} if self.multilabel else topk_accuracy(s, labels)
-            )
+            out[f"{clips}x{crops}"] = setting
         return out
+
+    def results(self, labels: np.ndarray) -> dict[str, dict[str, float]]:
+        """Top-1/top-5 (or mAP for multi-label) per view setting; `labels` are ids, or a multi-hot matrix."""
+        self.check_complete()
+        out = {}
+        for name, setting in self.settings().items():
+            s = self.video_scores(setting)
+            out[name] = {"mAP": mean_average_precision(s, labels)} if self.multilabel else topk_accuracy(s, labels)
+        return out
+
+    def predictions(self) -> dict[str, list[int]]:
+        """Top-1 class id per video (in video order) for each view setting, keyed like `results`."""
+        self.check_complete()
+        return {name: [int(i) for i in np.argmax(self.video_scores(setting), axis=1)] for name, setting in self.settings().items()}

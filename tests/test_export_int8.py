@@ -1,0 +1,229 @@
+"""`export int8` from the DALI calibration feed, eval of an ONNX export vs its checkpoint, and bad input at the CLI.
+
+Tiny preset (slowfast_tiny_4x16, 64-pixel crops) on 8 small synthetic videos, so the whole file runs in well
+under a minute on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
+
+from click.testing import CliRunner  # noqa: E402
+
+import model  # noqa: E402
+from cli.main import main  # noqa: E402
+from common.errors import SlowFastError  # noqa: E402
+from dali_pipelines.synth import synth  # noqa: E402
+from export.onnx import export_onnx  # noqa: E402
+from export.quantize import qdq_summary  # noqa: E402
+from export.sidecar import read_sidecar, sidecar_path  # noqa: E402
+from tests.helpers import randomize_  # noqa: E402
+from training.evaluate import agreement  # noqa: E402
+
+PRESET = "slowfast_tiny_4x16"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """8 synthetic videos (64x80, 72 frames), a tiny checkpoint with random BN statistics and its FP32 ONNX export."""
+    torch.set_num_threads(2)
+    root = tmp_path_factory.mktemp("int8")
+    synth(root / "data", videos=8, seed=5, frames=72, workers=2, progress=False)
+    net = randomize_(model.build(PRESET, num_classes=8), seed=3).eval()
+    ckpt = model.save(net, root / "model" / "tiny.safetensors")
+    onnx_path = export_onnx(ckpt, root / "model" / "tiny.onnx").path
+    return {"root": root, "manifest": root / "data" / "manifest.csv", "net": net, "ckpt": ckpt, "onnx": onnx_path}
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _one_line_error(r, *needles: str) -> None:
+    """Non-zero exit, a single `error: ...` line, no traceback, and every needle in it."""
+    assert r.exit_code != 0, r.output
+    lines = [line for line in r.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+    assert "Traceback" not in r.output
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def _files(folder) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_cli_export_int8_end_to_end(setup, tmp_path):
+    """DALI clips in, a Q/DQ model out that quantizes every Conv3d (both pathways, laterals); settings in the sidecar."""
+    out = tmp_path / "a.int8.onnx"
+    r = _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 5, "--seed", 1,
+             "--device", "cpu", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    n_conv3d = sum(isinstance(m, torch.nn.Conv3d) for m in setup["net"].modules())
+    laterals = [name for name, m in setup["net"].named_modules() if isinstance(m, torch.nn.Conv3d) and name.startswith("fuse")]
+    assert len(laterals) == 4  # one time-strided conv lateral after pool1 and res2..res4
+    s = qdq_summary(out)
+    assert s["convs"] == n_conv3d and s["quantized_convs"] == n_conv3d and s["unquantized"] == [], s
+    assert sum("fuse" in name for name in s["quantized_names"]) == 4
+    assert s["symmetric"]
+    assert f"{n_conv3d}/{n_conv3d} Conv quantized" in r.output
+    side = read_sidecar(out)
+    cal = side["calibration"]
+    assert side["kind"] == "onnx-int8" and side["precision"] == "int8"
+    assert (cal["method"], cal["clips"], cal["seed"], cal["batches"]) == ("minmax", 5, 1, 2)  # 4 + 1 clips
+    assert cal["manifest"] == str(setup["manifest"].resolve()) and len(cal["videos"]) == 5
+    assert side["source_onnx_sha256"] and side["input_names"] == ["slow", "fast"]
+
+    # The same seed draws the same clips and gives the same scales; another seed draws other videos.
+    again = tmp_path / "b.int8.onnx"
+    assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 5, "--seed", 1,
+                "--device", "cpu", "--out", again, "--quiet").exit_code == 0
+    assert _scales(out) == _scales(again)
+    other = tmp_path / "c.int8.onnx"
+    assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 5, "--seed", 2,
+                "--device", "cpu", "--out", other, "--quiet").exit_code == 0
+    assert read_sidecar(other)["calibration"]["videos"] != cal["videos"]
+
+
+def _scales(path) -> dict[str, list[float]]:
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {i.name: i for i in m.graph.initializer}
+    return {n.input[1]: numpy_helper.to_array(inits[n.input[1]]).ravel().tolist()
+            for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[1] in inits}
+
+
+def test_eval_engine_onnx_matches_checkpoint(setup, tmp_path):
+    """`slowfast eval --engine model.onnx` and `--ckpt` give the same accuracy and the same per-video predictions."""
+    common = ["--data", setup["manifest"], "--clips", 2, "--crops", 3, "--device", "cpu", "--batch-size", 4]
+    r1 = _cli("eval", "--ckpt", setup["ckpt"], *common, "--out", tmp_path / "ckpt")
+    r2 = _cli("eval", "--engine", setup["onnx"], *common, "--out", tmp_path / "onnx")
+    assert r1.exit_code == 0 and r2.exit_code == 0, (r1.output, r2.output)
+    a = json.loads((tmp_path / "ckpt" / "eval.json").read_text())
+    b = json.loads((tmp_path / "onnx" / "eval.json").read_text())
+    assert set(a["results"]) == {"1x1", "1x3", "2x1", "2x3"} and a["videos"] == b["videos"] == 8
+    for setting in a["results"]:
+        assert a["results"][setting] == pytest.approx(b["results"][setting]), setting
+        assert agreement(a, b, setting) == 100.0
+    assert a["video_paths"] == b["video_paths"] and len(a["predictions"]["2x3"]) == 8
+    assert b["engine"] == "onnxruntime-fp32"
+    # A random-weight net may put every video in one class, so also compare the view scores of one real batch.
+    import engines
+    from dali_pipelines.loader import ClipLoader
+    from dali_pipelines.manifest import read_manifest, to_videos
+    from dali_pipelines.plan import multiview_plan
+
+    torch_engine, ort_engine = engines.load(setup["ckpt"], device="cpu"), engines.load(setup["onnx"], device="cpu")
+    cfg = torch_engine.config
+    batch = next(iter(ClipLoader(multiview_plan(to_videos(read_manifest(setup["manifest"]))[:2], cfg, 1), cfg, "test", 2, device="cpu")))
+    clips = {p: batch[p] for p in cfg.pathways}
+    ref, got = torch_engine(**clips), ort_engine(**clips)
+    assert ref.shape == (6, 8) and ref.std(0).max() > 1e-3  # 2 clips x 3 crops, scores that differ between views
+    assert (got - ref).abs().max().item() < 1e-4
+    shuffled = dict(b, video_paths=b["video_paths"][::-1])
+    with pytest.raises(SlowFastError, match="different videos"):
+        agreement(a, shuffled, "2x3")
+
+
+def test_bad_inputs_are_one_line_errors_and_leave_nothing(setup, tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    onnx_path = setup["onnx"]
+
+    # A checkpoint that is not one.
+    fake = work / "fake.safetensors"
+    fake.write_bytes(b"this is not a checkpoint" * 10)
+    before = _files(work)
+    _one_line_error(_cli("export", "onnx", fake, "--out", work / "fake.onnx"), "fake.safetensors")
+    assert _files(work) == before
+
+    # A calibration manifest with fewer videos than --clips.
+    _one_line_error(_cli("export", "int8", onnx_path, "--calib", setup["manifest"], "--clips", 20, "--device", "cpu",
+                         "--out", work / "x.int8.onnx"), "calibration needs 20 clips", "only 8 videos")
+    assert _files(work) == before
+
+    # An ONNX file whose graph inputs have other names than the project's (`slow`, `fast`).
+    renamed = _rename_inputs(onnx_path, work / "renamed.onnx", {"slow": "video_slow", "fast": "video_fast"})
+    before = _files(work)
+    _one_line_error(_cli("export", "int8", renamed, "--calib", setup["manifest"], "--clips", 2, "--device", "cpu"),
+                    "do not match its sidecar")
+    _one_line_error(_cli("eval", "--engine", renamed, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"),
+                    "do not match its sidecar")
+    assert _files(work) == before
+
+    # A sidecar that does not belong to the model: another crop size, and another architecture.
+    wrong = work / "wrong.onnx"
+    shutil.copy(onnx_path, wrong)
+    side = read_sidecar(onnx_path)
+    for name in ("slow", "fast"):
+        side["inputs"][name]["shape"][3:] = [128, 128]
+    side["crop_size"] = 128
+    sidecar_path(wrong).write_text(json.dumps(side))
+    before = _files(work)
+    _one_line_error(_cli("export", "int8", wrong, "--calib", setup["manifest"], "--clips", 2, "--device", "cpu"),
+                    "input 'slow' of the graph has shape", "does not belong")
+    _one_line_error(_cli("eval", "--engine", wrong, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"),
+                    "does not belong")
+    slow_only = read_sidecar(onnx_path)
+    slow_only["config"]["arch"], slow_only["config"]["lateral"] = "slow", None
+    sidecar_path(wrong).write_text(json.dumps(slow_only))
+    _one_line_error(_cli("eval", "--engine", wrong, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"),
+                    "does not belong to this artifact")
+    assert _files(work) == before
+
+    # A corrupt model file (with an intact sidecar) and a corrupt TensorRT plan.
+    corrupt = work / "corrupt.onnx"
+    corrupt.write_bytes(onnx_path.read_bytes()[:5000])
+    sidecar_path(corrupt).write_text(sidecar_path(onnx_path).read_text())
+    before = _files(work)
+    _one_line_error(_cli("eval", "--engine", corrupt, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"),
+                    "corrupt.onnx")
+    _one_line_error(_cli("export", "int8", corrupt, "--calib", setup["manifest"], "--clips", 2, "--device", "cpu"),
+                    "not a readable ONNX model")
+    plan = work / "corrupt.plan"
+    plan.write_bytes(b"\x00" * 4096)
+    side = read_sidecar(onnx_path)
+    side.update(kind="tensorrt", tensorrt={"version": "10.0", "gpu": "none"})
+    sidecar_path(plan).write_text(json.dumps(side))
+    before = _files(work)
+    # Without TensorRT (here) it says how to install it; with it, that the plan is from elsewhere or corrupt.
+    _one_line_error(_cli("eval", "--engine", plan, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"))
+    assert _files(work) == before
+
+
+def _rename_inputs(src, dst, names: dict[str, str]):
+    """A copy of `src` whose graph inputs are renamed (same weights), with the original sidecar beside it."""
+    import onnx
+
+    m = onnx.load(str(src))
+    for i in m.graph.input:
+        if i.name in names:
+            i.name = names[i.name]
+    for node in m.graph.node:
+        node.input[:] = [names.get(x, x) for x in node.input]
+    onnx.save(m, str(dst))
+    shutil.copy(sidecar_path(src), sidecar_path(dst))
+    return dst
+
+
+def test_export_compare_writes_result_files(setup, tmp_path):
+    """`export compare` on a model against itself: zero delta, 100% agreement, speed from interleaved calls, files written."""
+    out = tmp_path / "cmp"
+    r = _cli("export", "compare", setup["onnx"], setup["onnx"], "--data", setup["manifest"], "--out", out, "--clips", 2,
+             "--crops", 1, "--device", "cpu", "--repeats", 2, "--quiet")
+    assert r.exit_code == 0, r.output
+    res = json.loads((out / "result.json").read_text())
+    assert set(res["accuracy"]) == {"1x1", "2x1"}
+    for a in res["accuracy"].values():
+        assert a["delta"] == 0 and a["top1_agreement"] == 100.0
+    assert len(res["samples"]["speed_s"]["fp32"]) == 2 and res["speed"]["fp32"]["clips_per_s"] > 0
+    assert res["speed"]["fp32"]["batch_views"] == 4 and res["versions"]["onnxruntime"]
+    assert "top-1 agreement" in (out / "result.md").read_text()
