@@ -25,16 +25,12 @@ def _views(setting: str) -> tuple[int, int]:
 
 
 def _agreement(a: dict, b: dict, setting: str) -> float | None:
-    """Top-1 agreement of two evaluations for `setting`, or None while evaluate_engine does not return predictions."""
-    if "predictions" not in a or "predictions" not in b:
+    """Top-1 agreement (% of videos) of two evaluations for `setting`, or None where one lacks that setting."""
+    from training.evaluate import agreement
+
+    if setting not in a.get("predictions", {}) or setting not in b.get("predictions", {}):
         return None
-    try:
-        from training.evaluate import agreement
-    except ImportError:
-        return None
-    if setting not in a["predictions"] or setting not in b["predictions"]:
-        return None
-    return 100.0 * float(agreement(a, b, setting))  # a fraction of videos, like the export's parity report
+    return agreement(a, b, setting)
 
 
 def bench_accuracy(videos: list[Video], artifacts: list[str], *, clips: int = 3, crops: int = 3, precisions: list[str] | None = None,

@@ -195,11 +195,8 @@ class Demo:
                              f"top-1 agreement {100 * p['top1_agreement']:.0f}%")
 
     def _int8(self) -> None:
-        try:
-            from export.quantize import quantize_from_manifest
-        except ImportError:
-            raise SlowFastError("this checkout's export.quantize has no quantize_from_manifest (INT8 calibration from a manifest); "
-                                "update the checkout, then re-run `slowfast demo` to resume here") from None
+        from export.quantize import quantize_from_manifest
+
         quantize_from_manifest(self.onnx(SLOWFAST), self.data / "train.csv", clips=self.settings.calib_clips, method="minmax", seed=0,
                                out=self.onnx(SLOWFAST, int8=True), device="auto", threads=2, progress=True)
 

@@ -71,8 +71,11 @@ def jitter_range(cfg: SlowFastConfig) -> tuple[int, int]:
     return cfg.test_crop_size, int(round(cfg.test_crop_size * 320 / 256))
 
 
-def train_window(height: int, width: int, crop: int, short_range: tuple[int, int], rng: np.random.Generator) -> tuple[tuple[float, float, float, float], bool]:
-    """Scale jitter + random crop + random flip as one source-pixel window (y0, x0, y1, x1); flipped windows have x0 > x1."""
+def train_window(height: int, width: int, crop: int, short_range: tuple[int, int], rng: np.random.Generator,
+                 allow_flip: bool = True) -> tuple[tuple[float, float, float, float], bool]:
+    """Scale jitter + random crop + random flip as one source-pixel window (y0, x0, y1, x1); flipped windows have x0 > x1.
+
+    The flip is drawn even when not allowed, so the other draws do not depend on `allow_flip`."""
     short = int(rng.integers(short_range[0], short_range[1] + 1))
     scale = short / min(height, width)
     rh, rw = max(crop, int(round(height * scale))), max(crop, int(round(width * scale)))
@@ -80,7 +83,7 @@ def train_window(height: int, width: int, crop: int, short_range: tuple[int, int
     x = int(rng.integers(0, rw - crop + 1))
     sy, sx = height / rh, width / rw
     y0, y1, x0, x1 = y * sy, (y + crop) * sy, x * sx, (x + crop) * sx
-    flip = bool(rng.integers(0, 2))
+    flip = bool(rng.integers(0, 2)) and allow_flip
     return ((y0, x1, y1, x0) if flip else (y0, x0, y1, x1)), flip
 
 
@@ -108,7 +111,7 @@ def train_plan(videos: list[Video], cfg: SlowFastConfig, epoch: int, seed: int =
         span = sampling.clip_span(cfg.num_frames, cfg.tau, v.fps)
         start = sampling.train_start(v.num_frames, span, rng)
         fast, slow_pos = _indices(cfg, v, start, span)
-        roi, flip = train_window(v.height, v.width, cfg.crop_size, short_range, rng)
+        roi, flip = train_window(v.height, v.width, cfg.crop_size, short_range, rng, cfg.train_flip)
         plans.append(ClipPlan(v.index, v.path, v.label, fast, slow_pos, 0, roi, flip))
     return plans
 

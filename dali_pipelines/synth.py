@@ -52,6 +52,7 @@ from dali_pipelines.video_io import GOP, VideoWriter, codec_spec, count_frames
 
 CLASSES = ("flicker_fast", "flicker_slow", "jitter_fast", "jitter_slow", "dash_left", "dash_right", "drift_left", "drift_right")
 SLOW_AMBIGUOUS_PAIRS = ((0, 1), (2, 3), (4, 5))
+OBJECT_SIZES = (8, 10, 12, 14)  # object side or diameter in pixels, drawn per video
 MEMORY = 8  # frames after which every ambiguous class forgets its past (the longest hold / stroke)
 FAST_HOLD, SLOW_HOLD = 2, 8
 JITTER_OFFSETS = np.arange(-6, 7, 2)
@@ -177,7 +178,7 @@ def render(label: int, seed: int, index: int, frames: int, height: int, width: i
         bg[y:y + h, x:x + w] = rng.integers(0, 256, 3)
     bg = np.clip(bg, 0, 255).astype(np.uint8)
     colour = _contrasting_colour(rng, bg_colour).astype(np.uint8)
-    size = int(rng.choice([8, 10, 12, 14]))
+    size = int(rng.choice(OBJECT_SIZES))
     disc = bool(rng.integers(0, 2))
     cx, cy, visible = trajectory(label, rng, frames, height, width, size)
     xs, ys = np.arange(width), np.arange(height)

@@ -64,6 +64,7 @@ class SlowFastConfig:
     mean: tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: tuple[float, float, float] = (0.225, 0.225, 0.225)
     sampling: str = "pyslowfast"  # frame-index convention: "pyslowfast" (truncated linspace) | "strided"
+    train_flip: bool = True  # random horizontal flip in training; off for data whose classes depend on left/right
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # free-form notes
 
     # ----- derived facts (one definition each) -----

@@ -67,3 +67,18 @@ def test_test_starts_k10_and_centre():
 def test_unknown_convention():
     with pytest.raises(SlowFastError, match="convention"):
         s.fast_indices(0, 64, 32, 100, "uniform")
+
+
+def test_train_flip_off_keeps_every_other_draw():
+    """`train_flip=False` (data whose classes depend on left/right) never flips and leaves clips and crops unchanged."""
+    from dali_pipelines.plan import Video, train_plan
+    from model.zoo import get_config
+
+    videos = [Video(i, f"v{i}.webm", i % 2, 120, 30.0, 80, 64) for i in range(32)]
+    on = train_plan(videos, get_config("slowfast_tiny_4x16"), epoch=1, seed=3)
+    off = train_plan(videos, get_config("slowfast_tiny_4x16", train_flip=False), epoch=1, seed=3)
+    assert any(p.flip for p in on) and not any(p.flip for p in off)
+    for a, b in zip(on, off):
+        assert a.video == b.video and (a.fast_idx == b.fast_idx).all()
+        y0, x0, y1, x1 = a.roi
+        assert b.roi == ((y0, x1, y1, x0) if a.flip else a.roi)
