@@ -81,6 +81,7 @@ def engine_cmd(onnx_path: str, precision: str, out: str | None, min_batch: int, 
 @export.command("compare")
 @click.argument("fp32", type=click.Path(dir_okay=False))
 @click.argument("int8", type=click.Path(dir_okay=False))
+@click.argument("extra", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--data", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of the test videos.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Write result.json and result.md here.")
 @click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K clips per video.")
@@ -91,11 +92,11 @@ def engine_cmd(onnx_path: str, precision: str, out: str | None, min_batch: int, 
 @click.option("--engine-threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: its own).")
 @click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="Interleaved speed calls per engine.")
 @click.option("--quiet", is_flag=True)
-def compare_cmd(fp32, int8, manifest, out_dir, clips, crops, batch_size, device, threads, engine_threads, repeats, quiet) -> None:
-    """FP32 vs INT8 in one run: accuracy per view, top-1 agreement, clips/s (result.json + result.md)."""
+def compare_cmd(fp32, int8, extra, manifest, out_dir, clips, crops, batch_size, device, threads, engine_threads, repeats, quiet) -> None:
+    """FP32 vs INT8 (and any EXTRA artifacts) in one run over one decode: accuracy per view, top-1 agreement, clips/s."""
     from export.compare import compare, to_markdown
 
-    r = compare(fp32, int8, manifest, out_dir, num_clips=clips, num_crops=int(crops), batch_size=batch_size, device=device,
+    r = compare(fp32, int8, manifest, out_dir, extra=extra, num_clips=clips, num_crops=int(crops), batch_size=batch_size, device=device,
                 threads=threads, engine_threads=engine_threads, repeats=repeats, progress=not quiet)
     click.echo(to_markdown(r))
 

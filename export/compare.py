@@ -1,6 +1,7 @@
 """FP32 vs INT8 (or any two engines) in one run: multi-view accuracy, top-1 agreement and clips/s, as JSON + Markdown.
 
-Both engines see the same videos through the same DALI test pipeline (`training.evaluate.evaluate_engine`).
+Every engine sees the same views: the clips are decoded once and each batch goes through all engines
+(`training.evaluate.evaluate_engines`).
 Speed is measured twice: inside the evaluation (engine calls only, views/s, so decoding does not count), and
 on one fixed batch of real clips with the two engines interleaved round by round, so that load from other
 processes on a shared CPU hits both alike; the ratio comes from that interleaved run.
@@ -12,6 +13,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Sequence
 
 from common.io import atomic_write_text
 
@@ -37,6 +39,7 @@ def compare(
     manifest: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
+    extra: Sequence[str | os.PathLike] = (),
     num_clips: int = 10,
     num_crops: int = 3,
     batch_size: int = 4,
@@ -46,50 +49,54 @@ def compare(
     repeats: int = 10,
     progress: bool = True,
 ) -> dict:
-    """Evaluate `fp32` and `int8` (any artifacts `engines.load` opens) on `manifest`; write result.json and result.md."""
+    """Evaluate `fp32`, `int8` and any `extra` artifacts on `manifest` over one decode; write result.json and result.md.
+
+    Each view goes through every engine (`training.evaluate.evaluate_engines`), so all see identical clips.
+    """
     import engines
     from benchmarks.environment import environment
     from dali_pipelines.loader import ClipLoader
     from dali_pipelines.plan import multiview_plan
-    from training.evaluate import agreement, evaluate_engine
+    from training.evaluate import agreement, evaluate_engines
     from training.run import _manifest_videos
 
     _, videos = _manifest_videos(str(manifest), "evaluation")
-    loaded = {"fp32": engines.load(fp32, device=device, threads=engine_threads),
-              "int8": engines.load(int8, device=device, threads=engine_threads)}
-    cfgs = {k: e.config for k, e in loaded.items()}
-    if cfgs["fp32"].pathways != cfgs["int8"].pathways or loaded["fp32"].info["inputs"] != loaded["int8"].info["inputs"]:
-        from common.errors import SlowFastError
-
-        raise SlowFastError(f"{fp32} and {int8} take different inputs; compare exports of the same model")
-    evals = {k: evaluate_engine(e, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device,
-                                threads=threads, progress=progress) for k, e in loaded.items()}
-    cfg = cfgs["fp32"]
+    paths = {"fp32": fp32, "int8": int8, **{Path(x).name: x for x in extra}}
+    loaded = {k: engines.load(v, device=device, threads=engine_threads) for k, v in paths.items()}
+    evals = evaluate_engines(loaded, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device,
+                             threads=threads, progress=progress)
+    cfg = loaded["fp32"].config
     batch = next(iter(ClipLoader(multiview_plan(videos[:SPEED_BATCH], cfg, 1), cfg, "test", SPEED_BATCH, device=device,
                                  threads=threads, num_crops=num_crops)))
     clips = {p: batch[p] for p in cfg.pathways}
     views = int(batch["video"].shape[0])
     times = _speed(loaded, clips, repeats)
 
-    settings = list(evals["fp32"]["results"])
     accuracy = {}
-    for s in settings:
-        a, b = evals["fp32"]["results"][s], evals["int8"]["results"][s]
-        key = "top1" if "top1" in a else "mAP"
-        accuracy[s] = {"metric": key, "fp32": a[key], "int8": b[key], "delta": b[key] - a[key],
-                       "top1_agreement": agreement(evals["fp32"], evals["int8"], s)}
+    for s in evals["fp32"]["results"]:
+        ref = evals["fp32"]["results"][s]
+        key = "top1" if "top1" in ref else "mAP"
+        row = {"metric": key, "fp32": ref[key]}
+        for name in list(paths)[1:]:
+            got = evals[name]["results"][s][key]
+            entry = {"value": got, "delta": got - ref[key], "top1_agreement": agreement(evals["fp32"], evals[name], s)}
+            if name == "int8":
+                row.update(int8=got, delta=entry["delta"], top1_agreement=entry["top1_agreement"])
+            else:
+                row.setdefault("others", {})[name] = entry
+        accuracy[s] = row
     speed = {k: {"batch_views": views, "median_s": statistics.median(t), "clips_per_s": views / statistics.median(t),
-                 "eval_engine_clips_per_s": evals[k]["engine_views_per_s"], "eval_end_to_end_clips_per_s": evals[k]["views_per_s"]}
-             for k, t in times.items()}
-    speed["int8_vs_fp32"] = speed["int8"]["clips_per_s"] / speed["fp32"]["clips_per_s"]
+                 "eval_engine_clips_per_s": evals[k]["engine_views_per_s"]} for k, t in times.items()}
+    for k in list(paths)[1:]:
+        speed[k]["vs_fp32"] = speed[k]["clips_per_s"] / speed["fp32"]["clips_per_s"]
     result = {
         "benchmark": "int8-vs-fp32",
         **environment(),
-        "artifacts": {k: str(v) for k, v in (("fp32", fp32), ("int8", int8))},
-        "calibration": loaded["int8"].info.get("calibration"),
+        "artifacts": {k: str(v) for k, v in paths.items()},
+        "calibration": {k: e.info.get("calibration") for k, e in loaded.items() if k != "fp32"},
         "settings": {"manifest": str(manifest), "videos": len(videos), "clips": num_clips, "crops": num_crops,
                      "batch_size": batch_size, "device": device, "dali_threads": threads, "engine_threads": engine_threads,
-                     "speed_repeats": repeats},
+                     "speed_repeats": repeats, "end_to_end_views_per_s": evals["fp32"]["views_per_s"]},
         "accuracy": accuracy,
         "speed": speed,
         "samples": {"speed_s": times},
@@ -102,18 +109,26 @@ def compare(
 
 
 def to_markdown(result: dict) -> str:
-    """The comparison as two Markdown tables: accuracy per view setting, and speed."""
+    """The comparison as Markdown tables: accuracy per view setting (and per extra artifact), and speed."""
     st = result["settings"]
-    lines = [f"FP32 `{result['artifacts']['fp32']}` vs INT8 `{result['artifacts']['int8']}` on {st['videos']} videos, "
+    arts = result["artifacts"]
+    lines = [f"FP32 `{arts['fp32']}` vs INT8 `{arts['int8']}` on {st['videos']} videos, "
              f"{st['clips']} clips x {st['crops']} crops, {result['device']}", "",
              "| views | FP32 | INT8 | delta | top-1 agreement % |", "|---|---:|---:|---:|---:|"]
     for s, a in result["accuracy"].items():
         lines.append(f"| {s} ({a['metric']}) | {a['fp32']:.2f} | {a['int8']:.2f} | {a['delta']:+.2f} | {a['top1_agreement']:.1f} |")
+    extras = [k for k in arts if k not in ("fp32", "int8")]
+    if extras:
+        lines += ["", "| views | artifact | value | delta vs FP32 | top-1 agreement % |", "|---|---|---:|---:|---:|"]
+        for s, a in result["accuracy"].items():
+            for k in extras:
+                e = a["others"][k]
+                lines.append(f"| {s} | `{k}` | {e['value']:.2f} | {e['delta']:+.2f} | {e['top1_agreement']:.1f} |")
     sp = result["speed"]
     lines += ["", f"Speed ({sp['fp32']['batch_views']} views per call, median of {st['speed_repeats']} interleaved calls; "
-              "during eval: engine calls only, and end to end with DALI decoding):", "",
-              "| engine | clips/s | clips/s in eval | end to end in eval |", "|---|---:|---:|---:|"]
-    for k in ("fp32", "int8"):
-        lines.append(f"| {k} | {sp[k]['clips_per_s']:.1f} | {sp[k]['eval_engine_clips_per_s']:.1f} | {sp[k]['eval_end_to_end_clips_per_s']:.1f} |")
-    lines += ["", f"INT8 / FP32 speed: {sp['int8_vs_fp32']:.2f}x"]
+              "and engine calls only during the evaluation):", "",
+              "| engine | clips/s | vs FP32 | clips/s in eval |", "|---|---:|---:|---:|"]
+    for k in arts:
+        ratio = f"{sp[k]['vs_fp32']:.2f}x" if "vs_fp32" in sp[k] else "1"
+        lines.append(f"| {k} | {sp[k]['clips_per_s']:.1f} | {ratio} | {sp[k]['eval_engine_clips_per_s']:.1f} |")
     return "\n".join(lines) + "\n"

@@ -22,32 +22,50 @@ from training.metrics import ViewAggregator
 def evaluate_engine(engine, videos: list[Video], *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
                     device: str = "auto", threads: int = 2, skip_bad: bool = False, progress: bool = True) -> dict:
     """Accuracy per view setting of `engine` (callable slow, fast -> logits/probs) on `videos`; returns a result dict."""
-    cfg = engine.config
+    return evaluate_engines({"engine": engine}, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size,
+                            device=device, threads=threads, skip_bad=skip_bad, progress=progress)["engine"]
+
+
+def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
+                     device: str = "auto", threads: int = 2, skip_bad: bool = False, progress: bool = True) -> dict[str, dict]:
+    """`evaluate_engine` for several engines over one decode: every batch of views goes through each engine in turn.
+
+    The engines must take the same inputs (pathways, shapes, sampling); the clips are decoded once with the first
+    engine's config, so comparisons (FP32 vs INT8) see identical views and decoding is not paid per engine.
+    """
+    from common.errors import SlowFastError
+
+    first = next(iter(engines.values()))
+    cfg = first.config
+    for name, e in engines.items():
+        if e.info["inputs"] != first.info["inputs"] or e.config.sampling != cfg.sampling or e.config.pathways != cfg.pathways:
+            raise SlowFastError(f"{name} takes other inputs than {next(iter(engines))}; evaluate exports of the same model together")
     loader = ClipLoader(multiview_plan(videos, cfg, num_clips), cfg, "test", batch_size, device=device, threads=threads,
                         skip_bad=skip_bad, videos=videos, num_crops=num_crops)
     index = {v.index: i for i, v in enumerate(videos)}
-    agg = ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel)
-    outputs_kind = engine.info.get("output", {}).get("kind", "logits")
-    start, views, engine_s = time.perf_counter(), 0, 0.0
+    aggs = {k: ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel) for k in engines}
+    engine_s = dict.fromkeys(engines, 0.0)
+    start, views = time.perf_counter(), 0
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
         clips = {p: batch[p] for p in cfg.pathways}
-        t0 = time.perf_counter()
-        scores = engine(**clips, sampling=loader.cfg.sampling).float()
-        if scores.is_cuda:
-            torch.cuda.synchronize(scores.device)
-        engine_s += time.perf_counter() - t0
-        if outputs_kind == "logits":
-            scores = torch.sigmoid(scores) if cfg.multilabel else torch.softmax(scores, dim=-1)
         vids = np.array([index[int(v)] for v in batch["video"].cpu()])
-        agg.add(vids, batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy(), scores.cpu().numpy())
+        for name, engine in engines.items():
+            t0 = time.perf_counter()
+            scores = engine(**clips, sampling=loader.cfg.sampling).float()
+            if scores.is_cuda:
+                torch.cuda.synchronize(scores.device)
+            engine_s[name] += time.perf_counter() - t0
+            if engine.info.get("output", {}).get("kind", "logits") == "logits":
+                scores = torch.sigmoid(scores) if cfg.multilabel else torch.softmax(scores, dim=-1)
+            aggs[name].add(vids, batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy(), scores.cpu().numpy())
         views += len(vids)
     elapsed = time.perf_counter() - start
     if loader.bad:
         keep = [i for i, v in enumerate(videos) if v.path not in loader.bad]
-        agg = agg.subset(keep)
+        aggs = {k: a.subset(keep) for k, a in aggs.items()}
         videos = [videos[i] for i in keep]
     labels = _labels(videos, cfg)
-    return {
+    return {name: {
         "engine": engine.name,
         "artifact": engine.info.get("path"),
         "precision": engine.precision,
@@ -55,13 +73,14 @@ def evaluate_engine(engine, videos: list[Video], *, num_clips: int = 10, num_cro
         "skipped": sorted(loader.bad),
         "clips": num_clips,
         "crops": num_crops,
-        "views_per_s": views / elapsed if elapsed else None,  # decode + inference, end to end
-        "engine_views_per_s": views / engine_s if engine_s else None,  # inside engine(slow, fast) only
+        # decode + every engine's inference, end to end (so with several engines this is the shared pass's rate)
+        "views_per_s": views / elapsed if elapsed else None,
+        "engine_views_per_s": views / engine_s[name] if engine_s[name] else None,  # inside engine(slow, fast) only
         "batch_size": batch_size,
-        "results": agg.results(labels),
-        "predictions": agg.predictions(),
+        "results": aggs[name].results(labels),
+        "predictions": aggs[name].predictions(),
         "video_paths": [v.path for v in videos],
-    }
+    } for name, engine in engines.items()}
 
 
 def agreement(a: dict, b: dict, setting: str) -> float:
