@@ -98,8 +98,10 @@ class PlanSource:
 
 
 def _normalize(video, cfg: SlowFastConfig, fn, types, **crop):
+    # Frames stay channel-last (FHWC): no transposition in DALI; the loader views the batch as N,C,T,H,W in
+    # torch's channels_last_3d layout, which the trainer and torch engine use anyway.
     return fn.crop_mirror_normalize(
-        video, dtype=types.FLOAT, output_layout="CFHW",
+        video, dtype=types.FLOAT, output_layout="FHWC",
         mean=[255.0 * m for m in cfg.mean], std=[255.0 * s for s in cfg.std], **crop,
     )
 
