@@ -34,8 +34,9 @@ class Engine:
     def name(self) -> str:
         return f"{self.backend}-{self.precision}"
 
-    def __call__(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None) -> torch.Tensor:
-        given = {"slow": slow, "fast": fast}
+    def __call__(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None,
+                 boxes: torch.Tensor | None = None) -> torch.Tensor:
+        given = {"slow": slow, "fast": fast, "boxes": boxes}  # boxes: detection models only (K, 5)
         inputs = {n: given[n] for n in self.input_names if given[n] is not None}
         check_inputs(self.info, {n: tuple(t.shape) for n, t in inputs.items()}, artifact=self.info.get("path", self.backend))
         n = next(iter(inputs.values())).shape[0]
