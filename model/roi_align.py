@@ -22,15 +22,17 @@ def _interp_matrix(coords: torch.Tensor, size: int) -> torch.Tensor:
     Follows the reference kernel: samples beyond [-1, size] contribute nothing; others clamp at 0; a sample
     at or beyond the last cell reads that cell with weight 1.
     """
-    valid = (coords >= -1.0) & (coords <= float(size))
+    cells = torch.arange(size, dtype=coords.dtype, device=coords.device)
+    extent = cells[-1:] + 1.0  # the size as a tensor: stays a graph value when H, W are dynamic axes of an export
+    valid = (coords >= -1.0) & (coords <= extent)
     c = coords.clamp(min=0.0)
     low = torch.floor(c)
-    at_end = low >= size - 1
-    low = torch.where(at_end, torch.full_like(low, size - 1), low)
+    at_end = low >= extent - 1.0
+    low = torch.where(at_end, extent - 1.0, low)
     c = torch.where(at_end, low, c)
     high = torch.where(at_end, low, low + 1)
     frac = c - low
-    cells = torch.arange(size, dtype=coords.dtype, device=coords.device).view(1, 1, size)
+    cells = cells.view(1, 1, -1)
     w = (1.0 - frac).unsqueeze(-1) * (cells == low.unsqueeze(-1)).to(coords.dtype)
     w = w + frac.unsqueeze(-1) * (cells == high.unsqueeze(-1)).to(coords.dtype)
     return w * valid.unsqueeze(-1).to(coords.dtype)
