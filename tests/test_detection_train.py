@@ -75,3 +75,22 @@ def test_eval_of_a_classification_checkpoint_on_ava_labels_says_what_to_do(ava_s
                                    "--device", "cpu"])
     assert res.exit_code != 0
     assert "classification model" in res.output and "Traceback" not in res.output
+
+
+def test_init_from_classification_weights_keeps_the_backbone_and_adds_an_roi_head(ava_set, tmp_path):
+    import torch
+
+    import model
+    from dali_pipelines.ava import load_ava
+    from model.detection import detection_config
+    from training.detect import DetectionTrainer
+    from training.trainer import TrainOptions
+
+    cls = model.build("slow_tiny_4x16", num_classes=400, crop_size=32, test_crop_size=32)
+    model.save(cls, tmp_path / "k400.safetensors")
+    cfg = detection_config(model.get_config("slow_tiny_4x16", crop_size=32, test_crop_size=32), num_classes=10)
+    opts = TrainOptions(out_dir=str(tmp_path / "run"), init=str(tmp_path / "k400.safetensors"), device="cpu", amp="fp32", progress=False)
+    trainer = DetectionTrainer(cfg, opts, load_ava(ava_set / "train.csv"))
+    assert trainer.cfg.detection
+    assert torch.equal(trainer.module.res4.slow.blocks[0].conv_a.weight, cls.res4.slow.blocks[0].conv_a.weight)
+    assert trainer.module.head.projection.out_features == 10

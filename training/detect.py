@@ -36,6 +36,23 @@ class DetectionTrainer(Trainer):
         used = {k.video.index for k in train_set.keyframes if k.gt_boxes}
         super().__init__(cfg, opts, [v for v in train_set.videos if v.index in used], val_set.videos if val_set else None, resume=resume)
 
+    def _adapt_init(self, net, cfg: SlowFastConfig):
+        """--init from classification weights (the paper starts from Kinetics models): same backbone tensors, a new RoI head."""
+        import model
+
+        fresh = model.build(cfg)
+        backbone = {k: v for k, v in net.state_dict().items() if not k.startswith("head.")}
+        try:
+            missing, unexpected = fresh.load_state_dict(backbone, strict=False)
+        except RuntimeError as e:
+            raise SlowFastError(f"--init weights do not fit the {cfg.name} detection backbone ({str(e).splitlines()[1].strip()[:200]}); "
+                                "use weights of the same preset") from None
+        missing = [k for k in missing if not k.startswith("head.")]
+        if missing or unexpected:
+            raise SlowFastError(f"--init weights do not fit the {cfg.name} detection backbone: "
+                                f"{len(missing)} missing, {len(unexpected)} unexpected tensors; use weights of the same preset")
+        return fresh
+
     def _plan(self, epoch: int):
         plans = train_keyframe_plans(self.train_set.keyframes, self.cfg, epoch, self.opts.seed, self.dist.rank, self.dist.world_size)
         if self.dist.enabled:  # equal steps on every rank
