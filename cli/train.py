@@ -8,7 +8,8 @@ import click
 
 @click.command("train")
 @click.option("--preset", required=True, help="Model preset (see `slowfast flops --list`).")
-@click.option("--train", "train_manifest", required=True, type=click.Path(dir_okay=False), help="Training manifest (CSV).")
+@click.option("--train", "train_manifest", required=True, type=click.Path(dir_okay=False),
+              help="Training manifest (CSV), or an AVA label CSV to train the preset's detection variant.")
 @click.option("--val", "val_manifest", type=click.Path(dir_okay=False), help="Validation manifest; enables best-checkpoint selection.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoints/, metrics.csv, config.json.")
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
@@ -51,7 +52,8 @@ def train(preset, train_manifest, val_manifest, out_dir, epochs, batch_size, lr,
 @click.command("eval")
 @click.option("--ckpt", type=click.Path(dir_okay=False), help="A checkpoint (or converted reference weights).")
 @click.option("--engine", "engine_path", type=click.Path(dir_okay=False), help="An exported ONNX model or TensorRT plan instead of --ckpt.")
-@click.option("--data", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of the test videos.")
+@click.option("--data", "manifest", required=True, type=click.Path(dir_okay=False),
+              help="Manifest of the test videos, or an AVA label CSV (frame mAP on its <stem>_proposals.csv).")
 @click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K uniformly spaced clips per video.")
 @click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]))
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch (each gives --crops views).")
@@ -61,6 +63,7 @@ def train(preset, train_manifest, val_manifest, out_dir, epochs, batch_size, lr,
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write eval.json and eval.md here.")
 def eval_cmd(ckpt, engine_path, manifest, clips, crops, batch_size, device, threads, skip_bad, out_dir):
     """Top-1/top-5 (mAP for multi-label) for 1x1, 1x3, Kx1 and Kx3 views in one pass."""
+    from training.detect import detection_markdown
     from training.evaluate import to_markdown
     from training.run import evaluate
 
@@ -68,4 +71,4 @@ def eval_cmd(ckpt, engine_path, manifest, clips, crops, batch_size, device, thre
         raise click.UsageError("give exactly one of --ckpt or --engine")
     result = evaluate(engine_path or ckpt, manifest, num_clips=clips, num_crops=int(crops), batch_size=batch_size,
                       device=device, threads=threads, skip_bad=skip_bad, out_dir=out_dir)
-    click.echo(to_markdown(result))
+    click.echo(detection_markdown(result) if result.get("per_class_ap") is not None else to_markdown(result))

@@ -108,7 +108,7 @@ def probe_plan(plan: ClipPlan) -> str | None:
         return f"decode error: {e}"
 
 
-def _ncthw(x: torch.Tensor) -> torch.Tensor:
+def ncthw_view(x: torch.Tensor) -> torch.Tensor:
     """N,T,H,W,C frames from DALI as N,C,T,H,W without a copy (torch's channels_last_3d memory layout)."""
     return x.permute(0, 4, 1, 2, 3)
 
@@ -160,13 +160,13 @@ class ClipLoader:
         if self.mode == "decode":  # raw uint8 frames, N,F,H,W,C; no Fast-input transform
             return {"slow": out["slow"], "fast": out["fast"], "label": label, "video": meta[:, 0], "clip": meta[:, 1]}
         if self.mode == "train":
-            slow, fast = _ncthw(out["slow"]), _ncthw(out["fast"])
+            slow, fast = ncthw_view(out["slow"]), ncthw_view(out["fast"])
             crop = torch.zeros_like(meta[:, 0])
             video, clip = meta[:, 0], meta[:, 1]
         else:
             n = self.num_crops
-            slow = _ncthw(torch.cat([out[f"slow{c}"] for c in range(n)]))
-            fast = _ncthw(torch.cat([out[f"fast{c}"] for c in range(n)]))
+            slow = ncthw_view(torch.cat([out[f"slow{c}"] for c in range(n)]))
+            fast = ncthw_view(torch.cat([out[f"fast{c}"] for c in range(n)]))
             video, clip = meta[:, 0].repeat(n), meta[:, 1].repeat(n)
             crop = torch.arange(n, device=meta.device).repeat_interleave(meta.shape[0])
             label = label.repeat(n, *([1] * (label.dim() - 1)))

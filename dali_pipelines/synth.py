@@ -196,7 +196,11 @@ def render(label: int, seed: int, index: int, frames: int, height: int, width: i
 
 def make_video(job: SynthJob) -> dict:
     """Worker: render video `job.index`, encode it to a temporary file, count its packets, rename into place."""
-    frames = render(job.label, job.seed, job.index, job.frames, job.height, job.width)
+    return encode(render(job.label, job.seed, job.index, job.frames, job.height, job.width), job)
+
+
+def encode(frames: np.ndarray, job) -> dict:
+    """Encode rendered frames to `job.tmp` (deterministic settings), check the packet count, rename to `job.path`."""
     spec = codec_spec(job.codec, SYNTH_CODECS)
     parallel.set_partial_output(job.tmp)
     Path(job.tmp).parent.mkdir(parents=True, exist_ok=True)

@@ -34,9 +34,11 @@ class Engine:
     def name(self) -> str:
         return f"{self.backend}-{self.precision}"
 
-    def __call__(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None, *, sampling: str | None = None) -> torch.Tensor:
-        """Scores `N, num_classes` for a batch of clips; `sampling` (the clips' frame-index convention), when given, is checked too."""
-        given = {"slow": slow, "fast": fast}
+    def __call__(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None,
+                 boxes: torch.Tensor | None = None, *, sampling: str | None = None) -> torch.Tensor:
+        """Scores `N, num_classes` for a batch of clips (detection models: one row per box of `boxes`, K x 5);
+        `sampling` (the clips' frame-index convention), when given, is checked too."""
+        given = {"slow": slow, "fast": fast, "boxes": boxes}
         inputs = {n: given[n] for n in self.input_names if given[n] is not None}
         artifact = self.info.get("path", self.backend)
         check_inputs(self.info, {n: tuple(t.shape) for n, t in inputs.items()}, artifact=artifact)

@@ -31,7 +31,8 @@ class TorchEngine(Engine):
             self.outputs = outputs = "probs"
         self.info = make_sidecar(cfg, kind="checkpoint", precision=precision, size=cfg.test_crop_size, batch="dynamic", outputs=outputs, source=source)
         for spec in self.info["inputs"].values():  # any spatial size runs through the fully convolutional net
-            spec["shape"][3:] = ["height", "width"]
+            if len(spec["shape"]) == 5:  # clips (not detection boxes)
+                spec["shape"][3:] = ["height", "width"]
         self.info["path"] = source or "torch module"
         net = net.eval().to(self.device)
         # channels_last_3d helps eager conv3d on the CPU (~1.3x measured here) and cuDNN on tensor-core GPUs.
@@ -47,7 +48,7 @@ class TorchEngine(Engine):
 
     def _run(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         fmt = torch.channels_last_3d if self.channels_last else torch.contiguous_format
-        xs = [x.to(self.device, non_blocking=True).contiguous(memory_format=fmt) for x in inputs]
+        xs = [x.to(self.device, non_blocking=True).contiguous(memory_format=fmt if x.dim() == 5 else torch.contiguous_format) for x in inputs]
         kwargs = dict(zip(self.info["input_names"], xs))
         use_amp = self.precision != "fp32"
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=DTYPES[self.precision], enabled=use_amp):

@@ -18,6 +18,11 @@ from model.inputs import random_inputs
 from model.slowfast import SlowFast
 
 OUTPUTS = ("logits", "probs")
+
+
+def input_names(cfg) -> list[str]:
+    """Graph inputs in order: the pathways (`slow`, `fast`), then `boxes` for detection models."""
+    return [*cfg.pathways, *(["boxes"] if cfg.detection else [])]
 DEFAULT_OPSET = 17
 
 
@@ -32,7 +37,7 @@ class ScoresHead(nn.Module):
         self.outputs = outputs
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        kwargs = dict(zip(self.net.config.pathways, inputs))
+        kwargs = dict(zip(input_names(self.net.config), inputs))
         head = self.net.head
         if self.net.config.head_act != "none":  # a converted reference head: choose what the graph returns
             act, head.act = head.act, ("none" if self.outputs == "logits" else head.act)
@@ -80,7 +85,7 @@ def compare_with_torch(onnx_path: str | os.PathLike, net: SlowFast, outputs: str
         got = sess.run(None, {k: v.numpy() for k, v in x.items()})[0]
         diff = float(np.abs(got - ref).max())
         same = int((got.argmax(1) == ref.argmax(1)).sum())
-        agree, total = agree + same, total + b
+        agree, total = agree + same, total + len(ref)  # clips, or boxes for detection models
         report["per_batch"].append({"batch": b, "max_abs_diff": diff, "scale": float(np.abs(ref).max())})
         report["max_abs_diff"] = max(report["max_abs_diff"], diff)
     report["top1_agreement"] = agree / total
@@ -121,6 +126,10 @@ def export_onnx(
     example = random_inputs(cfg, size=size, batch=1 if batch == "dynamic" else batch)
     names = list(example)
     dynamic = {n: {0: "batch"} for n in [*names, "scores"]} if batch == "dynamic" else None
+    if cfg.detection:  # a third input, boxes (K, 5); one row of scores per box; K is dynamic at any batch setting
+        dynamic = {**(dynamic or {}), "boxes": {0: "boxes"}, "scores": {0: "boxes"}}
+        for p in cfg.pathways:  # detection clips keep their aspect ratio (dali_pipelines/ava.py): free H, W
+            dynamic[p] = {**dynamic.get(p, {}), 3: "height", 4: "width"}
 
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)

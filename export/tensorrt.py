@@ -17,6 +17,7 @@ from common.io import atomic_write_bytes
 from export.sidecar import file_sha256, read_sidecar, write_sidecar
 
 PRECISIONS = ("fp32", "fp16", "int8")
+OPT_BOXES_PER_CLIP, MAX_BOXES_PER_CLIP = 4, 32  # detection plans: boxes per clip at the opt / max profile point
 INSTALL_HINT = (
     "TensorRT is not installed: on a machine with an NVIDIA GPU run `pip install tensorrt` "
     "(its libraries come from NVIDIA's package index, which this environment cannot reach)"
@@ -114,6 +115,14 @@ def build_engine(
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         rest = tuple(tensor.shape)[1:]
+        if tensor.name == "boxes":  # detection: K boxes over the batch, up to MAX_BOXES_PER_CLIP per clip
+            profile.set_shape("boxes", (1, 5), (opt_batch * OPT_BOXES_PER_CLIP, 5), (max_batch * MAX_BOXES_PER_CLIP, 5))
+            continue
+        if any(d < 0 for d in rest):  # detection clips: free H, W from the crop up to twice it (wide frames)
+            crop = int(side["crop_size"])
+            lo, hi = tuple(crop if d < 0 else d for d in rest), tuple(2 * crop if d < 0 else d for d in rest)
+            profile.set_shape(tensor.name, (min_batch, *lo), (opt_batch, *lo), (max_batch, *hi))
+            continue
         profile.set_shape(tensor.name, (min_batch, *rest), (opt_batch, *rest), (max_batch, *rest))
     config.add_optimization_profile(profile)
     cache_path = Path(timing_cache) if timing_cache else None

@@ -65,6 +65,11 @@ class SlowFastConfig:
     std: tuple[float, float, float] = (0.225, 0.225, 0.225)
     sampling: str = "pyslowfast"  # frame-index convention: "pyslowfast" (truncated linspace) | "strided"
     train_flip: bool = True  # random horizontal flip in training; off for data whose classes depend on left/right
+    # Action detection (Section 5): res5 at spatial stride 1 with dilation 2, and an RoI head (model/detection.py)
+    # taking boxes beside the clips; multi-label (per-class sigmoid).
+    detection: bool = False
+    roi_resolution: int = 7  # RoIAlign output per side (PySlowFast's AVA setting), then spatial max-pooling
+    roi_sampling_ratio: int = 2  # bilinear samples per bin side (fixed, so the head exports; see model/roi_align.py)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # free-form notes
 
     # ----- derived facts (one definition each) -----
@@ -116,6 +121,11 @@ class SlowFastConfig:
     def stage_widths(self) -> tuple[tuple[int, int], ...]:
         """Slow-pathway (inner, out) channels of res2..res5 (Table 1 scaled by width/64)."""
         return tuple((i * self.width // 64, o * self.width // 64) for i, o in STAGE_WIDTHS)
+
+    @property
+    def spatial_stride(self) -> int:
+        """Total spatial stride of res5 on the Slow input: 32, or 16 for detection (res5 not strided)."""
+        return 16 if self.detection else 32
 
     @property
     def name(self) -> str:
@@ -207,6 +217,11 @@ class SlowFastConfig:
             raise bad("head_act", f"must be one of {HEAD_ACTS}")
         if self.sampling not in SAMPLINGS:
             raise bad("sampling", f"must be one of {SAMPLINGS}")
+        if self.detection:
+            if not self.multilabel:
+                raise bad("detection", "the detection head classifies each box with per-class sigmoids; set multilabel=True")
+            if self.roi_resolution < 1 or self.roi_sampling_ratio < 1:
+                raise SlowFastError("invalid model config: roi_resolution and roi_sampling_ratio must be >= 1")
         stride = 32
         for name in ("crop_size", "test_crop_size"):
             v = getattr(self, name)

@@ -9,6 +9,7 @@ from model.config import SlowFastConfig
 
 # ITU-R BT.601 luma weights; they sum to 1, so gray of normalised RGB equals normalised gray (mean/std equal per channel).
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+BOXES_PER_CLIP = 2  # boxes per clip in example/random detection inputs (the real count is dynamic)
 
 
 def input_shapes(cfg: SlowFastConfig, size: int | None = None, batch: int = 1) -> dict[str, tuple[int, ...]]:
@@ -20,12 +21,28 @@ def input_shapes(cfg: SlowFastConfig, size: int | None = None, batch: int = 1) -
     if cfg.has_fast:
         sf = s // cfg.fast_spatial_ratio
         shapes["fast"] = (batch, cfg.fast_channels_in, cfg.fast_frames, sf, sf)
+    if cfg.detection:  # K x [batch_index, x1, y1, x2, y2] in input pixels; K is free (BOXES_PER_CLIP per clip here)
+        shapes["boxes"] = (batch * BOXES_PER_CLIP, 5)
     return shapes
 
 
+def random_boxes(num_boxes: int, batch: int, size: int, device="cpu", generator=None) -> torch.Tensor:
+    """`num_boxes` valid boxes [batch_index, x1, y1, x2, y2] inside a `size` x `size` input, spread over the batch."""
+    corners = torch.rand(num_boxes, 2, 2, generator=generator).to(device) * size
+    lo, hi = corners.min(dim=1).values, corners.max(dim=1).values + 1.0
+    index = (torch.arange(num_boxes, device=device) % batch).float().unsqueeze(1)
+    return torch.cat([index, lo, hi.clamp(max=float(size))], dim=1)
+
+
 def random_inputs(cfg: SlowFastConfig, size: int | None = None, batch: int = 1, device="cpu", generator=None) -> dict[str, torch.Tensor]:
-    """Random normal inputs of the right shapes (tests, export, benchmarks)."""
-    return {k: torch.randn(v, device=device, generator=generator) for k, v in input_shapes(cfg, size, batch).items()}
+    """Random normal inputs of the right shapes (tests, export, benchmarks); valid random boxes for detection models."""
+    out = {}
+    for k, v in input_shapes(cfg, size, batch).items():
+        if k == "boxes":
+            out[k] = random_boxes(v[0], batch, cfg.test_crop_size if size is None else size, device, generator)
+        else:
+            out[k] = torch.randn(v, device=device, generator=generator)
+    return out
 
 
 def make_fast_input(frames: torch.Tensor, cfg: SlowFastConfig) -> torch.Tensor:

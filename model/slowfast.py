@@ -28,7 +28,7 @@ class Pathways(nn.Module):
 class SlowFast(nn.Module):
     """SlowFast network: stem, res2..res5 per pathway, laterals after pool1/res2/res3/res4, head.
 
-    `forward(slow, fast)` takes `N, C, T, H, W` clips (Slow: T frames; Fast: alpha*T frames, already in the
+    `forward(slow, fast[, boxes])` takes `N, C, T, H, W` clips (Slow: T frames; Fast: alpha*T frames, already in the
     config's fast_input form) and returns logits `N, num_classes`. Slow-only models take `slow` alone,
     Fast-only models `fast` alone. The config is kept as `.config`.
     """
@@ -61,12 +61,20 @@ class SlowFast(nn.Module):
                     widths[p](inner),
                     widths[p](out),
                     cfg.temporal_kernels(p, k),
-                    spatial_stride=1 if k == 2 else 2,
+                    spatial_stride=1 if k == 2 or (k == 5 and cfg.detection) else 2,
                     nonlocal_after=cfg.nonlocal_blocks if (p == "slow" and stage == "res4") else (),
+                    dilation=2 if (k == 5 and cfg.detection) else 1,  # Section 5: res5 keeps res4's resolution
                 )
             self.add_module(stage, Pathways(**modules))
             cin = {p: widths[p](out) for p in paths}
 
+        if cfg.detection:
+            from model.detection import RoIHead
+
+            scales = [cfg.spatial_stride * (cfg.fast_spatial_ratio if p == "fast" else 1) for p in paths]
+            self.head = RoIHead(list(cin.values()), cfg.num_classes, cfg.dropout, scales, cfg.roi_resolution,
+                                cfg.roi_sampling_ratio, act=cfg.head_act)
+            return
         window = []
         s = cfg.crop_size // 32
         for p in paths:
@@ -95,7 +103,13 @@ class SlowFast(nn.Module):
             x = getattr(self, stage)(x)
         return [x[p] for p in self.config.pathways]
 
-    def forward(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None,
+                boxes: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits `N, classes`; detection models take `boxes` (K, 5) too and return `K, classes`, one row per box."""
+        if self.config.detection:
+            if boxes is None:
+                raise SlowFastError("a detection model needs boxes (K, 5) = [batch_index, x1, y1, x2, y2] in input pixels")
+            return self.head(self.features(slow, fast), boxes)
         return self.head(self.features(slow, fast))
 
     def activation(self, logits: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.errors import SlowFastError
+from dali_pipelines.ava import looks_like_ava_csv
 from dali_pipelines.manifest import read_manifest, to_videos
 from model.config import SlowFastConfig
 from model.zoo import get_config
@@ -33,7 +34,12 @@ def resolve_config(preset: str, manifest, overrides: dict) -> SlowFastConfig:
 
 def train(preset: str, train_manifest: str, out_dir: str, *, val_manifest: str | None = None, resume: bool = False,
           model_overrides: dict | None = None, **options) -> dict:
-    """Train `preset` on `train_manifest` into `out_dir` (checkpoints, metrics.csv, config.json); returns the summary."""
+    """Train `preset` on `train_manifest` into `out_dir` (checkpoints, metrics.csv, config.json); returns the summary.
+
+    An AVA-format label CSV instead of a manifest trains the preset's detection variant (training/detect.py).
+    """
+    if train_manifest and Path(train_manifest).is_file() and looks_like_ava_csv(train_manifest):
+        return _train_detection(preset, train_manifest, out_dir, val_manifest, resume, model_overrides or {}, options)
     train_m, train_videos = _manifest_videos(train_manifest, "training")
     _, val_videos = _manifest_videos(val_manifest, "validation")
     cfg = resolve_config(preset, train_m, model_overrides or {})
@@ -47,10 +53,50 @@ def evaluate(artifact: str, manifest: str, *, num_clips: int = 10, num_crops: in
     import engines
     from training.evaluate import evaluate_engine, write_eval
 
+    if Path(manifest).is_file() and looks_like_ava_csv(manifest):
+        return _evaluate_detection(artifact, manifest, batch_size=batch_size, device=device, threads=threads,
+                                   skip_bad=skip_bad, out_dir=out_dir, progress=progress)
     _, videos = _manifest_videos(manifest, "evaluation")
     engine = engines.load(artifact, device=device)
     result = evaluate_engine(engine, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size,
                              device=device, threads=threads, skip_bad=skip_bad, progress=progress)
     if out_dir:
         result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
+    return result
+
+
+# ----- action detection (AVA-format label CSVs; see dali_pipelines/ava.py) -----
+def _train_detection(preset: str, labels_csv: str, out_dir: str, val_csv: str | None, resume: bool, overrides: dict,
+                     options: dict) -> dict:
+    """Train the detection variant of `preset` on ground-truth boxes; validate with frame mAP on the val proposals."""
+    from dali_pipelines.ava import load_ava
+    from model.detection import detection_config
+    from training.detect import DetectionTrainer
+
+    train_set = load_ava(labels_csv)
+    val_set = None
+    if val_csv:
+        if not looks_like_ava_csv(val_csv):
+            raise SlowFastError(f"--train is an AVA label CSV, so --val must be one too; {val_csv} is not")
+        val_set = load_ava(val_csv, use_proposals=True)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    cfg = detection_config(get_config(preset, **{k: v for k, v in overrides.items() if k != "num_classes"}),
+                           num_classes=overrides.get("num_classes", train_set.num_classes))
+    opts = TrainOptions(out_dir=out_dir, model_overrides=overrides, **options)
+    return DetectionTrainer(cfg, opts, train_set, val_set, resume=resume).run()
+
+
+def _evaluate_detection(artifact: str, labels_csv: str, *, batch_size: int, device: str, threads: int, skip_bad: bool,
+                        out_dir: str | None, progress: bool) -> dict:
+    """Frame mAP of a detection checkpoint / ONNX model / plan on a label CSV and its proposals."""
+    import engines
+    from dali_pipelines.ava import load_ava
+    from training.detect import evaluate_detection, write_detection_eval
+
+    data = load_ava(labels_csv, use_proposals=True)
+    engine = engines.load(artifact, device=device)
+    result = evaluate_detection(engine, data, batch_size=batch_size, device=device, threads=threads, skip_bad=skip_bad,
+                                progress=progress)
+    if out_dir:
+        result["files"] = {k: str(v) for k, v in write_detection_eval(result, out_dir).items()}
     return result

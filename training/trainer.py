@@ -208,8 +208,7 @@ class Trainer:
         global_batch = opts.batch_size * self.dist.world_size
         self.base_lr = opts.lr if opts.lr is not None else scaled_lr(global_batch)
         self.optimizer = torch.optim.SGD(_param_groups(self.module, opts.weight_decay), lr=self.base_lr, momentum=opts.momentum)
-        self.loader = ClipLoader(self._plan, self.cfg, "train", opts.batch_size, device=opts.device, threads=opts.threads,
-                                 skip_bad=opts.skip_bad, videos=train_videos)
+        self.loader = self._make_loader(train_videos)
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * opts.epochs
         self.warmup_steps = int(round(opts.warmup_epochs * self.steps_per_epoch))
@@ -226,7 +225,17 @@ class Trainer:
         if state is not None:
             self._restore(state)
 
-    # ----- set-up helpers -----
+    # ----- set-up helpers (detection overrides the loader, inputs and validation: training/detect.py) -----
+    def _make_loader(self, train_videos: list[Video]) -> ClipLoader:
+        return ClipLoader(self._plan, self.cfg, "train", self.opts.batch_size, device=self.opts.device, threads=self.opts.threads,
+                          skip_bad=self.opts.skip_bad, videos=train_videos)
+
+    def _step_inputs(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
+        """(model inputs, loss target, clips in the batch) of one training batch."""
+        clips = {p: batch[p].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d) for p in self.cfg.pathways}
+        target = batch["label"].to(self.device)
+        return clips, target, len(target)
+
     def _plan(self, epoch: int):
         plans = train_plan(self.train_videos, self.cfg, epoch, self.opts.seed, self.dist.rank, self.dist.world_size)
         if self.dist.enabled:  # equal steps on every rank: pad the shorter shards by repeating their first clips
@@ -344,8 +353,7 @@ class Trainer:
             lr = lr_at(self.global_step, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
-            clips = {p: batch[p].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d) for p in self.cfg.pathways}
-            target = batch["label"].to(self.device)
+            clips, target, n_clips = self._step_inputs(batch)
             with self.amp.autocast():
                 logits = self.net(**clips)
             loss = self.loss_fn(logits.float(), target.float() if self.cfg.multilabel else target)
@@ -359,7 +367,7 @@ class Trainer:
             self.global_step += 1
             self.step_in_epoch += 1
             self.seen += batch["video"].tolist()
-            acc["clips"] += len(target)
+            acc["clips"] += n_clips
             acc["loss_sum"] += float(loss.detach())
             acc["n_loss"] += 1
             acc["seconds"] = time.perf_counter() - t0
