@@ -22,7 +22,7 @@ OUTPUTS = ("logits", "probs")
 
 def input_names(cfg) -> list[str]:
     """Graph inputs in order: the pathways (`slow`, `fast`), then `boxes` for detection models."""
-    return [*cfg.pathways, *(["boxes"] if cfg.detection else [])]
+    return cfg.input_names
 DEFAULT_OPSET = 17
 
 

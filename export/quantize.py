@@ -66,6 +66,17 @@ class _Reader:
         return None
 
 
+def _fp32_source(onnx_path: str | os.PathLike) -> tuple[Path, dict]:
+    """The FP32 ONNX export to quantize and its sidecar; anything else is a one-line error."""
+    src = Path(onnx_path)
+    if not src.exists():
+        raise SlowFastError(f"ONNX model {src} not found")
+    side = read_sidecar(src)
+    if side["kind"] != "onnx":
+        raise SlowFastError(f"{src} is a {side['kind']} artifact; quantize the FP32 ONNX export instead")
+    return src, side
+
+
 def quantize_int8(
     onnx_path: str | os.PathLike,
     calibration: Iterable[dict[str, np.ndarray]],
@@ -82,12 +93,7 @@ def quantize_int8(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    src = Path(onnx_path)
-    if not src.exists():
-        raise SlowFastError(f"ONNX model {src} not found")
-    side = read_sidecar(src)
-    if side["kind"] != "onnx":
-        raise SlowFastError(f"{src} is a {side['kind']} artifact; quantize the FP32 ONNX export instead")
+    src, side = _fp32_source(onnx_path)
     if method not in METHODS:
         raise SlowFastError(f"--method must be one of {METHODS}, got {method!r}")
     check_graph_inputs(graph_inputs(src), side, str(src))
@@ -158,12 +164,7 @@ def calibration_feed(
     from dali_pipelines.manifest import read_manifest, to_videos
     from dali_pipelines.plan import calibration_plan
 
-    src = Path(onnx_path)
-    if not src.exists():
-        raise SlowFastError(f"ONNX model {src} not found")
-    side = read_sidecar(src)
-    if side["kind"] != "onnx":
-        raise SlowFastError(f"{src} is a {side['kind']} artifact; quantize the FP32 ONNX export instead")
+    src, side = _fp32_source(onnx_path)
     check_graph_inputs(graph_inputs(src), side, str(src))
     manifest_path = Path(manifest_path)
     if not manifest_path.exists():

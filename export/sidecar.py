@@ -100,11 +100,11 @@ def read_sidecar(artifact: str | os.PathLike) -> dict[str, Any]:
     if missing:
         raise SlowFastError(f"{path}: sidecar lacks {missing}; re-export the artifact")
     try:
-        pathways = list(sidecar_config(data).pathways)
+        expected = sidecar_config(data).input_names
     except (SlowFastError, TypeError, ValueError, KeyError) as e:
         raise SlowFastError(f"{path}: the sidecar's model config is invalid ({str(e).splitlines()[0][:200]}); re-export the artifact") from None
-    if list(data["input_names"]) != pathways or sorted(data["inputs"]) != sorted(pathways):
-        raise SlowFastError(f"{path}: the sidecar names inputs {data['input_names']} but its {data['config'].get('arch')} model takes {pathways}; "
+    if list(data["input_names"]) != expected or sorted(data["inputs"]) != sorted(expected):
+        raise SlowFastError(f"{path}: the sidecar names inputs {data['input_names']} but its {data['config'].get('arch')} model takes {expected}; "
                             "the sidecar does not belong to this artifact, re-export it")
     return data
 

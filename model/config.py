@@ -86,6 +86,11 @@ class SlowFastConfig:
         return tuple(p for p, on in (("slow", self.has_slow), ("fast", self.has_fast)) if on)
 
     @property
+    def input_names(self) -> list[str]:
+        """Model inputs in order: the pathways, then `boxes` for detection models (exported graphs use these names)."""
+        return [*self.pathways, *(["boxes"] if self.detection else [])]
+
+    @property
     def fast_frames(self) -> int:
         return self.alpha * self.num_frames
 
