@@ -1,11 +1,9 @@
 """The GFLOPs/params table against the paper (Tables 2-5): rows as dicts, Markdown, and result files."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from benchmarks.environment import environment
-from common.io import atomic_write_text
 from model.flops import count
 from model.zoo import get_preset, presets
 
@@ -78,9 +76,7 @@ def to_markdown(rows: list[dict]) -> str:
 
 def write_results(rows: list[dict], out_dir: str | Path) -> dict[str, Path]:
     """Write `result.json` (environment, settings, rows) and `flops.md` into `out_dir`."""
-    out = Path(out_dir)
+    from benchmarks.results import write_result
+
     result = {"benchmark": "flops", **environment(), "settings": {"size": rows[0]["size"] if rows else None, "unit": UNIT}, "rows": rows}
-    paths = {"json": out / "result.json", "markdown": out / "flops.md"}
-    atomic_write_text(paths["json"], json.dumps(result, indent=2) + "\n")
-    atomic_write_text(paths["markdown"], to_markdown(rows))
-    return paths
+    return write_result(result, out_dir, to_markdown(rows), "flops.md")

@@ -7,7 +7,6 @@ run, since absolute numbers drift with the machine.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import torch
 
 from benchmarks.environment import environment
 from common.errors import SlowFastError
-from common.io import atomic_write_text
 from dali_pipelines.loader import ClipLoader
 from dali_pipelines.plan import Video, multiview_plan, train_plan
 from dali_pipelines.pyav_loader import PyAVClips
@@ -125,8 +123,7 @@ def to_markdown(result: dict) -> str:
 
 
 def write_results(result: dict, out_dir: str | Path) -> dict[str, Path]:
-    out = Path(out_dir)
-    paths = {"json": out / "result.json", "markdown": out / "pipeline.md"}
-    atomic_write_text(paths["json"], json.dumps(result, indent=2) + "\n")
-    atomic_write_text(paths["markdown"], to_markdown(result))
-    return paths
+    """Write `result.json` and `pipeline.md` into `out_dir`."""
+    from benchmarks.results import write_result
+
+    return write_result(result, out_dir, to_markdown(result), "pipeline.md")

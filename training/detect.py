@@ -8,7 +8,6 @@ official AVA evaluator does (`training.ava_eval`).
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -17,7 +16,6 @@ import torch
 from tqdm import tqdm
 
 from common.errors import SlowFastError
-from common.io import atomic_write_text
 from dali_pipelines.ava import AvaSet, KeyframeLoader, train_keyframe_plans
 from dali_pipelines.plan import Video
 from model.config import SlowFastConfig
@@ -151,11 +149,7 @@ def detection_markdown(result: dict) -> str:
 
 def write_detection_eval(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write `eval.json` (environment, settings, per-class AP) and `eval.md` into `out_dir`."""
-    from benchmarks.environment import environment
+    from training.evaluate import write_eval
 
-    out = Path(out_dir)
-    paths = {"json": out / "eval.json", "markdown": out / "eval.md"}
-    atomic_write_text(paths["json"], json.dumps({"benchmark": "detection", **environment(), **result}, indent=2) + "\n")
-    atomic_write_text(paths["markdown"], detection_markdown(result))
-    return paths
+    return write_eval(result, out_dir, benchmark="detection", markdown=detection_markdown)
 

@@ -122,12 +122,12 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_eval(result: dict, out_dir: str | Path) -> dict[str, Path]:
-    """Write `eval.json` and `eval.md` into `out_dir`."""
+def write_eval(result: dict, out_dir: str | Path, *, benchmark: str = "accuracy", markdown=to_markdown) -> dict[str, Path]:
+    """Write `eval.json` (environment + result, tagged with its `benchmark` kind) and `eval.md` into `out_dir`."""
     from benchmarks.environment import environment
 
     out = Path(out_dir)
     paths = {"json": out / "eval.json", "markdown": out / "eval.md"}
-    atomic_write_text(paths["json"], json.dumps({"benchmark": "accuracy", **environment(), **result}, indent=2) + "\n")
-    atomic_write_text(paths["markdown"], to_markdown(result))
+    atomic_write_text(paths["json"], json.dumps({"benchmark": benchmark, **environment(), **result}, indent=2) + "\n")
+    atomic_write_text(paths["markdown"], markdown(result))
     return paths
