@@ -30,15 +30,16 @@ import click
 @click.option("--num-classes", type=click.IntRange(1), help="Override the class count (default: classes.txt).")
 @click.option("--crop", type=click.IntRange(32), help="Override the training crop (the test crop follows: crop * 8/7).")
 @click.option("--fast-input", type=click.Choice(["rgb", "gray", "time_diff", "half_res"]), help="Override the preset's Fast-pathway input (Table 5c).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Override the preset's dropout before the classifier (the paper: 0.5).")
 @click.option("--no-flip", is_flag=True, help="No random horizontal flip (for classes that depend on left/right, as in `data synth`).")
 @click.option("--max-steps", type=click.IntRange(1), help="Stop after this many steps (smoke runs).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(preset, train_manifest, val_manifest, out_dir, epochs, batch_size, lr, warmup_epochs, amp, device, seed, save_every,
-          keep_last, val_clips, val_crops, init, resume, threads, skip_bad, num_classes, crop, fast_input, no_flip, max_steps, quiet):
+          keep_last, val_clips, val_crops, init, resume, threads, skip_bad, num_classes, crop, fast_input, dropout, no_flip, max_steps, quiet):
     """Train PRESET with the paper's recipe (SGD, warm-up + cosine, AMP) on DALI clips."""
     from training.run import train as run_train
 
-    overrides = {"num_classes": num_classes, "train_flip": False if no_flip else None, "fast_input": fast_input}
+    overrides = {"num_classes": num_classes, "train_flip": False if no_flip else None, "fast_input": fast_input, "dropout": dropout}
     if crop:
         overrides.update(crop_size=crop, test_crop_size=max(32, round(crop * 8 / 7 / 32) * 32))
     summary = run_train(preset, train_manifest, out_dir, val_manifest=val_manifest, resume=resume, model_overrides=overrides,

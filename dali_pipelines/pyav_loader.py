@@ -16,7 +16,7 @@ from dali_pipelines.colour import frame_to_rgb
 from dali_pipelines.pipelines import crop_positions
 from dali_pipelines.plan import ClipPlan
 from model.config import SlowFastConfig
-from model.inputs import make_fast_input
+from model.inputs import make_fast_input, normalize
 
 
 def decode_frames(path: str, indices, exact: bool = False) -> np.ndarray:
@@ -48,11 +48,8 @@ def decode_frames(path: str, indices, exact: bool = False) -> np.ndarray:
 
 
 def _normalise(frames: torch.Tensor, cfg: SlowFastConfig) -> torch.Tensor:
-    """uint8 F,H,W,C -> float C,F,H,W normalised with the config's mean/std after /255."""
-    x = frames.permute(3, 0, 1, 2).float() / 255.0  # never in place: `frames` may be a view of shared data
-    mean = torch.tensor(cfg.mean).view(3, 1, 1, 1)
-    std = torch.tensor(cfg.std).view(3, 1, 1, 1)
-    return (x - mean) / std
+    """F,H,W,C pixels (0..255) -> float C,F,H,W normalised (model.inputs.normalize; never in place)."""
+    return normalize(frames, cfg).permute(3, 0, 1, 2)
 
 
 def train_clip(frames: np.ndarray, plan: ClipPlan, cfg: SlowFastConfig) -> torch.Tensor:

@@ -113,7 +113,10 @@ _add("slowfast_r101_8x8_101_101_101", "model zoo", None, **SF_8x8, depth=101, r1
 
 
 # --- CPU demo models (not in the paper): R14 (one bottleneck per stage) at a quarter of the width ---
-TINY = dict(depth=14, width=16, num_frames=4, tau=16, crop_size=64, test_crop_size=64)
+# No dropout: on the synthetic set the tiny SlowFast reached 94.8% (centre clip) in 16 epochs without it and 80.2%
+# with the paper's 0.5 (same recipe otherwise, lr 0.05, batch 8; 2026-11-25): a 640-wide feature this small
+# underfits rather than overfits.
+TINY = dict(depth=14, width=16, num_frames=4, tau=16, crop_size=64, test_crop_size=64, dropout=0.0)
 _add("slowfast_tiny_4x16", "demo (not in the paper)", None, arch="slowfast", alpha=8, beta_inv=4, **TINY)
 _add("slow_tiny_4x16", "demo (not in the paper)", None, arch="slow", lateral=None, **TINY)
 _add("slowfast_tiny_4x16_timediff", "demo (not in the paper)", None, arch="slowfast", alpha=8, beta_inv=4, fast_input="time_diff", **TINY,

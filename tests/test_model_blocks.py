@@ -7,7 +7,8 @@ import torch
 import model
 from model.head import Head
 from model.blocks import NonLocal
-from model.inputs import GRAY_WEIGHTS, make_fast_input
+from common.errors import SlowFastError
+from model.inputs import GRAY_WEIGHTS, make_fast_input, normalize
 from model.lateral import Lateral
 
 
@@ -64,6 +65,17 @@ def test_fast_input_variants():
     assert half.shape == (2, 3, 8, 8, 8)
     assert torch.allclose(half[0, 0, 0, 0, 0], frames[0, 0, 0, :2, :2].mean())
     assert make_fast_input(frames, cfg) is frames
+
+
+def test_normalize_is_the_papers_formula_for_uint8_and_float():
+    cfg = _cfg(mean=(0.4, 0.45, 0.5), std=(0.2, 0.225, 0.25))
+    x = torch.randint(0, 256, (2, 4, 5, 6, 3), dtype=torch.uint8)
+    ref = (x.float() / 255 - torch.tensor(cfg.mean)) / torch.tensor(cfg.std)
+    y = normalize(x, cfg)
+    assert y.dtype == torch.float32 and y.shape == x.shape
+    assert torch.allclose(y, ref, atol=1e-6) and torch.allclose(normalize(x.float(), cfg), ref, atol=1e-6)
+    with pytest.raises(SlowFastError, match="channels-last"):
+        normalize(x.permute(0, 4, 1, 2, 3), cfg)
 
 
 @pytest.mark.parametrize("name", ["slowfast_r50_4x16_gray", "slowfast_r50_4x16_timediff", "slowfast_r50_4x16_halfres"])
