@@ -43,17 +43,20 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
 @click.argument("onnx_path", metavar="ONNX", type=click.Path(dir_okay=False))
 @click.option("--calib", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of calibration videos.")
 @click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Calibration clips (one per video).")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True)
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="percentile", show_default=True,
+              help="Activation range calibration (ONNX Runtime's calibrators).")
+@click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.9, show_default=True,
+              help="With --method percentile: the percentile of |activation| that sets each scale.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Which videos are drawn.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: NAME.int8.onnx beside ONNX).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where DALI decodes.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, seed: int, out: str | None, device: str, threads: int, quiet: bool) -> None:
+def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, percentile: float, seed: int, out: str | None, device: str, threads: int, quiet: bool) -> None:
     """Quantize an FP32 ONNX export to a symmetric int8 Q/DQ model calibrated on DALI clips."""
     from export.quantize import qdq_summary, quantize_from_manifest
 
-    path = quantize_from_manifest(onnx_path, manifest, clips=clips, method=method, seed=seed, out=out, device=device,
+    path = quantize_from_manifest(onnx_path, manifest, clips=clips, method=method, percentile=percentile, seed=seed, out=out, device=device,
                                   threads=threads, progress=not quiet)
     s = qdq_summary(path)
     click.echo(f"wrote {path}: {s['quantized_convs']}/{s['convs']} Conv quantized, symmetric={s['symmetric']}, "
@@ -91,13 +94,17 @@ def engine_cmd(onnx_path: str, precision: str, out: str | None, min_batch: int, 
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads.")
 @click.option("--engine-threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: its own).")
 @click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="Interleaved speed calls per engine.")
+@click.option("--qdq", type=click.Choice(["auto", "kernels", "emulate"]), default="auto", show_default=True,
+              help="How ONNX Runtime runs the INT8 model: its int8 kernels, or the Q/DQ semantics TensorRT implements "
+                   "(auto: emulate on CPUs without VNNI, whose int8 kernels saturate).")
+@click.option("--with-kernels", is_flag=True, help="With Q/DQ emulation, also evaluate the INT8 file through ONNX Runtime's int8 kernels.")
 @click.option("--quiet", is_flag=True)
-def compare_cmd(fp32, int8, extra, manifest, out_dir, clips, crops, batch_size, device, threads, engine_threads, repeats, quiet) -> None:
+def compare_cmd(fp32, int8, extra, manifest, out_dir, clips, crops, batch_size, device, threads, engine_threads, repeats, qdq, with_kernels, quiet) -> None:
     """FP32 vs INT8 (and any EXTRA artifacts) in one run over one decode: accuracy per view, top-1 agreement, clips/s."""
     from export.compare import compare, to_markdown
 
     r = compare(fp32, int8, manifest, out_dir, extra=extra, num_clips=clips, num_crops=int(crops), batch_size=batch_size, device=device,
-                threads=threads, engine_threads=engine_threads, repeats=repeats, progress=not quiet)
+                threads=threads, engine_threads=engine_threads, repeats=repeats, qdq=qdq, with_kernels=with_kernels, progress=not quiet)
     click.echo(to_markdown(r))
 
 

@@ -62,7 +62,9 @@ def train(preset, train_manifest, val_manifest, out_dir, epochs, batch_size, lr,
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--skip-bad", is_flag=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write eval.json and eval.md here.")
-def eval_cmd(ckpt, engine_path, manifest, clips, crops, batch_size, device, threads, skip_bad, out_dir):
+@click.option("--qdq", type=click.Choice(["auto", "kernels", "emulate"]), default="auto", show_default=True,
+              help="INT8 ONNX only: ONNX Runtime's int8 kernels, or the Q/DQ semantics TensorRT implements (auto: emulate on CPUs without VNNI).")
+def eval_cmd(ckpt, engine_path, manifest, clips, crops, batch_size, device, threads, skip_bad, out_dir, qdq):
     """Top-1/top-5 (mAP for multi-label) for 1x1, 1x3, Kx1 and Kx3 views in one pass."""
     from training.detect import detection_markdown
     from training.evaluate import to_markdown
@@ -71,5 +73,5 @@ def eval_cmd(ckpt, engine_path, manifest, clips, crops, batch_size, device, thre
     if bool(ckpt) == bool(engine_path):
         raise click.UsageError("give exactly one of --ckpt or --engine")
     result = evaluate(engine_path or ckpt, manifest, num_clips=clips, num_crops=int(crops), batch_size=batch_size,
-                      device=device, threads=threads, skip_bad=skip_bad, out_dir=out_dir)
+                      device=device, threads=threads, skip_bad=skip_bad, out_dir=out_dir, qdq=qdq)
     click.echo(detection_markdown(result) if result.get("per_class_ap") is not None else to_markdown(result))

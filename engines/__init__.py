@@ -14,8 +14,11 @@ from engines.base import Engine
 
 
 def load(path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32", compile: bool = False,
-         threads: int | None = None) -> Engine:
-    """Open an artifact by its kind: a checkpoint (torch), `.onnx` (ONNX Runtime) or `.plan`/`.engine` (TensorRT)."""
+         threads: int | None = None, qdq: str = "auto") -> Engine:
+    """Open an artifact by its kind: a checkpoint (torch), `.onnx` (ONNX Runtime) or `.plan`/`.engine` (TensorRT).
+
+    `qdq` picks how ONNX Runtime runs an INT8 Q/DQ model ("auto", "kernels", "emulate"; `engines.ort_engine`).
+    """
     from export.sidecar import read_sidecar
 
     p = Path(path)
@@ -25,7 +28,7 @@ def load(path: str | os.PathLike, *, device: str = "auto", precision: str = "fp3
     if suffix == ".onnx":
         from engines.ort_engine import OrtEngine
 
-        return OrtEngine(p, read_sidecar(p), device=device, threads=threads)
+        return OrtEngine(p, read_sidecar(p), device=device, threads=threads, qdq=qdq)
     if suffix in (".plan", ".engine", ".trt"):
         from engines.trt_engine import TrtEngine
 

@@ -47,11 +47,15 @@ def compare(
     threads: int = 2,
     engine_threads: int | None = None,
     repeats: int = 10,
+    qdq: str = "auto",
+    with_kernels: bool = False,
     progress: bool = True,
 ) -> dict:
     """Evaluate `fp32`, `int8` and any `extra` artifacts on `manifest` over one decode; write result.json and result.md.
 
     Each view goes through every engine (`training.evaluate.evaluate_engines`), so all see identical clips.
+    `qdq` says how ONNX Runtime runs the INT8 model (`engines.ort_engine`); `with_kernels` adds, when that is
+    the Q/DQ emulation, the same INT8 file through ONNX Runtime's int8 kernels as a row named "int8-ort-kernels".
     """
     import engines
     from benchmarks.environment import environment
@@ -62,7 +66,10 @@ def compare(
 
     _, videos = _manifest_videos(str(manifest), "evaluation")
     paths = {"fp32": fp32, "int8": int8, **{Path(x).name: x for x in extra}}
-    loaded = {k: engines.load(v, device=device, threads=engine_threads) for k, v in paths.items()}
+    loaded = {k: engines.load(v, device=device, threads=engine_threads, qdq=qdq) for k, v in paths.items()}
+    if with_kernels and getattr(loaded["int8"], "qdq", None) == "emulate":
+        paths["int8-ort-kernels"] = int8
+        loaded["int8-ort-kernels"] = engines.load(int8, device=device, threads=engine_threads, qdq="kernels")
     evals = evaluate_engines(loaded, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device,
                              threads=threads, progress=progress)
     cfg = loaded["fp32"].config
@@ -94,6 +101,7 @@ def compare(
         **environment(),
         "artifacts": {k: str(v) for k, v in paths.items()},
         "calibration": {k: e.info.get("calibration") for k, e in loaded.items() if k != "fp32"},
+        "engines": {k: e.name for k, e in loaded.items()},
         "settings": {"manifest": str(manifest), "videos": len(videos), "clips": num_clips, "crops": num_crops,
                      "batch_size": batch_size, "device": device, "dali_threads": threads, "engine_threads": engine_threads,
                      "speed_repeats": repeats, "end_to_end_views_per_s": evals["fp32"]["views_per_s"]},
@@ -113,7 +121,8 @@ def to_markdown(result: dict) -> str:
     st = result["settings"]
     arts = result["artifacts"]
     lines = [f"FP32 `{arts['fp32']}` vs INT8 `{arts['int8']}` on {st['videos']} videos, "
-             f"{st['clips']} clips x {st['crops']} crops, {result['device']}", "",
+             f"{st['clips']} clips x {st['crops']} crops, {result['device']}; INT8 run as "
+             f"`{result.get('engines', {}).get('int8', 'int8')}`", "",
              "| views | FP32 | INT8 | delta | top-1 agreement % |", "|---|---:|---:|---:|---:|"]
     for s, a in result["accuracy"].items():
         lines.append(f"| {s} ({a['metric']}) | {a['fp32']:.2f} | {a['int8']:.2f} | {a['delta']:+.2f} | {a['top1_agreement']:.1f} |")
@@ -130,5 +139,5 @@ def to_markdown(result: dict) -> str:
               "| engine | clips/s | vs FP32 | clips/s in eval |", "|---|---:|---:|---:|"]
     for k in arts:
         ratio = f"{sp[k]['vs_fp32']:.2f}x" if "vs_fp32" in sp[k] else "1"
-        lines.append(f"| {k} | {sp[k]['clips_per_s']:.1f} | {ratio} | {sp[k]['eval_engine_clips_per_s']:.1f} |")
+        lines.append(f"| {k} (`{result.get('engines', {}).get(k, k)}`) | {sp[k]['clips_per_s']:.1f} | {ratio} | {sp[k]['eval_engine_clips_per_s']:.1f} |")
     return "\n".join(lines) + "\n"

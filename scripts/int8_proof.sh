@@ -4,12 +4,12 @@
 #   scripts/int8_proof.sh CKPT CALIB_MANIFEST VAL_MANIFEST OUT_DIR [CLIPS] [METHOD]
 set -euo pipefail
 if [ $# -lt 4 ]; then
-    echo "usage: $0 CKPT CALIB_MANIFEST VAL_MANIFEST OUT_DIR [CALIB_CLIPS=32] [METHOD=minmax]" >&2
+    echo "usage: $0 CKPT CALIB_MANIFEST VAL_MANIFEST OUT_DIR [CALIB_CLIPS=32] [METHOD=percentile]" >&2
     exit 2
 fi
-ckpt=$1 calib=$2 val=$3 out=$4 clips=${5:-32} method=${6:-minmax}
+ckpt=$1 calib=$2 val=$3 out=$4 clips=${5:-32} method=${6:-percentile}
 py=${PYTHON:-python}
 mkdir -p "$out"
 "$py" -m cli.main export onnx "$ckpt" --out "$out/fp32.onnx"
 "$py" -m cli.main export int8 "$out/fp32.onnx" --calib "$calib" --clips "$clips" --method "$method" --device cpu --out "$out/int8.onnx"
-"$py" -m cli.main export compare "$out/fp32.onnx" "$out/int8.onnx" --data "$val" --out "$out/compare" --clips 10 --crops 3 --device cpu
+"$py" -m cli.main export compare "$out/fp32.onnx" "$out/int8.onnx" --data "$val" --out "$out/compare" --clips 10 --crops 3 --device cpu --with-kernels

@@ -76,7 +76,7 @@ def test_cli_export_int8_end_to_end(setup, tmp_path):
     side = read_sidecar(out)
     cal = side["calibration"]
     assert side["kind"] == "onnx-int8" and side["precision"] == "int8"
-    assert (cal["method"], cal["clips"], cal["seed"], cal["batches"]) == ("minmax", 5, 1, 2)  # 4 + 1 clips
+    assert (cal["method"], cal["percentile"], cal["clips"], cal["seed"], cal["batches"]) == ("percentile", 99.9, 5, 1, 2)  # 4 + 1 clips
     assert cal["manifest"] == str(setup["manifest"].resolve()) and len(cal["videos"]) == 5
     assert side["source_onnx_sha256"] and side["input_names"] == ["slow", "fast"]
 
@@ -227,3 +227,38 @@ def test_export_compare_writes_result_files(setup, tmp_path):
     assert len(res["samples"]["speed_s"]["fp32"]) == 2 and res["speed"]["fp32"]["clips_per_s"] > 0
     assert res["speed"]["fp32"]["batch_views"] == 4 and res["versions"]["onnxruntime"]
     assert "top-1 agreement" in (out / "result.md").read_text()
+
+
+def test_int8_qdq_execution_modes(setup, tmp_path, monkeypatch):
+    """INT8 ONNX runs through ONNX Runtime's int8 kernels or as Q/DQ emulation; auto emulates on CPUs without VNNI."""
+    import engines
+    from engines import ort_engine
+
+    q = tmp_path / "m.int8.onnx"
+    assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", q,
+                "--quiet").exit_code == 0
+    emulated = engines.load(q, device="cpu", qdq="emulate")
+    kernels = engines.load(q, device="cpu", qdq="kernels")
+    assert emulated.name == "onnxruntime-int8-qdq-emulated" and emulated.info["qdq_execution"] == "emulate"
+    assert kernels.name == "onnxruntime-int8" and kernels.info["qdq_execution"] == "kernels"
+    assert emulated.session.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+    assert engines.load(setup["onnx"], device="cpu", qdq="emulate").name == "onnxruntime-fp32"  # float models: no Q/DQ
+    for vnni, mode in ((False, "emulate"), (True, "kernels"), (None, "kernels")):
+        monkeypatch.setattr(ort_engine, "cpu_has_vnni", lambda v=vnni: v)
+        assert ort_engine.resolve_qdq("auto", "int8", "cpu") == mode
+    assert ort_engine.resolve_qdq("auto", "int8", "cuda") == "kernels"
+    with pytest.raises(SlowFastError, match="--qdq must be one of"):
+        ort_engine.resolve_qdq("fake", "int8", "cpu")
+    # Both executions run the quantized model to finite scores of the same shape.
+    from model.inputs import random_inputs
+
+    clips = random_inputs(emulated.config, batch=4, generator=torch.Generator().manual_seed(0))
+    a, b = emulated(clips["slow"], clips["fast"]), kernels(clips["slow"], clips["fast"])
+    assert a.shape == b.shape == (4, emulated.config.num_classes) and torch.isfinite(a).all() and torch.isfinite(b).all()
+    monkeypatch.setattr(ort_engine, "cpu_has_vnni", lambda: False)
+    r = _cli("export", "compare", setup["onnx"], q, "--data", setup["manifest"], "--out", tmp_path / "cmp", "--clips", 1,
+             "--crops", 1, "--device", "cpu", "--repeats", 1, "--with-kernels", "--quiet")
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "cmp" / "result.json").read_text())
+    assert res["engines"] == {"fp32": "onnxruntime-fp32", "int8": "onnxruntime-int8-qdq-emulated", "int8-ort-kernels": "onnxruntime-int8"}
+    assert "int8-ort-kernels" in res["accuracy"]["1x1"]["others"]

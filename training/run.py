@@ -48,16 +48,19 @@ def train(preset: str, train_manifest: str, out_dir: str, *, val_manifest: str |
 
 
 def evaluate(artifact: str, manifest: str, *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
-             device: str = "auto", threads: int = 2, skip_bad: bool = False, out_dir: str | None = None, progress: bool = True) -> dict:
-    """Multi-view accuracy of a checkpoint, ONNX model or TensorRT plan on `manifest`; writes eval.json/.md to `out_dir`."""
+             device: str = "auto", threads: int = 2, skip_bad: bool = False, out_dir: str | None = None, progress: bool = True,
+             qdq: str = "auto") -> dict:
+    """Multi-view accuracy of a checkpoint, ONNX model or TensorRT plan on `manifest`; writes eval.json/.md to `out_dir`.
+
+    `qdq`: how ONNX Runtime runs an INT8 Q/DQ model (`engines.ort_engine`)."""
     import engines
     from training.evaluate import evaluate_engine, write_eval
 
     if Path(manifest).is_file() and looks_like_ava_csv(manifest):
         return _evaluate_detection(artifact, manifest, batch_size=batch_size, device=device, threads=threads,
-                                   skip_bad=skip_bad, out_dir=out_dir, progress=progress)
+                                   skip_bad=skip_bad, out_dir=out_dir, progress=progress, qdq=qdq)
     _, videos = _manifest_videos(manifest, "evaluation")
-    engine = engines.load(artifact, device=device)
+    engine = engines.load(artifact, device=device, qdq=qdq)
     result = evaluate_engine(engine, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size,
                              device=device, threads=threads, skip_bad=skip_bad, progress=progress)
     if out_dir:
@@ -87,14 +90,14 @@ def _train_detection(preset: str, labels_csv: str, out_dir: str, val_csv: str | 
 
 
 def _evaluate_detection(artifact: str, labels_csv: str, *, batch_size: int, device: str, threads: int, skip_bad: bool,
-                        out_dir: str | None, progress: bool) -> dict:
+                        out_dir: str | None, progress: bool, qdq: str = "auto") -> dict:
     """Frame mAP of a detection checkpoint / ONNX model / plan on a label CSV and its proposals."""
     import engines
     from dali_pipelines.ava import load_ava
     from training.detect import evaluate_detection, write_detection_eval
 
     data = load_ava(labels_csv, use_proposals=True)
-    engine = engines.load(artifact, device=device)
+    engine = engines.load(artifact, device=device, qdq=qdq)
     result = evaluate_detection(engine, data, batch_size=batch_size, device=device, threads=threads, skip_bad=skip_bad,
                                 progress=progress)
     if out_dir:
