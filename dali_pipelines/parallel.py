@@ -74,12 +74,44 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+class _Interrupts:
+    """Remembers a Ctrl-C, so one whose KeyboardInterrupt was swallowed (raised inside a finaliser or a callback
+    that Python only reports) still stops the run at the next completed job."""
+
+    def __init__(self):
+        self.seen = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 def run_parallel(fn: Callable[[Any], Any], jobs: list[Any], workers: int | None = None) -> Iterator[tuple[int, Any, str | None]]:
     """Yield `(index, result, None)` or `(index, None, reason)` for every job, in completion order.
 
     `fn` must be a module-level function (it runs in spawned processes) and signal bad input by raising
     `VideoError`. KeyboardInterrupt in the caller (or closing this generator) stops the workers at once.
     """
+    with _Interrupts() as interrupts:
+        yield from _run_parallel(fn, jobs, workers, interrupts)
+
+
+def _run_parallel(fn, jobs, workers, interrupts: _Interrupts):
     workers = max(1, min(workers or default_workers(), len(jobs) or 1))
     ctx = multiprocessing.get_context("spawn")
     pending = list(range(len(jobs)))
@@ -99,6 +131,7 @@ def run_parallel(fn: Callable[[Any], Any], jobs: list[Any], workers: int | None 
             remaining, broken = set(futures), False
             while remaining and not broken:
                 finished, remaining = wait(remaining, timeout=1.0, return_when=FIRST_COMPLETED)
+                interrupts.check()
                 _drain(started, last_start)
                 for fut in finished:
                     try:
