@@ -43,20 +43,22 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
 @click.argument("onnx_path", metavar="ONNX", type=click.Path(dir_okay=False))
 @click.option("--calib", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of calibration videos.")
 @click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Calibration clips (one per video).")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="percentile", show_default=True,
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True,
               help="Activation range calibration (ONNX Runtime's calibrators).")
-@click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.9, show_default=True,
+@click.option("--moving-average/--no-moving-average", default=True, show_default=True,
+              help="With minmax: average the per-batch ranges instead of taking the extremes over all clips.")
+@click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.999, show_default=True,
               help="With --method percentile: the percentile of |activation| that sets each scale.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Which videos are drawn.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: NAME.int8.onnx beside ONNX).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where DALI decodes.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, percentile: float, seed: int, out: str | None, device: str, threads: int, quiet: bool) -> None:
+def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, moving_average: bool, percentile: float, seed: int, out: str | None, device: str, threads: int, quiet: bool) -> None:
     """Quantize an FP32 ONNX export to a symmetric int8 Q/DQ model calibrated on DALI clips."""
     from export.quantize import qdq_summary, quantize_from_manifest
 
-    path = quantize_from_manifest(onnx_path, manifest, clips=clips, method=method, percentile=percentile, seed=seed, out=out, device=device,
+    path = quantize_from_manifest(onnx_path, manifest, clips=clips, method=method, percentile=percentile, moving_average=moving_average, seed=seed, out=out, device=device,
                                   threads=threads, progress=not quiet)
     s = qdq_summary(path)
     click.echo(f"wrote {path}: {s['quantized_convs']}/{s['convs']} Conv quantized, symmetric={s['symmetric']}, "

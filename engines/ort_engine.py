@@ -4,7 +4,7 @@ An INT8 Q/DQ model runs in one of two ways (`qdq`): "kernels" lets ONNX Runtime 
 int8 kernels; "emulate" keeps them as QuantizeLinear/DequantizeLinear around float operators (session option
 `session.disable_quant_qdq`), which is exactly the ONNX Q/DQ semantics that TensorRT's explicit quantization
 implements (int8 products summed exactly). "auto" emulates on x86 CPUs without VNNI: there ONNX Runtime's int8
-convolutions use 8-bit multiply instructions whose 16-bit intermediate sums saturate, which measured 13-24 points
+convolutions use 8-bit multiply instructions whose 16-bit intermediate sums saturate, which measured 18-26 points
 of top-1 below the same graph's Q/DQ semantics on the synthetic set (README, Export) and says nothing about the
 graph TensorRT will run. The engine's name and info say which was used.
 """

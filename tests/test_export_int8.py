@@ -76,7 +76,7 @@ def test_cli_export_int8_end_to_end(setup, tmp_path):
     side = read_sidecar(out)
     cal = side["calibration"]
     assert side["kind"] == "onnx-int8" and side["precision"] == "int8"
-    assert (cal["method"], cal["percentile"], cal["clips"], cal["seed"], cal["batches"]) == ("percentile", 99.9, 5, 1, 2)  # 4 + 1 clips
+    assert (cal["method"], cal["moving_average"], cal["clips"], cal["seed"], cal["batches"]) == ("minmax", True, 5, 1, 2)  # 4 + 1 clips
     assert cal["manifest"] == str(setup["manifest"].resolve()) and len(cal["videos"]) == 5
     assert side["source_onnx_sha256"] and side["input_names"] == ["slow", "fast"]
 
@@ -262,3 +262,13 @@ def test_int8_qdq_execution_modes(setup, tmp_path, monkeypatch):
     res = json.loads((tmp_path / "cmp" / "result.json").read_text())
     assert res["engines"] == {"fp32": "onnxruntime-fp32", "int8": "onnxruntime-int8-qdq-emulated", "int8-ort-kernels": "onnxruntime-int8"}
     assert "int8-ort-kernels" in res["accuracy"]["1x1"]["others"]
+
+
+def test_percentile_calibration_with_a_short_last_batch(setup, tmp_path):
+    """Histogram calibrators get one clip per call, so 5 clips (batches of 4 + 1) calibrate without an error."""
+    out = tmp_path / "p.int8.onnx"
+    r = _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 5, "--method", "percentile",
+             "--percentile", 99.9, "--device", "cpu", "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    cal = read_sidecar(out)["calibration"]
+    assert (cal["method"], cal["percentile"], cal["batches"]) == ("percentile", 99.9, 2) and "moving_average" not in cal
