@@ -8,14 +8,9 @@ import platform
 
 def cpu_model() -> str:
     """The CPU's marketing name from /proc/cpuinfo (falls back to platform.processor())."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from common.device import cpuinfo
+
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def versions(packages: tuple[str, ...] = ("torch", "numpy", "nvidia-dali-cuda120", "onnx", "onnxruntime", "tensorrt", "av")) -> dict[str, str | None]:

@@ -8,6 +8,18 @@ from common.errors import SlowFastError
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def cpuinfo(field: str) -> str | None:
+    """The value of the first `field` line of /proc/cpuinfo ("model name", "flags"); None where there is none."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.split(":", 1)[0].strip() == field:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn "auto" | "cpu" | "cuda[:N]" into a torch.device, failing clearly when CUDA is asked for but absent."""
     if isinstance(device, torch.device):

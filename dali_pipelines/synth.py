@@ -64,11 +64,10 @@ MARKER = "synth.json"
 
 
 @dataclass(frozen=True)
-class SynthJob:
+class EncodeJob:
     """Everything one worker needs to render and encode video `index` (deterministic in these fields)."""
 
     index: int
-    label: int
     seed: int
     height: int
     width: int
@@ -77,6 +76,13 @@ class SynthJob:
     codec: str
     path: str
     tmp: str
+
+
+@dataclass(frozen=True)
+class SynthJob(EncodeJob):
+    """An EncodeJob for one video of the classification set: its class too."""
+
+    label: int = 0
 
 
 @dataclass
@@ -265,7 +271,7 @@ def synth(out: str | os.PathLike, videos: int = 480, seed: int = 0, codec: str =
     jobs = []
     for i, lab in enumerate(labels.tolist()):
         rel = f"videos/{CLASSES[lab]}/{i:05d}{spec.extension}"
-        jobs.append(SynthJob(i, lab, seed, height, width, frames, fps, codec, str(out / rel), str(out / ".tmp" / f"{i:05d}{spec.extension}")))
+        jobs.append(SynthJob(i, seed, height, width, frames, fps, codec, str(out / rel), str(out / ".tmp" / f"{i:05d}{spec.extension}"), label=lab))
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), unit="video", desc="synth", disable=not progress, file=sys.stderr, dynamic_ncols=True)

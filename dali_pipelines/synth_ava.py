@@ -36,7 +36,7 @@ from common.errors import SlowFastError
 from common.io import atomic_write_text
 from dali_pipelines import parallel
 from dali_pipelines.manifest import Entry, write_manifest
-from dali_pipelines.synth import CLASSES as MOTIONS, MARKER, SYNTH_CODECS, _contrasting_colour, _prepare_out, encode, parse_size, trajectory
+from dali_pipelines.synth import CLASSES as MOTIONS, MARKER, SYNTH_CODECS, EncodeJob, _contrasting_colour, _prepare_out, encode, parse_size, trajectory
 from dali_pipelines.video_io import codec_spec
 
 ACTIONS = (*MOTIONS, "moves", "changes_fast")
@@ -50,21 +50,6 @@ def actions_of(motion: int) -> list[int]:
     """The 0-based action indices of an actor with motion class `motion`."""
     name = MOTIONS[motion]
     return [motion] + ([MOVES] if name in _MOVERS else []) + ([CHANGES_FAST] if name in _FAST_CHANGERS else [])
-
-
-@dataclass(frozen=True)
-class DetectionJob:
-    """What a worker needs to render and encode video `index` (deterministic in these fields)."""
-
-    index: int
-    seed: int
-    height: int
-    width: int
-    frames: int
-    fps: int
-    codec: str
-    path: str
-    tmp: str
 
 
 @dataclass
@@ -131,7 +116,7 @@ def render_scene(seed: int, index: int, frames: int, height: int, width: int) ->
     return video
 
 
-def make_detection_video(job: DetectionJob) -> dict:
+def make_detection_video(job: EncodeJob) -> dict:
     """Worker: render and encode one video."""
     return encode(render_scene(job.seed, job.index, job.frames, job.height, job.width), job)
 
@@ -190,7 +175,7 @@ def synth_detection(out: str | os.PathLike, videos: int = 160, seed: int = 0, co
     out = Path(out)
     _prepare_out(out)
     spec = codec_spec(codec)
-    jobs = [DetectionJob(i, seed, height, width, frames, fps, codec, str(out / f"videos/vid{i:05d}{spec.extension}"),
+    jobs = [EncodeJob(i, seed, height, width, frames, fps, codec, str(out / f"videos/vid{i:05d}{spec.extension}"),
                          str(out / ".tmp" / f"vid{i:05d}{spec.extension}")) for i in range(videos)]
     from tqdm import tqdm
 

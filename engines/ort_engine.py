@@ -15,7 +15,7 @@ import os
 import numpy as np
 import torch
 
-from common.device import resolve_device
+from common.device import cpuinfo, resolve_device
 from common.errors import SlowFastError
 from engines.base import Engine
 from export.sidecar import check_graph_inputs
@@ -26,11 +26,7 @@ QDQ_MODES = ("auto", "kernels", "emulate")
 
 def cpu_has_vnni() -> bool | None:
     """Whether this x86 CPU has VNNI int8 dot products (avx512_vnni / avx_vnni); None when it cannot be told."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return None
+    flags = cpuinfo("flags")
     if not flags:
         return None
     return any(f in flags.split() for f in ("avx512_vnni", "avx_vnni"))
