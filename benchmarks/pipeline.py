@@ -2,7 +2,9 @@
 
 Measured on the same files and the same clip plans: DALI training pipeline, DALI test pipeline (3 crops per
 clip), DALI decode-only (the ceiling: decoding the clip's frames, nothing else), a PySlowFast-style PyAV
-loader run serially, and the same in a torch DataLoader with worker processes. Ratios are taken within the
+loader run serially, and the same in a torch DataLoader with worker processes. On the CPU the training and
+test pipelines hand decoded frames to torch for the spatial ops, and the same pipelines with every op in the
+DALI graph (`spatial="dali"`, what a GPU runs) are measured too. Ratios are taken within the
 run, since absolute numbers drift with the machine.
 """
 from __future__ import annotations
@@ -75,10 +77,18 @@ def bench_pipeline(videos: list[Video], cfg: SlowFastConfig, *, batch: int = 8, 
 
     loader = ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, videos=videos)
     dali_device = loader.device
-    record("dali_train", _rate(loader))
-    test = ClipLoader(multiview_plan(videos, cfg, num_clips=max(1, -(-(clips + batch) // len(videos))))[: clips + batch], cfg, "test", batch, device=device, threads=threads)
+    how = "DALI decode, torch uint8 resize/crop/flip/normalise" if loader.spatial_in_torch else "every op in the DALI graph"
+    record("dali_train", _rate(loader), how)
+    test_plans = multiview_plan(videos, cfg, num_clips=max(1, -(-(clips + batch) // len(videos))))[: clips + batch]
+    test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads)
     r, n = _rate(test)
-    record("dali_test", (r / test.views_per_sample, n // test.views_per_sample), f"{test.views_per_sample} crops per clip: {r:.1f} views/s")
+    record("dali_test", (r / test.views_per_sample, n // test.views_per_sample), f"{test.views_per_sample} crops per clip: {r:.1f} views/s; {how}")
+    if loader.spatial_in_torch:  # the same pipelines with every op in the DALI graph (the GPU graph, run on the CPU)
+        record("dali_train_graph_only", _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, spatial="dali")),
+               "every op in the DALI graph (DALI's CPU resize)")
+        graph_test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads, spatial="dali")
+        r, n = _rate(graph_test)
+        record("dali_test_graph_only", (r / graph_test.views_per_sample, n // graph_test.views_per_sample), "every op in the DALI graph")
     record("dali_decode_only", _decode_rate(plans, cfg, batch, dali_device, threads),
            "decoding the clips' frames inside DALI, outputs not handed to torch: the ceiling")
     record("pyav_serial", _rate(PyAVClips(plans, cfg, "train"), warmup=batch), "PySlowFast-style: PyAV decode + torch crop/flip/normalise, one process")
@@ -91,12 +101,15 @@ def bench_pipeline(videos: list[Video], cfg: SlowFastConfig, *, batch: int = 8, 
         "dali_train_vs_pyav_dataloader": get("dali_train") / max(get("pyav_dataloader"), 1e-9),
         "dali_train_vs_decode_only": get("dali_train") / max(get("dali_decode_only"), 1e-9),
     }
+    if "dali_train_graph_only" in rows:
+        ratios["dali_train_vs_graph_only"] = get("dali_train") / max(get("dali_train_graph_only"), 1e-9)
+        ratios["dali_test_vs_graph_only"] = get("dali_test") / max(get("dali_test_graph_only"), 1e-9)
     env = environment()
     return {
         "benchmark": "pipeline",
         **env,
         "device": f"DALI {dali_device} / {env['device']}",
-        "settings": {"preset": cfg.name, "batch": batch, "threads": threads, "clips": clips, "crop": cfg.crop_size,
+        "settings": {"preset": cfg.name, "batch": batch, "threads": threads, "spatial_ops": "torch" if loader.spatial_in_torch else "dali", "clips": clips, "crop": cfg.crop_size,
                      "test_crop": cfg.test_crop_size, "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}", "videos": len(videos),
                      "sizes": sorted({f"{v.width}x{v.height}" for v in videos})},
         "dali_train_clips_per_s": get("dali_train"),

@@ -40,7 +40,7 @@ from dali_pipelines import sampling
 from dali_pipelines.loader import ClipLoader, ncthw_view
 from dali_pipelines.manifest import read_manifest, to_videos
 from dali_pipelines.pipelines import PlanSource, _normalize
-from dali_pipelines.plan import ClipPlan, Video, epoch_order, shard, slow_positions
+from dali_pipelines.plan import ClipPlan, Video, epoch_order, shard, short_side_size, slow_positions
 from model.config import SlowFastConfig
 from model.inputs import make_fast_input
 
@@ -242,8 +242,7 @@ def clip_indices(cfg: SlowFastConfig, video: Video, frame: int) -> tuple[np.ndar
 
 def resized_size(video: Video, short: int) -> tuple[int, int]:
     """(H, W) of a video's frames resized to short side `short`, aspect kept (rounded to whole pixels)."""
-    scale = short / min(video.height, video.width)
-    return max(1, int(round(video.height * scale))), max(1, int(round(video.width * scale)))
+    return short_side_size(video.height, video.width, short, at_least=1)
 
 
 def canvas_size(videos: list[Video], short: int) -> tuple[int, int]:
@@ -336,7 +335,7 @@ class KeyframeLoader(ClipLoader):
     def _boxes(self, k: Keyframe) -> list[tuple[float, float, float, float]]:
         return k.gt_boxes if self.box_source == "gt" else k.proposals
 
-    def _to_batch(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _to_batch(self, out: dict[str, torch.Tensor], plans: list[ClipPlan]) -> dict[str, torch.Tensor]:
         fast = ncthw_view(out["fast"])  # N, C, F, H, W (normalised, padded; channels_last_3d memory)
         pos = out["slow_pos"].long().to(fast.device)
         slow = torch.stack([fast[i, :, pos[i]] for i in range(fast.shape[0])])

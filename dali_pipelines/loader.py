@@ -2,8 +2,10 @@
 
 Yields dicts of torch tensors (on the GPU when DALI runs there): `slow` N,3,T,H,W; `fast` N,C_f,alpha*T,H_f,W_f
 (already in the config's Fast-input form); `label` (ids, or multi-hot for multi-label models); `video`,
-`clip`, `crop` indices for aggregating test views. A file that fails to decode is found by probing the
-samples of the failing batch, reported by name, and (with `skip_bad=True`) dropped with a count.
+`clip`, `crop` indices for aggregating test views. On the CPU, DALI decodes and torch does the spatial ops
+(`dali_pipelines.spatial`); `spatial="dali"` keeps every op in the DALI graph, as on a GPU. A file that fails
+to decode is found by probing the samples of the failing batch, reported by name, and (with `skip_bad=True`)
+dropped with a count.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import torch
 
 from common.errors import SlowFastError
 from dali_pipelines.plan import ClipPlan, Video
-from dali_pipelines.pipelines import PlanSource, build_pipeline, crop_positions, output_names
+from dali_pipelines import spatial as spatial_ops
+from dali_pipelines.pipelines import PlanSource, build_pipeline, crop_positions, output_names, spatial_in_torch
 from model.config import SlowFastConfig
 from model.inputs import make_fast_input
 
@@ -118,7 +121,7 @@ class ClipLoader:
 
     def __init__(self, plans: list[ClipPlan] | Callable[[int], list[ClipPlan]], cfg: SlowFastConfig, mode: str, batch_size: int,
                  device: str = "auto", threads: int = 2, skip_bad: bool = False, prefetch: int = 2, videos: list[Video] | None = None,
-                 num_crops: int = 3):
+                 num_crops: int = 3, spatial: str = "auto"):
         if mode not in ("train", "test", "decode"):
             raise SlowFastError(f"mode must be train, test or decode, got {mode!r}")
         if batch_size < 1:
@@ -126,11 +129,14 @@ class ClipLoader:
         self.cfg, self.mode, self.batch_size = cfg, mode, batch_size
         self.device = dali_device(device)
         self.threads, self.prefetch, self.skip_bad = threads, prefetch, skip_bad
+        self.spatial_in_torch = spatial_in_torch(mode, self.device, spatial)  # validates `spatial` too
+        self.spatial = spatial
         self.num_crops = len(crop_positions(num_crops)) if mode == "test" else 1
         self._plan_fn = plans if callable(plans) else (lambda _epoch, _p=plans: _p)
         self.epoch = 0
         self.plans = self._plan_fn(0)
         self.bad: dict[str, str] = {}  # path -> reason, for files skipped so far
+        self._pool = spatial_ops.BufferPool()  # output buffers of the CPU spatial ops, recycled once released
         if videos is not None:
             preflight(videos, cfg, self.device)
 
@@ -147,26 +153,51 @@ class ClipLoader:
         return self.num_crops
 
     def _iterator(self, plans: list[ClipPlan]):
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, DALIRaggedIterator, LastBatchPolicy
 
-        source = PlanSource(plans, self.batch_size, self.cfg, self.mode, bad=self.bad)
-        pipe = build_pipeline(source, self.cfg, self.mode, self.batch_size, self.device, self.threads, self.prefetch, num_crops=self.num_crops)
-        it = DALIGenericIterator(pipe, output_names(self.mode, self.num_crops), last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False, prepare_first_batch=False)
+        source = PlanSource(plans, self.batch_size, self.cfg, self.mode, bad=self.bad, frames_only=self.spatial_in_torch)
+        pipe = build_pipeline(source, self.cfg, self.mode, self.batch_size, self.device, self.threads, self.prefetch, num_crops=self.num_crops,
+                              spatial=self.spatial)
+        names = output_names(self.mode, self.num_crops, self.device, self.spatial)
+        if self.spatial_in_torch:  # uint8 frames, one size per video: a list of zero-copy tensors
+            kinds = [DALIRaggedIterator.SPARSE_LIST_TAG] + [DALIRaggedIterator.DENSE_TAG] * (len(names) - 1)
+            it = DALIRaggedIterator(pipe, names, output_types=kinds, last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False,
+                                    prepare_first_batch=False)
+        else:
+            it = DALIGenericIterator(pipe, names, last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False, prepare_first_batch=False)
         return source, it
 
-    def _to_batch(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _spatial(self, frames: list[torch.Tensor], plans: list[ClipPlan]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CPU graphs' decoded frames through `dali_pipelines.spatial`: normalised (slow, fast), N,F,H,W,C.
+
+        torch gets the cores DALI's threads leave (at least one) while it does so: with 2 cores, 2 DALI threads
+        and torch's 2 threads on top, the training pipeline ran at 54 instead of 72 clips/s (`bench pipeline`)."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - self.threads)))
+        try:
+            if self.mode == "train":
+                return spatial_ops.train_batch(frames, plans, self.cfg, self._pool, self.batch_size)
+            return spatial_ops.test_batch(frames, plans, self.cfg, crop_positions(self.num_crops), self._pool, self.batch_size)
+        finally:
+            torch.set_num_threads(before)
+
+    def _to_batch(self, out: dict[str, torch.Tensor], plans: list[ClipPlan]) -> dict[str, torch.Tensor]:
         meta = out["meta"].long()
         label = out["label"] if self.cfg.multilabel else out["label"].view(-1).long()
         if self.mode == "decode":  # raw uint8 frames, N,F,H,W,C; no Fast-input transform
             return {"slow": out["slow"], "fast": out["fast"], "label": label, "video": meta[:, 0], "clip": meta[:, 1]}
+        n = self.num_crops
+        if "frames" in out:
+            slow, fast = self._spatial(out["frames"], plans)
+        elif self.mode == "train":
+            slow, fast = out["slow"], out["fast"]
+        else:
+            slow, fast = torch.cat([out[f"slow{c}"] for c in range(n)]), torch.cat([out[f"fast{c}"] for c in range(n)])
+        slow, fast = ncthw_view(slow), ncthw_view(fast)
         if self.mode == "train":
-            slow, fast = ncthw_view(out["slow"]), ncthw_view(out["fast"])
             crop = torch.zeros_like(meta[:, 0])
             video, clip = meta[:, 0], meta[:, 1]
         else:
-            n = self.num_crops
-            slow = ncthw_view(torch.cat([out[f"slow{c}"] for c in range(n)]))
-            fast = ncthw_view(torch.cat([out[f"fast{c}"] for c in range(n)]))
             video, clip = meta[:, 0].repeat(n), meta[:, 1].repeat(n)
             crop = torch.arange(n, device=meta.device).repeat_interleave(meta.shape[0])
             label = label.repeat(n, *([1] * (label.dim() - 1)))
@@ -190,8 +221,9 @@ class ClipLoader:
                 for out in it:
                     self._report(known)
                     known = len(self.bad)
+                    plans = [source.plans[i] for i in source.served[done]]
                     done += 1
-                    yield self._to_batch(out[0])
+                    yield self._to_batch(out[0], plans)
                 self._report(known)
                 return
             except RuntimeError as err:

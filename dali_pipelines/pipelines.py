@@ -1,11 +1,13 @@
 """DALI graphs for training and multi-view testing, fed per-sample plans, handed to PyTorch zero-copy.
 
-Both graphs decode exactly the Fast frames of each clip (`fn.decoders.video(frames=...)`, 'mixed' NVDEC on
-a GPU, 'cpu' for VP8/VP9/MJPEG otherwise), take the Slow frames as a subset of the decoded Fast frames with
-`fn.sequence_rearrange` (never a strided slice: DALI ignores the step on large CPU tensors), and normalise
-with `crop_mirror_normalize` to `C, T, H, W` float. Training scales, crops and flips in one `fn.resize`
-over a per-sample window (about 1.5x faster than resize-then-crop); testing resizes the short side and
-cuts three crops at positions 0, 0.5 and 1 (left/centre/right, or top/centre/bottom for portrait video).
+Every graph decodes exactly the Fast frames of each clip (`fn.decoders.video(frames=...)`, 'mixed' NVDEC on
+a GPU, 'cpu' for VP8/VP9/MJPEG otherwise). On a GPU the graph does the rest too: the Slow frames are a subset
+of the decoded Fast frames (`fn.sequence_rearrange`, never a strided slice: DALI ignores the step on large CPU
+tensors), training scales, crops and flips in one `fn.resize` over a per-sample window, testing resizes the
+short side and cuts three crops at positions 0, 0.5 and 1 (left/centre/right, or top/centre/bottom for
+portrait video), and `crop_mirror_normalize` writes float. On the CPU the train and test graphs stop after
+decoding and hand the uint8 frames to `dali_pipelines.spatial`, which does the same ops in torch's uint8
+kernels (DALI's CPU resize measured 8x slower than torch's; see that module).
 """
 from __future__ import annotations
 
@@ -38,8 +40,10 @@ class PlanSource:
     black frames past the end of a truncated file instead of failing.
     """
 
-    def __init__(self, plans: list[ClipPlan], batch_size: int, cfg: SlowFastConfig, mode: str, bad: dict[str, str] | None = None):
+    def __init__(self, plans: list[ClipPlan], batch_size: int, cfg: SlowFastConfig, mode: str, bad: dict[str, str] | None = None,
+                 frames_only: bool = False):
         self.plans, self.batch_size, self.cfg, self.mode = plans, batch_size, cfg, mode
+        self.frames_only = frames_only  # serve (encoded, frames, meta, labels): the graph stops at the decoded frames
         self.bad: dict[str, str] = {} if bad is None else bad
         self.served: list[list[int]] = []  # plan positions of each batch handed to DALI, in order
         self._cursor = 0
@@ -90,11 +94,32 @@ class PlanSource:
         slow = [p.slow_pos.astype(np.int32) for p in plans]
         meta = [np.asarray([p.video, p.clip], dtype=np.int64) for p in plans]
         labels = [self._label(p) for p in plans]
+        if self.frames_only:
+            return enc, frames, meta, labels
         if self.mode == "train":
             r0 = [np.asarray(p.roi[:2], dtype=np.float32) for p in plans]
             r1 = [np.asarray(p.roi[2:], dtype=np.float32) for p in plans]
             return enc, frames, slow, meta, labels, r0, r1
         return enc, frames, slow, meta, labels
+
+
+SPATIAL = ("auto", "torch", "dali")
+
+
+def spatial_in_torch(mode: str, device: str, spatial: str = "auto") -> bool:
+    """Whether the graph for `mode` on `device` stops at the decoded frames and torch does the spatial ops.
+
+    spatial: "auto" (torch on the CPU, DALI on a GPU: see `dali_pipelines.spatial`), "dali" (every op in the graph),
+    "torch" (CPU only)."""
+    if spatial not in SPATIAL:
+        from common.errors import SlowFastError
+
+        raise SlowFastError(f"spatial must be one of {SPATIAL}, got {spatial!r}")
+    if spatial == "torch" and device == "gpu":
+        from common.errors import SlowFastError
+
+        raise SlowFastError("spatial='torch' is for CPU pipelines; on a GPU DALI does the spatial ops (use auto or dali)")
+    return spatial != "dali" and device != "gpu" and mode in ("train", "test")
 
 
 def _normalize(video, cfg: SlowFastConfig, fn, types, **crop):
@@ -106,12 +131,14 @@ def _normalize(video, cfg: SlowFastConfig, fn, types, **crop):
     )
 
 
-def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size: int, device: str, threads: int = 2, prefetch: int = 2, seed: int = 0, num_crops: int = 3):
+def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size: int, device: str, threads: int = 2, prefetch: int = 2, seed: int = 0,
+                   num_crops: int = 3, spatial: str = "auto"):
     """A DALI pipeline for `mode` on `device` ("cpu" | "gpu"), reading from `source`.
 
     Modes: "train" (scale jitter, crop, flip), "test" (short side, 3 crops), "decode" (the decoded Fast
     frames and their Slow subset as uint8 F,H,W,C, untouched: the frame-exactness checks and the
-    decode-only throughput ceiling use it).
+    decode-only throughput ceiling use it). Where `spatial_in_torch(mode, device, spatial)`, train and test return
+    the decoded Fast frames alone (uint8 F,H,W,C, one size per video) with labels and meta.
     """
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
@@ -121,15 +148,22 @@ def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size:
     import torch
 
     device_id = torch.cuda.current_device() if gpu else None  # each torchrun rank decodes on its own GPU
-    n_inputs = 7 if mode == "train" else 5
-    dtypes = [types.UINT8, types.INT32, types.INT32, types.INT64, types.FLOAT if cfg.multilabel else types.INT64]
-    if mode == "train":
-        dtypes += [types.FLOAT, types.FLOAT]
+    label_type = types.FLOAT if cfg.multilabel else types.INT64
+    frames_only = spatial_in_torch(mode, device, spatial)
+    if getattr(source, "frames_only", False) != frames_only:
+        raise ValueError(f"the plan source must serve {'only frames' if frames_only else 'every input'} for a {mode} graph on {device}")
+    if frames_only:
+        dtypes = [types.UINT8, types.INT32, types.INT64, label_type]
+    else:
+        dtypes = [types.UINT8, types.INT32, types.INT32, types.INT64, label_type] + [types.FLOAT, types.FLOAT] * (mode == "train")
 
     @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, exec_dynamic=True,
                   prefetch_queue_depth=prefetch, seed=seed)
     def graph():
-        inputs = fn.external_source(source=source, num_outputs=n_inputs, batch=True, batch_info=True, dtype=dtypes, cycle=None)
+        inputs = fn.external_source(source=source, num_outputs=len(dtypes), batch=True, batch_info=True, dtype=dtypes, cycle=None)
+        if frames_only:
+            enc, frames, meta, labels = inputs
+            return fn.decoders.video(enc, device="cpu", frames=frames), labels, meta
         enc, frames, slow_pos, meta, labels = inputs[:5]
         video = fn.decoders.video(enc, device="mixed" if gpu else "cpu", frames=frames)
         if mode == "decode":
@@ -140,7 +174,9 @@ def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size:
             slow = fn.sequence_rearrange(clip, new_order=slow_pos)
             return _normalize(slow, cfg, fn, types), _normalize(clip, cfg, fn, types), labels, meta
         size = cfg.test_crop_size
-        short = fn.resize(video, resize_shorter=size, antialias=False)
+        # subpixel_scale=False: each axis maps onto its rounded output size, as F.interpolate(size=...) does (the CPU
+        # pipelines' torch ops and PySlowFast); DALI's default samples a 170.67-column image into 171 columns.
+        short = fn.resize(video, resize_shorter=size, antialias=False, subpixel_scale=False)
         slow_short = fn.sequence_rearrange(short, new_order=slow_pos)
         outs = []
         for pos in crop_positions(num_crops):
@@ -151,8 +187,10 @@ def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size:
     return graph()
 
 
-def output_names(mode: str, num_crops: int = 3) -> list[str]:
-    """Names of the pipeline outputs in order (DALIGenericIterator keys)."""
+def output_names(mode: str, num_crops: int = 3, device: str = "gpu", spatial: str = "auto") -> list[str]:
+    """Names of the pipeline outputs in order (the PyTorch iterator's keys)."""
+    if spatial_in_torch(mode, device, spatial):
+        return ["frames", "label", "meta"]
     if mode in ("train", "decode"):
         return ["slow", "fast", "label", "meta"]
     return [f"{p}{c}" for c in range(num_crops) for p in ("slow", "fast")] + ["label", "meta"]

@@ -42,6 +42,7 @@ class ClipPlan:
     clip: int = 0  # test clip k of K (0 for training)
     roi: tuple[float, float, float, float] | None = None  # train: (y0, x0, y1, x1) in source pixels; x0 > x1 flips
     flip: bool = False
+    window: tuple[int, int, int, int] | None = None  # train: (rh, rw, y, x): frame resized to rh x rw, crop at (y, x)
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -71,20 +72,28 @@ def jitter_range(cfg: SlowFastConfig) -> tuple[int, int]:
     return cfg.test_crop_size, int(round(cfg.test_crop_size * 320 / 256))
 
 
-def train_window(height: int, width: int, crop: int, short_range: tuple[int, int], rng: np.random.Generator,
-                 allow_flip: bool = True) -> tuple[tuple[float, float, float, float], bool]:
-    """Scale jitter + random crop + random flip as one source-pixel window (y0, x0, y1, x1); flipped windows have x0 > x1.
+def short_side_size(height: int, width: int, short: int, at_least: int = 0) -> tuple[int, int]:
+    """(H, W) of a frame whose short side is resized to `short`, aspect kept, rounded to whole pixels (>= `at_least`)."""
+    scale = short / min(height, width)
+    return max(at_least, int(round(height * scale))), max(at_least, int(round(width * scale)))
 
+
+def train_window(height: int, width: int, crop: int, short_range: tuple[int, int], rng: np.random.Generator,
+                 allow_flip: bool = True) -> tuple[tuple[float, float, float, float], bool, tuple[int, int, int, int]]:
+    """Scale jitter + random crop + random flip: (roi, flip, window).
+
+    window = (rh, rw, y, x): the frame resized to rh x rw (short side drawn from `short_range`), then the crop x crop
+    square at (y, x), as PySlowFast does it (the CPU pipelines' torch ops follow it literally). roi = the same
+    square as a source-pixel window (y0, x0, y1, x1), x0 > x1 when flipped, for DALI's one-pass ROI resize (GPU).
     The flip is drawn even when not allowed, so the other draws do not depend on `allow_flip`."""
     short = int(rng.integers(short_range[0], short_range[1] + 1))
-    scale = short / min(height, width)
-    rh, rw = max(crop, int(round(height * scale))), max(crop, int(round(width * scale)))
+    rh, rw = short_side_size(height, width, short, at_least=crop)
     y = int(rng.integers(0, rh - crop + 1))
     x = int(rng.integers(0, rw - crop + 1))
     sy, sx = height / rh, width / rw
     y0, y1, x0, x1 = y * sy, (y + crop) * sy, x * sx, (x + crop) * sx
     flip = bool(rng.integers(0, 2)) and allow_flip
-    return ((y0, x1, y1, x0) if flip else (y0, x0, y1, x1)), flip
+    return ((y0, x1, y1, x0) if flip else (y0, x0, y1, x1)), flip, (rh, rw, y, x)
 
 
 def epoch_order(num_videos: int, epoch: int, seed: int) -> np.ndarray:
@@ -111,8 +120,8 @@ def train_plan(videos: list[Video], cfg: SlowFastConfig, epoch: int, seed: int =
         span = sampling.clip_span(cfg.num_frames, cfg.tau, v.fps)
         start = sampling.train_start(v.num_frames, span, rng)
         fast, slow_pos = _indices(cfg, v, start, span)
-        roi, flip = train_window(v.height, v.width, cfg.crop_size, short_range, rng, cfg.train_flip)
-        plans.append(ClipPlan(v.index, v.path, v.label, fast, slow_pos, 0, roi, flip))
+        roi, flip, window = train_window(v.height, v.width, cfg.crop_size, short_range, rng, cfg.train_flip)
+        plans.append(ClipPlan(v.index, v.path, v.label, fast, slow_pos, 0, roi, flip, window))
     return plans
 
 

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from common.errors import SlowFastError
 from dali_pipelines.colour import frame_to_rgb
 from dali_pipelines.pipelines import crop_positions
-from dali_pipelines.plan import ClipPlan
+from dali_pipelines.plan import ClipPlan, short_side_size
+from dali_pipelines.spatial import crop_anchor
 from model.config import SlowFastConfig
 from model.inputs import make_fast_input, normalize
 
@@ -76,13 +77,11 @@ def test_crops(frames: np.ndarray, cfg: SlowFastConfig, num_crops: int = 3) -> l
     t = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     h, w = t.shape[-2:]
     size = cfg.test_crop_size
-    scale = size / min(h, w)
-    nh, nw = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
+    nh, nw = short_side_size(h, w, size, at_least=size)
     t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False)
     out = []
     for pos in crop_positions(num_crops):
-        y = int((nh - size) * pos + 0.5)  # DALI rounds the crop anchor half up
-        x = int((nw - size) * pos + 0.5)
+        y, x = crop_anchor(nh, size, pos), crop_anchor(nw, size, pos)
         out.append(_normalise(t[:, :, y:y + size, x:x + size].permute(0, 2, 3, 1), cfg))
     return out
 

@@ -45,18 +45,18 @@ def random_inputs(cfg: SlowFastConfig, size: int | None = None, batch: int = 1, 
     return out
 
 
-def normalize(frames: torch.Tensor, cfg: SlowFastConfig) -> torch.Tensor:
+def normalize(frames: torch.Tensor, cfg: SlowFastConfig, out: torch.Tensor | None = None) -> torch.Tensor:
     """Pixels 0..255 (uint8 or float), channels last `..., 3` -> float32 `(x / 255 - mean) / std`, same shape.
 
-    The torch side of the input normalisation (PyAV reference loader, tests), as one fused multiply-add; the
-    DALI graphs apply the same `cfg.mean`/`cfg.std` in `crop_mirror_normalize`. Handing uint8 clips out of DALI
-    and normalising them here was measured slower on the 2-core CPU (18.5 vs 22.7 clips/s, `bench pipeline`).
+    The torch side of the input normalisation (CPU pipelines' spatial ops, PyAV reference loader, tests), as one
+    fused multiply-add, written into `out` when given; the GPU DALI graphs apply the same `cfg.mean`/`cfg.std` in
+    `crop_mirror_normalize`.
     """
     if frames.shape[-1] != len(cfg.mean):
         raise SlowFastError(f"frames to normalise must be channels-last with {len(cfg.mean)} channels; got shape {tuple(frames.shape)}")
     mean = torch.tensor(cfg.mean, dtype=torch.float32, device=frames.device)
     std = torch.tensor(cfg.std, dtype=torch.float32, device=frames.device)
-    return torch.addcmul(-mean / std, frames, 1.0 / (255.0 * std))
+    return torch.addcmul(-mean / std, frames, 1.0 / (255.0 * std), out=out)
 
 
 def make_fast_input(frames: torch.Tensor, cfg: SlowFastConfig) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """DALI pipelines: frame-exact against PyAV, Slow subset of Fast at full size, epochs, shards, test views, bad input."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -77,7 +79,7 @@ def test_train_batches_shapes_normalisation_and_flip(videos):
     # A flipped window gives the mirror image of the same window unflipped.
     p = loader.plans[0]
     y0, x0, y1, x1 = p.roi
-    flipped = [type(p)(p.video, p.path, p.label, p.fast_idx, p.slow_pos, 0, (y0, x1, y1, x0), not p.flip)]
+    flipped = [dataclasses.replace(p, roi=(y0, x1, y1, x0), flip=not p.flip)]
     a = next(iter(ClipLoader([p], cfg, "train", 1, device="cpu")))["fast"]
     b = next(iter(ClipLoader(flipped, cfg, "train", 1, device="cpu")))["fast"]
     assert torch.allclose(a, b.flip(-1), atol=0.05)
@@ -176,3 +178,56 @@ def test_bench_pipeline_reports_every_loader(videos):
         assert key in r
     assert all(row["clips_per_s"] > 0 and row["clips"] >= 4 for row in r["rows"].values())
     assert r["ratios"]["dali_train_vs_pyav_serial"] > 0 and "| dali_train |" in to_markdown(r)
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_torch_spatial_ops_equal_the_dali_graph(videos, mode):
+    """CPU pipelines: DALI decodes, torch's uint8 kernels resize/crop/flip/normalise; the DALI graph (as on a GPU) agrees."""
+    cfg = model.get_config("slowfast_r50_4x16", crop_size=96, test_crop_size=128)
+    plans = train_plan(videos, cfg, epoch=0, seed=11) if mode == "train" else multiview_plan(videos, cfg, num_clips=1)
+    if mode == "train":
+        assert any(p.flip for p in plans) and any(not p.flip for p in plans)
+    torch_ops = ClipLoader(plans, cfg, mode, batch_size=3, device="cpu")
+    graph = ClipLoader(plans, cfg, mode, batch_size=3, device="cpu", spatial="dali")
+    assert torch_ops.spatial_in_torch and not graph.spatial_in_torch
+    grey = 255 * cfg.std[0]
+    n = 0
+    for a, b in zip(torch_ops, graph):
+        assert torch.equal(a["video"], b["video"]) and torch.equal(a["crop"], b["crop"]) and torch.equal(a["label"], b["label"])
+        for key in ("slow", "fast"):
+            assert a[key].shape == b[key].shape and a[key].dtype == torch.float32
+            diff = grey * (a[key] - b[key]).abs()
+            # Both resize bilinearly with the same geometry; rounding to uint8 differs by at most a grey level or two.
+            assert diff.max() <= 2.01 and diff.mean() < 0.5, (key, float(diff.max()), float(diff.mean()))
+        n += len(a["video"])
+    assert n == len(plans) * (3 if mode == "test" else 1)
+
+
+def test_buffer_pool_reuses_only_released_buffers():
+    from dali_pipelines.spatial import BufferPool
+
+    pool = BufferPool(limit=2)
+    a = pool.take((4, 5), 4)
+    view = a[1:].permute(1, 0)  # a view keeps the storage, and so the buffer, in use
+    a_ptr = a.data_ptr()
+    del a
+    b = pool.take((4, 5), 3)
+    assert b.data_ptr() != a_ptr and b.shape == (3, 5)
+    del view
+    c = pool.take((4, 5), 4)
+    assert c.data_ptr() == a_ptr  # released: written again instead of a fresh allocation
+    assert pool.take((2, 2), 2).shape == (2, 2)
+
+
+def test_spatial_option_errors(videos):
+    from dali_pipelines.pipelines import spatial_in_torch
+
+    cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
+    with pytest.raises(SlowFastError, match="spatial must be one of"):
+        ClipLoader([], cfg, "train", 2, device="cpu", spatial="opencv")
+    with pytest.raises(SlowFastError, match="CPU pipelines"):
+        spatial_in_torch("train", "gpu", "torch")
+    assert not spatial_in_torch("decode", "cpu") and spatial_in_torch("test", "cpu") and not spatial_in_torch("train", "gpu")
+    plan = dataclasses.replace(train_plan(videos, cfg, 0)[0], window=None)
+    with pytest.raises(SlowFastError, match="no resize/crop window"):
+        next(iter(ClipLoader([plan], cfg, "train", 1, device="cpu")))
