@@ -76,6 +76,12 @@ def test_normalize_is_the_papers_formula_for_uint8_and_float():
     assert torch.allclose(y, ref, atol=1e-6) and torch.allclose(normalize(x.float(), cfg), ref, atol=1e-6)
     with pytest.raises(SlowFastError, match="channels-last"):
         normalize(x.permute(0, 4, 1, 2, 3), cfg)
+    # Into a given buffer, from a strided (cropped) view, per-channel constants kept apart.
+    view = x[:, :, 1:4, 2:5]
+    out = torch.full(view.shape, float("nan"))
+    assert normalize(view, cfg, out=out) is out and torch.allclose(out, ref[:, :, 1:4, 2:5], atol=1e-6)
+    with pytest.raises(SlowFastError, match="contiguous float32 output"):
+        normalize(view, cfg, out=torch.empty(view.shape, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("name", ["slowfast_r50_4x16_gray", "slowfast_r50_4x16_timediff", "slowfast_r50_4x16_halfres"])
