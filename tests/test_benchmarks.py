@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("av")
 pytest.importorskip("nvidia.dali")
@@ -73,7 +74,11 @@ def test_bench_model_rows_samples_and_stable_schema(artifacts, tmp_path):
     assert _shape(a) == _shape(b)
     assert a["benchmark"] == "model" and a["device"].startswith("cpu") and a["versions"]["torch"]
     engines = {(Path(r["artifact"]).name, r["engine"], r["batch"]) for r in a["rows"]}
-    assert engines == {(n, e, bs) for n, e in (("sf.safetensors", "torch-fp32"), ("sf.onnx", "onnxruntime-fp32")) for bs in (1, 2)}
+    # bf16 runs where oneDNN has native bf16 (AVX-512 BF16 / AMX CPUs) and is skipped with a reason elsewhere.
+    native_bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    ran = [("sf.safetensors", "torch-fp32"), ("sf.onnx", "onnxruntime-fp32")] + [("sf.safetensors", "torch-bf16")] * native_bf16
+    assert engines == {(n, e, bs) for n, e in ran for bs in (1, 2)}
+    assert native_bf16 or any(s["engine"] == "torch-bf16" and "no native bf16" in s["reason"] for s in a["skipped"])
     for r in a["rows"]:
         assert len(r["samples_s"]) == 2 and all(s > 0 for s in r["samples_s"])
         assert r["latency_ms_p50"] <= r["latency_ms_p95"] <= r["latency_ms_p99"]
