@@ -42,7 +42,7 @@ class DemoSettings:
 # 2-core CPU budgets: full <= 15 minutes, --quick <= 3 minutes.
 # lr 0.05 at batch 8 for 20 epochs, with the tiny presets' dropout 0: the SlowFast reached 95.8% at 10x3 on the
 # validation videos this way (0.005 with dropout 0.5 stayed below 50%; 0.1 was unstable; README, Training).
-# INT8: 128 calibration clips, the default calibration (minmax, moving average; README, Export).
+# INT8: 128 calibration clips, the default calibration (percentile 99.99, Q/DQ on Conv inputs, bias correction; README, Export).
 FULL = DemoSettings(videos=480, epochs=20, batch_size=8, lr=0.05, val_clips=1, eval_clips=5, calib_clips=128, pipeline_clips=64, e2e_clips=32)
 QUICK = DemoSettings(videos=96, epochs=2, batch_size=8, lr=0.05, val_clips=1, eval_clips=2, calib_clips=8, pipeline_clips=16, e2e_clips=8)
 

@@ -43,26 +43,39 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
 @click.argument("onnx_path", metavar="ONNX", type=click.Path(dir_okay=False))
 @click.option("--calib", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of calibration videos.")
 @click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Calibration clips (one per video).")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax", show_default=True,
-              help="Activation range calibration (ONNX Runtime's calibrators).")
+@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile", "mse"]), default=None,
+              help="Activation range calibration: ONNX Runtime's calibrators, or mse (the range with the least squared "
+                   "int8 error per tensor).  [default: export.quantize.DEFAULT_METHOD]")
 @click.option("--moving-average/--no-moving-average", default=True, show_default=True,
               help="With minmax: average the per-batch ranges instead of taking the extremes over all clips.")
-@click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.999, show_default=True,
+@click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.99, show_default=True,
               help="With --method percentile: the percentile of |activation| that sets each scale.")
+@click.option("--placement", type=click.Choice(["inputs", "inputs+outputs"]), default=None,
+              help="Which tensors carry Q/DQ: the inputs of every Conv/Gemm/MatMul (TensorRT's recipe), or their outputs too "
+                   "(ONNX Runtime's QDQ default).  [default: export.quantize.DEFAULT_PLACEMENT]")
+@click.option("--bias-correction/--no-bias-correction", default=None,
+              help="Fold each Conv's mean int8 rounding error into its bias (empirical bias correction).  [default: on]")
+@click.option("--calib-crops", type=click.Choice(["1", "3"]), default=None,
+              help="Views per calibration clip: the centre crop, or the three test crops.  [default: export.quantize.DEFAULT_CALIB_CROPS]")
 @click.option("--seed", default=0, show_default=True, type=int, help="Which videos are drawn.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: NAME.int8.onnx beside ONNX).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where DALI decodes.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, moving_average: bool, percentile: float, seed: int, out: str | None, device: str, threads: int, quiet: bool) -> None:
+def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, moving_average: bool, percentile: float, placement: str | None,
+             bias_correction: bool | None, calib_crops: str | None, seed: int, out: str | None, device: str, threads: int, quiet: bool) -> None:
     """Quantize an FP32 ONNX export to a symmetric int8 Q/DQ model calibrated on DALI clips."""
-    from export.quantize import qdq_summary, quantize_from_manifest
+    from export.sidecar import read_sidecar
+    from export.quantize import DEFAULT_BIAS_CORRECTION, DEFAULT_CALIB_CROPS, DEFAULT_METHOD, DEFAULT_PLACEMENT, qdq_summary, quantize_from_manifest
 
-    path = quantize_from_manifest(onnx_path, manifest, clips=clips, method=method, percentile=percentile, moving_average=moving_average, seed=seed, out=out, device=device,
+    placement, method = placement or DEFAULT_PLACEMENT, method or DEFAULT_METHOD
+    path = quantize_from_manifest(onnx_path, manifest, clips=clips, method=method, percentile=percentile, moving_average=moving_average,
+                                  placement=placement, bias_correction=DEFAULT_BIAS_CORRECTION if bias_correction is None else bias_correction, crops=int(calib_crops or DEFAULT_CALIB_CROPS), seed=seed, out=out, device=device,
                                   threads=threads, progress=not quiet)
     s = qdq_summary(path)
     click.echo(f"wrote {path}: {s['quantized_convs']}/{s['convs']} Conv quantized, symmetric={s['symmetric']}, "
-               f"{clips} calibration clips ({method}, seed {seed})")
+               f"{clips} calibration clips ({method}, seed {seed}), Q/DQ on {placement}"
+               + (", bias-corrected" if read_sidecar(path)["calibration"]["bias_correction"] else ""))
 
 
 @export.command("engine")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -76,7 +78,8 @@ def test_cli_export_int8_end_to_end(setup, tmp_path):
     side = read_sidecar(out)
     cal = side["calibration"]
     assert side["kind"] == "onnx-int8" and side["precision"] == "int8"
-    assert (cal["method"], cal["moving_average"], cal["clips"], cal["seed"], cal["batches"]) == ("minmax", True, 5, 1, 2)  # 4 + 1 clips
+    assert (cal["method"], cal["percentile"], cal["clips"], cal["seed"], cal["batches"]) == ("percentile", 99.99, 5, 1, 2)  # 4 + 1 clips
+    assert (cal["placement"], cal["bias_correction"], cal["crops"]) == ("inputs", True, 1) and "moving_average" not in cal
     assert cal["manifest"] == str(setup["manifest"].resolve()) and len(cal["videos"]) == 5
     assert side["source_onnx_sha256"] and side["input_names"] == ["slow", "fast"]
 
@@ -272,3 +275,103 @@ def test_percentile_calibration_with_a_short_last_batch(setup, tmp_path):
     assert r.exit_code == 0, r.output
     cal = read_sidecar(out)["calibration"]
     assert (cal["method"], cal["percentile"], cal["batches"]) == ("percentile", 99.9, 2) and "moving_average" not in cal
+
+
+def test_qdq_placement_and_scales(setup, tmp_path):
+    """Default: Q/DQ only on the inputs of Conv/MatMul (TensorRT's recipe): every Conv has per-channel symmetric int8
+    weights and a per-tensor activation scale, and no Conv output, ReLU input or residual Add carries Q/DQ.
+    `--placement inputs+outputs` (ONNX Runtime's QDQ default) quantizes the Conv outputs too."""
+    from export.quantize import DEFAULT_PLACEMENT
+
+    assert DEFAULT_PLACEMENT == "inputs"
+    n_conv3d = sum(isinstance(m, torch.nn.Conv3d) for m in setup["net"].modules())
+    summaries = {}
+    for placement in (None, "inputs+outputs"):
+        out = tmp_path / f"{placement or 'default'}.int8.onnx"
+        args = ["--placement", placement] if placement else []
+        r = _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", out, "--quiet", *args)
+        assert r.exit_code == 0, r.output
+        s = summaries[placement] = qdq_summary(out)
+        assert s["quantized_convs"] == s["convs"] == n_conv3d and s["unquantized"] == [], s
+        assert s["symmetric"] and s["per_channel_weights"] and s["per_tensor_activations"], s
+        assert read_sidecar(out)["calibration"]["placement"] == (placement or "inputs")
+        assert f"Q/DQ on {placement or 'inputs'}" in r.output
+    default, both = summaries[None], summaries["inputs+outputs"]
+    assert set(default["qdq_consumers"]) <= {"Conv", "Gemm", "MatMul"}, default["qdq_consumers"]
+    assert not {"Conv", "Gemm", "MatMul"} & set(default["quantized_outputs"]), default["quantized_outputs"]
+    assert {"Add", "Relu"} <= set(both["qdq_consumers"]) and "Conv" in both["quantized_outputs"], both
+    assert default["qdq_nodes"] < both["qdq_nodes"]
+
+
+def test_qdq_summary_sees_a_missing_or_per_tensor_weight_scale(setup, tmp_path):
+    """The checks in `qdq_summary` can fail: a Conv left in float and a per-tensor weight scale are reported."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = tmp_path / "m.int8.onnx"
+    assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", out,
+                "--quiet").exit_code == 0
+    m = onnx.load(str(out))
+    producers = {o: n for n in m.graph.node for o in n.output}
+    inits = {i.name: i for i in m.graph.initializer}
+    conv = next(n for n in m.graph.node if n.op_type == "Conv")
+    wdq = producers[conv.input[1]]
+    first_scale = numpy_helper.to_array(inits[wdq.input[1]])
+    inits[wdq.input[1]].CopyFrom(numpy_helper.from_array(first_scale[:1].copy(), wdq.input[1]))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(m, str(broken))
+    assert not qdq_summary(broken)["per_channel_weights"]
+    quantize = producers[producers[conv.input[0]].input[0]]  # Conv <- DequantizeLinear <- QuantizeLinear <- float tensor
+    conv.input[0] = quantize.input[0]
+    onnx.save(m, str(broken))
+    s = qdq_summary(broken)
+    assert s["quantized_convs"] == s["convs"] - 1 and s["unquantized"] == [conv.name]
+
+
+def test_calibration_on_three_crops(setup, tmp_path):
+    """`--calib-crops 3` calibrates on the three test crops of each clip (3 views per clip); the sidecar says so."""
+    out = tmp_path / "c3.int8.onnx"
+    r = _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--calib-crops", 3, "--device", "cpu",
+             "--out", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    cal = read_sidecar(out)["calibration"]
+    assert cal["crops"] == 3 and cal["clips"] == 4 and "3 crops" in cal["source"]
+    centre = tmp_path / "c1.int8.onnx"
+    assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", centre,
+                "--quiet").exit_code == 0
+    assert read_sidecar(centre)["calibration"]["crops"] == 1
+    assert read_sidecar(centre)["calibration"]["videos"] == cal["videos"]  # the same clips, other views: other ranges
+    assert _scales(out) != _scales(centre)
+
+
+def test_bias_correction_changes_only_the_biases(setup, tmp_path):
+    """Bias correction keeps the int8 weights and every activation scale and moves Conv biases by the mean rounding error."""
+    import onnx
+    from onnx import numpy_helper
+
+    paths = {}
+    for flag in ("--bias-correction", "--no-bias-correction"):
+        paths[flag] = tmp_path / f"{flag.strip('-')}.int8.onnx"
+        r = _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", paths[flag], "--quiet", flag)
+        assert r.exit_code == 0, r.output
+        assert read_sidecar(paths[flag])["calibration"]["bias_correction"] == (flag == "--bias-correction")
+    assert _scales(paths["--bias-correction"]) == _scales(paths["--no-bias-correction"])  # activation scales pinned
+
+    def conv_tensors(path):
+        m = onnx.load(str(path))
+        inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+        prod = {o: n for n in m.graph.node for o in n.output}
+        out = {}
+        for n in m.graph.node:
+            if n.op_type == "Conv":
+                w, b = prod[n.input[1]], prod[n.input[2]]
+                out[n.name] = (inits[w.input[0]], inits[w.input[1]], inits[b.input[0]] * inits[b.input[1]])
+        return out
+
+    a, b = conv_tensors(paths["--bias-correction"]), conv_tensors(paths["--no-bias-correction"])
+    assert a.keys() == b.keys() and len(a) > 0
+    moved = 0
+    for name in a:
+        assert (a[name][0] == b[name][0]).all() and (a[name][1] == b[name][1]).all(), name  # same int8 weights and scales
+        moved += not np.allclose(a[name][2], b[name][2])
+    assert moved >= len(a) // 2, (moved, len(a))  # most biases moved (a zero-mean error would leave few)

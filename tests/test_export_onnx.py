@@ -73,7 +73,13 @@ def test_int8_qdq_quantizes_every_conv_symmetrically(r50_4x16, tmp_path):
     assert s["quantized_convs"] == 110 and s["unquantized"] == []
     assert s["symmetric"]
     side = read_sidecar(out)
-    assert side["kind"] == "onnx-int8" and side["calibration"]["batches"] == 2 and side["calibration"]["method"] == "minmax"
+    assert s["per_channel_weights"] and s["per_tensor_activations"]
+    # Default placement: Q/DQ on Conv/MatMul inputs only, none on their outputs. An identity shortcut's Add reads
+    # the same (shared) DequantizeLinear as the block's first Conv, so Add may appear as a consumer here.
+    assert set(s["qdq_consumers"]) <= {"Conv", "Gemm", "MatMul", "Add"} and "Relu" not in s["qdq_consumers"]
+    assert not {"Conv", "Gemm", "MatMul"} & set(s["quantized_outputs"]), s["quantized_outputs"]
+    assert side["kind"] == "onnx-int8" and side["calibration"]["batches"] == 2 and side["calibration"]["method"] == "percentile"
+    assert side["calibration"]["placement"] == "inputs" and side["calibration"]["bias_correction"] is True
     x = random_inputs(net.config, size=256, batch=1)
     y8 = engines.load(out, device="cpu")(**x)
     y32 = engines.load(r.path, device="cpu")(**x)
