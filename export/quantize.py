@@ -238,6 +238,21 @@ def _activation_tensors(model_path: Path, placement: str, exclude: list[str]) ->
 MSE_BINS = 4096
 
 
+def _probe_session(model_path: Path, tensors: list[str]):
+    """An ONNX Runtime CPU session over the float model at `model_path` with `tensors` added as outputs."""
+    import onnx
+    import onnxruntime as ort
+
+    m = onnx.load(str(model_path))
+    have = {o.name for o in m.graph.output}
+    for t in tensors:
+        if t not in have:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    return ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
 def _bias_correct(pre: Path, int8: Path, batches: list[dict[str, np.ndarray]], input_names: list[str], out: Path) -> tuple[Path, dict]:
     """Empirical bias correction (Nagel et al. 2019, "Data-free quantization"): fold each Conv's mean quantization error into its bias.
 
@@ -250,7 +265,6 @@ def _bias_correct(pre: Path, int8: Path, batches: list[dict[str, np.ndarray]], i
     second pass quantizes the same tensors on the same grid.
     """
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
     q = onnx.load(str(int8))
@@ -274,14 +288,7 @@ def _bias_correct(pre: Path, int8: Path, batches: list[dict[str, np.ndarray]], i
             pinned[n.input[0]] = [{"scale": np.array(float(qinits[n.input[1]]), np.float32), "zero_point": np.array(0, np.int8)}]
     nodes = {n.name: n for n in m.graph.node if n.op_type == "Conv" and n.name in convs}
     tensors = sorted({convs[k][0] for k in nodes})
-    have = {o.name for o in m.graph.output}
-    probe = onnx.load(str(pre))
-    for t in tensors:
-        if t not in have:
-            probe.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = _probe_session(pre, tensors)
     scale_of = {convs[k][0]: convs[k][1] for k in nodes}
     sums = {t: [0.0, 0.0, 0] for t in tensors}
     for b in batches:
@@ -313,17 +320,7 @@ def mse_thresholds(model_path: Path, batches: list[dict[str, np.ndarray]], input
     MSE_BINS bins. For a candidate T (step s = T/127) a value |x| > T costs (|x| - T)^2 (clipped), one below s/2
     costs x^2 (rounded to 0), any other s^2/12 (rounding). Exact zeros (ReLU) cost nothing and are left out.
     """
-    import onnx
-    import onnxruntime as ort
-
-    m = onnx.load(str(model_path))
-    have = {o.name for o in m.graph.output}
-    for t in tensors:
-        if t not in have:
-            m.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = _probe_session(model_path, tensors)
 
     def outputs():
         for b in batches:
