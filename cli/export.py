@@ -43,9 +43,10 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
 @click.argument("onnx_path", metavar="ONNX", type=click.Path(dir_okay=False))
 @click.option("--calib", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of calibration videos.")
 @click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Calibration clips (one per video).")
-@click.option("--method", type=click.Choice(["minmax", "entropy", "percentile", "mse"]), default=None,
-              help="Activation range calibration: ONNX Runtime's calibrators, or mse (the range with the least squared "
-                   "int8 error per tensor).  [default: export.quantize.DEFAULT_METHOD]")
+@click.option("--method", type=click.Choice(["auto", "minmax", "entropy", "percentile", "mse"]), default=None,
+              help="Activation range calibration: auto (build percentile 99.99/99.9/99.999 and minmax with a moving average, "
+                   "keep the one whose outputs on the calibration clips are closest to FP32's), ONNX Runtime's calibrators, "
+                   "or mse (the range with the least squared int8 error per tensor).  [default: auto]")
 @click.option("--moving-average/--no-moving-average", default=True, show_default=True,
               help="With minmax: average the per-batch ranges instead of taking the extremes over all clips.")
 @click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.99, show_default=True,
@@ -73,9 +74,10 @@ def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, moving_aver
                                   placement=placement, bias_correction=DEFAULT_BIAS_CORRECTION if bias_correction is None else bias_correction, crops=int(calib_crops or DEFAULT_CALIB_CROPS), seed=seed, out=out, device=device,
                                   threads=threads, progress=not quiet)
     s = qdq_summary(path)
+    cal = read_sidecar(path)["calibration"]
+    how = method if "chosen" not in cal else f"auto: {cal['chosen']}, KL from FP32 " + ", ".join(f"{k} {v:.4f}" for k, v in cal["candidates_kl"].items())
     click.echo(f"wrote {path}: {s['quantized_convs']}/{s['convs']} Conv quantized, symmetric={s['symmetric']}, "
-               f"{clips} calibration clips ({method}, seed {seed}), Q/DQ on {placement}"
-               + (", bias-corrected" if read_sidecar(path)["calibration"]["bias_correction"] else ""))
+               f"{clips} calibration clips ({how}; seed {seed}), Q/DQ on {placement}" + (", bias-corrected" if cal["bias_correction"] else ""))
 
 
 @export.command("engine")

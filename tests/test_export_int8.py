@@ -78,8 +78,14 @@ def test_cli_export_int8_end_to_end(setup, tmp_path):
     side = read_sidecar(out)
     cal = side["calibration"]
     assert side["kind"] == "onnx-int8" and side["precision"] == "int8"
-    assert (cal["method"], cal["percentile"], cal["clips"], cal["seed"], cal["batches"]) == ("percentile", 99.99, 5, 1, 2)  # 4 + 1 clips
-    assert (cal["placement"], cal["bias_correction"], cal["crops"]) == ("inputs", True, 1) and "moving_average" not in cal
+    # --method auto (the default): every candidate built, the one closest to FP32 on the calibration clips kept.
+    from export.quantize import AUTO_CANDIDATES
+
+    assert set(cal["candidates_kl"]) == set(AUTO_CANDIDATES) and all(v >= 0 for v in cal["candidates_kl"].values())
+    assert cal["chosen"] == min(cal["candidates_kl"], key=cal["candidates_kl"].get)
+    assert cal["method"] == AUTO_CANDIDATES[cal["chosen"]]["method"] and f"auto: {cal['chosen']}" in r.output
+    assert (cal["clips"], cal["seed"], cal["batches"]) == (5, 1, 2)  # 4 + 1 clips
+    assert (cal["placement"], cal["bias_correction"], cal["crops"]) == ("inputs", True, 1)
     assert cal["manifest"] == str(setup["manifest"].resolve()) and len(cal["videos"]) == 5
     assert side["source_onnx_sha256"] and side["input_names"] == ["slow", "fast"]
 
