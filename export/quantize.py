@@ -174,7 +174,7 @@ def quantize_int8(
     if out.resolve() == src.resolve():
         raise SlowFastError(f"--out {out} is the FP32 model itself; pick another output name")
     if method == "auto":
-        return _quantize_auto(src, calibration, out, side["input_names"], placement=placement, exclude=exclude, ranges=ranges,
+        return _quantize_auto(src, calibration, out, placement=placement, exclude=exclude, ranges=ranges,
                               bias_correction=bias_correction, calibration_info=calibration_info)
     batches = iter(calibration)
     first = next(batches, None)
@@ -240,23 +240,27 @@ def quantize_int8(
     return out
 
 
-def _probabilities(model: Path, batches: list[dict[str, np.ndarray]], input_names: list[str]) -> np.ndarray:
-    """Softmax of a model's scores over the batches, ONNX Runtime on the CPU with Q/DQ executed as written."""
-    import onnxruntime as ort
+def _probabilities(model: Path, batches: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """Per-clip class probabilities of an exported model over the batches: `engines.load` on the CPU, Q/DQ emulated."""
+    import torch
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    opts.add_session_config_entry("session.disable_quant_qdq", "1")  # the Q/DQ semantics, not fused int8 kernels
-    sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    import engines
+
+    engine = engines.load(model, device="cpu", threads=2, qdq="emulate")  # the Q/DQ semantics, not fused int8 kernels
+    given_probs = engine.info["output"]["kind"] == "probs"
     out = []
     for b in batches:
-        z = sess.run(None, {n: np.ascontiguousarray(b[n], dtype=np.float32) for n in input_names})[0].astype(np.float64)
-        z = np.exp(z - z.max(axis=-1, keepdims=True))
-        out.append(z / z.sum(axis=-1, keepdims=True))
+        scores = engine(**{n: torch.from_numpy(np.ascontiguousarray(b[n], dtype=np.float32)) for n in engine.input_names}).double()
+        out.append((scores if given_probs else torch.softmax(scores, dim=-1)).numpy())
     return np.concatenate(out)
 
 
-def _quantize_auto(src: Path, calibration: Iterable[dict[str, np.ndarray]], out: Path, input_names: list[str], *, placement: str,
+def mean_kl(ref: np.ndarray, p: np.ndarray) -> float:
+    """Mean KL divergence KL(ref || p) of per-view probability rows (the last axis sums to 1)."""
+    return float(np.sum(ref * (np.log(ref + 1e-12) - np.log(p + 1e-12)), axis=-1).mean())
+
+
+def _quantize_auto(src: Path, calibration: Iterable[dict[str, np.ndarray]], out: Path, *, placement: str,
                    exclude: list[str], ranges: dict[str, float] | None, bias_correction: bool, calibration_info: dict | None) -> Path:
     """`--method auto`: every AUTO_CANDIDATES calibration, keeping the one closest to FP32 on the calibration clips.
 
@@ -266,14 +270,13 @@ def _quantize_auto(src: Path, calibration: Iterable[dict[str, np.ndarray]], out:
     cached = list(calibration)
     if not cached:
         raise SlowFastError("no calibration batches were given; pass --clips N with N >= 1")
-    ref = _probabilities(src, cached, input_names)
+    ref = _probabilities(src, cached)
     scores: dict[str, float] = {}
     with tempfile.TemporaryDirectory(dir=out.parent) as work:
         for name, kw in AUTO_CANDIDATES.items():
             path = quantize_int8(src, iter(cached), Path(work) / f"{name}.onnx", placement=placement, exclude=exclude, ranges=ranges,
                                  bias_correction=bias_correction, calibration_info=calibration_info, **kw)
-            p = _probabilities(path, cached, input_names)
-            scores[name] = float(np.sum(ref * (np.log(ref + 1e-12) - np.log(p + 1e-12)), axis=-1).mean())
+            scores[name] = mean_kl(ref, _probabilities(path, cached))
         best = min(scores, key=scores.get)
         side = read_sidecar(Path(work) / f"{best}.onnx")
         side["calibration"].update(selected_by="auto: lowest mean KL divergence from FP32 on the calibration clips",

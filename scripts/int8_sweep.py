@@ -62,7 +62,7 @@ def main() -> None:
     import engines
     from dali_pipelines.loader import ClipLoader
     from dali_pipelines.plan import multiview_plan
-    from export.quantize import calibration_feed, qdq_summary, quantize_int8
+    from export.quantize import calibration_feed, mean_kl, qdq_summary, quantize_int8
     from training.run import _manifest_videos
 
     out = Path(a.out)
@@ -125,7 +125,7 @@ def main() -> None:
     def summary(p: np.ndarray) -> dict:
         full, one = p.mean(axis=(1, 2)).argmax(-1), p[:, mid_k, mid_c].argmax(-1)
         rfull, rone = ref.mean(axis=(1, 2)).argmax(-1), ref[:, mid_k, mid_c].argmax(-1)
-        kl = np.sum(ref * (np.log(ref + 1e-12) - np.log(p + 1e-12)), axis=-1).mean()
+        kl = mean_kl(ref, p)
         return {f"top1_{a.clips}x{a.crops}": 100 * float((full == labels).mean()), "top1_1x1": 100 * float((one == labels).mean()),
                 f"agree_{a.clips}x{a.crops}": 100 * float((full == rfull).mean()), "agree_1x1": 100 * float((one == rone).mean()),
                 "view_agree": 100 * float((p.argmax(-1) == ref.argmax(-1)).mean()), "kl": float(kl)}
