@@ -130,7 +130,6 @@ class ClipLoader:
         self.device = dali_device(device)
         self.threads, self.prefetch, self.skip_bad = threads, prefetch, skip_bad
         self.spatial_in_torch = spatial_in_torch(mode, self.device, spatial)  # validates `spatial` too
-        self.spatial = spatial
         self.num_crops = len(crop_positions(num_crops)) if mode == "test" else 1
         self._plan_fn = plans if callable(plans) else (lambda _epoch, _p=plans: _p)
         self.epoch = 0
@@ -156,9 +155,8 @@ class ClipLoader:
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, DALIRaggedIterator, LastBatchPolicy
 
         source = PlanSource(plans, self.batch_size, self.cfg, self.mode, bad=self.bad, frames_only=self.spatial_in_torch)
-        pipe = build_pipeline(source, self.cfg, self.mode, self.batch_size, self.device, self.threads, self.prefetch, num_crops=self.num_crops,
-                              spatial=self.spatial)
-        names = output_names(self.mode, self.num_crops, self.device, self.spatial)
+        pipe = build_pipeline(source, self.cfg, self.mode, self.batch_size, self.device, self.threads, self.prefetch, num_crops=self.num_crops)
+        names = output_names(self.mode, self.num_crops, self.spatial_in_torch)
         if self.spatial_in_torch:  # uint8 frames, one size per video: a list of zero-copy tensors
             kinds = [DALIRaggedIterator.SPARSE_LIST_TAG] + [DALIRaggedIterator.DENSE_TAG] * (len(names) - 1)
             it = DALIRaggedIterator(pipe, names, output_types=kinds, last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False,

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from common.errors import SlowFastError
 from dali_pipelines.plan import ClipPlan
 from model.config import SlowFastConfig
 
@@ -27,8 +28,6 @@ def crop_positions(num_crops: int) -> tuple[float, ...]:
         return CROP_POSITIONS
     if num_crops == 1:
         return (0.5,)
-    from common.errors import SlowFastError
-
     raise SlowFastError(f"--crops must be 1 or 3, got {num_crops}")
 
 
@@ -112,12 +111,8 @@ def spatial_in_torch(mode: str, device: str, spatial: str = "auto") -> bool:
     spatial: "auto" (torch on the CPU, DALI on a GPU: see `dali_pipelines.spatial`), "dali" (every op in the graph),
     "torch" (CPU only)."""
     if spatial not in SPATIAL:
-        from common.errors import SlowFastError
-
         raise SlowFastError(f"spatial must be one of {SPATIAL}, got {spatial!r}")
     if spatial == "torch" and device == "gpu":
-        from common.errors import SlowFastError
-
         raise SlowFastError("spatial='torch' is for CPU pipelines; on a GPU DALI does the spatial ops (use auto or dali)")
     return spatial != "dali" and device != "gpu" and mode in ("train", "test")
 
@@ -132,13 +127,14 @@ def _normalize(video, cfg: SlowFastConfig, fn, types, **crop):
 
 
 def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size: int, device: str, threads: int = 2, prefetch: int = 2, seed: int = 0,
-                   num_crops: int = 3, spatial: str = "auto"):
+                   num_crops: int = 3):
     """A DALI pipeline for `mode` on `device` ("cpu" | "gpu"), reading from `source`.
 
     Modes: "train" (scale jitter, crop, flip), "test" (short side, 3 crops), "decode" (the decoded Fast
     frames and their Slow subset as uint8 F,H,W,C, untouched: the frame-exactness checks and the
-    decode-only throughput ceiling use it). Where `spatial_in_torch(mode, device, spatial)`, train and test return
-    the decoded Fast frames alone (uint8 F,H,W,C, one size per video) with labels and meta.
+    decode-only throughput ceiling use it). A source that serves frames only (`PlanSource.frames_only`, set where
+    `spatial_in_torch`) gets a graph that returns the decoded Fast frames alone (uint8 F,H,W,C, one size per
+    video) with labels and meta.
     """
     import nvidia.dali.fn as fn
     import nvidia.dali.types as types
@@ -149,9 +145,7 @@ def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size:
 
     device_id = torch.cuda.current_device() if gpu else None  # each torchrun rank decodes on its own GPU
     label_type = types.FLOAT if cfg.multilabel else types.INT64
-    frames_only = spatial_in_torch(mode, device, spatial)
-    if getattr(source, "frames_only", False) != frames_only:
-        raise ValueError(f"the plan source must serve {'only frames' if frames_only else 'every input'} for a {mode} graph on {device}")
+    frames_only = getattr(source, "frames_only", False)
     if frames_only:
         dtypes = [types.UINT8, types.INT32, types.INT64, label_type]
     else:
@@ -161,11 +155,10 @@ def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size:
                   prefetch_queue_depth=prefetch, seed=seed)
     def graph():
         inputs = fn.external_source(source=source, num_outputs=len(dtypes), batch=True, batch_info=True, dtype=dtypes, cycle=None)
-        if frames_only:
-            enc, frames, meta, labels = inputs
-            return fn.decoders.video(enc, device="cpu", frames=frames), labels, meta
-        enc, frames, slow_pos, meta, labels = inputs[:5]
+        enc, frames, slow_pos, meta, labels = (inputs[0], inputs[1], None, *inputs[2:]) if frames_only else inputs[:5]
         video = fn.decoders.video(enc, device="mixed" if gpu else "cpu", frames=frames)
+        if frames_only:
+            return video, labels, meta
         if mode == "decode":
             return fn.sequence_rearrange(video, new_order=slow_pos), video, labels, meta
         if mode == "train":
@@ -187,9 +180,9 @@ def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size:
     return graph()
 
 
-def output_names(mode: str, num_crops: int = 3, device: str = "gpu", spatial: str = "auto") -> list[str]:
+def output_names(mode: str, num_crops: int = 3, frames_only: bool = False) -> list[str]:
     """Names of the pipeline outputs in order (the PyTorch iterator's keys)."""
-    if spatial_in_torch(mode, device, spatial):
+    if frames_only:
         return ["frames", "label", "meta"]
     if mode in ("train", "decode"):
         return ["slow", "fast", "label", "meta"]
