@@ -43,6 +43,12 @@ def _rate(batches, warmup: int = 1) -> tuple[float, int]:
     return (n / elapsed if elapsed > 0 and n else 0.0), n
 
 
+def _clip_rate(test: ClipLoader) -> tuple[float, int]:
+    """Clips/s and clips timed of a test loader, whose batches hold `views_per_sample` views of each clip."""
+    views, n = _rate(test)
+    return views / test.views_per_sample, n // test.views_per_sample
+
+
 def _decode_rate(plans, cfg: SlowFastConfig, batch: int, device: str, threads: int) -> tuple[float, int]:
     """Clips/s of DALI decoding alone: the decode graph run directly, its outputs left inside DALI."""
     from dali_pipelines.pipelines import PlanSource, build_pipeline
@@ -81,14 +87,12 @@ def bench_pipeline(videos: list[Video], cfg: SlowFastConfig, *, batch: int = 8, 
     record("dali_train", _rate(loader), how)
     test_plans = multiview_plan(videos, cfg, num_clips=max(1, -(-(clips + batch) // len(videos))))[: clips + batch]
     test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads)
-    r, n = _rate(test)
-    record("dali_test", (r / test.views_per_sample, n // test.views_per_sample), f"{test.views_per_sample} crops per clip: {r:.1f} views/s; {how}")
+    record("dali_test", _clip_rate(test), f"{test.views_per_sample} crops per clip; {how}")
     if loader.spatial_in_torch:  # the same pipelines with every op in the DALI graph (the GPU graph, run on the CPU)
         record("dali_train_graph_only", _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, spatial="dali")),
                "every op in the DALI graph (DALI's CPU resize)")
-        graph_test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads, spatial="dali")
-        r, n = _rate(graph_test)
-        record("dali_test_graph_only", (r / graph_test.views_per_sample, n // graph_test.views_per_sample), "every op in the DALI graph")
+        record("dali_test_graph_only", _clip_rate(ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads, spatial="dali")),
+               "every op in the DALI graph")
     record("dali_decode_only", _decode_rate(plans, cfg, batch, dali_device, threads),
            "decoding the clips' frames inside DALI, outputs not handed to torch: the ceiling")
     record("pyav_serial", _rate(PyAVClips(plans, cfg, "train"), warmup=batch), "PySlowFast-style: PyAV decode + torch crop/flip/normalise, one process")
