@@ -1,14 +1,12 @@
 """SlowFast-TRT: SlowFast video networks from encoded video to FP16/INT8 engines."""
 from setuptools import find_packages, setup
 
-PACKAGES = ["common", "cli", "model", "dali_pipelines", "training", "export", "engines", "benchmarks"]
-
 setup(
     name="slowfast-trt",
-    version="0.1.0",
+    version="0.2.0",
     description="SlowFast networks (Feichtenhofer et al., ICCV 2019): DALI pipelines, AMP training, ONNX/TensorRT export, benchmarks",
     python_requires=">=3.10",
-    packages=find_packages(include=[p for name in PACKAGES for p in (name, name + ".*")]),
+    packages=find_packages(include=["slowfast_trt", "slowfast_trt.*"]),  # one import namespace, nothing else at the top level
     install_requires=[
         # A range, so that GPU users get a CUDA build; scripts/env.sh installs the CPU build where no GPU is present.
         "torch>=2.1,<3",
@@ -21,7 +19,7 @@ setup(
     extras_require={
         "data": ["av>=12", "nvidia-dali-cuda120>=1.40", "pillow>=9"],
         "export": ["onnx>=1.15", "onnxruntime>=1.17", "onnxconverter-common>=1.14"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "ruff==0.17.6"],
     },
-    entry_points={"console_scripts": ["slowfast=cli.main:main"]},
+    entry_points={"console_scripts": ["slowfast=slowfast_trt.cli.main:main"]},
 )

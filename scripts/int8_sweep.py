@@ -59,11 +59,11 @@ def main() -> None:
     import onnx
     import torch
 
-    import engines
-    from dali_pipelines.loader import ClipLoader
-    from dali_pipelines.plan import multiview_plan
-    from export.quantize import calibration_feed, mean_kl, qdq_summary, quantize_int8
-    from training.run import _manifest_videos
+    from slowfast_trt import engines
+    from slowfast_trt.dali_pipelines.loader import ClipLoader
+    from slowfast_trt.dali_pipelines.plan import multiview_plan
+    from slowfast_trt.data.manifest import load_manifest_videos
+    from slowfast_trt.export.quantize import calibration_feed, mean_kl, qdq_summary, quantize_int8
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def main() -> None:
             paths[tag] = build(tag, variants[tag])
 
     loaded = {k: engines.load(p, device="cpu", qdq="emulate") for k, p in paths.items()}
-    _, videos = _manifest_videos(a.eval, "evaluation")
+    _, videos = load_manifest_videos(a.eval, "evaluation")
     cfg = loaded["fp32"].config
     loader = ClipLoader(multiview_plan(videos, cfg, a.clips), cfg, "test", 4, device="cpu", threads=2, videos=videos, num_crops=a.crops)
     index = {v.index: i for i, v in enumerate(videos)}

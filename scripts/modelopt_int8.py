@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from export.quantize import calibration_feed, qdq_summary
-from export.sidecar import file_sha256, read_sidecar, write_sidecar
+from slowfast_trt.engines.sidecar import file_sha256, read_sidecar, write_sidecar
+from slowfast_trt.export.quantize import calibration_feed, qdq_summary
 
 
 def main() -> None:

@@ -5,14 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import model
-from common.errors import SlowFastError
-from dali_pipelines.ava import (AvaRow, canvas_size, clip_indices, keyframe_frame, load_ava, looks_like_ava_csv,
-                                read_ava_csv, resized_size)
-from dali_pipelines.manifest import Entry, write_manifest
-from dali_pipelines.plan import Video
-from dali_pipelines.synth_ava import ACTIONS, actions_of, actor_box, render_scene, scene, synth_detection
-from model.detection import detection_config
+from slowfast_trt import model
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.dali_pipelines.ava import (
+    AvaRow,
+    canvas_size,
+    clip_indices,
+    keyframe_frame,
+    load_ava,
+    looks_like_ava_csv,
+    read_ava_csv,
+    resized_size,
+)
+from slowfast_trt.data.manifest import Entry, Video, write_manifest
+from slowfast_trt.data.synth_ava import ACTIONS, actions_of, actor_box, render_scene, scene, synth_detection
+from slowfast_trt.model.detection import detection_config
 
 TINY = model.get_config("slowfast_tiny_4x16")
 
@@ -126,7 +133,7 @@ def test_synth_writes_an_ava_style_set(small_set):
 def test_keyframe_loader_yields_clips_and_boxes_in_canvas_pixels(small_set):
     import torch
 
-    from dali_pipelines.ava import KeyframeLoader
+    from slowfast_trt.dali_pipelines.ava import KeyframeLoader
 
     s = load_ava(small_set["out"] / "val.csv", use_proposals=True)
     cfg = detection_config(TINY.replace(crop_size=32, test_crop_size=32), s.num_classes)

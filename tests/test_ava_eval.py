@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from training.ava_eval import Box, average_precision, frame_map, iou_matrix
+from slowfast_trt.training.ava_eval import Box, average_precision, frame_map, iou_matrix
 
 A, B = ("v", 1), ("v", 2)  # two keyframes
 BOX1, BOX2 = (0.0, 0.0, 0.5, 0.5), (0.5, 0.5, 1.0, 1.0)

@@ -19,15 +19,15 @@ pytest.importorskip("onnxruntime")
 
 from click.testing import CliRunner  # noqa: E402
 
-from cli.main import main  # noqa: E402
-from common.errors import SlowFastError  # noqa: E402
+from slowfast_trt.cli.main import main  # noqa: E402
+from slowfast_trt.common.errors import SlowFastError  # noqa: E402
 
 PRESET = "slowfast_tiny_4x16"
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from dali_pipelines.synth import synth
+    from slowfast_trt.data.synth import synth
 
     out = tmp_path_factory.mktemp("bench") / "synth"
     synth(out, videos=8, seed=3, frames=80, workers=2, progress=False)
@@ -36,9 +36,9 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
-    import model
-    from export.onnx import export_onnx
-    from model.zoo import get_config
+    from slowfast_trt import model
+    from slowfast_trt.export.onnx import export_onnx
+    from slowfast_trt.model.zoo import get_config
     from tests.helpers import randomize_
 
     d = tmp_path_factory.mktemp("artifacts")
@@ -139,7 +139,7 @@ def test_bench_e2e_stages_and_stable_schema(data, artifacts, tmp_path):
 
 
 def test_e2e_manifest_without_decodable_files(artifacts, tmp_path):
-    from dali_pipelines.manifest import Entry, write_manifest
+    from slowfast_trt.data.manifest import Entry, write_manifest
 
     for i in range(2):
         (tmp_path / f"v{i}.webm").write_text("this is not a video\n")
@@ -183,7 +183,7 @@ def test_bench_accuracy_views_cost_and_report(data, artifacts, tmp_path):
 
 
 def test_report_never_divides_across_devices(tmp_path):
-    from benchmarks.report import compare_runs
+    from slowfast_trt.benchmarks.report import compare_runs
 
     def run(name: str, device: str, rate: float) -> dict:
         return {"benchmark": "model", "device": device, "cpu": device, "gpu": None, "_path": f"{name}/result.json",
@@ -196,7 +196,7 @@ def test_report_never_divides_across_devices(tmp_path):
 
 
 def test_report_rejects_folders_without_results(tmp_path):
-    from benchmarks.report import write_report
+    from slowfast_trt.benchmarks.report import write_report
 
     with pytest.raises(SlowFastError, match="no result.json"):
         write_report([tmp_path], tmp_path / "out")
@@ -207,7 +207,7 @@ def test_report_rejects_folders_without_results(tmp_path):
 
 
 def test_demo_stages_skip_when_done_and_rerun_when_inputs_change(tmp_path):
-    from benchmarks.demo import Demo
+    from slowfast_trt.benchmarks.demo import Demo
 
     d = Demo(tmp_path / "demo", quick=True, echo=lambda line: None)
     d.claim()

@@ -10,11 +10,11 @@ import pytest
 import safetensors.torch
 import torch
 
-import common.io
-import model
-from common.errors import SlowFastError
-from model.checkpoint import STATE_PREFIX
-from model.inputs import random_inputs
+from slowfast_trt import model
+from slowfast_trt.common import io as sf_io
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.model.checkpoint import STATE_PREFIX
+from slowfast_trt.model.inputs import random_inputs
 from tests.helpers import randomize_
 
 SMALL = dict(num_classes=7)  # a small head keeps the files light; the body is a full R50
@@ -150,7 +150,7 @@ def test_crash_mid_write_keeps_previous_checkpoint_and_leaves_no_partial_file(tm
         changed.head.projection.bias.add_(1.0)
 
     real_fdopen = os.fdopen
-    monkeypatch.setattr(common.io.os, "fdopen", lambda fd, mode: _CrashingFile(real_fdopen(fd, mode)))
+    monkeypatch.setattr(sf_io.os, "fdopen", lambda fd, mode: _CrashingFile(real_fdopen(fd, mode)))
     with pytest.raises(OSError, match="simulated"):
         model.save(changed, path, training_state={**state, "global_step": 9999})
     with pytest.raises(OSError, match="simulated"):
@@ -172,7 +172,7 @@ def test_crash_before_rename_keeps_previous_checkpoint(tmp_path, monkeypatch):
     def crash(src, dst):
         raise KeyboardInterrupt  # killed after writing and fsync, before the rename
 
-    monkeypatch.setattr(common.io.os, "replace", crash)
+    monkeypatch.setattr(sf_io.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
         model.save(_net(num_classes=7, dropout=0.1), path)
     monkeypatch.undo()

@@ -5,7 +5,7 @@ import json
 
 from click.testing import CliRunner
 
-from cli.main import main
+from slowfast_trt.cli.main import main
 
 
 def test_flops_json_keys_and_values():

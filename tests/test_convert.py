@@ -19,13 +19,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import model
-from cli.main import main
-from common.errors import SlowFastError
-from model import layouts
-from model.convert import to_pyslowfast_state, to_pytorchvideo_state
-from model.inputs import random_inputs
-from model.statedict import expected_shapes
+from slowfast_trt import model
+from slowfast_trt.cli.main import main
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.model import layouts
+from slowfast_trt.model.convert import to_pyslowfast_state, to_pytorchvideo_state
+from slowfast_trt.model.inputs import random_inputs
+from slowfast_trt.model.statedict import expected_shapes
 from tests.helpers import randomize_
 
 BN_C2 = {"weight": "s", "bias": "b", "running_mean": "rm", "running_var": "riv"}
@@ -260,7 +260,7 @@ def _fake_yacs():
     return pkg, mod, CfgNode
 
 
-def _pyslowfast_file(tmp_path, net, prefix: str = "", name: str = "ckpt.pyth") -> "Path":  # noqa: F821
+def _pyslowfast_file(tmp_path, net, prefix: str = "", name: str = "ckpt.pyth") -> Path:  # noqa: F821
     pkg, mod, CfgNode = _fake_yacs()
     sys.modules.update({"yacs": pkg, "yacs.config": mod})
     try:

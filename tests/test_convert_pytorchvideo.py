@@ -22,8 +22,8 @@ import pytest
 import torch
 from torch import nn
 
-import model
-from model.convert import to_pyslowfast_state, to_pytorchvideo_state
+from slowfast_trt import model
+from slowfast_trt.model.convert import to_pyslowfast_state, to_pytorchvideo_state
 from tests.helpers import randomize_
 
 PTV_REQUIREMENTS = ["pytorchvideo==0.1.5", "fvcore==0.1.5.post20221221"]

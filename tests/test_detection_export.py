@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-import model
-from export.onnx import export_onnx
-from model.detection import detection_config
-from model.inputs import random_boxes
+from slowfast_trt import model
+from slowfast_trt.export.onnx import export_onnx
+from slowfast_trt.model.detection import detection_config
+from slowfast_trt.model.inputs import random_boxes
 
 
 @pytest.mark.parametrize("preset", ["slowfast_tiny_4x16", "slow_tiny_4x16"])
@@ -42,7 +42,7 @@ def test_onnx_detection_graph_matches_torch(tmp_path, preset):
 
 
 def test_onnx_engine_runs_boxes_through_the_engine_interface(tmp_path):
-    import engines
+    from slowfast_trt import engines
 
     net = model.build(detection_config(model.get_config("slow_tiny_4x16"), num_classes=4)).eval()
     model.save(net, tmp_path / "det.safetensors")

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-import model
-from common.errors import SlowFastError
-from model.detection import detection_config
-from model.roi_align import roi_align
+from slowfast_trt import model
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.model.detection import detection_config
+from slowfast_trt.model.roi_align import roi_align
 
 
 def _bilinear(fmap: torch.Tensor, y: float, x: float) -> float:

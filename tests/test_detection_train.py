@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from dali_pipelines.synth_ava import synth_detection
+from slowfast_trt.data.synth_ava import synth_detection
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def ava_set(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(ava_set, tmp_path_factory):
-    from training.run import train
+    from slowfast_trt.training.run import train
 
     run = tmp_path_factory.mktemp("run")
     summary = train("slow_tiny_4x16", str(ava_set / "train.csv"), str(run), val_manifest=str(ava_set / "val.csv"),
@@ -28,7 +28,7 @@ def trained(ava_set, tmp_path_factory):
 
 
 def test_train_on_ava_csv_builds_the_detection_variant_and_validates_with_frame_map(trained):
-    import model
+    from slowfast_trt import model
 
     run, summary = trained
     row = summary["history"][-1]
@@ -40,7 +40,7 @@ def test_train_on_ava_csv_builds_the_detection_variant_and_validates_with_frame_
 
 
 def test_eval_cli_reports_frame_map_and_survives_missing_and_extra_proposals(trained, ava_set, tmp_path):
-    from cli.main import main as cli
+    from slowfast_trt.cli.main import main as cli
 
     run, summary = trained
     # Drop every proposal of the first labelled keyframe, and add proposals on a keyframe without labels.
@@ -67,8 +67,8 @@ def test_eval_cli_reports_frame_map_and_survives_missing_and_extra_proposals(tra
 
 
 def test_eval_of_a_classification_checkpoint_on_ava_labels_says_what_to_do(ava_set, tmp_path):
-    import model
-    from cli.main import main as cli
+    from slowfast_trt import model
+    from slowfast_trt.cli.main import main as cli
 
     model.save(model.build("slow_tiny_4x16", num_classes=10), tmp_path / "cls.safetensors")
     res = CliRunner().invoke(cli, ["eval", "--ckpt", str(tmp_path / "cls.safetensors"), "--data", str(ava_set / "val.csv"),
@@ -80,11 +80,11 @@ def test_eval_of_a_classification_checkpoint_on_ava_labels_says_what_to_do(ava_s
 def test_init_from_classification_weights_keeps_the_backbone_and_adds_an_roi_head(ava_set, tmp_path):
     import torch
 
-    import model
-    from dali_pipelines.ava import load_ava
-    from model.detection import detection_config
-    from training.detect import DetectionTrainer
-    from training.trainer import TrainOptions
+    from slowfast_trt import model
+    from slowfast_trt.dali_pipelines.ava import load_ava
+    from slowfast_trt.model.detection import detection_config
+    from slowfast_trt.training.detect import DetectionTrainer
+    from slowfast_trt.training.trainer import TrainOptions
 
     cls = model.build("slow_tiny_4x16", num_classes=400, crop_size=32, test_crop_size=32)
     model.save(cls, tmp_path / "k400.safetensors")

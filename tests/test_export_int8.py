@@ -9,7 +9,6 @@ import json
 import shutil
 
 import numpy as np
-
 import pytest
 import torch
 
@@ -18,15 +17,15 @@ pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip ins
 
 from click.testing import CliRunner  # noqa: E402
 
-import model  # noqa: E402
-from cli.main import main  # noqa: E402
-from common.errors import SlowFastError  # noqa: E402
-from dali_pipelines.synth import synth  # noqa: E402
-from export.onnx import export_onnx  # noqa: E402
-from export.quantize import qdq_summary  # noqa: E402
-from export.sidecar import read_sidecar, sidecar_path  # noqa: E402
+from slowfast_trt import model  # noqa: E402
+from slowfast_trt.cli.main import main  # noqa: E402
+from slowfast_trt.common.errors import SlowFastError  # noqa: E402
+from slowfast_trt.data.synth import synth  # noqa: E402
+from slowfast_trt.engines.sidecar import read_sidecar, sidecar_path  # noqa: E402
+from slowfast_trt.export.onnx import export_onnx  # noqa: E402
+from slowfast_trt.export.quantize import qdq_summary  # noqa: E402
+from slowfast_trt.training.evaluate import agreement  # noqa: E402
 from tests.helpers import randomize_  # noqa: E402
-from training.evaluate import agreement  # noqa: E402
 
 PRESET = "slowfast_tiny_4x16"
 
@@ -79,7 +78,7 @@ def test_cli_export_int8_end_to_end(setup, tmp_path):
     cal = side["calibration"]
     assert side["kind"] == "onnx-int8" and side["precision"] == "int8"
     # --method auto (the default): every candidate built, the one closest to FP32 on the calibration clips kept.
-    from export.quantize import AUTO_CANDIDATES
+    from slowfast_trt.export.quantize import AUTO_CANDIDATES
 
     assert set(cal["candidates_kl"]) == set(AUTO_CANDIDATES) and all(v >= 0 for v in cal["candidates_kl"].values())
     assert cal["chosen"] == min(cal["candidates_kl"], key=cal["candidates_kl"].get)
@@ -125,10 +124,10 @@ def test_eval_engine_onnx_matches_checkpoint(setup, tmp_path):
     assert a["video_paths"] == b["video_paths"] and len(a["predictions"]["2x3"]) == 8
     assert b["engine"] == "onnxruntime-fp32"
     # A random-weight net may put every video in one class, so also compare the view scores of one real batch.
-    import engines
-    from dali_pipelines.loader import ClipLoader
-    from dali_pipelines.manifest import read_manifest, to_videos
-    from dali_pipelines.plan import multiview_plan
+    from slowfast_trt import engines
+    from slowfast_trt.dali_pipelines.loader import ClipLoader
+    from slowfast_trt.dali_pipelines.plan import multiview_plan
+    from slowfast_trt.data.manifest import read_manifest, to_videos
 
     torch_engine, ort_engine = engines.load(setup["ckpt"], device="cpu"), engines.load(setup["onnx"], device="cpu")
     cfg = torch_engine.config
@@ -240,8 +239,8 @@ def test_export_compare_writes_result_files(setup, tmp_path):
 
 def test_int8_qdq_execution_modes(setup, tmp_path, monkeypatch):
     """INT8 ONNX runs through ONNX Runtime's int8 kernels or as Q/DQ emulation; auto emulates on CPUs without VNNI."""
-    import engines
-    from engines import ort_engine
+    from slowfast_trt import engines
+    from slowfast_trt.engines import ort_engine
 
     q = tmp_path / "m.int8.onnx"
     assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", q,
@@ -259,7 +258,7 @@ def test_int8_qdq_execution_modes(setup, tmp_path, monkeypatch):
     with pytest.raises(SlowFastError, match="--qdq must be one of"):
         ort_engine.resolve_qdq("fake", "int8", "cpu")
     # Both executions run the quantized model to finite scores of the same shape.
-    from model.inputs import random_inputs
+    from slowfast_trt.model.inputs import random_inputs
 
     clips = random_inputs(emulated.config, batch=4, generator=torch.Generator().manual_seed(0))
     a, b = emulated(clips["slow"], clips["fast"]), kernels(clips["slow"], clips["fast"])
@@ -287,7 +286,7 @@ def test_qdq_placement_and_scales(setup, tmp_path):
     """Default: Q/DQ only on the inputs of Conv/MatMul (TensorRT's recipe): every Conv has per-channel symmetric int8
     weights and a per-tensor activation scale, and no Conv output, ReLU input or residual Add carries Q/DQ.
     `--placement inputs+outputs` (ONNX Runtime's QDQ default) quantizes the Conv outputs too."""
-    from export.quantize import DEFAULT_PLACEMENT
+    from slowfast_trt.export.quantize import DEFAULT_PLACEMENT
 
     assert DEFAULT_PLACEMENT == "inputs"
     n_conv3d = sum(isinstance(m, torch.nn.Conv3d) for m in setup["net"].modules())

@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
-import engines
-import model
-from common.errors import SlowFastError
-from engines.torch_engine import TorchEngine
-from export.onnx import export_onnx
-from export.quantize import qdq_summary, quantize_int8
-from export.sidecar import check_sampling, read_sidecar, sidecar_path
-from model.inputs import random_inputs
+from slowfast_trt import engines, model
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.engines.sidecar import check_sampling, read_sidecar, sidecar_path
+from slowfast_trt.engines.torch_engine import TorchEngine
+from slowfast_trt.export.onnx import export_onnx
+from slowfast_trt.export.quantize import qdq_summary, quantize_int8
+from slowfast_trt.model.inputs import random_inputs
 from tests.helpers import randomize_
 
 pytest.importorskip("onnxruntime")
@@ -155,7 +153,7 @@ def test_torch_engine_matches_module_and_rejects_cpu_fp16():
 
 
 def test_tensorrt_absent_is_a_clear_message(r50_4x16):
-    from export.tensorrt import build_engine
+    from slowfast_trt.export.tensorrt import build_engine
 
     _, r = r50_4x16
     try:
@@ -173,7 +171,7 @@ def test_tensorrt_absent_is_a_clear_message(r50_4x16):
 @pytest.mark.gpu
 def test_tensorrt_fp16_plan_matches_onnx(r50_4x16, tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install tensorrt from NVIDIA's index)")
-    from export.tensorrt import build_engine
+    from slowfast_trt.export.tensorrt import build_engine
 
     net, r = r50_4x16
     plan = build_engine(r.path, tmp_path / "sf.fp16.plan", precision="fp16", min_batch=1, opt_batch=2, max_batch=4,
@@ -197,7 +195,7 @@ def test_cli_export_onnx_from_module_checkpoint_needs_loader(tmp_path):
     """The CLI path: a missing checkpoint is a one-line error with a non-zero exit."""
     from click.testing import CliRunner
 
-    from cli.main import main
+    from slowfast_trt.cli.main import main
 
     r = CliRunner().invoke(main, ["export", "onnx", str(tmp_path / "nope.safetensors")])
     assert r.exit_code == 2 and "not found" in r.output

@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-import model
-from model.head import Head
-from model.blocks import NonLocal
-from common.errors import SlowFastError
-from model.inputs import GRAY_WEIGHTS, make_fast_input, normalize
-from model.lateral import Lateral
+from slowfast_trt import model
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.model.blocks import NonLocal
+from slowfast_trt.model.head import Head
+from slowfast_trt.model.inputs import GRAY_WEIGHTS, make_fast_input, normalize
+from slowfast_trt.model.lateral import Lateral
 
 
 def _cfg(**kw):
@@ -122,7 +122,7 @@ def test_head_reference_pool_gives_2x2_positions_at_256():
 
 
 def test_missing_pathway_input_is_a_clear_error():
-    from common.errors import SlowFastError
+    from slowfast_trt.common.errors import SlowFastError
 
     net = model.build("slowfast_r50_4x16")
     with pytest.raises(SlowFastError, match="'fast' input"):

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-import model
-from common.errors import SlowFastError
-from model.config import SlowFastConfig
+from slowfast_trt import model
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.model.config import SlowFastConfig
 
 
 def test_unknown_preset_lists_closest_names():
@@ -80,7 +80,7 @@ def test_presets_cover_the_paper_tables():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "slowfast_trt", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_cli_unknown_preset_one_line_no_traceback():

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-import model
-from benchmarks.flops import flops_row
-from model.config import STAGE_WIDTHS
+from slowfast_trt import model
+from slowfast_trt.benchmarks.flops import flops_row
+from slowfast_trt.model.config import STAGE_WIDTHS
 
 HEADLINE = {  # Tables 2-4: must be within 1.5% of the paper
     "slowfast_r50_4x16": 36.1,

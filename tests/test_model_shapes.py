@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import model
-from model.inputs import input_shapes
+from slowfast_trt import model
+from slowfast_trt.model.inputs import input_shapes
 
 # (channels, T, S) after each stage, Slow and Fast, straight from Table 1 (alpha=8, beta=1/8, tau=16).
 TABLE1 = {
@@ -99,7 +99,7 @@ def test_every_preset_forward_backward_cpu(name):
     torch.set_num_threads(2)
     net = model.build(name, num_classes=3)
     assert net.config.name == name
-    from model.inputs import random_inputs
+    from slowfast_trt.model.inputs import random_inputs
 
     x = random_inputs(net.config, size=32, batch=2)
     logits = net(**x)

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import model
-from dali_pipelines import spatial
-from dali_pipelines.plan import Video, short_side_size, train_plan
+from slowfast_trt import model
+from slowfast_trt.dali_pipelines import spatial
+from slowfast_trt.dali_pipelines.plan import short_side_size, train_plan
+from slowfast_trt.data.manifest import Video
 
 
 def _frames(h: int, w: int, n: int = 4, seed: int = 0) -> torch.Tensor:

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-import model
-from common.errors import SlowFastError
-from model.inputs import random_inputs
-from training import amp
+from slowfast_trt import model
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.model.inputs import random_inputs
+from slowfast_trt.training import amp
 
 
 def test_cuda_policies_without_running_cuda():
@@ -53,10 +53,10 @@ def test_real_measurement_returns_both_timings():
 @pytest.mark.gpu
 def test_cuda_training_uses_fp16_convolutions_with_an_active_loss_scale(tmp_path):
     """The trainer on CUDA (DALI 'mixed' decode): float16 convolutions, a loss scale > 1, finite weights."""
-    from dali_pipelines.manifest import read_manifest, to_videos
-    from dali_pipelines.synth import synth
-    from training.run import resolve_config
-    from training.trainer import TrainOptions, Trainer
+    from slowfast_trt.data.manifest import read_manifest, to_videos
+    from slowfast_trt.data.synth import synth
+    from slowfast_trt.training.run import resolve_config
+    from slowfast_trt.training.trainer import Trainer, TrainOptions
 
     synth(tmp_path / "data", videos=16, seed=1, frames=72, workers=2, progress=False)
     m = read_manifest(tmp_path / "data" / "train.csv")

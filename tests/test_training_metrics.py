@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from common.errors import SlowFastError
-from training.metrics import ViewAggregator, average_precision, mean_average_precision, topk_accuracy
-from training.schedule import cosine_lr, lr_at, scaled_lr
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.training.metrics import ViewAggregator, average_precision, mean_average_precision, topk_accuracy
+from slowfast_trt.training.schedule import cosine_lr, lr_at, scaled_lr
 
 
 def test_schedule_matches_the_paper():

@@ -16,12 +16,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import model
-from cli.main import main
-from common.errors import SlowFastError
-from dali_pipelines.manifest import read_manifest, write_manifest
-from dali_pipelines.synth import synth
-from training.run import train
+from slowfast_trt import model
+from slowfast_trt.cli.main import main
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.data.manifest import read_manifest, write_manifest
+from slowfast_trt.data.synth import synth
+from slowfast_trt.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = "slowfast_tiny_4x16"
@@ -37,7 +37,7 @@ def data(tmp_path_factory):
 
 
 def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", "train", "--preset", PRESET, "--train", str(data / "train.csv"), "--out", str(out),
+    return [sys.executable, "-m", "slowfast_trt", "train", "--preset", PRESET, "--train", str(data / "train.csv"), "--out", str(out),
             "--epochs", "2", "--batch-size", "4", "--lr", "0.05", "--amp", "fp32", "--device", "cpu", "--threads", "1",
             "--save-every", "1", "--quiet", *extra]
 
@@ -85,7 +85,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(data, tmp_pa
 
 def test_torchrun_two_gloo_ranks_read_disjoint_shards(data, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "cli.main",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "slowfast_trt",
            "train", "--preset", PRESET, "--train", str(data / "train.csv"), "--out", str(out), "--epochs", "2",
            "--batch-size", "2", "--amp", "fp32", "--device", "cpu", "--threads", "1", "--quiet"]
     r = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)

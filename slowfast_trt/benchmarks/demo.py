@@ -1,0 +1,291 @@
+"""`slowfast demo`: the whole system on one machine, from synthetic videos to a benchmark report.
+
+Synthetic motion data -> train SlowFast and its Slow-only counterpart -> multi-view evaluation of both ->
+ONNX export -> INT8 with DALI calibration -> TensorRT plans (only with TensorRT and a GPU) -> benchmarks
+(model, pipeline, e2e, accuracy FP32 vs INT8, flops) -> report.md. Every stage keeps its outputs in OUT and
+records what it read and wrote in OUT/.stages/<stage>.json, so a re-run skips stages whose outputs exist,
+are readable and were made from the same inputs, and an interrupted run resumes (training from its last
+checkpoint).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from slowfast_trt.benchmarks import accuracy, e2e, flops, pipeline, throughput
+from slowfast_trt.benchmarks.report import write_report
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.io import atomic_write, atomic_write_text
+from slowfast_trt.data.manifest import read_manifest, to_videos
+from slowfast_trt.data.synth import synth
+from slowfast_trt.engines.sidecar import read_sidecar
+from slowfast_trt.export.onnx import export_onnx
+from slowfast_trt.export.quantize import quantize_from_manifest
+from slowfast_trt.export.tensorrt import build_engine
+from slowfast_trt.model.checkpoint import read_info
+from slowfast_trt.model.zoo import get_config
+from slowfast_trt.training.run import train
+
+# The demo's SlowFast takes time differences into its Fast pathway (Table 5c): with RGB the tiny network was still
+# at chance after the CPU budget's epochs on the synthetic set (README, "Training and evaluation").
+SLOWFAST, SLOW = "slowfast_tiny_4x16_timediff", "slow_tiny_4x16"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of one demo mode; the training recipe the CPU budget allows."""
+
+    videos: int  # synthetic videos (80% train, 20% val)
+    epochs: int
+    batch_size: int
+    lr: float | None  # base learning rate; None: the paper's 1.6 scaled linearly to the batch (training.schedule)
+    val_clips: int  # clips per video in the per-epoch validation
+    eval_clips: int  # K of the multi-view evaluation (x 3 crops)
+    calib_clips: int  # INT8 calibration clips (from the training split)
+    pipeline_clips: int  # clips per loader in `bench pipeline`
+    e2e_clips: int  # clips per pass in `bench e2e`
+
+
+# 2-core CPU budgets: full <= 15 minutes, --quick <= 3 minutes.
+# lr 0.05 at batch 8 for 20 epochs, with the tiny presets' dropout 0: the SlowFast reached 95.8% at 10x3 on the
+# validation videos this way (0.005 with dropout 0.5 stayed below 50%; 0.1 was unstable; README, Training).
+# INT8: 128 calibration clips, the default calibration (percentile 99.99, Q/DQ on Conv inputs, bias correction; README, Export).
+FULL = DemoSettings(videos=480, epochs=20, batch_size=8, lr=0.05, val_clips=1, eval_clips=5, calib_clips=128, pipeline_clips=64, e2e_clips=32)
+QUICK = DemoSettings(videos=96, epochs=2, batch_size=8, lr=0.05, val_clips=1, eval_clips=2, calib_clips=8, pipeline_clips=16, e2e_clips=8)
+
+# The paper's headline models next to the demo's, for the GFLOPs table.
+FLOPS_PRESETS = (SLOWFAST, SLOW, "slowfast_r50_4x16", "slow_r50_4x16", "slowfast_r50_8x8", "slow_r50_8x8")
+MARKER = "demo.json"
+
+
+def _valid(path: Path) -> bool:
+    """An output is valid when it exists, is non-empty and (for the kinds we can check cheaply) parses."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        if path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".safetensors":
+            read_info(path)
+        elif path.suffix in (".onnx", ".plan"):
+            read_sidecar(path)
+    except (SlowFastError, OSError, ValueError):
+        return False
+    return True
+
+
+def _stamp(paths: list[Path]) -> dict[str, list]:
+    """Size and modification time of each input, so a stage re-runs when something it read has changed."""
+    return {str(p): [p.stat().st_size, p.stat().st_mtime_ns] if p.exists() else None for p in paths}
+
+
+class Demo:
+    """Runs the stages in order, skipping those already done with unchanged inputs."""
+
+    def __init__(self, out: str | Path, quick: bool, echo: Callable[[str], None] = print):
+        self.out = Path(out)
+        self.quick = quick
+        self.settings = QUICK if quick else FULL
+        self.echo = echo
+        self.stages_dir = self.out / ".stages"
+        self.t0 = time.perf_counter()
+        self.step, self.total = 0, 13
+        self.skipped_reasons: dict[str, str] = {}
+
+    # --- paths -------------------------------------------------------------------------------------------
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    def ckpt(self, preset: str) -> Path:
+        """The trained model under its preset's name (tables name artifacts by file name)."""
+        return self.out / "models" / f"{preset}.safetensors"
+
+    def onnx(self, preset: str, int8: bool = False) -> Path:
+        return self.out / "export" / f"{preset}{'.int8' if int8 else ''}.onnx"
+
+    def plan(self, precision: str) -> Path:
+        return self.out / "export" / f"{SLOWFAST}.{precision}.plan"
+
+    def bench(self, name: str) -> Path:
+        return self.out / "bench" / name
+
+    # --- bookkeeping ---------------------------------------------------------------------------------------
+    def claim(self) -> None:
+        """Make OUT a demo folder, refusing a non-demo folder or one made in the other mode."""
+        mine = {"mode": "quick" if self.quick else "full", "settings": asdict(self.settings)}
+        marker = self.out / MARKER
+        if marker.is_file():
+            theirs = json.loads(marker.read_text(encoding="utf-8"))
+            if theirs != mine:
+                raise SlowFastError(f"{self.out} holds a {theirs.get('mode')} demo with other settings; pass another --out "
+                                    "or delete the folder to start over")
+        elif self.out.exists() and any(self.out.iterdir()):
+            raise SlowFastError(f"{self.out} is not empty and was not made by `slowfast demo`; pick a new --out")
+        else:
+            atomic_write_text(marker, json.dumps(mine, indent=2) + "\n")
+
+    def stage(self, name: str, title: str, run: Callable[[], None], outputs: list[Path], inputs: list[Path] = ()) -> bool:
+        """Run `run` unless this stage's outputs are valid and made from the same inputs; returns True if it ran."""
+        self.step += 1
+        head = f"[{self.step}/{self.total}] {title}"
+        record = self.stages_dir / f"{name}.json"
+        stamp = _stamp(list(inputs))
+        if record.is_file():
+            try:
+                done = json.loads(record.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                done = {}
+            if done.get("inputs") == stamp and all(_valid(p) for p in outputs):
+                if done.get("skipped"):
+                    self.skipped_reasons[name] = done["skipped"]
+                self.echo(f"{head}: done earlier, outputs kept{' (' + done['skipped'] + ')' if done.get('skipped') else ''}")
+                return False
+        self.echo(f"{head} ... (elapsed {self._elapsed()})")
+        t = time.perf_counter()
+        run()
+        missing = [str(p) for p in outputs if not _valid(p)]
+        if missing:
+            raise SlowFastError(f"demo stage '{name}' finished without writing {missing[0]}; re-run `slowfast demo` to retry it")
+        atomic_write_text(record, json.dumps({"inputs": _stamp(list(inputs)), "outputs": [str(p) for p in outputs],
+                                              "seconds": time.perf_counter() - t, "skipped": self.skipped_reasons.get(name)}, indent=2) + "\n")
+        self.echo(f"{head}: {time.perf_counter() - t:.1f} s")
+        return True
+
+    def _elapsed(self) -> str:
+        s = int(time.perf_counter() - self.t0)
+        return f"{s // 60}:{s % 60:02d}"
+
+    # --- stages --------------------------------------------------------------------------------------------
+    def _synth(self) -> None:
+        if self.data.exists():  # an interrupted synth leaves no marker; start the set afresh (our own folder)
+            shutil.rmtree(self.data)
+        synth(self.data, videos=self.settings.videos, seed=0, progress=True)
+
+    def _train(self, preset: str) -> None:
+        run_dir = self.out / "train" / preset
+        resume = (run_dir / "checkpoints" / "latest.json").is_file()
+        if resume:
+            self.echo(f"  resuming {preset} from its last checkpoint")
+        s = self.settings
+        # No flip: the synthetic set's dash/drift classes are left vs right, and a flip would swap them.
+        train(preset, str(self.data / "train.csv"), str(run_dir), val_manifest=str(self.data / "val.csv"), resume=resume,
+              model_overrides={"train_flip": False}, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, val_clips=s.val_clips, val_crops=1, threads=2, progress=True)
+        best = run_dir / "best.safetensors"
+        if not best.is_file():
+            raise SlowFastError(f"training {preset} wrote no best.safetensors in {run_dir}; see its metrics.csv")
+        with atomic_write(self.ckpt(preset)) as f, open(best, "rb") as src:
+            shutil.copyfileobj(src, f)
+
+    def _videos(self, split: str = "val"):
+        return to_videos(read_manifest(self.data / f"{split}.csv"))
+
+    def _accuracy(self, name: str, artifacts: list[Path]) -> None:
+        result = accuracy.bench_accuracy(self._videos(), [str(a) for a in artifacts], clips=self.settings.eval_clips, crops=3,
+                                manifest=str(self.data / "val.csv"), progress=self._indent)
+        accuracy.write_results(result, self.bench(name))
+
+    def _export(self) -> None:
+        for preset in (SLOWFAST, SLOW):
+            r = export_onnx(self.ckpt(preset), self.onnx(preset))
+            p = r.sidecar.get("parity")
+            if p:
+                self._indent(f"{r.path.name}: ONNX Runtime vs PyTorch max abs diff {p['max_abs_diff']:.2g}, "
+                             f"top-1 agreement {100 * p['top1_agreement']:.0f}%")
+
+    def _int8(self) -> None:
+        quantize_from_manifest(self.onnx(SLOWFAST), self.data / "train.csv", clips=self.settings.calib_clips, seed=0,
+                               out=self.onnx(SLOWFAST, int8=True), device="auto", threads=2, progress=True)
+
+    def tensorrt_unavailable(self) -> str | None:
+        """Why TensorRT plans cannot be built here, or None when they can."""
+        if importlib.util.find_spec("tensorrt") is None:
+            return "TensorRT is not installed (`pip install tensorrt` on a machine with an NVIDIA GPU)"
+        if not torch.cuda.is_available():
+            return "no NVIDIA GPU is visible to torch"
+        return None
+
+    def _tensorrt(self) -> None:
+        reason = self.tensorrt_unavailable()
+        if reason:
+            self.skipped_reasons["tensorrt"] = f"skipped: {reason}"
+            self._indent(f"TensorRT plans skipped: {reason}")
+            return
+
+        build_engine(self.onnx(SLOWFAST), self.plan("fp16"), precision="fp16", max_batch=32)
+        build_engine(self.onnx(SLOWFAST, int8=True), self.plan("int8"), precision="int8", max_batch=32)
+
+    def plans(self) -> list[Path]:
+        return [] if self.tensorrt_unavailable() else [self.plan("fp16"), self.plan("int8")]
+
+    def _bench_model(self) -> None:
+        arts = [self.ckpt(SLOWFAST), self.ckpt(SLOW), self.onnx(SLOWFAST), self.onnx(SLOW), self.onnx(SLOWFAST, int8=True), *self.plans()]
+        throughput.write_results(throughput.bench_model([str(a) for a in arts], progress=self._indent), self.bench("model"))
+
+    def _bench_pipeline(self) -> None:
+        result = pipeline.bench_pipeline(self._videos(), get_config(SLOWFAST), batch=8, clips=self.settings.pipeline_clips, progress=self._indent)
+        pipeline.write_results(result, self.bench("pipeline"))
+
+    def _bench_e2e(self) -> None:
+        if torch.cuda.is_available():  # DALI mixed decode feeding the fp16 plan, or torch fp16 without TensorRT
+            artifact, precision = (self.plan("fp16"), "fp32") if self.plans() else (self.ckpt(SLOWFAST), "fp16")
+        else:
+            artifact, precision = self.onnx(SLOWFAST), "fp32"
+        result = e2e.bench_e2e(self._videos(), artifact, batch=4, clips=self.settings.e2e_clips, precision=precision,
+                           manifest=str(self.data / "val.csv"), progress=self._indent)
+        e2e.write_results(result, self.bench("e2e"))
+
+    def _bench_flops(self) -> None:
+        flops.write_results(flops.flops_table(list(FLOPS_PRESETS)), self.bench("flops"))
+
+    def _indent(self, line: str) -> None:
+        self.echo(f"  {line}")
+
+    def run(self) -> Path:
+        """All stages; returns the report's path."""
+        self.claim()
+        mode = "quick" if self.quick else "full"
+        s = self.settings
+        self.echo(f"slowfast demo ({mode}): {s.videos} synthetic videos, {s.epochs} epochs at batch {s.batch_size}, "
+                  f"K={s.eval_clips} x 3 views; outputs in {self.out}")
+        csvs = [self.data / "train.csv", self.data / "val.csv"]
+        self.stage("data", f"synthetic data ({s.videos} videos)", self._synth, [*csvs, self.data / "synth.json"])
+        for preset in (SLOWFAST, SLOW):
+            self.stage(f"train_{preset}", f"train {preset} ({s.epochs} epochs)", lambda p=preset: self._train(p), [self.ckpt(preset)], csvs)
+        ckpts = [self.ckpt(SLOWFAST), self.ckpt(SLOW)]
+        models = self.bench("accuracy-models")
+        self.stage("eval", "multi-view evaluation, SlowFast vs Slow-only", lambda: self._accuracy("accuracy-models", ckpts),
+                   [models / "result.json"], [*ckpts, csvs[1]])
+        onnx = [self.onnx(SLOWFAST), self.onnx(SLOW)]
+        self.stage("export", "export ONNX (with PyTorch parity check)", self._export, onnx, ckpts)
+        int8 = self.onnx(SLOWFAST, int8=True)
+        self.stage("int8", f"INT8 quantization, DALI calibration on {s.calib_clips} training clips", self._int8, [int8], [onnx[0], csvs[0]])
+        self.stage("tensorrt", "TensorRT plans", self._tensorrt, self.plans(), [onnx[0], int8])
+        arts = [*ckpts, *onnx, int8, *self.plans()]
+        self.stage("bench_model", "bench model: clips/s per backend, precision and batch", self._bench_model,
+                   [self.bench("model") / "result.json"], arts)
+        self.stage("bench_pipeline", "bench pipeline: DALI vs PyAV loading", self._bench_pipeline,
+                   [self.bench("pipeline") / "result.json"], csvs)
+        self.stage("bench_e2e", "bench e2e: encoded video to scores", self._bench_e2e, [self.bench("e2e") / "result.json"], [*arts, csvs[1]])
+        self.stage("bench_accuracy", "bench accuracy: FP32 vs INT8 (and TensorRT plans)",
+                   lambda: self._accuracy("accuracy-int8", [onnx[0], int8, *self.plans()]),
+                   [self.bench("accuracy-int8") / "result.json"], [onnx[0], int8, *self.plans(), csvs[1]])
+        self.stage("bench_flops", "bench flops: GFLOPs against the paper", self._bench_flops, [self.bench("flops") / "result.json"])
+
+        report = self.out / "report.md"
+        self.stage("report", "report", lambda: write_report([self.out / "bench"], self.out), [report],
+                   [self.bench(n) / "result.json" for n in ("accuracy-models", "model", "pipeline", "e2e", "accuracy-int8", "flops")])
+        self.echo(f"demo finished in {self._elapsed()}; report: {report}")
+        return report
+
+
+def run_demo(out: str | Path | None = None, quick: bool = False, echo: Callable[[str], None] = print) -> Path:
+    """Run (or resume) the demo into `out` (default: demo-out, or demo-out-quick); returns the report path."""
+    return Demo(out or ("demo-out-quick" if quick else "demo-out"), quick, echo).run()

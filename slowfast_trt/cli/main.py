@@ -1,0 +1,54 @@
+"""Entry point of the `slowfast` command. Subcommand groups live in their own modules and register here."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from slowfast_trt.cli import bench as _bench
+from slowfast_trt.cli import convert as _convert
+from slowfast_trt.cli import data as _data
+from slowfast_trt.cli import demo as _demo
+from slowfast_trt.cli import export as _export
+from slowfast_trt.cli import flops as _flops
+from slowfast_trt.cli import train as _train
+from slowfast_trt.common.errors import SlowFastError
+
+
+class _Group(click.Group):
+    """A click group that prints project errors as one line (no traceback) and exits with status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SlowFastError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """SlowFast networks for video recognition: data, models, training, export, engines, benchmarks."""
+
+
+def _register() -> None:
+    main.add_command(_flops.flops)
+    main.add_command(_bench.bench)
+    main.add_command(_bench.report_cmd)
+
+    main.add_command(_demo.demo)
+
+    main.add_command(_export.export)
+
+    main.add_command(_train.train)
+    main.add_command(_train.eval_cmd)
+
+    main.add_command(_data.data)
+
+    main.add_command(_convert.convert)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,231 @@
+"""The clip loader: plans -> DALI pipeline -> PyTorch batches, with epoch length, device choice and bad-file handling.
+
+Yields dicts of torch tensors (on the GPU when DALI runs there): `slow` N,3,T,H,W; `fast` N,C_f,alpha*T,H_f,W_f
+(already in the config's Fast-input form); `label` (ids, or multi-hot for multi-label models); `video`,
+`clip`, `crop` indices for aggregating test views. On the CPU, DALI decodes and torch does the spatial ops
+(`dali_pipelines.spatial`); `spatial="dali"` keeps every op in the DALI graph, as on a GPU. A file that fails
+to decode is found by probing the samples of the failing batch, reported by name, and (with `skip_bad=True`)
+dropped with a count.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+import torch
+
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.dali_pipelines import sampling
+from slowfast_trt.dali_pipelines import spatial as spatial_ops
+from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline, crop_positions, output_names, spatial_in_torch
+from slowfast_trt.dali_pipelines.plan import ClipPlan
+from slowfast_trt.data.manifest import Video
+from slowfast_trt.model.config import SlowFastConfig
+from slowfast_trt.model.inputs import make_fast_input
+
+CPU_CODECS = ("vp8", "vp9", "mjpeg")
+
+
+def dali_device(device: str = "auto") -> str:
+    """'gpu' when asked for (or auto with a CUDA device visible to DALI), else 'cpu'."""
+    if device not in ("auto", "cpu", "cuda", "gpu"):
+        raise SlowFastError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device == "cpu":
+        return "cpu"
+    try:
+        from nvidia.dali.backend import GetCUDADeviceCount  # lazy: nvidia-dali, optional (extra [data]) and heavy
+
+        n = GetCUDADeviceCount()
+    except ImportError:
+        raise SlowFastError("NVIDIA DALI is not installed: pip install nvidia-dali-cuda120") from None
+    if n > 0 and torch.cuda.is_available():
+        return "gpu"
+    if device in ("cuda", "gpu"):
+        raise SlowFastError("a GPU pipeline was asked for but no CUDA device is visible; use --device cpu")
+    return "cpu"
+
+
+def preflight(videos: list[Video], cfg: SlowFastConfig, device: str, codecs: dict[str, str] | None = None) -> None:
+    """Fail before any pipeline starts: missing files, codecs the CPU decoder cannot read, clips longer than every video."""
+    if not videos:
+        raise SlowFastError("the manifest has no videos; check its path, or run `slowfast data prepare`")
+    missing = [v.path for v in videos if not os.path.isfile(v.path)]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise SlowFastError(f"video file not found: {missing[0]}{more}; fix the manifest paths or run `slowfast data check`")
+    if device == "cpu":
+        for v in videos:
+            codec = (codecs or {}).get(v.path) or _probe_codec(v.path)
+            if codec not in CPU_CODECS:
+                raise SlowFastError(
+                    f"{v.path}: codec {codec} cannot be decoded by DALI on the CPU (VP8/VP9/MJPEG only); "
+                    "transcode with `slowfast data prepare --codec vp9` or run on a GPU"
+                )
+
+    spans = [sampling.clip_span(cfg.num_frames, cfg.tau, v.fps) for v in videos]
+    if all(s > v.num_frames for s, v in zip(spans, videos)):
+        raise SlowFastError(
+            f"every video is shorter than one clip ({cfg.num_frames}x{cfg.tau} = {spans[0]} frames at 30 fps, "
+            f"longest video {max(v.num_frames for v in videos)} frames); use a preset with a shorter clip or longer videos"
+        )
+
+
+def _probe_codec(path: str) -> str:
+    import av  # lazy: PyAV, optional (extra [data])
+
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                raise SlowFastError(f"{path}: no video stream; run `slowfast data check` on the manifest")
+            return c.streams.video[0].codec_context.name
+    except (av.error.FFmpegError, OSError) as e:
+        raise SlowFastError(f"{path}: unreadable video ({e}); run `slowfast data check` on the manifest") from None
+
+
+def probe_plan(plan: ClipPlan) -> str | None:
+    """Decode a plan's frames with PyAV; the reason it fails, or None when the file is fine."""
+    import av  # lazy: PyAV, optional (extra [data])
+
+    need = int(plan.fast_idx.max())
+    try:
+        with av.open(plan.path) as c:
+            n = -1
+            for n, _ in enumerate(c.decode(video=0)):
+                if n >= need:
+                    return None
+            return f"only {n + 1} decodable frames, clip needs frame {need}"
+    except (av.error.FFmpegError, OSError, ValueError, IndexError) as e:
+        return f"decode error: {e}"
+
+
+def ncthw_view(x: torch.Tensor) -> torch.Tensor:
+    """N,T,H,W,C frames from DALI as N,C,T,H,W without a copy (torch's channels_last_3d memory layout)."""
+    return x.permute(0, 4, 1, 2, 3)
+
+
+class ClipLoader:
+    """Iterates one epoch of clip plans through DALI; `len()` is the number of batches in the epoch."""
+
+    def __init__(self, plans: list[ClipPlan] | Callable[[int], list[ClipPlan]], cfg: SlowFastConfig, mode: str, batch_size: int,
+                 device: str = "auto", threads: int = 2, skip_bad: bool = False, prefetch: int = 2, videos: list[Video] | None = None,
+                 num_crops: int = 3, spatial: str = "auto"):
+        if mode not in ("train", "test", "decode"):
+            raise SlowFastError(f"mode must be train, test or decode, got {mode!r}")
+        if batch_size < 1:
+            raise SlowFastError(f"batch size must be >= 1, got {batch_size}")
+        self.cfg, self.mode, self.batch_size = cfg, mode, batch_size
+        self.device = dali_device(device)
+        self.threads, self.prefetch, self.skip_bad = threads, prefetch, skip_bad
+        self.spatial_in_torch = spatial_in_torch(mode, self.device, spatial)  # validates `spatial` too
+        self.num_crops = len(crop_positions(num_crops)) if mode == "test" else 1
+        self._plan_fn = plans if callable(plans) else (lambda _epoch, _p=plans: _p)
+        self.epoch = 0
+        self.plans = self._plan_fn(0)
+        self.bad: dict[str, str] = {}  # path -> reason, for files skipped so far
+        self._pool = spatial_ops.BufferPool()  # output buffers of the CPU spatial ops, recycled once released
+        if videos is not None:
+            preflight(videos, cfg, self.device)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Switch to `epoch`'s plan (a new permutation and new random clips for training)."""
+        self.epoch = epoch
+        self.plans = self._plan_fn(epoch)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.plans) / self.batch_size)
+
+    @property
+    def views_per_sample(self) -> int:
+        return self.num_crops
+
+    def _iterator(self, plans: list[ClipPlan]):
+        from nvidia.dali.plugin.pytorch import (  # lazy: nvidia-dali, optional (extra [data]) and heavy
+            DALIGenericIterator,
+            DALIRaggedIterator,
+            LastBatchPolicy,
+        )
+
+        source = PlanSource(plans, self.batch_size, self.cfg, self.mode, bad=self.bad, frames_only=self.spatial_in_torch)
+        pipe = build_pipeline(source, self.cfg, self.mode, self.batch_size, self.device, self.threads, self.prefetch, num_crops=self.num_crops)
+        names = output_names(self.mode, self.num_crops, self.spatial_in_torch)
+        if self.spatial_in_torch:  # uint8 frames, one size per video: a list of zero-copy tensors
+            kinds = [DALIRaggedIterator.SPARSE_LIST_TAG] + [DALIRaggedIterator.DENSE_TAG] * (len(names) - 1)
+            it = DALIRaggedIterator(pipe, names, output_types=kinds, last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False,
+                                    prepare_first_batch=False)
+        else:
+            it = DALIGenericIterator(pipe, names, last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False, prepare_first_batch=False)
+        return source, it
+
+    def _spatial(self, frames: list[torch.Tensor], plans: list[ClipPlan]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CPU graphs' decoded frames through `dali_pipelines.spatial`: normalised (slow, fast), N,F,H,W,C.
+
+        torch gets the cores DALI's threads leave (at least one) while it does so: with 2 cores, 2 DALI threads
+        and torch's 2 threads on top, the training pipeline ran at 54 instead of 72 clips/s (`bench pipeline`)."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - self.threads)))
+        try:
+            if self.mode == "train":
+                return spatial_ops.train_batch(frames, plans, self.cfg, self._pool, self.batch_size)
+            return spatial_ops.test_batch(frames, plans, self.cfg, crop_positions(self.num_crops), self._pool, self.batch_size)
+        finally:
+            torch.set_num_threads(before)
+
+    def _to_batch(self, out: dict[str, torch.Tensor], plans: list[ClipPlan]) -> dict[str, torch.Tensor]:
+        meta = out["meta"].long()
+        label = out["label"] if self.cfg.multilabel else out["label"].view(-1).long()
+        if self.mode == "decode":  # raw uint8 frames, N,F,H,W,C; no Fast-input transform
+            return {"slow": out["slow"], "fast": out["fast"], "label": label, "video": meta[:, 0], "clip": meta[:, 1]}
+        n = self.num_crops
+        if "frames" in out:
+            slow, fast = self._spatial(out["frames"], plans)
+        elif self.mode == "train":
+            slow, fast = out["slow"], out["fast"]
+        else:
+            slow, fast = torch.cat([out[f"slow{c}"] for c in range(n)]), torch.cat([out[f"fast{c}"] for c in range(n)])
+        slow, fast = ncthw_view(slow), ncthw_view(fast)
+        if self.mode == "train":
+            crop = torch.zeros_like(meta[:, 0])
+            video, clip = meta[:, 0], meta[:, 1]
+        else:
+            video, clip = meta[:, 0].repeat(n), meta[:, 1].repeat(n)
+            crop = torch.arange(n, device=meta.device).repeat_interleave(meta.shape[0])
+            label = label.repeat(n, *([1] * (label.dim() - 1)))
+        clips = {"slow": slow, "fast": make_fast_input(fast, self.cfg) if self.cfg.has_fast else fast}
+        return {p: clips[p] for p in self.cfg.pathways} | {"label": label, "video": video, "clip": clip, "crop": crop}
+
+    def _report(self, known: int) -> None:
+        """Warn about (or, without skip_bad, stop on) files found bad since `known` were known."""
+        for path, reason in list(self.bad.items())[known:]:
+            if not self.skip_bad:
+                raise SlowFastError(f"{path}: {reason}; remove it (`slowfast data check --write-clean`) or pass --skip-bad")
+            print(f"warning: skipping {path}: {reason} ({len(self.bad)} skipped so far)", file=sys.stderr)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        remaining = list(self.plans)
+        while remaining:
+            known = len(self.bad)
+            source, it = self._iterator(remaining)
+            done = 0  # batches yielded from this iterator
+            try:
+                for out in it:
+                    self._report(known)
+                    known = len(self.bad)
+                    plans = [source.plans[i] for i in source.served[done]]
+                    done += 1
+                    yield self._to_batch(out[0], plans)
+                self._report(known)
+                return
+            except RuntimeError as err:
+                self._report(known)
+                unyielded = [i for batch in source.served[done:] for i in batch]
+                found = {source.plans[i].path: r for i in unyielded if (r := probe_plan(source.plans[i])) is not None}
+                if not found:
+                    names = sorted({source.plans[i].path for i in unyielded})
+                    raise SlowFastError(f"DALI failed on a batch of {names}: {str(err).splitlines()[0][:300]}") from None
+                known = len(self.bad)
+                self.bad.update(found)
+                self._report(known)
+                start = unyielded[0] if unyielded else len(source.plans)
+                remaining = [p for p in source.plans[start:] if p.path not in self.bad]

@@ -1,0 +1,310 @@
+"""PyAV (FFmpeg) helpers shared by prepare, synth, check and preview: codec settings, writing, probing, verifying.
+
+Frame counts come from demuxing packets (milliseconds; WebM containers report 0 frames), because DALI needs
+them up front and no DALI operator reports them without decoding. Problems with one file raise `VideoError`,
+whose message is the one-line reason that `rejects.csv` and `data check` print.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Iterator
+
+import numpy as np
+
+from slowfast_trt.common.errors import SlowFastError
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ogv", ".3gp", ".ts")
+GOP = 32  # keyframe interval: seeking to any clip start decodes at most 31 extra frames (about 5% more bytes)
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """How `data prepare`/`data synth` encode one codec choice: encoder, container, pixel format, options."""
+
+    name: str
+    encoder: str
+    container: str  # FFmpeg muxer name
+    extension: str
+    pix_fmt: str
+    options: dict[str, str] = field(default_factory=dict)
+    qscale: int | None = None  # fixed quantiser (MJPEG)
+    dali_cpu: bool = False  # DALI's CPU decoder reads it (VP8/VP9/MJPEG); others need NVDEC on a GPU
+
+
+CODECS: dict[str, CodecSpec] = {
+    # Constant quality (crf with b=0), realtime speed: fast on a few cores, about 5% larger than 'good'.
+    "vp9": CodecSpec("vp9", "libvpx-vp9", "webm", ".webm", "yuv420p",
+                     {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0", "row-mt": "1"}, dali_cpu=True),
+    # For GPU decoding (NVDEC); moov atom first so readers need not seek to the end.
+    "h264": CodecSpec("h264", "libx264", "mp4", ".mp4", "yuv420p", {"preset": "veryfast", "crf": "23"}),
+    # Intra-only: every frame is a keyframe (seeking is free), about 5-10x larger than VP9.
+    "mjpeg": CodecSpec("mjpeg", "mjpeg", "avi", ".avi", "yuvj420p", {}, qscale=3, dali_cpu=True),
+}
+DALI_CPU_CODECS = ("vp8", "vp9", "mjpeg")
+
+
+class VideoError(Exception):
+    """One file cannot be used; the message is the reason, ready for `rejects.csv` or a `data check` report."""
+
+
+def codec_spec(name: str, allowed: tuple[str, ...] | None = None) -> CodecSpec:
+    """The settings for codec `name` ('vp9', 'h264', 'mjpeg'); an unknown name is a user error."""
+    allowed = allowed or tuple(CODECS)
+    if name not in allowed:
+        raise SlowFastError(f"unknown codec {name!r}; use one of {', '.join(allowed)} (vp9 for DALI on the CPU, h264 for NVDEC on a GPU)")
+    return CODECS[name]
+
+
+def short_side_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) with the shorter side set to `short_side`, aspect kept, both even (yuv420p needs it)."""
+    if short_side <= 0:
+        return width - width % 2, height - height % 2
+    scale = short_side / min(width, height)
+    w, h = width * scale, height * scale
+    even = lambda v: max(2, int(round(v / 2)) * 2)  # noqa: E731
+    return (short_side, even(h)) if width <= height else (even(w), short_side)
+
+
+class VideoWriter:
+    """Encode RGB (or PyAV) frames into a file with a codec from `CODECS`, constant frame rate, audio-free.
+
+    `bitexact` drops the muxer's random segment id and version strings, so the same frames and settings
+    give byte-identical files (used by `data synth`). `threads=1` keeps libvpx deterministic too.
+    """
+
+    def __init__(self, path: str | os.PathLike, spec: CodecSpec, width: int, height: int, fps: Fraction | float,
+                 gop: int = GOP, threads: int = 1, bitexact: bool = True, quality: int | None = None):
+        import av  # lazy: PyAV, optional (extra [data])
+
+        rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+        opts = {"fflags": "+bitexact"} if bitexact else {}
+        if spec.container == "mp4":
+            opts["movflags"] = "+faststart"
+        self._c = av.open(str(path), "w", format=spec.container, container_options=opts)
+        try:
+            s = self._c.add_stream(spec.encoder, rate=rate)
+            s.width, s.height, s.pix_fmt = width, height, spec.pix_fmt
+            cc = s.codec_context
+            cc.gop_size = gop
+            cc.thread_count = threads
+            if bitexact:
+                cc.flags |= av.codec.context.Flags.bitexact
+            options = dict(spec.options)
+            if quality is not None and "crf" in options:
+                options["crf"] = str(quality)
+            if spec.qscale is not None:
+                cc.flags |= av.codec.context.Flags.qscale
+                cc.qscale = quality if quality is not None else spec.qscale
+            s.options = options
+        except BaseException:
+            self._c.close()
+            raise
+        self._s = s
+        self._time_base = 1 / rate
+        self.frames = 0
+
+    def write(self, frame) -> None:
+        """Append one frame: an H,W,3 uint8 RGB array or an `av.VideoFrame` of the stream's size."""
+        import av  # lazy: PyAV, optional (extra [data])
+
+        if isinstance(frame, np.ndarray):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        frame.pts = self.frames
+        frame.time_base = self._time_base
+        for p in self._s.encode(frame):
+            self._c.mux(p)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the container."""
+        if self._c is None:
+            return
+        try:
+            for p in self._s.encode():
+                self._c.mux(p)
+        finally:
+            self._c.close()
+            self._c = None
+
+    def abort(self) -> None:
+        """Close without caring about the content (the caller deletes the file)."""
+        try:
+            if self._c is not None:
+                self._c.close()
+        except Exception:  # noqa: BLE001 - the file is discarded anyway
+            pass
+        self._c = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the manifest records about a file: codec, size, frame rate, and frames (counted from packets)."""
+
+    codec: str
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    duration: float | None  # seconds, as the container or stream declares it (None if unknown)
+    declared_frames: int  # frames the container declares (0 for WebM and many others)
+
+
+def _sniff(path: str) -> str | None:
+    """A clear reason for files FFmpeg would only call 'invalid data': empty, text, or a cut-off MP4."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return "empty file (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(512)
+        if head[4:8] == b"ftyp":
+            offset = 0
+            while offset + 8 <= size:
+                f.seek(offset)
+                box = f.read(16)
+                n, kind = struct.unpack(">I4s", box[:8])
+                if n == 1 and len(box) >= 16:
+                    n = struct.unpack(">Q", box[8:16])[0]
+                elif n == 0:
+                    n = size - offset
+                if n < 8:
+                    return f"corrupt MP4: box at byte {offset} has an impossible size {n}"
+                if offset + n > size:
+                    name = kind.decode("latin-1")
+                    return (f"truncated MP4: box '{name}' at byte {offset} needs {n} bytes but the file ends after {size - offset}"
+                            " (the download or copy stopped early)")
+                offset += n
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
+    if printable == len(head):
+        return f"a text file, not a video (starts with {head[:40].decode('ascii', 'replace')!r})"
+    return None
+
+
+def _open(path: str):
+    import av  # lazy: PyAV, optional (extra [data])
+
+    if not os.path.exists(path):
+        raise VideoError("file not found")
+    if not os.path.isfile(path):
+        raise VideoError("not a regular file")
+    reason = _sniff(path)
+    if reason:
+        raise VideoError(reason)
+    try:
+        c = av.open(path)
+    except av.error.FFmpegError as e:
+        raise VideoError(f"FFmpeg cannot read it: {_ffmpeg_message(e)}") from None
+    except OSError as e:
+        raise VideoError(f"cannot open: {e.strerror or e}") from None
+    if not c.streams.video:
+        kinds = sorted({s.type for s in c.streams}) or ["none"]
+        c.close()
+        raise VideoError(f"no video stream (streams: {', '.join(kinds)})")
+    return c
+
+
+def _ffmpeg_message(e: Exception) -> str:
+    """FFmpeg's own words for an error, without the errno and file name PyAV wraps around them."""
+    return str(getattr(e, "strerror", None) or e)
+
+
+def _stream_facts(c) -> tuple[str, int, int, float, float | None, int]:
+    s = c.streams.video[0]
+    cc = s.codec_context
+    rate = s.average_rate or s.guessed_rate or s.base_rate
+    fps = float(rate) if rate else 0.0
+    duration = None
+    if s.duration is not None and s.time_base is not None:
+        duration = float(s.duration * s.time_base)
+    elif c.duration is not None:
+        duration = c.duration / 1_000_000
+    return cc.name, cc.width, cc.height, fps, duration, int(s.frames or 0)
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Frames in the first video stream, counted by demuxing packets (no decoding)."""
+    with _open(str(path)) as c:
+        return sum(1 for pkt in c.demux(c.streams.video[0]) if pkt.size > 0)
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Codec, size, fps and the packet-counted frames of a file; raises VideoError with the reason."""
+    import av  # lazy: PyAV, optional (extra [data])
+
+    with _open(str(path)) as c:
+        codec, w, h, fps, duration, declared = _stream_facts(c)
+        try:
+            n = sum(1 for pkt in c.demux(c.streams.video[0]) if pkt.size > 0)
+        except av.error.FFmpegError as e:
+            raise VideoError(f"demux error: {_ffmpeg_message(e)}") from None
+    if not w or not h:
+        raise VideoError("video stream has no frame size (corrupt header)")
+    if n == 0:
+        raise VideoError("video stream has no frames")
+    return VideoInfo(codec, w, h, fps, n, duration, declared)
+
+
+def iter_frames(path: str | os.PathLike, threads: int = 1) -> Iterator:
+    """Decode every frame of the first video stream (PyAV VideoFrames); decode errors raise VideoError."""
+    import av  # lazy: PyAV, optional (extra [data])
+
+    c = _open(str(path))
+    with c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO" if threads > 1 else "SLICE"
+        s.codec_context.thread_count = threads
+        n = 0
+        try:
+            for frame in c.decode(s):
+                yield frame
+                n += 1
+        except av.error.FFmpegError as e:
+            raise VideoError(f"decode error after {n} frames: {_ffmpeg_message(e)}") from None
+
+
+def check_complete(info: VideoInfo, decoded: int, decoded_seconds: float | None) -> None:
+    """Raise VideoError when fewer frames decoded than the container promises (a truncated or damaged file)."""
+    if decoded == 0:
+        raise VideoError("no frame could be decoded")
+    if info.declared_frames and decoded < info.declared_frames - 1:
+        raise VideoError(f"truncated: decoded {decoded} of the {info.declared_frames} frames the container declares")
+    if info.duration and decoded_seconds is not None and decoded_seconds < 0.9 * info.duration - 0.05:
+        raise VideoError(f"truncated: frames cover {decoded_seconds:.2f} s of the {info.duration:.2f} s the container declares")
+
+
+def verify(path: str | os.PathLike, threads: int = 1) -> tuple[VideoInfo, int]:
+    """Probe, then decode every frame: (info, decoded frames). Raises VideoError if the file is unusable."""
+    info = probe(path)
+    n, first, last = 0, None, None
+    for frame in iter_frames(path, threads):
+        t = frame.time
+        if t is not None:
+            first = t if first is None else first
+            last = t
+        n += 1
+    span = None if first is None else last - first + (1.0 / info.fps if info.fps else 0.0)
+    check_complete(info, n, span)
+    return info, n
+
+
+def count_packets(path: str) -> int:
+    """Frames in a file's first video stream, counted by demuxing packets (no decoding; 0 if unreadable)."""
+    import av  # lazy: PyAV, optional (extra [data])
+
+    try:
+        with av.open(path) as c:
+            stream = c.streams.video[0]
+            return sum(1 for pkt in c.demux(stream) if pkt.size > 0)
+    except (av.error.FFmpegError, OSError, IndexError):
+        return 0

@@ -1,0 +1,130 @@
+"""Multi-view testing: K clips x crops per video through the DALI test pipeline, scores aggregated per video.
+
+One pass produces all four view settings (1x1, 1x3, Kx1, Kx3; the KxN run contains the others). Any
+engine (checkpoint, ONNX, TensorRT plan) goes through the same code, so their accuracies are comparable.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from slowfast_trt.common.environment import environment
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.io import atomic_write_text
+from slowfast_trt.dali_pipelines.loader import ClipLoader
+from slowfast_trt.dali_pipelines.plan import multiview_plan
+from slowfast_trt.data.manifest import Video
+from slowfast_trt.training.metrics import ViewAggregator
+
+
+def evaluate_engine(engine, videos: list[Video], *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
+                    device: str = "auto", threads: int = 2, skip_bad: bool = False, progress: bool = True) -> dict:
+    """Accuracy per view setting of `engine` (callable slow, fast -> logits/probs) on `videos`; returns a result dict."""
+    return evaluate_engines({"engine": engine}, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size,
+                            device=device, threads=threads, skip_bad=skip_bad, progress=progress)["engine"]
+
+
+def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
+                     device: str = "auto", threads: int = 2, skip_bad: bool = False, progress: bool = True) -> dict[str, dict]:
+    """`evaluate_engine` for several engines over one decode: every batch of views goes through each engine in turn.
+
+    The engines must take the same inputs (pathways, shapes, sampling); the clips are decoded once with the first
+    engine's config, so comparisons (FP32 vs INT8) see identical views and decoding is not paid per engine.
+    """
+    first = next(iter(engines.values()))
+    cfg = first.config
+    for name, e in engines.items():
+        if e.info["inputs"] != first.info["inputs"] or e.config.sampling != cfg.sampling or e.config.pathways != cfg.pathways:
+            raise SlowFastError(f"{name} takes other inputs than {next(iter(engines))}; evaluate exports of the same model together")
+    loader = ClipLoader(multiview_plan(videos, cfg, num_clips), cfg, "test", batch_size, device=device, threads=threads,
+                        skip_bad=skip_bad, videos=videos, num_crops=num_crops)
+    index = {v.index: i for i, v in enumerate(videos)}
+    aggs = {k: ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel) for k in engines}
+    engine_s = dict.fromkeys(engines, 0.0)
+    start, views = time.perf_counter(), 0
+    for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+        clips = {p: batch[p] for p in cfg.pathways}
+        vids = np.array([index[int(v)] for v in batch["video"].cpu()])
+        for name, engine in engines.items():
+            t0 = time.perf_counter()
+            scores = engine(**clips, sampling=loader.cfg.sampling).float()
+            if scores.is_cuda:
+                torch.cuda.synchronize(scores.device)
+            engine_s[name] += time.perf_counter() - t0
+            if engine.info.get("output", {}).get("kind", "logits") == "logits":
+                scores = torch.sigmoid(scores) if cfg.multilabel else torch.softmax(scores, dim=-1)
+            aggs[name].add(vids, batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy(), scores.cpu().numpy())
+        views += len(vids)
+    elapsed = time.perf_counter() - start
+    if loader.bad:
+        keep = [i for i, v in enumerate(videos) if v.path not in loader.bad]
+        aggs = {k: a.subset(keep) for k, a in aggs.items()}
+        videos = [videos[i] for i in keep]
+    labels = _labels(videos, cfg)
+    return {name: {
+        "engine": engine.name,
+        "artifact": engine.info.get("path"),
+        "precision": engine.precision,
+        "videos": len(videos),
+        "skipped": sorted(loader.bad),
+        "clips": num_clips,
+        "crops": num_crops,
+        # decode + every engine's inference, end to end (so with several engines this is the shared pass's rate)
+        "views_per_s": views / elapsed if elapsed else None,
+        "engine_views_per_s": views / engine_s[name] if engine_s[name] else None,  # inside engine(slow, fast) only
+        "batch_size": batch_size,
+        "results": aggs[name].results(labels),
+        "predictions": aggs[name].predictions(),
+        "video_paths": [v.path for v in videos],
+    } for name, engine in engines.items()}
+
+
+def agreement(a: dict, b: dict, setting: str) -> float:
+    """Top-1 agreement (%) between two `evaluate_engine` results for one view setting (e.g. "10x3").
+
+    Both must cover the same videos in the same order; a video skipped by one run makes them incomparable.
+    """
+    for r in (a, b):
+        if "predictions" not in r or "video_paths" not in r:
+            raise SlowFastError("an evaluation result without per-video predictions; re-run the evaluation with this version")
+        if setting not in r["predictions"]:
+            raise SlowFastError(f"view setting {setting!r} is not in the result (has {sorted(r['predictions'])})")
+    if a["video_paths"] != b["video_paths"]:
+        raise SlowFastError("the two evaluations cover different videos (or another order); compare runs on the same manifest without skipped files")
+    pa, pb = a["predictions"][setting], b["predictions"][setting]
+    if not pa:
+        raise SlowFastError("no videos to compare")
+    return 100.0 * sum(x == y for x, y in zip(pa, pb)) / len(pa)
+
+
+def _labels(videos: list[Video], cfg) -> np.ndarray:
+    if not cfg.multilabel:
+        return np.array([int(v.label if not isinstance(v.label, (list, tuple)) else v.label[0]) for v in videos])
+    hot = np.zeros((len(videos), cfg.num_classes))
+    for i, v in enumerate(videos):
+        hot[i, list(v.label) if isinstance(v.label, (list, tuple)) else [v.label]] = 1
+    return hot
+
+
+def to_markdown(result: dict) -> str:
+    """A Markdown table of one evaluation: one row per view setting."""
+    metric_keys = sorted({k for r in result["results"].values() for k in r})
+    lines = [f"Engine `{result['engine']}` ({result['artifact']}), {result['videos']} videos, {result['clips']} clips x {result['crops']} crops", "",
+             "| views | " + " | ".join(metric_keys) + " |", "|---|" + "---:|" * len(metric_keys)]
+    for setting, r in result["results"].items():
+        lines.append(f"| {setting} | " + " | ".join(f"{r[k]:.2f}" for k in metric_keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_eval(result: dict, out_dir: str | Path, *, benchmark: str = "accuracy", markdown=to_markdown) -> dict[str, Path]:
+    """Write `eval.json` (environment + result, tagged with its `benchmark` kind) and `eval.md` into `out_dir`."""
+    out = Path(out_dir)
+    paths = {"json": out / "eval.json", "markdown": out / "eval.md"}
+    atomic_write_text(paths["json"], json.dumps({"benchmark": benchmark, **environment(), **result}, indent=2) + "\n")
+    atomic_write_text(paths["markdown"], markdown(result))
+    return paths
