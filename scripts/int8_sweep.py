@@ -63,7 +63,10 @@ def main() -> None:
     from slowfast_trt.dali_pipelines.loader import ClipLoader
     from slowfast_trt.dali_pipelines.plan import multiview_plan
     from slowfast_trt.data.manifest import load_manifest_videos
-    from slowfast_trt.export.quantize import calibration_feed, mean_kl, qdq_summary, quantize_int8
+    from slowfast_trt.export.calibration import calibration_feed
+    from slowfast_trt.export.int8_selection import mean_kl
+    from slowfast_trt.export.qdq import qdq_summary
+    from slowfast_trt.export.quantize import quantize_int8
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

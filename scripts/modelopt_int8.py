@@ -1,6 +1,6 @@
 """INT8 Q/DQ with NVIDIA ModelOpt's ONNX quantizer on the same DALI calibration clips as `slowfast export int8`.
 
-Kept for the ModelOpt-vs-ONNX-Runtime comparison recorded in export/quantize.py; not part of the package, because
+Kept for the ModelOpt-vs-ONNX-Runtime comparison recorded in docs/int8.md; not part of the package, because
 `nvidia-modelopt[onnx]` replaces the CPU onnxruntime with onnxruntime-gpu and cupy. Run it in a throwaway venv
 that sees the project's packages, with ModelOpt and its ONNX dependencies except onnxruntime-gpu/cupy:
 
@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from slowfast_trt.engines.sidecar import file_sha256, read_sidecar, write_sidecar
-from slowfast_trt.export.quantize import calibration_feed, qdq_summary
+from slowfast_trt.export.calibration import calibration_feed
+from slowfast_trt.export.qdq import qdq_summary
 
 
 def main() -> None:

@@ -63,7 +63,7 @@ def _shape(result: dict) -> tuple:
 
 
 def test_bench_model_rows_samples_and_stable_schema(artifacts, tmp_path):
-    args = ["bench", "model", str(artifacts["ckpt"]), str(artifacts["onnx"]), "--batch", "1,2", "--warmup", "1", "--iters", "2",
+    args = ["bench", "model", str(artifacts["ckpt"]), str(artifacts["onnx"]), "--batch-size", "1,2", "--warmup", "1", "--iters", "2",
             "--device", "cpu"]
     results = []
     for name in ("a", "b"):
@@ -101,13 +101,13 @@ def test_unloadable_artifacts_are_named(artifacts, tmp_path):
     bad_onnx = tmp_path / "broken.onnx"
     bad_onnx.write_bytes(b"not a protobuf at all")
     shutil.copy(str(artifacts["onnx"]) + ".json", str(bad_onnx) + ".json")
-    _one_line_error(_run(["bench", "model", str(bad_onnx), "--batch", "1", "--iters", "1"], ok=False), str(bad_onnx), "re-export")
+    _one_line_error(_run(["bench", "model", str(bad_onnx), "--batch-size", "1", "--iters", "1"], ok=False), str(bad_onnx), "re-export")
     bad_ckpt = tmp_path / "broken.safetensors"
     bad_ckpt.write_bytes(b"\x00" * 64)
-    _one_line_error(_run(["bench", "model", str(bad_ckpt), "--batch", "1", "--iters", "1", "--device", "cpu"], ok=False), str(bad_ckpt))
+    _one_line_error(_run(["bench", "model", str(bad_ckpt), "--batch-size", "1", "--iters", "1", "--device", "cpu"], ok=False), str(bad_ckpt))
     no_side = tmp_path / "alone.onnx"
     shutil.copy(artifacts["onnx"], no_side)
-    _one_line_error(_run(["bench", "model", str(no_side), "--batch", "1"], ok=False), str(no_side), "sidecar")
+    _one_line_error(_run(["bench", "model", str(no_side), "--batch-size", "1"], ok=False), str(no_side), "sidecar")
 
 
 def test_batch_over_the_plan_profile_fails_before_loading(artifacts, tmp_path):
@@ -116,11 +116,11 @@ def test_batch_over_the_plan_profile_fails_before_loading(artifacts, tmp_path):
     plan = tmp_path / "sf.fp16.plan"
     plan.write_bytes(b"plan bytes")
     (tmp_path / "sf.fp16.plan.json").write_text(json.dumps(side))
-    _one_line_error(_run(["bench", "model", str(plan), "--batch", "1,8"], ok=False), str(plan), "batch 8", "max 4", "--max-batch")
+    _one_line_error(_run(["bench", "model", str(plan), "--batch-size", "1,8"], ok=False), str(plan), "batch 8", "max 4", "--max-batch")
 
 
 def test_bench_e2e_stages_and_stable_schema(data, artifacts, tmp_path):
-    args = ["bench", "e2e", str(data / "manifest.csv"), str(artifacts["onnx"]), "--batch", "2", "--clips", "4", "--device", "cpu",
+    args = ["bench", "e2e", str(data / "manifest.csv"), str(artifacts["onnx"]), "--batch-size", "2", "--clips", "4", "--device", "cpu",
             "--threads", "1"]
     results = []
     for name in ("a", "b"):
@@ -167,7 +167,7 @@ def test_bench_accuracy_views_cost_and_report(data, artifacts, tmp_path):
 
     # Report: the accuracy run plus a flops table and a model run.
     _run(["bench", "flops", PRESET, "--out", str(tmp_path / "flops")])
-    _run(["bench", "model", str(artifacts["onnx"]), "--batch", "1,2", "--warmup", "0", "--iters", "2", "--out", str(tmp_path / "model")])
+    _run(["bench", "model", str(artifacts["onnx"]), "--batch-size", "1,2", "--warmup", "0", "--iters", "2", "--out", str(tmp_path / "model")])
     _run(["report", str(tmp_path), "--out", str(tmp_path / "report")])
     text = (tmp_path / "report" / "report.md").read_text()
     for heading in ("## Headlines", "## flops: flops", "## model: model", "## accuracy: acc"):
@@ -242,7 +242,7 @@ def test_gpu_e2e_dali_mixed_decode_into_torch_fp16(data, artifacts, tmp_path):
     """On a GPU: DALI decodes on the GPU ('mixed') and feeds the torch engine in fp16; the result is kept in the repo."""
     out = tmp_path / "e2e"
     _run(["bench", "e2e", str(data / "manifest.csv"), str(artifacts["ckpt"]), "--precision", "fp16", "--device", "cuda",
-          "--batch", "4", "--clips", "16", "--out", str(out)])
+          "--batch-size", "4", "--clips", "16", "--out", str(out)])
     res = json.loads((out / "result.json").read_text())
     assert "DALI gpu" in res["device"] and res["gpu"]
     assert res["settings"]["engine"] == "torch-fp16"

@@ -128,7 +128,7 @@ def test_bad_input_errors(videos, tmp_path):
     good = videos[0]
     trunc = tmp_path / "trunc.webm"
     trunc.write_bytes(open(good.path, "rb").read()[: 20000])
-    vids = [good, Video(1, str(trunc), 0, good.num_frames, 30.0, 320, 240), Video(2, good.path, 1, good.num_frames, 30.0, 320, 240)]
+    vids = [good, Video(1, str(trunc), 0, good.frame_count, 30.0, 320, 240), Video(2, good.path, 1, good.frame_count, 30.0, 320, 240)]
     with pytest.raises(SlowFastError, match="trunc.webm"):
         list(ClipLoader(multiview_plan(vids, cfg, 2), cfg, "test", 2, device="cpu"))
     loader = ClipLoader(multiview_plan(vids, cfg, 2), cfg, "test", 2, device="cpu", skip_bad=True)

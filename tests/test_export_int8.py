@@ -23,7 +23,7 @@ from slowfast_trt.common.errors import SlowFastError  # noqa: E402
 from slowfast_trt.data.synth import synth  # noqa: E402
 from slowfast_trt.engines.sidecar import read_sidecar, sidecar_path  # noqa: E402
 from slowfast_trt.export.onnx import export_onnx  # noqa: E402
-from slowfast_trt.export.quantize import qdq_summary  # noqa: E402
+from slowfast_trt.export.qdq import qdq_summary  # noqa: E402
 from slowfast_trt.training.evaluate import agreement  # noqa: E402
 from tests.helpers import randomize_  # noqa: E402
 
@@ -78,7 +78,7 @@ def test_cli_export_int8_end_to_end(setup, tmp_path):
     cal = side["calibration"]
     assert side["kind"] == "onnx-int8" and side["precision"] == "int8"
     # --method auto (the default): every candidate built, the one closest to FP32 on the calibration clips kept.
-    from slowfast_trt.export.quantize import AUTO_CANDIDATES
+    from slowfast_trt.export.int8_selection import AUTO_CANDIDATES
 
     assert set(cal["candidates_kl"]) == set(AUTO_CANDIDATES) and all(v >= 0 for v in cal["candidates_kl"].values())
     assert cal["chosen"] == min(cal["candidates_kl"], key=cal["candidates_kl"].get)
@@ -286,7 +286,7 @@ def test_qdq_placement_and_scales(setup, tmp_path):
     """Default: Q/DQ only on the inputs of Conv/MatMul (TensorRT's recipe): every Conv has per-channel symmetric int8
     weights and a per-tensor activation scale, and no Conv output, ReLU input or residual Add carries Q/DQ.
     `--placement inputs+outputs` (ONNX Runtime's QDQ default) quantizes the Conv outputs too."""
-    from slowfast_trt.export.quantize import DEFAULT_PLACEMENT
+    from slowfast_trt.export.qdq import DEFAULT_PLACEMENT
 
     assert DEFAULT_PLACEMENT == "inputs"
     n_conv3d = sum(isinstance(m, torch.nn.Conv3d) for m in setup["net"].modules())

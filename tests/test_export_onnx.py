@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -11,7 +12,8 @@ from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.engines.sidecar import check_sampling, read_sidecar, sidecar_path
 from slowfast_trt.engines.torch_engine import TorchEngine
 from slowfast_trt.export.onnx import export_onnx
-from slowfast_trt.export.quantize import qdq_summary, quantize_int8
+from slowfast_trt.export.qdq import qdq_summary
+from slowfast_trt.export.quantize import quantize_int8
 from slowfast_trt.model.inputs import random_inputs
 from tests.helpers import randomize_
 
@@ -53,7 +55,8 @@ def test_sidecar_records_what_downstream_needs(r50_4x16):
     assert side["kind"] == "onnx" and side["precision"] == "fp32" and side["batch"] == "dynamic"
     assert side["input_names"] == ["slow", "fast"]
     assert side["inputs"]["fast"]["shape"] == ["batch", 3, 32, 256, 256]
-    assert (side["alpha"], side["tau"], side["num_frames"], side["crop_size"]) == (8, 16, 4, 256)
+    assert (side["config"]["alpha"], side["config"]["tau"], side["config"]["num_frames"], side["crop_size"]) == (8, 16, 4, 256)
+    assert not {"alpha", "tau", "num_frames"} & set(side), "the config is the one place for the sampling geometry"
     assert side["mean"] == [0.45] * 3 and side["std"] == [0.225] * 3 and side["sampling"] == "pyslowfast"
     assert side["config"]["lateral"] == "tconv" and side["versions"]["onnxruntime"]
     assert side["output"]["kind"] == "logits"
@@ -200,3 +203,18 @@ def test_cli_export_onnx_from_module_checkpoint_needs_loader(tmp_path):
     r = CliRunner().invoke(main, ["export", "onnx", str(tmp_path / "nope.safetensors")])
     assert r.exit_code == 2 and "not found" in r.output
     assert not list(tmp_path.iterdir())
+
+
+def test_sidecar_written_before_the_package_move_still_loads(r50_4x16, tmp_path):
+    """Sidecars of 0.1 repeated alpha, tau and num_frames beside the config; such artifacts still load and run."""
+    net, r = r50_4x16
+    old = tmp_path / "old.onnx"
+    shutil.copy(r.path, old)
+    side = json.loads(sidecar_path(r.path).read_text())
+    side.update(alpha=net.config.alpha, tau=net.config.tau, num_frames=net.config.num_frames)
+    sidecar_path(old).write_text(json.dumps(side))
+    eng = engines.load(old, device="cpu")
+    x = random_inputs(net.config, size=256, batch=1)
+    assert eng(x["slow"], x["fast"]).shape == (1, net.config.num_classes)
+    with pytest.raises(SlowFastError, match=r"alpha=8, T=4"):
+        eng(x["slow"], x["fast"][:, :, :16])

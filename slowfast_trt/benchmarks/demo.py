@@ -89,8 +89,9 @@ def _stamp(paths: list[Path]) -> dict[str, list]:
 class Demo:
     """Runs the stages in order, skipping those already done with unchanged inputs."""
 
-    def __init__(self, out: str | Path, quick: bool, echo: Callable[[str], None] = print):
+    def __init__(self, out: str | Path, quick: bool, echo: Callable[[str], None] = print, progress: bool = True):
         self.out = Path(out)
+        self.progress = progress
         self.quick = quick
         self.settings = QUICK if quick else FULL
         self.echo = echo
@@ -167,7 +168,7 @@ class Demo:
     def _synth(self) -> None:
         if self.data.exists():  # an interrupted synth leaves no marker; start the set afresh (our own folder)
             shutil.rmtree(self.data)
-        synth(self.data, videos=self.settings.videos, seed=0, progress=True)
+        synth(self.data, videos=self.settings.videos, seed=0, progress=self.progress)
 
     def _train(self, preset: str) -> None:
         run_dir = self.out / "train" / preset
@@ -177,7 +178,7 @@ class Demo:
         s = self.settings
         # No flip: the synthetic set's dash/drift classes are left vs right, and a flip would swap them.
         train(preset, str(self.data / "train.csv"), str(run_dir), val_manifest=str(self.data / "val.csv"), resume=resume,
-              model_overrides={"train_flip": False}, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, val_clips=s.val_clips, val_crops=1, threads=2, progress=True)
+              model_overrides={"train_flip": False}, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, val_clips=s.val_clips, val_crops=1, threads=2, progress=self.progress)
         best = run_dir / "best.safetensors"
         if not best.is_file():
             raise SlowFastError(f"training {preset} wrote no best.safetensors in {run_dir}; see its metrics.csv")
@@ -202,7 +203,7 @@ class Demo:
 
     def _int8(self) -> None:
         quantize_from_manifest(self.onnx(SLOWFAST), self.data / "train.csv", clips=self.settings.calib_clips, seed=0,
-                               out=self.onnx(SLOWFAST, int8=True), device="auto", threads=2, progress=True)
+                               out=self.onnx(SLOWFAST, int8=True), device="auto", threads=2, progress=self.progress)
 
     def tensorrt_unavailable(self) -> str | None:
         """Why TensorRT plans cannot be built here, or None when they can."""
@@ -246,7 +247,8 @@ class Demo:
         flops.write_results(flops.flops_table(list(FLOPS_PRESETS)), self.bench("flops"))
 
     def _indent(self, line: str) -> None:
-        self.echo(f"  {line}")
+        if self.progress or line.startswith(("warning", "skipped")):
+            self.echo(f"  {line}")
 
     def run(self) -> Path:
         """All stages; returns the report's path."""
@@ -286,6 +288,9 @@ class Demo:
         return report
 
 
-def run_demo(out: str | Path | None = None, quick: bool = False, echo: Callable[[str], None] = print) -> Path:
-    """Run (or resume) the demo into `out` (default: demo-out, or demo-out-quick); returns the report path."""
-    return Demo(out or ("demo-out-quick" if quick else "demo-out"), quick, echo).run()
+def run_demo(out: str | Path | None = None, quick: bool = False, echo: Callable[[str], None] = print, progress: bool = True) -> Path:
+    """Run (or resume) the demo into `out` (default: demo-out, or demo-out-quick); returns the report path.
+
+    `progress=False` keeps the stage lines and drops the per-stage bars and benchmark rows.
+    """
+    return Demo(out or ("demo-out-quick" if quick else "demo-out"), quick, echo, progress).run()

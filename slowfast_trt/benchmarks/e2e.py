@@ -157,7 +157,7 @@ def bench_e2e(videos: list[Video], artifact: str | Path, *, batch: int = 4, clip
               device: str = "auto", threads: int = 2, manifest: str | None = None, progress: Callable[[str], None] = print) -> dict:
     """Run the stage passes for DALI and PyAV on the same `clips` clips; returns the result dict."""
     if batch < 1 or clips < 1:
-        raise SlowFastError("--batch and --clips must be >= 1")
+        raise SlowFastError("--batch-size and --clips must be >= 1")
     artifact = Path(artifact)
     if not artifact.exists():
         raise SlowFastError(f"artifact {artifact} not found; pass a checkpoint (.safetensors), an .onnx export or a TensorRT .plan")

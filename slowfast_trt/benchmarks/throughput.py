@@ -63,10 +63,10 @@ def check_batches(artifact: str | Path, batches: list[int]) -> None:
     if side.get("kind") == "tensorrt":
         limit = side.get("tensorrt", {}).get("profile", {}).get("max")
         if limit is not None and too_big > limit:
-            raise SlowFastError(f"{p}: batch {too_big} exceeds the plan's optimization profile (max {limit}); pass --batch "
+            raise SlowFastError(f"{p}: batch {too_big} exceeds the plan's optimization profile (max {limit}); pass --batch-size "
                                 f"sizes up to {limit} or rebuild with `slowfast export engine --max-batch {too_big}`")
     elif isinstance(side.get("batch"), int) and any(b != side["batch"] for b in batches):
-        raise SlowFastError(f"{p}: exported with a fixed batch of {side['batch']}; pass --batch {side['batch']} or re-export with --batch dynamic")
+        raise SlowFastError(f"{p}: exported with a fixed batch of {side['batch']}; pass --batch-size {side['batch']} or re-export with --batch-size dynamic")
 
 
 def engine_device(artifact: str | Path, device: str) -> str:
@@ -156,7 +156,7 @@ def bench_model(artifacts: list[str], *, batches: list[int] | None = None, warmu
     if bad:
         raise SlowFastError(f"--precision {bad[0]!r} is not one of {TORCH_PRECISIONS}")
     if min(batches) < 1 or iters < 1 or warmup < 0:
-        raise SlowFastError("--batch sizes and --iters must be >= 1 and --warmup >= 0")
+        raise SlowFastError("--batch-size values and --iters must be >= 1 and --warmup >= 0")
     env = environment()
     rows, skipped, gflops_cache = [], [], {}
     saved_threads = torch.get_num_threads()

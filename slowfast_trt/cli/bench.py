@@ -8,6 +8,7 @@ import click
 from slowfast_trt.benchmarks import accuracy, e2e, pipeline, throughput
 from slowfast_trt.benchmarks.report import write_report
 from slowfast_trt.cli.flops import flops
+from slowfast_trt.cli.options import batch_size_option
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.model.zoo import get_config
 
@@ -24,19 +25,20 @@ bench.add_command(flops)
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--preset", default="slowfast_r50_4x16", show_default=True, help="Model preset whose clip geometry (T, tau, alpha, crops) is sampled.")
 @click.option("--crop", type=click.IntRange(32, 1024), help="Override the training crop (the test crop scales with it).")
-@click.option("--batch", default=8, show_default=True, type=click.IntRange(1))
+@batch_size_option("batch", default=8, show_default=True, type=click.IntRange(1), help="Clips per batch.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--clips", default=64, show_default=True, type=click.IntRange(1), help="Clips timed per loader.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and pipeline.md here.")
-def pipeline_cmd(manifest, preset, crop, batch, threads, clips, device, as_json, out_dir):
+@click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
+def pipeline_cmd(manifest, preset, crop, batch, threads, clips, device, as_json, out_dir, quiet):
     """Clips/s of the DALI pipelines against PyAV loaders on MANIFEST's videos."""
     overrides = {"crop_size": crop, "test_crop_size": crop * 8 // 7 // 32 * 32 or 32} if crop else {}
     cfg = get_config(preset, **overrides)
     videos = load_manifest_videos(manifest, "benchmark")[1]
     result = pipeline.bench_pipeline(videos, cfg, batch=batch, threads=threads, clips=clips, device=device,
-                            progress=lambda line: click.echo(line, err=True))
+                            progress=_progress(quiet))
     click.echo(json.dumps(result, indent=2) if as_json else pipeline.to_markdown(result))
     if out_dir:
         paths = pipeline.write_results(result, out_dir)
@@ -62,13 +64,19 @@ def _emit(result: dict, markdown: str, as_json: bool, out_dir: str | None, write
         click.echo(f"wrote {paths['json']} and {paths['markdown']}", err=True)
 
 
-def _progress(line: str) -> None:
-    click.echo(line, err=True)
+def _progress(quiet: bool):
+    """Where a benchmark's progress lines go: stderr, or with --quiet only its warnings and skips."""
+
+    def echo(line: str) -> None:
+        if not quiet or line.startswith(("warning", "skipped")):
+            click.echo(line, err=True)
+
+    return echo
 
 
 @bench.command("model")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--batch", "batches", callback=_int_list, help="Comma-separated batch sizes [default: 1,8,32 on a GPU, 1,4 on the CPU].")
+@batch_size_option("batches", callback=_int_list, help="Comma-separated batch sizes [default: 1,8,32 on a GPU, 1,4 on the CPU].")
 @click.option("--warmup", type=click.IntRange(0), help="Untimed calls per batch size [default: 10 GPU, 2 CPU].")
 @click.option("--iters", type=click.IntRange(1), help="Timed calls per batch size [default: 50 GPU, 5 CPU].")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "bf16", "fp16"]),
@@ -78,17 +86,18 @@ def _progress(line: str) -> None:
 @click.option("--threads", type=click.IntRange(1), help="Intra-op threads for torch and ONNX Runtime (default: their own choice). On a shared CPU, 1 avoids OpenMP spin-waits.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and model.md here.")
-def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, device, threads, as_json, out_dir):
+@click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
+def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, device, threads, as_json, out_dir, quiet):
     """Clips/s and latency p50/p95/p99 of each ARTIFACT per backend, precision and batch size."""
     result = throughput.bench_model(list(artifacts), batches=batches, warmup=warmup, iters=iters, precisions=list(precisions) or None,
-                         compile=compile_, device=device, threads=threads, progress=_progress)
+                         compile=compile_, device=device, threads=threads, progress=_progress(quiet))
     _emit(result, throughput.to_markdown(result), as_json, out_dir, throughput.write_results)
 
 
 @bench.command("e2e")
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.argument("artifact", type=click.Path(dir_okay=False))
-@click.option("--batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
+@batch_size_option("batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
 @click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Clips timed per pass.")
 @click.option("--crops", default=1, show_default=True, type=click.Choice(["1", "3"]), help="Test crops per clip.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Torch precision (checkpoints only).")
@@ -96,10 +105,11 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, device, t
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and e2e.md here.")
-def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, device, as_json, out_dir):
+@click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
+def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, device, as_json, out_dir, quiet):
     """Encoded video to scores: DALI feeding ARTIFACT vs the PyAV loader, clips/s and time per stage."""
     result = e2e.bench_e2e(load_manifest_videos(manifest, "benchmark")[1], artifact, batch=batch, clips=clips, crops=int(crops), precision=precision, device=device,
-                       threads=threads, manifest=manifest, progress=_progress)
+                       threads=threads, manifest=manifest, progress=_progress(quiet))
     _emit(result, e2e.to_markdown(result), as_json, out_dir, e2e.write_results)
 
 
@@ -110,15 +120,16 @@ def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, device,
 @click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]), help="Spatial crops per clip.")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "bf16", "fp16"]),
               help="Torch precisions for checkpoints (repeatable) [default: fp32].")
-@click.option("--batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
+@batch_size_option("batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and accuracy.md here.")
-def accuracy_cmd(manifest, artifacts, clips, crops, precisions, batch, threads, device, as_json, out_dir):
+@click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
+def accuracy_cmd(manifest, artifacts, clips, crops, precisions, batch, threads, device, as_json, out_dir, quiet):
     """Top-1/top-5 (mAP) of each ARTIFACT per view setting (1x1, 1x3, Kx1, Kx3) and precision, with GFLOPs x views."""
     result = accuracy.bench_accuracy(load_manifest_videos(manifest, "benchmark")[1], list(artifacts), clips=clips, crops=int(crops), precisions=list(precisions) or None,
-                            batch=batch, device=device, threads=threads, manifest=manifest, progress=_progress)
+                            batch=batch, device=device, threads=threads, manifest=manifest, progress=_progress(quiet))
     _emit(result, accuracy.to_markdown(result), as_json, out_dir, accuracy.write_results)
 
 

@@ -6,16 +6,12 @@ import json
 import click
 
 from slowfast_trt.benchmarks.compare import compare, to_markdown
+from slowfast_trt.cli.options import batch_size_option
 from slowfast_trt.engines.sidecar import read_sidecar
+from slowfast_trt.export.calibration import DEFAULT_CALIB_CROPS
 from slowfast_trt.export.onnx import export_onnx
-from slowfast_trt.export.quantize import (
-    DEFAULT_BIAS_CORRECTION,
-    DEFAULT_CALIB_CROPS,
-    DEFAULT_METHOD,
-    DEFAULT_PLACEMENT,
-    qdq_summary,
-    quantize_from_manifest,
-)
+from slowfast_trt.export.qdq import DEFAULT_PLACEMENT, qdq_summary
+from slowfast_trt.export.quantize import DEFAULT_BIAS_CORRECTION, DEFAULT_METHOD, quantize_from_manifest
 from slowfast_trt.export.tensorrt import build_engine
 
 
@@ -37,7 +33,7 @@ def export() -> None:
 @click.argument("ckpt", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: beside the checkpoint).")
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(13, 23))
-@click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
+@batch_size_option("batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
 @click.option("--size", type=click.IntRange(32, 1024), help="Crop size of the graph's inputs (default: the config's test crop).")
 @click.option("--outputs", type=click.Choice(["logits", "probs"]), default="logits", show_default=True, help="Graph output: logits, or per-view probabilities.")
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch comparison.")

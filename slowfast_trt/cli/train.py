@@ -67,10 +67,11 @@ def train(preset, train_manifest, val_manifest, out_dir, epochs, batch_size, lr,
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write eval.json and eval.md here.")
 @click.option("--qdq", type=click.Choice(["auto", "kernels", "emulate"]), default="auto", show_default=True,
               help="INT8 ONNX only: ONNX Runtime's int8 kernels, or the Q/DQ semantics TensorRT implements (auto: emulate on CPUs without VNNI).")
-def eval_cmd(ckpt, engine_path, manifest, clips, crops, batch_size, device, threads, skip_bad, out_dir, qdq):
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def eval_cmd(ckpt, engine_path, manifest, clips, crops, batch_size, device, threads, skip_bad, out_dir, qdq, quiet):
     """Top-1/top-5 (mAP for multi-label) for 1x1, 1x3, Kx1 and Kx3 views in one pass."""
     if bool(ckpt) == bool(engine_path):
         raise click.UsageError("give exactly one of --ckpt or --engine")
     result = evaluate(engine_path or ckpt, manifest, num_clips=clips, num_crops=int(crops), batch_size=batch_size,
-                      device=device, threads=threads, skip_bad=skip_bad, out_dir=out_dir, qdq=qdq)
+                      device=device, threads=threads, skip_bad=skip_bad, out_dir=out_dir, qdq=qdq, progress=not quiet)
     click.echo(detection_markdown(result) if result.get("per_class_ap") is not None else to_markdown(result))

@@ -203,8 +203,8 @@ def load_ava(labels_csv: str | Path, proposals_csv: str | Path | None = None, *,
         if k is None:
             v = by_id[vid]
             f = keyframe_frame(ts, v.fps)
-            if not 0 <= f < v.num_frames:
-                raise SlowFastError(f"{src}: keyframe {vid} at {ts} s is frame {f}, outside the video's {v.num_frames} frames "
+            if not 0 <= f < v.frame_count:
+                raise SlowFastError(f"{src}: keyframe {vid} at {ts} s is frame {f}, outside the video's {v.frame_count} frames "
                                     f"at {v.fps:g} fps; timestamps count seconds from the video's start (real AVA: subtract 900)")
             k = frames[(vid, ts)] = Keyframe(len(frames), v, vid, ts, f)
         return k
@@ -235,7 +235,7 @@ def load_ava(labels_csv: str | Path, proposals_csv: str | Path | None = None, *,
 def clip_indices(cfg: SlowFastConfig, video: Video, frame: int) -> tuple[np.ndarray, np.ndarray]:
     """Fast frame numbers of the clip centred on `frame` (edge frames repeated) and the Slow positions among them."""
     span = sampling.clip_span(cfg.num_frames, cfg.tau, video.fps)
-    fast = sampling.fast_indices(frame - span // 2, span, cfg.fast_frames, video.num_frames, "strided")
+    fast = sampling.fast_indices(frame - span // 2, span, cfg.fast_frames, video.frame_count, "strided")
     slow = sampling.slow_indices(fast, cfg.num_frames, cfg.sampling)
     return fast.astype(np.int32), slow_positions(fast, slow)
 

@@ -65,10 +65,10 @@ def preflight(videos: list[Video], cfg: SlowFastConfig, device: str, codecs: dic
                 )
 
     spans = [sampling.clip_span(cfg.num_frames, cfg.tau, v.fps) for v in videos]
-    if all(s > v.num_frames for s, v in zip(spans, videos)):
+    if all(s > v.frame_count for s, v in zip(spans, videos)):
         raise SlowFastError(
             f"every video is shorter than one clip ({cfg.num_frames}x{cfg.tau} = {spans[0]} frames at 30 fps, "
-            f"longest video {max(v.num_frames for v in videos)} frames); use a preset with a shorter clip or longer videos"
+            f"longest video {max(v.frame_count for v in videos)} frames); use a preset with a shorter clip or longer videos"
         )
 
 

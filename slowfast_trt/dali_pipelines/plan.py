@@ -50,7 +50,7 @@ def slow_positions(fast_idx: np.ndarray, slow_idx: np.ndarray) -> np.ndarray:
 
 
 def _indices(cfg: SlowFastConfig, video: Video, start: int, span: int) -> tuple[np.ndarray, np.ndarray]:
-    fast = sampling.fast_indices(start, span, cfg.fast_frames, video.num_frames, cfg.sampling)
+    fast = sampling.fast_indices(start, span, cfg.fast_frames, video.frame_count, cfg.sampling)
     slow = sampling.slow_indices(fast, cfg.num_frames, cfg.sampling)
     return fast.astype(np.int32), slow_positions(fast, slow)
 
@@ -106,7 +106,7 @@ def train_plan(videos: list[Video], cfg: SlowFastConfig, epoch: int, seed: int =
         v = videos[int(i)]
         rng = np.random.default_rng([seed, epoch, v.index])
         span = sampling.clip_span(cfg.num_frames, cfg.tau, v.fps)
-        start = sampling.train_start(v.num_frames, span, rng)
+        start = sampling.train_start(v.frame_count, span, rng)
         fast, slow_pos = _indices(cfg, v, start, span)
         roi, flip, window = train_window(v.height, v.width, cfg.crop_size, short_range, rng, cfg.train_flip)
         plans.append(ClipPlan(v.index, v.path, v.label, fast, slow_pos, 0, roi, flip, window))
@@ -123,7 +123,7 @@ def multiview_plan(videos: list[Video], cfg: SlowFastConfig, num_clips: int = 10
     for v in videos:
         span = sampling.clip_span(cfg.num_frames, cfg.tau, v.fps)
         for k in range(num_clips):
-            start = sampling.test_start(v.num_frames, span, k, num_clips)
+            start = sampling.test_start(v.frame_count, span, k, num_clips)
             fast, slow_pos = _indices(cfg, v, start, span)
             plans.append(ClipPlan(v.index, v.path, v.label, fast, slow_pos, k))
     return plans

@@ -12,11 +12,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import Entry, read_manifest, with_info, write_manifest
 from slowfast_trt.data.video_io import DALI_CPU_CODECS, VideoError, verify
-from tqdm import tqdm
 from slowfast_trt.data.video_io import VideoInfo
 
 FPS_TOLERANCE = 0.01  # relative: 29.97 and 30000/1001 agree
@@ -76,7 +76,7 @@ def check(manifest: str | os.PathLike, write_clean: str | os.PathLike | None = N
     report = CheckReport(total=len(jobs), good=0)
     good: dict[int, dict] = {}
 
-    bar = tqdm(total=len(jobs), unit="video", desc="check", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=len(jobs), unit="video", desc="check", enabled=progress)
     try:
         for i, facts, reason in parallel.run_parallel(check_one, jobs, workers):
             if reason is None:

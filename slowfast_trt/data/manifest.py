@@ -28,7 +28,7 @@ class Video:
     index: int
     path: str
     label: int | list[int]
-    num_frames: int
+    frame_count: int  # video frames in the file (the manifest's `num_frames` column), not the clip's T
     fps: float
     width: int
     height: int

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.data import parallel
@@ -37,7 +38,6 @@ from slowfast_trt.data.layouts import read_collection
 from slowfast_trt.data.manifest import Entry, write_manifest
 from slowfast_trt.data.video_io import (GOP, VideoError, VideoWriter, check_complete, codec_spec, iter_frames, probe,
                                     short_side_size, verify)
-from tqdm import tqdm
 
 STATE_DIR = ".prepare"
 VIDEOS_DIR = "videos"
@@ -291,5 +291,4 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, short_side: int = 25
 
 
 def _progress(total: int, initial: int, enabled: bool):
-    return tqdm(total=total, initial=initial, unit="video", desc="prepare", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, smoothing=0.1)
+    return progress_bar(total=total, initial=initial, unit="video", desc="prepare", enabled=enabled)

@@ -44,12 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
+from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import Entry, write_manifest
 from slowfast_trt.data.video_io import GOP, VideoWriter, codec_spec, count_frames
-from tqdm import tqdm
 
 CLASSES = ("flicker_fast", "flicker_slow", "jitter_fast", "jitter_slow", "dash_left", "dash_right", "drift_left", "drift_right")
 SLOW_AMBIGUOUS_PAIRS = ((0, 1), (2, 3), (4, 5))
@@ -274,7 +274,7 @@ def synth(out: str | os.PathLike, videos: int = 480, seed: int = 0, codec: str =
         rel = f"videos/{CLASSES[lab]}/{i:05d}{spec.extension}"
         jobs.append(SynthJob(i, seed, height, width, frames, fps, codec, str(out / rel), str(out / ".tmp" / f"{i:05d}{spec.extension}"), label=lab))
 
-    bar = tqdm(total=len(jobs), unit="video", desc="synth", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=len(jobs), unit="video", desc="synth", enabled=progress)
     try:
         for i, _result, reason in parallel.run_parallel(make_video, jobs, workers):
             if reason is not None:

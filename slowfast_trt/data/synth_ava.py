@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import Entry, write_manifest
 from slowfast_trt.data.synth import CLASSES as MOTIONS, MARKER, SYNTH_CODECS, EncodeJob, contrasting_colour, prepare_out, encode, parse_size, trajectory
 from slowfast_trt.data.video_io import codec_spec
-from tqdm import tqdm
 import shutil
 
 ACTIONS = (*MOTIONS, "moves", "changes_fast")
@@ -180,7 +180,7 @@ def synth_detection(out: str | os.PathLike, videos: int = 160, seed: int = 0, co
     jobs = [EncodeJob(i, seed, height, width, frames, fps, codec, str(out / f"videos/vid{i:05d}{spec.extension}"),
                          str(out / ".tmp" / f"vid{i:05d}{spec.extension}")) for i in range(videos)]
 
-    bar = tqdm(total=len(jobs), unit="video", desc="synth", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=len(jobs), unit="video", desc="synth", enabled=progress)
     try:
         for i, _result, reason in parallel.run_parallel(make_detection_video, jobs, workers):
             if reason is not None:

@@ -61,9 +61,6 @@ def make_sidecar(
         "precision": precision,
         "preset": cfg.name,
         "config": cfg.to_dict(),
-        "alpha": cfg.alpha,
-        "tau": cfg.tau,
-        "num_frames": cfg.num_frames,
         "crop_size": size,
         "mean": list(cfg.mean),
         "std": list(cfg.std),
@@ -126,7 +123,7 @@ def check_inputs(sidecar: dict[str, Any], shapes: dict[str, tuple[int, ...]], ar
         if len(got) != len(want) or any(isinstance(w, int) and g != w for g, w in zip(got, want)):
             raise SlowFastError(
                 f"{artifact}: input '{name}' has shape {got} but the artifact expects {want} "
-                f"(alpha={sidecar['alpha']}, T={sidecar['num_frames']}, crop={sidecar['crop_size']}); "
+                f"(alpha={sidecar['config']['alpha']}, T={sidecar['config']['num_frames']}, crop={sidecar['crop_size']}); "
                 "sample clips with the artifact's own config"
             )
 

@@ -115,7 +115,7 @@ def export_onnx(
     cfg = net.config
     size = size or cfg.test_crop_size
     if batch != "dynamic" and (not isinstance(batch, int) or batch < 1):
-        raise SlowFastError(f"--batch must be 'dynamic' or a positive integer, got {batch!r}")
+        raise SlowFastError(f"--batch-size must be 'dynamic' or a positive integer, got {batch!r}")
     if out is None:
         if source is None:
             raise SlowFastError("export_onnx needs an output path when given a module")

@@ -56,7 +56,7 @@ def build_engine(
     if precision != "int8" and side["kind"] == "onnx-int8":
         raise SlowFastError(f"{src} is an INT8 Q/DQ model; build it with --precision int8")
     if side["batch"] != "dynamic" and not (min_batch == opt_batch == max_batch == side["batch"]):
-        raise SlowFastError(f"{src} was exported with a fixed batch of {side['batch']}; re-export with --batch dynamic for a batch range")
+        raise SlowFastError(f"{src} was exported with a fixed batch of {side['batch']}; re-export with --batch-size dynamic for a batch range")
     trt = import_tensorrt()
     gpu = gpu_identity()
     out = Path(out) if out else src.with_name(f"{src.name.split('.')[0]}.{precision}.plan")

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from slowfast_trt import model
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.dali_pipelines.ava import AvaSet, KeyframeLoader, train_keyframe_plans
 from slowfast_trt.data.manifest import Video
 from slowfast_trt.engines.torch_engine import TorchEngine
@@ -99,7 +99,7 @@ def evaluate_detection(engine, data: AvaSet, *, batch_size: int = 8, device: str
         used = {k.video.index for k in run}
         loader = KeyframeLoader(run, cfg, batch_size, boxes="proposals", device=device, threads=threads, skip_bad=skip_bad,
                                 videos=[v for v in data.videos if v.index in used])
-        for batch in tqdm(loader, desc="detect", unit="batch", disable=not progress, leave=False):
+        for batch in progress_bar(loader, desc="detect", unit="batch", enabled=progress, leave=False):
             scores = engine(**{p: batch[p] for p in cfg.pathways}, boxes=batch["boxes"]).float()
             if outputs_kind == "logits":
                 scores = torch.sigmoid(scores)

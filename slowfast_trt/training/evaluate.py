@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
+from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import multiview_plan
 from slowfast_trt.data.manifest import Video
@@ -47,7 +47,7 @@ def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10,
     aggs = {k: ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel) for k in engines}
     engine_s = dict.fromkeys(engines, 0.0)
     start, views = time.perf_counter(), 0
-    for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress, leave=False):
+    for batch in progress_bar(loader, desc="eval", unit="batch", enabled=progress, leave=False):
         clips = {p: batch[p] for p in cfg.pathways}
         vids = np.array([index[int(v)] for v in batch["video"].cpu()])
         for name, engine in engines.items():

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from slowfast_trt import model
 from slowfast_trt.common.device import resolve_device
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
+from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import train_plan
 from slowfast_trt.data.manifest import Video
@@ -339,8 +339,8 @@ class Trainer:
         if skip:
             self.loader.plans = self.loader.plans[skip * self.opts.batch_size:]
         self.module.train()
-        bar = tqdm(total=self.steps_per_epoch, initial=skip, desc=f"epoch {self.epoch + 1}/{self.opts.epochs}",
-                   unit="step", disable=not (self.opts.progress and self.dist.is_main), dynamic_ncols=True)
+        bar = progress_bar(total=self.steps_per_epoch, initial=skip, desc=f"epoch {self.epoch + 1}/{self.opts.epochs}",
+                       unit="step", enabled=self.opts.progress and self.dist.is_main)
         acc, t0 = self.acc, time.perf_counter() - self.acc["seconds"]  # sums over the epoch survive a resume
         stop = False
         for batch in self.loader:
