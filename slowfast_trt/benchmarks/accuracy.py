@@ -34,10 +34,10 @@ def _agreement(a: dict, b: dict, setting: str) -> float | None:
     return agreement(a, b, setting)
 
 
-def bench_accuracy(videos: list[Video], artifacts: list[str], *, clips: int = 3, crops: int = 3, precisions: list[str] | None = None,
-                   batch: int = 4, device: str = "auto", threads: int = 2, manifest: str | None = None,
+def bench_accuracy(videos: list[Video], artifacts: list[str], *, num_clips: int = 3, num_crops: int = 3, precisions: list[str] | None = None,
+                   batch_size: int = 4, device: str = "auto", threads: int = 2, manifest: str | None = None,
                    progress: Callable[[str], None] = print, show_bars: bool = True) -> dict:
-    """Evaluate every artifact (x precision) on `videos` with `clips` x `crops` views; returns the result dict."""
+    """Evaluate every artifact (x precision) on `videos` with `num_clips` x `num_crops` views; returns the result dict."""
     if not artifacts:
         raise SlowFastError("give at least one artifact (checkpoint, .onnx or .plan)")
     if not videos:
@@ -61,8 +61,8 @@ def bench_accuracy(videos: list[Video], artifacts: list[str], *, clips: int = 3,
             variants = [lambda path=path: engines.load(path, device=engine_device(path, device))]
         for opener in variants:
             engine = open_engine(path, opener)
-            progress(f"evaluating {path.name} ({engine.name}): {len(videos)} videos x {clips} clips x {crops} crops")
-            ev = evaluate_engine(engine, videos, num_clips=clips, num_crops=crops, batch_size=batch, device=device,
+            progress(f"evaluating {path.name} ({engine.name}): {len(videos)} videos x {num_clips} clips x {num_crops} crops")
+            ev = evaluate_engine(engine, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device,
                                  threads=threads, progress=show_bars)
             gflops = count(engine.config, size=input_size(engine))["gflops"]
             ev.update(artifact=str(path), preset=engine.config.name, backend=engine.backend, gflops_per_view=gflops)
@@ -84,8 +84,8 @@ def bench_accuracy(videos: list[Video], artifacts: list[str], *, clips: int = 3,
         progress(f"skipped {Path(s['artifact']).name} {s['engine']}: {s['reason']}")
     env = environment()
     return {"benchmark": "accuracy", **env,
-            "settings": {"manifest": manifest, "artifacts": [str(a) for a in artifacts], "clips": clips, "crops": crops,
-                         "precisions": precisions, "batch": batch, "device": str(dev), "videos": len(videos),
+            "settings": {"manifest": manifest, "artifacts": [str(a) for a in artifacts], "clips": num_clips, "crops": num_crops,
+                         "precisions": precisions, "batch": batch_size, "device": str(dev), "videos": len(videos),
                          "reference": f"{Path(ref['artifact']).name} ({ref['engine']})", "gflops": GFLOPS_NOTE,
                          "agreement": "top-1 agreement with the reference, % of videos"
                                       if any("predictions" in e for e in evaluations) else

@@ -189,7 +189,7 @@ class Demo:
         return to_videos(read_manifest(self.data / f"{split}.csv"))
 
     def _accuracy(self, name: str, artifacts: list[Path]) -> None:
-        result = accuracy.bench_accuracy(self._videos(), [str(a) for a in artifacts], clips=self.settings.eval_clips, crops=3,
+        result = accuracy.bench_accuracy(self._videos(), [str(a) for a in artifacts], num_clips=self.settings.eval_clips, num_crops=3,
                                 manifest=str(self.data / "val.csv"), progress=self._indent)
         accuracy.write_results(result, self.bench(name))
 

@@ -128,8 +128,8 @@ def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, device,
 @click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
 def accuracy_cmd(manifest, artifacts, clips, crops, precisions, batch, threads, device, as_json, out_dir, quiet):
     """Top-1/top-5 (mAP) of each ARTIFACT per view setting (1x1, 1x3, Kx1, Kx3) and precision, with GFLOPs x views."""
-    result = accuracy.bench_accuracy(load_manifest_videos(manifest, "benchmark")[1], list(artifacts), clips=clips, crops=int(crops), precisions=list(precisions) or None,
-                            batch=batch, device=device, threads=threads, manifest=manifest, progress=_progress(quiet))
+    result = accuracy.bench_accuracy(load_manifest_videos(manifest, "benchmark")[1], list(artifacts), num_clips=clips, num_crops=int(crops), precisions=list(precisions) or None,
+                            batch_size=batch, device=device, threads=threads, manifest=manifest, progress=_progress(quiet))
     _emit(result, accuracy.to_markdown(result), as_json, out_dir, accuracy.write_results)
 
 

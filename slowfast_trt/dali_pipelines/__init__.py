@@ -1,1 +1,1 @@
-"""Video in, clips out: manifests, the clip-index math, DALI pipelines and the PyAV reference decoder."""
+"""Manifest rows in, clips out: per-sample plans, the clip-index math, DALI graphs and their loader, the CPU pipelines' spatial ops, and the PyAV reference decoder."""

@@ -2,7 +2,7 @@
 
 Each video shows 2 or 3 actors, one per vertical strip of the frame, on a shared background (colour, noise,
 static distractor boxes). An actor is an object (square or disc, own colour and size) that moves by one of the
-eight motion classes of `data synth` (`dali_pipelines.synth.trajectory`, run inside its strip, wrapping
+eight motion classes of `data synth` (`data.synth.trajectory`, run inside its strip, wrapping
 horizontally there). Its box at a keyframe is the object's extent then (clipped to its strip). Actions
 (AVA ids start at 1; `classes.txt` line i names id i + 1):
 

@@ -1,1 +1,1 @@
-"""Build time: torch -> ONNX, INT8 Q/DQ quantization, TensorRT plans and their JSON sidecars."""
+"""Build time: torch -> ONNX, INT8 Q/DQ quantization (calibration, placement, ranges, bias correction, selection), TensorRT plans."""
