@@ -8,6 +8,7 @@ every import line must import.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -178,6 +179,10 @@ def check_block(block: Block) -> list[str]:
             args = _slowfast_args(tokens)
             if args is not None:
                 problems += [f"{block.where(offset)}: {p}" for p in check_command(args)]
+            elif "-m" in tokens[:-1] and Path(tokens[0]).name in {"python", "python3", "torchrun"}:
+                module = tokens[tokens.index("-m") + 1]
+                if importlib.util.find_spec(module.split(".")[0]) is None:
+                    problems.append(f"{block.where(offset)}: no module {module} to run with -m")
             elif tokens[0] in {"bash", "python", "python3"} and len(tokens) > 1 and tokens[1].startswith("scripts/"):
                 if not (ROOT / tokens[1]).is_file():
                     problems.append(f"{block.where(offset)}: {tokens[1]} does not exist")
@@ -209,9 +214,10 @@ def test_checker_catches_renamed_commands_and_options():
            "slowfast data synthesize out": "no subcommand 'synthesize'",
            "slowfast export engine m.onnx --precision int4": "does not accept ['int4']",
            "slowfast export": "needs a subcommand",
-           "x && slowfast eval --ckpt c --views 3": "no option --views"}
+           "x && slowfast eval --ckpt c --views 3": "no option --views",
+           "torchrun --nproc-per-node 2 -m cli.main train": "no module cli.main"}
     for line, want in bad.items():
-        got = [p for t in _segments(line) for p in check_command(_slowfast_args(t) or [])]
+        got = check_block(Block(ROOT / "README.md", 0, "bash", (), line))
         assert any(want in p for p in got), (line, got)
 
 
@@ -227,6 +233,30 @@ def test_python_block_imports_resolve(block):
             exec(compile(line.split("#")[0], block.where(), "exec"), {})
         except ImportError as e:
             pytest.fail(f"{block.where()}: `{line}` fails: {e}")
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchors(path: Path) -> set[str]:
+    heads = [ln.lstrip("#").strip() for ln in path.read_text().splitlines() if re.match(r"#{1,6} ", ln)]
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+@pytest.mark.parametrize("path", _doc_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_point_at_files(path):
+    """A moved or renamed document or heading breaks the links to it (anchors as GitHub makes them)."""
+    missing = []
+    for target in _LINK.findall(path.read_text()):
+        file, _, anchor = target.partition("#")
+        if "://" in file:
+            continue
+        dest = path.parent / file if file else path
+        if not dest.exists():
+            missing.append(target)
+        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+            missing.append(target)
+    assert not missing, f"{path.relative_to(ROOT)} links to missing files: {missing}"
 
 
 RUN_FILES = sorted({b.path for b in SHELL_BLOCKS if "run" in b.flags})
