@@ -26,17 +26,19 @@ bench.add_command(flops)
 @click.option("--crop", type=click.IntRange(32, 1024), help="Override the training crop (the test crop scales with it).")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
-@click.option("--clips", default=64, show_default=True, type=click.IntRange(1), help="Clips timed per loader.")
+@click.option("--clips", default=64, show_default=True, type=click.IntRange(1), help="Clips timed per loader (at most).")
+@click.option("--budget", default=8.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per loader (at most).")
+@click.option("--loaders", help=f"Comma-separated rows to measure [default: all]: {', '.join(pipeline.LOADERS)} (hyphens allowed).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and pipeline.md here.")
-def pipeline_cmd(manifest, preset, crop, batch, threads, clips, device, as_json, out_dir):
+def pipeline_cmd(manifest, preset, crop, batch, threads, clips, budget, loaders, device, as_json, out_dir):
     """Clips/s of the DALI pipelines against PyAV loaders on MANIFEST's videos."""
     overrides = {"crop_size": crop, "test_crop_size": crop * 8 // 7 // 32 * 32 or 32} if crop else {}
     cfg = get_config(preset, **overrides)
     videos = load_manifest_videos(manifest, "benchmark")[1]
-    result = pipeline.bench_pipeline(videos, cfg, batch=batch, threads=threads, clips=clips, device=device,
-                            progress=lambda line: click.echo(line, err=True))
+    result = pipeline.bench_pipeline(videos, cfg, batch=batch, threads=threads, clips=clips, device=device, budget=budget,
+                            loaders=pipeline.parse_loaders(loaders), progress=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(result, indent=2) if as_json else pipeline.to_markdown(result))
     if out_dir:
         paths = pipeline.write_results(result, out_dir)
@@ -93,13 +95,15 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, device, t
 @click.option("--crops", default=1, show_default=True, type=click.Choice(["1", "3"]), help="Test crops per clip.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Torch precision (checkpoints only).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads (and PyAV DataLoader workers).")
+@click.option("--budget", default=6.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per pass (at most).")
+@click.option("--loaders", help="Comma-separated pipelines to measure: dali, pyav [default: both].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and e2e.md here.")
-def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, device, as_json, out_dir):
+def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, budget, loaders, device, as_json, out_dir):
     """Encoded video to scores: DALI feeding ARTIFACT vs the PyAV loader, clips/s and time per stage."""
     result = e2e.bench_e2e(load_manifest_videos(manifest, "benchmark")[1], artifact, batch=batch, clips=clips, crops=int(crops), precision=precision, device=device,
-                       threads=threads, manifest=manifest, progress=_progress)
+                       threads=threads, manifest=manifest, loaders=e2e.parse_loaders(loaders), budget=budget, progress=_progress)
     _emit(result, e2e.to_markdown(result), as_json, out_dir, e2e.write_results)
 
 

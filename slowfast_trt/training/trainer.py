@@ -118,7 +118,12 @@ def _tensorboard(log_dir: Path):
 
 def _fresh_accumulators() -> dict:
     """Per-epoch sums behind the epoch's metrics row (kept in checkpoints so a resumed epoch reports the whole epoch)."""
-    return {"loss_sum": 0.0, "n_loss": 0, "clips": 0, "seconds": 0.0}
+    return {"loss_sum": 0.0, "n_loss": 0, "clips": 0, "seconds": 0.0, "data_wait_s": 0.0}
+
+
+def data_wait_share(acc: dict) -> float:
+    """Share of the epoch's step time spent blocked on the loader (0: never input-bound, 1: only waiting)."""
+    return acc.get("data_wait_s", 0.0) / max(acc["seconds"], 1e-9)
 
 
 def _rng_state() -> dict:
@@ -343,7 +348,15 @@ class Trainer:
                    unit="step", disable=not (self.opts.progress and self.dist.is_main), dynamic_ncols=True)
         acc, t0 = self.acc, time.perf_counter() - self.acc["seconds"]  # sums over the epoch survive a resume
         stop = False
-        for batch in self.loader:
+        batches = iter(self.loader)
+        while True:
+            # data_wait: the time this process is blocked on the loader, as a share of the step (wait + compute);
+            # the step's end is the loss read-back below, which waits for the device.
+            t_wait = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            acc["data_wait_s"] = acc.get("data_wait_s", 0.0) + time.perf_counter() - t_wait
             lr = lr_at(self.global_step, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
@@ -366,7 +379,7 @@ class Trainer:
             acc["n_loss"] += 1
             acc["seconds"] = time.perf_counter() - t0
             rate = acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", clips_s=f"{rate:.1f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", clips_s=f"{rate:.1f}", data_wait=f"{data_wait_share(acc):.0%}")
             if self.tb is not None:
                 self.tb.add_scalar("train/loss", float(loss.detach()), self.global_step)
                 self.tb.add_scalar("train/lr", lr, self.global_step)
@@ -381,7 +394,7 @@ class Trainer:
             return True  # stopped by max_steps mid-epoch (checkpoint written above)
         row = {"epoch": self.epoch + 1, "step": self.global_step, "lr": lr_at(self.global_step - 1, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr),
                "train_loss": dist_util.all_reduce_mean(torch.tensor(acc["loss_sum"] / max(acc["n_loss"], 1)), self.dist).item(),
-               "train_clips_per_s": acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9)}
+               "train_clips_per_s": acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9), "data_wait": data_wait_share(acc)}
         is_best = False
         if self.val_videos and ((self.epoch + 1) % self.opts.val_every == 0 or self.epoch + 1 == self.opts.epochs):
             res = self._validate()
