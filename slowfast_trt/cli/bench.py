@@ -75,15 +75,17 @@ def _progress(line: str) -> None:
 @click.option("--iters", type=click.IntRange(1), help="Timed calls per batch size [default: 50 GPU, 5 CPU].")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "bf16", "fp16"]),
               help="Torch precisions for checkpoints (repeatable) [default: all the device supports].")
-@click.option("--compile", "compile_", is_flag=True, help="Also time torch.compile'd checkpoints (reported as skipped if it fails).")
+@click.option("--compile", "compile_", is_flag=True, help="Also time torch.compile'd checkpoints (reported as skipped if it fails); compile time shown apart.")
+@click.option("--tune/--no-tune", default=True, show_default=True,
+              help="On a GPU, also time checkpoints with settings chosen by measurement (memory format, cuDNN autotuning, half weights, CUDA graphs).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1), help="Intra-op threads for torch and ONNX Runtime (default: their own choice). On a shared CPU, 1 avoids OpenMP spin-waits.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and model.md here.")
-def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, device, threads, as_json, out_dir):
+def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, tune, device, threads, as_json, out_dir):
     """Clips/s and latency p50/p95/p99 of each ARTIFACT per backend, precision and batch size."""
     result = throughput.bench_model(list(artifacts), batches=batches, warmup=warmup, iters=iters, precisions=list(precisions) or None,
-                         compile=compile_, device=device, threads=threads, progress=_progress)
+                         compile=compile_, device=device, threads=threads, tune=tune, progress=_progress)
     _emit(result, throughput.to_markdown(result), as_json, out_dir, throughput.write_results)
 
 

@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.data.manifest import Video
 from slowfast_trt.data.video_io import DALI_CPU_CODECS
@@ -105,8 +107,6 @@ def driver_caps(codec: str, chroma: str, bit_depth: int) -> tuple[bool, int, int
     the call knows."""
     if codec not in _CUVID_CODEC or chroma not in _CUVID_CHROMA:
         return None
-    import torch  # lazy: only here to make a CUDA context current (torch is a hard dependency elsewhere)
-
     if not torch.cuda.is_available():
         return None
     try:

@@ -7,11 +7,14 @@ at any point and resumed reproduces the uninterrupted run's weights and metrics.
 """
 from __future__ import annotations
 
+import copy
 import csv
+import inspect
 import io
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,13 +31,14 @@ from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import train_plan
 from slowfast_trt.data.manifest import Video
+from slowfast_trt.engines import gpu_policy
 from slowfast_trt.engines.torch_engine import TorchEngine
 from slowfast_trt.model.build import build as model_build
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.inputs import random_inputs
 from slowfast_trt.model.statedict import build_with_state
 from slowfast_trt.training import distributed as dist_util
-from slowfast_trt.training.amp import choose_policy
+from slowfast_trt.training.amp import AmpPolicy, choose_policy
 from slowfast_trt.training.evaluate import evaluate_engine
 from slowfast_trt.training.schedule import lr_at, scaled_lr
 
@@ -213,12 +217,18 @@ class Trainer:
 
         global_batch = opts.batch_size * self.dist.world_size
         self.base_lr = opts.lr if opts.lr is not None else scaled_lr(global_batch)
-        self.optimizer = torch.optim.SGD(_param_groups(self.module, opts.weight_decay), lr=self.base_lr, momentum=opts.momentum)
+        # CUDA: the fused SGD kernel (one launch for all parameters) where this torch has it; the CPU keeps the default.
+        fused = {"fused": True} if self.device.type == "cuda" and "fused" in inspect.signature(torch.optim.SGD).parameters else {}
+        self.optimizer = torch.optim.SGD(_param_groups(self.module, opts.weight_decay), lr=self.base_lr, momentum=opts.momentum, **fused)
         self.loader = self._make_loader(train_videos)
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * opts.epochs
         self.warmup_steps = int(round(opts.warmup_epochs * self.steps_per_epoch))
         self.amp = choose_policy(opts.amp, self.device, self.module, self._probe_inputs())
+        self.memory_format = torch.channels_last_3d
+        self.gpu_policy: dict | None = None
+        if self.device.type == "cuda":
+            self._choose_gpu_settings()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
         self.loss_fn = nn.BCEWithLogitsLoss() if self.cfg.multilabel else nn.CrossEntropyLoss()
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -238,7 +248,7 @@ class Trainer:
 
     def _step_inputs(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
         """(model inputs, loss target, clips in the batch) of one training batch."""
-        clips = {p: batch[p].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d) for p in self.cfg.pathways}
+        clips = {p: batch[p].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format) for p in self.cfg.pathways}
         target = batch["label"].to(self.device)
         return clips, target, len(target)
 
@@ -248,6 +258,40 @@ class Trainer:
             longest = math.ceil(len(self.train_videos) / self.dist.world_size)
             plans = plans + plans[: longest - len(plans)]
         return plans
+
+    def _choose_gpu_settings(self) -> None:
+        """Precision (for --amp auto), memory format and cuDNN autotuning by timing training steps (`engines.gpu_policy`), cached per machine."""
+        precision = "auto" if self.opts.amp == "auto" else self.amp.name
+        inputs = self._probe_inputs()
+        shapes = tuple(tuple(x.shape) for x in inputs.values())
+        key = gpu_policy.cache_key(self.cfg.name, "train", precision, self.opts.batch_size, shapes)
+
+        def step(s: gpu_policy.Setting):
+            net = copy.deepcopy(self.module).train().to(memory_format=torch.channels_last_3d if s.channels_last else torch.contiguous_format)
+            torch.backends.cudnn.benchmark = s.cudnn_benchmark
+            xs = gpu_policy.prepare_inputs(list(inputs.values()), s)
+
+            def run() -> None:
+                with torch.autocast("cuda", dtype=gpu_policy.HALF.get(s.precision, torch.float32), enabled=s.precision != "fp32"):
+                    loss = net(**dict(zip(inputs, xs))).float().square().mean()
+                loss.backward()
+            return run
+
+        def measure() -> gpu_policy.Decision:
+            regression = gpu_policy.conv3d_regression(self.module) if precision != "fp32" else None
+            return gpu_policy.choose(gpu_policy.measure_training(step, gpu_policy.candidates(precision, "train")), regression)
+
+        decision, cached = gpu_policy.decide(key, measure)
+        if decision.regression:
+            print(decision.regression, file=sys.stderr)
+        s = decision.setting
+        torch.backends.cudnn.benchmark = s.cudnn_benchmark
+        self.memory_format = torch.channels_last_3d if s.channels_last else torch.contiguous_format
+        self.module.to(memory_format=self.memory_format)
+        if self.opts.amp == "auto":
+            dtype = gpu_policy.HALF.get(s.precision)
+            self.amp = AmpPolicy("cuda", dtype, dtype == torch.float16, f"CUDA: {decision.reason}")
+        self.gpu_policy = decision.to_dict() | {"cached": cached}
 
     def _probe_inputs(self) -> dict[str, torch.Tensor]:
         return random_inputs(self.cfg, size=self.cfg.crop_size, batch=self.opts.batch_size, device=self.device)
@@ -328,7 +372,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             self._write_text("config.json", json.dumps({"model": self.cfg.to_dict(), "options": asdict(self.opts),
-                                                                    "amp": self.amp.reason, "base_lr": self.base_lr}, indent=2, default=str) + "\n")
+                                                                    "amp": self.amp.reason, "base_lr": self.base_lr, "gpu_policy": self.gpu_policy},
+                                                                   indent=2, default=str) + "\n")
         stop = False
         while self.epoch < self.opts.epochs and not stop:
             stop = self._run_epoch()
