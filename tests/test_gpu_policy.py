@@ -100,3 +100,21 @@ def test_measuring_code_runs_a_real_net_on_the_cpu():
     out = gpu_policy.forward_fn(gpu_policy.apply_setting(Named(), d.setting), d.setting, ["slow"])(*gpu_policy.prepare_inputs(x, d.setting))
     assert torch.allclose(out, Named()(x[0]), atol=1e-5)
     assert torch.backends.cudnn.benchmark is False  # measuring leaves autotuning off
+
+
+def test_conv_ceiling_times_the_presets_own_convolutions_on_the_cpu(tmp_path):
+    """The micro-benchmark's shapes are the network's (one per conv3d call) and its FLOPs stay within the model's count."""
+    from slowfast_trt.benchmarks.conv_ceiling import conv_ceiling, conv_shapes, to_markdown, write_results
+    from slowfast_trt.model.build import build
+    from slowfast_trt.model.flops import count
+
+    shapes = conv_shapes("slowfast_tiny_4x16", 32, 2)
+    net = build("slowfast_tiny_4x16")
+    assert sum(shapes.values()) == sum(isinstance(m, torch.nn.Conv3d) for m in net.modules())
+    r = conv_ceiling("slowfast_tiny_4x16", size=32, batch=2, precision="fp32", device="cpu", warmup=0, iters=1, progress=lambda _s: None)
+    assert r["ceiling_clips_per_s"] > 0 and sum(row["calls"] for row in r["rows"]) == sum(shapes.values())
+    macs = count(net.config, size=32)["gflops"]  # the model's count is in multiply-adds (PySlowFast's convention); 2 FLOPs each
+    assert 0.9 * macs <= r["conv_gflops_per_clip"] / 2 <= macs * 1.001  # conv3d is nearly all of the network's work
+    assert "clips/s" in to_markdown(r) and write_results(r, tmp_path)["json"].is_file()
+    with pytest.raises(SlowFastError, match="GPU measurement"):
+        conv_ceiling("slowfast_tiny_4x16", size=32, batch=1, precision="fp16", device="cpu")
