@@ -282,7 +282,9 @@ class Trainer:
             return gpu_policy.choose(gpu_policy.measure_training(step, gpu_policy.candidates(precision, "train")), regression)
 
         decision, cached = gpu_policy.decide(key, measure)
-        if decision.regression:
+        if self.dist.enabled:  # every rank runs rank 0's choice: one precision and loss scaling across the all-reduce
+            decision = gpu_policy.Decision.from_dict(dist_util.all_gather_object(decision.to_dict(), self.dist)[0])
+        if decision.regression and self.dist.is_main:
             print(decision.regression, file=sys.stderr)
         s = decision.setting
         torch.backends.cudnn.benchmark = s.cudnn_benchmark
