@@ -181,6 +181,33 @@ def test_bench_pipeline_reports_every_loader(videos):
     assert r["ratios"]["dali_train_vs_pyav_serial"] > 0 and "| dali_train |" in to_markdown(r)
 
 
+def test_bench_pipeline_picks_loaders_stops_at_its_budget_and_counts_decoded_frames(videos):
+    """Rows chosen by name, each bounded by seconds as well as clips; frames decoded per clip follow the GOP."""
+    from slowfast_trt.benchmarks.pipeline import bench_pipeline, frames_decoded, parse_loaders, to_markdown
+
+    assert parse_loaders("dali-train,pyav_dataloader") == ("dali_train", "pyav_dataloader")
+    with pytest.raises(SlowFastError, match="unknown loader"):
+        parse_loaders("dali_train,nvdec")
+    cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
+    lines = []
+    r = bench_pipeline(videos, cfg, batch=2, threads=2, clips=200, device="cpu", loaders=("dali_decode_only", "pyav_serial"),
+                       budget=0.5, progress=lines.append)
+    assert list(r["rows"]) == ["dali_decode_only", "pyav_serial"] and "dali_train_clips_per_s" not in r
+    assert all(0 < row["clips"] < 200 for row in r["rows"].values())  # the budget, not the clip count, ended each row
+    k = r["seek"]
+    # write_indexed_video uses GOP 32: a seek decodes up to 31 frames before the clip; PyAV decodes from frame 0.
+    assert k["gop_median"] == 32 and k["frames_needed_per_clip"] <= k["dali_frames_decoded_per_clip"] <= k["frames_needed_per_clip"] + 31
+    assert k["pyav_frames_decoded_per_clip"] >= k["dali_frames_decoded_per_clip"]
+    row = r["rows"]["dali_decode_only"]
+    assert row["decoded_frames_per_s"] == pytest.approx(row["clips_per_s"] * k["dali_frames_decoded_per_clip"])
+    assert r["external_source"]["first_pass_ms_per_batch"] > 0 and r["external_source"]["cached_ms_per_batch"] > 0
+    assert any(line.startswith("external source") for line in lines) and "frames decoded per clip" in to_markdown(r)
+    plan = train_plan(videos, cfg, 0, seed=0)[0]
+    first, last = int(plan.fast_idx.min()), int(plan.fast_idx.max())
+    assert frames_decoded(plan, [0, 32, 64, 96, 128]) == last - max(k for k in (0, 32, 64, 96, 128) if k <= first) + 1
+    assert frames_decoded(plan, [0, 32], from_start=True) == last + 1
+
+
 @pytest.mark.parametrize("mode", ["train", "test"])
 def test_torch_spatial_ops_equal_the_dali_graph(videos, mode):
     """CPU pipelines: DALI decodes, torch's uint8 kernels resize/crop/flip/normalise; the DALI graph (as on a GPU) agrees."""

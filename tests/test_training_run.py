@@ -190,3 +190,39 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(data, tmp_path, mo
     assert first.read_bytes() == before
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.json", first.name]
     model.load(first)
+
+
+def test_data_wait_share_measures_time_blocked_on_the_loader(data, tmp_path):
+    """metrics.csv's data_wait is the share of step time spent waiting for batches: a loader slowed by 1 s a batch shows all of it."""
+    from slowfast_trt.data.manifest import to_videos
+    from slowfast_trt.training.run import resolve_config
+    from slowfast_trt.training.trainer import Trainer, TrainOptions, data_wait_share
+
+    m = read_manifest(data / "train.csv")
+    cfg = resolve_config(PRESET, m, {})
+    t = Trainer(cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp32", device="cpu", threads=1,
+                                  progress=False), to_videos(m))
+    inner = t.loader
+
+    class Slow:
+        """The trainer's loader, 1 s slower per batch."""
+
+        def __getattr__(self, name):
+            return getattr(inner, name)
+
+        def __len__(self):
+            return len(inner)
+
+        def __iter__(self):
+            for b in inner:
+                time.sleep(1.0)
+                yield b
+
+    t.loader = Slow()
+    t.run()
+    row = _history(tmp_path / "run")[0]
+    seconds = len(m) / float(row["train_clips_per_s"])  # the epoch's wall time, from the same row
+    waited = float(row["data_wait"]) * seconds
+    steps = int(row["step"])
+    assert steps >= 2 and 1.0 * steps <= waited < seconds, (waited, seconds)  # every injected second is counted, and compute is not
+    assert data_wait_share({"data_wait_s": 1.0, "seconds": 4.0}) == 0.25 and data_wait_share({"seconds": 2.0}) == 0.0

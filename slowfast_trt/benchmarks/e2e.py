@@ -7,6 +7,8 @@ end-to-end pass (loader feeding the engine; time waiting on the loader and time 
 separately). Preprocess = loader pass - decode-only pass. The stage with the largest time per clip bounds
 the rate. DALI passes use its worker threads; the PyAV stage passes run serially in one process (its
 per-clip cost) and its end-to-end pass runs in a torch DataLoader with as many workers as DALI has threads.
+Every pass stops at its clips or after `budget` seconds, whichever comes first (so a slow baseline cannot hold
+the run up), and `loaders` picks the pipelines measured (dali, pyav).
 """
 from __future__ import annotations
 
@@ -29,6 +31,18 @@ from slowfast_trt.data.manifest import Video
 from slowfast_trt.data.video_io import count_packets
 
 STAGES = ("decode", "preprocess", "inference")
+LOADERS = ("dali", "pyav")
+
+
+def parse_loaders(text: str | None) -> tuple[str, ...]:
+    """'dali,pyav' -> the pipelines to measure; None or 'all' -> both."""
+    if text is None or text.strip() == "all":
+        return LOADERS
+    asked = {t.strip() for t in text.split(",") if t.strip()}
+    unknown = sorted(asked - set(LOADERS))
+    if unknown or not asked:
+        raise SlowFastError(f"--loaders: unknown pipeline(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(LOADERS)} (or all)")
+    return tuple(n for n in LOADERS if n in asked)
 
 
 def decodable(videos: list[Video], what: str = "the manifest", progress: Callable[[str], None] = print) -> list[Video]:
@@ -56,8 +70,8 @@ def _clip_count(batch: dict, crops: int) -> int:
     return int(batch["slow" if "slow" in batch else "fast"].shape[0]) // crops
 
 
-def _timed_pass(batches: Iterable, crops: int, device: torch.device, warmup: int = 1) -> tuple[float, int, list[float]]:
-    """Iterate `batches` (after `warmup` untimed ones): seconds, clips and per-batch seconds."""
+def _timed_pass(batches: Iterable, crops: int, device: torch.device, warmup: int = 1, budget: float = float("inf")) -> tuple[float, int, list[float]]:
+    """Iterate `batches` (after `warmup` untimed ones, stopping after `budget` seconds): seconds, clips and per-batch seconds."""
     it = iter(batches)
     for _ in range(warmup):
         next(it, None)
@@ -70,6 +84,8 @@ def _timed_pass(batches: Iterable, crops: int, device: torch.device, warmup: int
         samples.append(now - last)
         last = now
         clips += _clip_count(b, crops)
+        if now - t0 >= budget:
+            break
     return time.perf_counter() - t0, clips, samples
 
 
@@ -86,8 +102,8 @@ def _inference_pass(engine, batch: dict, pathways: tuple[str, ...], calls: int) 
     return sum(samples), samples
 
 
-def _e2e_pass(batches: Iterable, engine, pathways: tuple[str, ...], crops: int, warmup: int = 1) -> dict:
-    """Loader feeding the engine: total time, time waiting on the loader, time in the engine (per batch)."""
+def _e2e_pass(batches: Iterable, engine, pathways: tuple[str, ...], crops: int, warmup: int = 1, budget: float = float("inf")) -> dict:
+    """Loader feeding the engine (for at most `budget` seconds): total time, time waiting on the loader, time in the engine (per batch)."""
     it = iter(batches)
     for _ in range(warmup):
         b = next(it, None)
@@ -107,6 +123,8 @@ def _e2e_pass(batches: Iterable, engine, pathways: tuple[str, ...], crops: int, 
         wait.append(t_run - t_wait)
         run.append(t_end - t_run)
         clips += _clip_count(b, crops)
+        if t_end - t0 >= budget:
+            break
     total = time.perf_counter() - t0
     return {"seconds": total, "clips": clips, "loader_wait_s": wait, "engine_s": run}
 
@@ -136,7 +154,7 @@ def _stage_row(name: str, decode: tuple, load: tuple, infer: tuple, e2e: dict, n
     }
 
 
-def _pyav_decode_pass(plans, warmup: int) -> tuple[float, int, list[float]]:
+def _pyav_decode_pass(plans, warmup: int, budget: float = float("inf")) -> tuple[float, int, list[float]]:
     for p in plans[:warmup]:
         decode_frames(p.path, p.fast_idx)
     samples = []
@@ -144,6 +162,8 @@ def _pyav_decode_pass(plans, warmup: int) -> tuple[float, int, list[float]]:
         t0 = time.perf_counter()
         decode_frames(p.path, p.fast_idx)
         samples.append(time.perf_counter() - t0)
+        if sum(samples) >= budget:
+            break
     return sum(samples), len(samples), samples
 
 
@@ -154,10 +174,14 @@ def _pyav_batches(loader: Iterable, crops: int, pathways: tuple[str, ...]):
 
 
 def bench_e2e(videos: list[Video], artifact: str | Path, *, batch: int = 4, clips: int = 32, crops: int = 1, precision: str = "fp32",
-              device: str = "auto", threads: int = 2, manifest: str | None = None, progress: Callable[[str], None] = print) -> dict:
-    """Run the stage passes for DALI and PyAV on the same `clips` clips; returns the result dict."""
+              device: str = "auto", threads: int = 2, manifest: str | None = None, loaders: tuple[str, ...] = LOADERS, budget: float = 6.0,
+              progress: Callable[[str], None] = print) -> dict:
+    """Run the stage passes of `loaders` (DALI, PyAV) on the same `clips` clips, at most `budget` seconds a pass; returns the result dict."""
     if batch < 1 or clips < 1:
         raise SlowFastError("--batch-size and --clips must be >= 1")
+    if budget <= 0:
+        raise SlowFastError(f"--budget must be a positive number of seconds, got {budget}")
+    loaders = parse_loaders(",".join(loaders))
     artifact = Path(artifact)
     if not artifact.exists():
         raise SlowFastError(f"artifact {artifact} not found; pass a checkpoint (.safetensors), an .onnx export or a TensorRT .plan")
@@ -178,39 +202,42 @@ def bench_e2e(videos: list[Video], artifact: str | Path, *, batch: int = 4, clip
     def loader(mode: str) -> ClipLoader:
         return ClipLoader(plans, cfg, mode, batch, device=device, threads=threads, skip_bad=True, videos=videos, num_crops=crops)
 
-    progress(f"DALI: decode-only pass over {clips} clips")
-    dec_loader = loader("decode")
-    decode = _timed_pass(dec_loader, 1, dev)
-    progress("DALI: loader pass (decode + preprocess)")
-    test_loader = loader("test")
-    load = _timed_pass(test_loader, crops, dev)
-    first = next(iter(test_loader))
-    n_batches = max(1, len(load[2]))
-    progress(f"DALI: inference-only pass ({n_batches} calls, batch {batch} x {crops} crops)")
-    t_inf, s_inf = _inference_pass(engine, first, pathways, n_batches)
-    infer = (t_inf, _clip_count(first, crops) * n_batches, s_inf)
-    progress("DALI: end-to-end pass")
-    e2e = _e2e_pass(loader("test"), engine, pathways, crops)
-    dali_row = _stage_row("dali", decode, load, infer, e2e, f"DALI {test_loader.device}, {threads} threads")
-    bad = dict(dec_loader.bad) | dict(test_loader.bad)
+    rows, bad, dali_device = [], {}, "-"
+    if "dali" in loaders:
+        progress(f"DALI: decode-only pass over {clips} clips")
+        dec_loader = loader("decode")
+        decode = _timed_pass(dec_loader, 1, dev, budget=budget)
+        progress("DALI: loader pass (decode + preprocess)")
+        test_loader = loader("test")
+        load = _timed_pass(test_loader, crops, dev, budget=budget)
+        first = next(iter(test_loader))
+        n_batches = max(1, len(load[2]))
+        progress(f"DALI: inference-only pass ({n_batches} calls, batch {batch} x {crops} crops)")
+        t_inf, s_inf = _inference_pass(engine, first, pathways, n_batches)
+        infer = (t_inf, _clip_count(first, crops) * n_batches, s_inf)
+        progress("DALI: end-to-end pass")
+        e2e = _e2e_pass(loader("test"), engine, pathways, crops, budget=budget)
+        dali_device = test_loader.device
+        rows.append(_stage_row("dali", decode, load, infer, e2e, f"DALI {test_loader.device}, {threads} threads"))
+        bad = dict(dec_loader.bad) | dict(test_loader.bad)
 
-    progress("PyAV: decode-only pass (serial)")
-    good = [p for p in plans if p.path not in bad]
-    p_decode = _pyav_decode_pass(good, batch)
-    progress("PyAV: loader pass (serial)")
-    serial = torch.utils.data.DataLoader(PyAVClips(good, cfg, "test", num_crops=crops), batch_size=batch, num_workers=0)
-    p_load = _timed_pass(_pyav_batches(serial, crops, pathways), crops, torch.device("cpu"))
-    pfirst = next(_pyav_batches(serial, crops, pathways))
-    pfirst = {k: v.to(dev) for k, v in pfirst.items()}
-    t_pinf, s_pinf = _inference_pass(engine, pfirst, pathways, max(1, len(p_load[2])))
-    p_infer = (t_pinf, _clip_count(pfirst, crops) * max(1, len(p_load[2])), s_pinf)
-    progress(f"PyAV: end-to-end pass (DataLoader, {threads} workers)")
-    workers = torch.utils.data.DataLoader(PyAVClips(good, cfg, "test", num_crops=crops), batch_size=batch, num_workers=threads,
-                                          persistent_workers=False)
-    p_e2e = _e2e_pass(_pyav_batches(workers, crops, pathways), engine, pathways, crops)
-    pyav_row = _stage_row("pyav", p_decode, p_load, p_infer, p_e2e,
-                          f"PyAV: stage passes serial (one process), end-to-end in a DataLoader with {threads} workers")
-    rows = [dali_row, pyav_row]
+    if "pyav" in loaders:
+        progress("PyAV: decode-only pass (serial)")
+        good = [p for p in plans if p.path not in bad]
+        p_decode = _pyav_decode_pass(good, batch, budget)
+        progress("PyAV: loader pass (serial)")
+        serial = torch.utils.data.DataLoader(PyAVClips(good, cfg, "test", num_crops=crops), batch_size=batch, num_workers=0)
+        p_load = _timed_pass(_pyav_batches(serial, crops, pathways), crops, torch.device("cpu"), budget=budget)
+        pfirst = next(_pyav_batches(serial, crops, pathways))
+        pfirst = {k: v.to(dev) for k, v in pfirst.items()}
+        t_pinf, s_pinf = _inference_pass(engine, pfirst, pathways, max(1, len(p_load[2])))
+        p_infer = (t_pinf, _clip_count(pfirst, crops) * max(1, len(p_load[2])), s_pinf)
+        progress(f"PyAV: end-to-end pass (DataLoader, {threads} workers)")
+        workers = torch.utils.data.DataLoader(PyAVClips(good, cfg, "test", num_crops=crops), batch_size=batch, num_workers=threads,
+                                              persistent_workers=False)
+        p_e2e = _e2e_pass(_pyav_batches(workers, crops, pathways), engine, pathways, crops, budget=budget)
+        rows.append(_stage_row("pyav", p_decode, p_load, p_infer, p_e2e,
+                               f"PyAV: stage passes serial (one process), end-to-end in a DataLoader with {threads} workers"))
     for r in rows:
         progress(f"{r['pipeline']:5s} e2e {fmt(r['e2e_clips_per_s'])} clips/s; decode {fmt(r['decode_ms_per_clip'])} ms, "
                  f"preprocess {fmt(r['preprocess_ms_per_clip'])} ms, inference {fmt(r['inference_ms_per_clip'])} ms per clip; "
@@ -221,12 +248,12 @@ def bench_e2e(videos: list[Video], artifact: str | Path, *, batch: int = 4, clip
     env = environment()
     return {
         "benchmark": "e2e", **env,
-        "device": f"{engine.backend} on {dev.type} / DALI {test_loader.device} / {env['device']}",
+        "device": f"{engine.backend} on {dev.type} / DALI {dali_device} / {env['device']}",
         "settings": {"manifest": manifest, "artifact": str(artifact), "engine": engine.name, "preset": cfg.name, "batch": batch,
                      "clips": clips, "crops": crops, "threads": threads, "videos": len(videos), "crop": cfg.test_crop_size,
-                     "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}"},
+                     "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}", "loaders": list(loaders), "budget_s": budget},
         "rows": rows,
-        "ratios": {"dali_vs_pyav_e2e": (dali_row["e2e_clips_per_s"] or 0) / max(pyav_row["e2e_clips_per_s"] or 0, 1e-9)},
+        "ratios": ({"dali_vs_pyav_e2e": (rows[0]["e2e_clips_per_s"] or 0) / max(rows[1]["e2e_clips_per_s"] or 0, 1e-9)} if len(rows) == 2 else {}),
         "skipped": bad,
     }
 

@@ -6,9 +6,16 @@ loader run serially, and the same in a torch DataLoader with worker processes. O
 test pipelines hand decoded frames to torch for the spatial ops, and the same pipelines with every op in the
 DALI graph (`spatial="dali"`, what a GPU runs) are measured too. Ratios are taken within the
 run, since absolute numbers drift with the machine.
+
+Every row stops at `clips` clips or `budget` seconds, whichever comes first, so slow baselines (a PyAV DataLoader
+on many cores, the serial loader) cannot hold a run up; `loaders` picks rows. Besides clips/s each row reports
+the frames its decoder really decodes per clip (from the clip's first frame back to the keyframe before it, up to
+its last frame: the GOP's seek overhead; PyAV decodes from the file's start) and so decoded frames/s, and the
+external source's own cost per batch (reading and planning, no decoding) is timed alone.
 """
 from __future__ import annotations
 
+import bisect
 import time
 from pathlib import Path
 
@@ -22,7 +29,69 @@ from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline
 from slowfast_trt.dali_pipelines.plan import multiview_plan, train_plan
 from slowfast_trt.dali_pipelines.pyav_loader import PyAVClips
 from slowfast_trt.data.manifest import Video
+from slowfast_trt.data.video_io import keyframe_indices
 from slowfast_trt.model.config import SlowFastConfig
+
+LOADERS = ("dali_train", "dali_test", "dali_train_graph_only", "dali_test_graph_only", "dali_decode_only", "pyav_serial", "pyav_dataloader")
+PYAV_ROWS = ("pyav_serial", "pyav_dataloader")
+
+
+def parse_loaders(text: str | None) -> tuple[str, ...]:
+    """'dali-train,pyav-dataloader' -> the row names, in LOADERS order; None or 'all' -> every row."""
+    if text is None or text.strip() == "all":
+        return LOADERS
+    asked = {t.strip().replace("-", "_") for t in text.split(",") if t.strip()}
+    unknown = sorted(asked - set(LOADERS))
+    if unknown or not asked:
+        raise SlowFastError(f"--loaders: unknown loader(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(LOADERS)} (or all)")
+    return tuple(n for n in LOADERS if n in asked)
+
+
+def frames_decoded(plan, keyframes: list[int], from_start: bool = False) -> int:
+    """Frames a decoder decodes for one clip: from the keyframe at or before its first frame (or frame 0) to its last."""
+    first, last = int(plan.fast_idx.min()), int(plan.fast_idx.max())
+    if from_start or not keyframes:
+        return last + 1
+    start = keyframes[max(0, bisect.bisect_right(keyframes, first) - 1)]
+    return last - start + 1
+
+
+def seek_overhead(plans) -> dict[str, float]:
+    """Mean frames decoded per clip by DALI (keyframe seek) and by the PyAV loader (from the start), and frames needed."""
+    kf = {path: keyframe_indices(path) for path in sorted({p.path for p in plans})}
+    n = max(len(plans), 1)
+    return {
+        "frames_needed_per_clip": sum(int(p.fast_idx.max()) - int(p.fast_idx.min()) + 1 for p in plans) / n,
+        "dali_frames_decoded_per_clip": sum(frames_decoded(p, kf[p.path]) for p in plans) / n,
+        "pyav_frames_decoded_per_clip": sum(frames_decoded(p, kf[p.path], from_start=True) for p in plans) / n,
+        "gop_median": _median_gap(kf),
+    }
+
+
+def _median_gap(keyframes: dict[str, list[int]]) -> float:
+    gaps = sorted(b - a for k in keyframes.values() for a, b in zip(k, k[1:]))
+    return float(gaps[len(gaps) // 2]) if gaps else 0.0
+
+
+def external_source_cost(plans, cfg: SlowFastConfig, batch: int) -> dict[str, float]:
+    """Milliseconds per batch of the external source alone (PlanSource: read bytes, count packets, build the arrays).
+
+    Two passes over the same plans: the first opens every file (as a first epoch does), the second runs on
+    the in-memory cache (as later epochs do for small data sets)."""
+    source = PlanSource(plans, batch, cfg, "train")
+    out = {}
+    for name in ("first_pass_ms_per_batch", "cached_ms_per_batch"):
+        source.rewind()
+        calls, start = 0, time.perf_counter()
+        while True:
+            try:
+                source(None)
+            except StopIteration:
+                break
+            calls += 1
+        out[name] = 1000 * (time.perf_counter() - start) / max(calls, 1)
+    out["batches"] = calls
+    return out
 
 
 def _plans(videos: list[Video], cfg: SlowFastConfig, clips: int, seed: int):
@@ -33,8 +102,10 @@ def _plans(videos: list[Video], cfg: SlowFastConfig, clips: int, seed: int):
     return plans[:clips]
 
 
-def _rate(batches, warmup: int = 1) -> tuple[float, int]:
-    """Clips per second over `batches` after `warmup` batches; also the clip count timed."""
+def _rate(batches, warmup: int = 1, budget: float = float("inf"), views: int = 1) -> tuple[float, int]:
+    """Clips per second over `batches` after `warmup` batches, stopping once `budget` seconds have passed; also the clips timed.
+
+    `views`: items per clip in a batch (a test loader's crops)."""
     it = iter(batches)
     for _ in range(warmup):
         next(it, None)
@@ -42,24 +113,23 @@ def _rate(batches, warmup: int = 1) -> tuple[float, int]:
     for b in it:
         label = b["label"]
         n += label.shape[0] if label.dim() > 0 else 1  # a batch, or a single dataset item
+        if time.perf_counter() - start >= budget:
+            break
     elapsed = time.perf_counter() - start
+    del it  # a DataLoader's workers and a DALI pipeline stop here, not at the end of the data
+    n //= views
     return (n / elapsed if elapsed > 0 and n else 0.0), n
 
 
-def _clip_rate(test: ClipLoader) -> tuple[float, int]:
-    """Clips/s and clips timed of a test loader, whose batches hold `views_per_sample` views of each clip."""
-    views, n = _rate(test)
-    return views / test.views_per_sample, n // test.views_per_sample
-
-
-def _decode_rate(plans, cfg: SlowFastConfig, batch: int, device: str, threads: int) -> tuple[float, int]:
+def _decode_rate(plans, cfg: SlowFastConfig, batch: int, device: str, threads: int, budget: float = float("inf"),
+                 on_cpu: frozenset[str] = frozenset()) -> tuple[float, int]:
     """Clips/s of DALI decoding alone: the decode graph run directly, its outputs left inside DALI."""
-    source = PlanSource(plans, batch, cfg, "decode")
+    source = PlanSource(plans, batch, cfg, "decode", on_cpu=on_cpu)
     pipe = build_pipeline(source, cfg, "decode", batch, device, threads, prefetch=2)
     pipe.build()
     pipe.run()  # warm-up batch
     n, start = 0, time.perf_counter()
-    while True:
+    while time.perf_counter() - start < budget:
         try:
             out = pipe.run()
         except StopIteration:
@@ -70,45 +140,60 @@ def _decode_rate(plans, cfg: SlowFastConfig, batch: int, device: str, threads: i
 
 
 def bench_pipeline(videos: list[Video], cfg: SlowFastConfig, *, batch: int = 8, threads: int = 2, clips: int = 64,
-                   device: str = "auto", seed: int = 0, progress=print) -> dict:
-    """Measure every loader on `clips` clips of `videos`; returns the result dict (see module docstring)."""
+                   device: str = "auto", seed: int = 0, loaders: tuple[str, ...] = LOADERS, budget: float = 8.0,
+                   progress=print) -> dict:
+    """Measure each of `loaders` on `clips` clips of `videos` (at most `budget` seconds a row); returns the result dict (see module docstring)."""
     if not videos:
         raise SlowFastError("the manifest has no videos")
+    if budget <= 0:
+        raise SlowFastError(f"--budget must be a positive number of seconds, got {budget}")
+    loaders = parse_loaders(",".join(loaders))
     clips = max(clips, 2 * batch)
     plans = _plans(videos, cfg, clips + batch, seed)  # one extra batch for warm-up
+    seek = seek_overhead(plans[batch:])
     rows: dict[str, dict] = {}
 
     def record(name: str, rate_n: tuple[float, int], note: str = "") -> None:
-        rows[name] = {"clips_per_s": rate_n[0], "clips": rate_n[1], "note": note}
-        progress(f"{name:28s} {rate_n[0]:8.2f} clips/s  ({rate_n[1]} clips){'  ' + note if note else ''}")
+        per_clip = seek["pyav_frames_decoded_per_clip" if name in PYAV_ROWS else "dali_frames_decoded_per_clip"]
+        rows[name] = {"clips_per_s": rate_n[0], "clips": rate_n[1], "decoded_frames_per_s": rate_n[0] * per_clip,
+                      "frames_decoded_per_clip": per_clip, "note": note}
+        progress(f"{name:28s} {rate_n[0]:8.2f} clips/s {rate_n[0] * per_clip:9.0f} frames/s  ({rate_n[1]} clips){'  ' + note if note else ''}")
 
     loader = ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, videos=videos)
     dali_device = loader.device
     how = "DALI decode, torch uint8 resize/crop/flip/normalise" if loader.spatial_in_torch else "every op in the DALI graph"
-    record("dali_train", _rate(loader), how)
+    if "dali_train" in loaders:
+        record("dali_train", _rate(loader, budget=budget), how)
     test_plans = multiview_plan(videos, cfg, num_clips=max(1, -(-(clips + batch) // len(videos))))[: clips + batch]
-    test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads)
-    record("dali_test", _clip_rate(test), f"{test.views_per_sample} crops per clip; {how}")
+    if "dali_test" in loaders:
+        test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads)
+        record("dali_test", _rate(test, budget=budget, views=test.views_per_sample), f"{test.views_per_sample} crops per clip; {how}")
     if loader.spatial_in_torch:  # the same pipelines with every op in the DALI graph (the GPU graph, run on the CPU)
-        record("dali_train_graph_only", _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, spatial="dali")),
-               "every op in the DALI graph (DALI's CPU resize)")
-        record("dali_test_graph_only", _clip_rate(ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads, spatial="dali")),
-               "every op in the DALI graph")
-    record("dali_decode_only", _decode_rate(plans, cfg, batch, dali_device, threads),
-           "decoding the clips' frames inside DALI, outputs not handed to torch: the ceiling")
-    record("pyav_serial", _rate(PyAVClips(plans, cfg, "train"), warmup=batch), "PySlowFast-style: PyAV decode + torch crop/flip/normalise, one process")
-    dl = torch.utils.data.DataLoader(PyAVClips(plans, cfg, "train"), batch_size=batch, num_workers=threads, persistent_workers=False)
-    record("pyav_dataloader", _rate(dl), f"torch DataLoader, {threads} workers")
+        if "dali_train_graph_only" in loaders:
+            record("dali_train_graph_only", _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, spatial="dali"), budget=budget),
+                   "every op in the DALI graph (DALI's CPU resize)")
+        if "dali_test_graph_only" in loaders:
+            graph_test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads, spatial="dali")
+            record("dali_test_graph_only", _rate(graph_test, budget=budget, views=graph_test.views_per_sample), "every op in the DALI graph")
+    if "dali_decode_only" in loaders:
+        record("dali_decode_only", _decode_rate(plans, cfg, batch, dali_device, threads, budget, loader.on_cpu),
+               "decoding the clips' frames inside DALI, outputs not handed to torch: the ceiling")
+    if "pyav_serial" in loaders:
+        record("pyav_serial", _rate(PyAVClips(plans, cfg, "train"), warmup=batch, budget=budget),
+               "PySlowFast-style: PyAV decode + torch crop/flip/normalise, one process")
+    if "pyav_dataloader" in loaders:
+        dl = torch.utils.data.DataLoader(PyAVClips(plans, cfg, "train"), batch_size=batch, num_workers=threads, persistent_workers=False)
+        record("pyav_dataloader", _rate(dl, budget=budget), f"torch DataLoader, {threads} workers")
+    source_cost = external_source_cost(plans, cfg, batch)
+    progress(f"{'external source':28s} {source_cost['first_pass_ms_per_batch']:8.2f} ms/batch first pass, "
+             f"{source_cost['cached_ms_per_batch']:.2f} ms/batch cached")
 
-    get = lambda k: rows[k]["clips_per_s"]  # noqa: E731
-    ratios = {
-        "dali_train_vs_pyav_serial": get("dali_train") / max(get("pyav_serial"), 1e-9),
-        "dali_train_vs_pyav_dataloader": get("dali_train") / max(get("pyav_dataloader"), 1e-9),
-        "dali_train_vs_decode_only": get("dali_train") / max(get("dali_decode_only"), 1e-9),
-    }
-    if "dali_train_graph_only" in rows:
-        ratios["dali_train_vs_graph_only"] = get("dali_train") / max(get("dali_train_graph_only"), 1e-9)
-        ratios["dali_test_vs_graph_only"] = get("dali_test") / max(get("dali_test_graph_only"), 1e-9)
+    ratios = {}
+    for a, b in (("dali_train", "pyav_serial"), ("dali_train", "pyav_dataloader"), ("dali_train", "dali_decode_only"),
+                 ("dali_train", "dali_train_graph_only"), ("dali_test", "dali_test_graph_only")):
+        if a in rows and b in rows:
+            key = f"{a}_vs_graph_only" if b.endswith("graph_only") else f"{a}_vs_{b.removeprefix('dali_')}"
+            ratios[key] = rows[a]["clips_per_s"] / max(rows[b]["clips_per_s"], 1e-9)
     env = environment()
     return {
         "benchmark": "pipeline",
@@ -116,12 +201,11 @@ def bench_pipeline(videos: list[Video], cfg: SlowFastConfig, *, batch: int = 8, 
         "device": f"DALI {dali_device} / {env['device']}",
         "settings": {"preset": cfg.name, "batch": batch, "threads": threads, "spatial_ops": "torch" if loader.spatial_in_torch else "dali", "clips": clips, "crop": cfg.crop_size,
                      "test_crop": cfg.test_crop_size, "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}", "videos": len(videos),
-                     "sizes": sorted({f"{v.width}x{v.height}" for v in videos})},
-        "dali_train_clips_per_s": get("dali_train"),
-        "dali_test_clips_per_s": get("dali_test"),
-        "dali_decode_only_clips_per_s": get("dali_decode_only"),
-        "pyav_serial_clips_per_s": get("pyav_serial"),
-        "pyav_dataloader_clips_per_s": get("pyav_dataloader"),
+                     "sizes": sorted({f"{v.width}x{v.height}" for v in videos}), "budget_s": budget, "loaders": list(loaders),
+                     "decoder": "cpu" if dali_device == "cpu" else f"NVDEC, {len(loader.on_cpu)} files on DALI's CPU decoder"},
+        **{f"{name}_clips_per_s": r["clips_per_s"] for name, r in rows.items() if not name.endswith("graph_only")},
+        "seek": seek,
+        "external_source": source_cost,
         "ratios": ratios,
         "rows": rows,
     }
@@ -132,9 +216,17 @@ def to_markdown(result: dict) -> str:
     s = result["settings"]
     lines = [f"Pipeline throughput on {result['device']} ({result['cpu_count']} CPU threads), preset {s['preset']}, "
              f"batch {s['batch']}, {s['threads']} threads, {s['clips']} clips, crop {s['crop']}", "",
-             "| loader | clips/s | note |", "|---|---:|---|"]
+             "| loader | clips/s | decoded frames/s | frames decoded per clip | clips timed | note |", "|---|---:|---:|---:|---:|---|"]
     for name, r in result["rows"].items():
-        lines.append(f"| {name} | {r['clips_per_s']:.2f} | {r['note']} |")
+        lines.append(f"| {name} | {r['clips_per_s']:.2f} | {r.get('decoded_frames_per_s', 0):.0f} | {r.get('frames_decoded_per_clip', 0):.1f} | "
+                     f"{r['clips']} | {r['note']} |")
+    if "seek" in result:
+        k = result["seek"]
+        lines += ["", f"Frames per clip: {k['frames_needed_per_clip']:.1f} spanned, {k['dali_frames_decoded_per_clip']:.1f} decoded by DALI "
+                  f"(seek from the keyframe before, median GOP {k['gop_median']:.0f}), {k['pyav_frames_decoded_per_clip']:.1f} by PyAV (from the start)."]
+    if "external_source" in result:
+        e = result["external_source"]
+        lines += [f"External source alone: {e['first_pass_ms_per_batch']:.2f} ms per batch first pass, {e['cached_ms_per_batch']:.2f} ms cached."]
     lines += ["", "| ratio (same run) | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f}x |" for k, v in result["ratios"].items()]
     return "\n".join(lines) + "\n"

@@ -80,7 +80,7 @@ def engine_device(artifact: str | Path, device: str) -> str:
 
 
 def open_variants(artifact: str | Path, precisions: list[str], compile: bool, device: str, threads: int | None,
-                  ) -> tuple[list[tuple[str, Callable]], list[dict]]:
+                  tune: bool = True) -> tuple[list[tuple[str, Callable]], list[dict]]:
     """The engines to time for one artifact (as lazy openers) and the variants skipped, each with its reason."""
     p = Path(artifact)
     suffix = p.suffix.lower()
@@ -95,6 +95,8 @@ def open_variants(artifact: str | Path, precisions: list[str], compile: bool, de
             skipped.append({"artifact": str(p), "engine": f"torch-{prec}", "reason": reason})
             continue
         openers.append((f"torch-{prec}", lambda prec=prec: engines.load(p, device=device, precision=prec)))
+        if tune and dev.type == "cuda":  # settings chosen by measurement (engines.gpu_policy), next to the plain path
+            openers.append((f"torch-tuned-{prec}", lambda prec=prec: engines.load(p, device=device, precision=prec, tune=True)))
         if compile:
             openers.append((f"torch-compile-{prec}", lambda prec=prec: engines.load(p, device=device, precision=prec, compile=True)))
     if not compile:
@@ -142,7 +144,7 @@ def time_engine(engine, batch: int, warmup: int, iters: int, seed: int = 0) -> l
 
 def bench_model(artifacts: list[str], *, batches: list[int] | None = None, warmup: int | None = None, iters: int | None = None,
                 precisions: list[str] | None = None, compile: bool = False, device: str = "auto", threads: int | None = None,
-                progress: Callable[[str], None] = print) -> dict:
+                tune: bool = True, progress: Callable[[str], None] = print) -> dict:
     """Time every artifact's engines over `batches`; returns the result dict (rows, skipped variants, raw samples)."""
     if not artifacts:
         raise SlowFastError("give at least one artifact (checkpoint, .onnx or .plan)")
@@ -163,7 +165,7 @@ def bench_model(artifacts: list[str], *, batches: list[int] | None = None, warmu
     if threads:  # the same intra-op thread count for torch as for ONNX Runtime
         torch.set_num_threads(threads)
     try:
-        _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, threads, env, rows, skipped, gflops_cache, progress)
+        _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, threads, env, rows, skipped, gflops_cache, progress, tune)
         torch_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(saved_threads)
@@ -171,19 +173,30 @@ def bench_model(artifacts: list[str], *, batches: list[int] | None = None, warmu
         progress(f"skipped {Path(s['artifact']).name} {s['engine']}: {s['reason']}")
     return {"benchmark": "model", **env,
             "settings": {"artifacts": [str(a) for a in artifacts], "batches": batches, "warmup": warmup, "iters": iters,
-                         "precisions": precisions, "compile": compile, "device": str(dev), "threads": threads,
+                         "precisions": precisions, "compile": compile, "tune": tune and dev.type == "cuda", "device": str(dev), "threads": threads,
                          "torch_threads": torch_threads, "gflops": GFLOPS_NOTE},
             "rows": rows, "skipped": skipped}
 
 
-def _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, threads, env, rows, skipped, gflops_cache, progress) -> None:
+def first_call_seconds(engine, batch: int) -> float:
+    """Seconds of one call on fresh inputs, synchronised: a compiled engine's compile time (measured apart from its rate)."""
+    x = {k: v.to(engine.device) for k, v in random_inputs(engine.config, size=input_size(engine), batch=batch).items()}
+    t0 = time.perf_counter()
+    engine(**x)
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize(engine.device)
+    return time.perf_counter() - t0
+
+
+def _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, threads, env, rows, skipped, gflops_cache, progress,
+               tune: bool = True) -> None:
     """The measurement loop of bench_model: appends to `rows` and `skipped`."""
     for artifact in artifacts:
         path = Path(artifact)
         if not path.exists():
             raise SlowFastError(f"artifact {path} not found; pass a checkpoint (.safetensors), an .onnx export or a TensorRT .plan")
         check_batches(path, batches)
-        openers, skips = open_variants(path, precisions, compile, device, threads)
+        openers, skips = open_variants(path, precisions, compile, device, threads, tune)
         skipped += skips
         for _name, opener in openers:
             engine = open_engine(path, opener)
@@ -196,7 +209,12 @@ def _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, t
             peak = peak_tflops(gpu, engine.precision)
             for b in batches:
                 try:
+                    # compile (or, tuned, the settings' measurement) happens on a shape's first call: timed apart from the rate
+                    first_s = first_call_seconds(engine, b) if getattr(engine, "compiled", False) or getattr(engine, "tune", False) else None
+                    if gpu:
+                        torch.cuda.reset_peak_memory_stats(engine.device)
                     samples = time_engine(engine, b, warmup, iters)
+                    peak_mb = torch.cuda.max_memory_allocated(engine.device) / 2**20 if gpu else None
                 except SlowFastError:
                     raise
                 except Exception as e:  # e.g. torch.compile without a working compiler: record why, keep going
@@ -211,7 +229,10 @@ def _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, t
                        "gflops_per_clip": gflops, **stats, "achieved_tflops": tflops,
                        "math_mode": math_mode(engine.precision) if gpu else None, "peak_tflops": peak,
                        "fraction_of_peak": tflops / peak if peak else None, "timer": "cuda_events" if gpu else "wall_clock",
-                       "samples_s": samples}
+                       "samples_s": samples, "peak_memory_mb": peak_mb,
+                       "compile_s": first_s if getattr(engine, "compiled", False) else None,
+                       "tune_s": first_s if getattr(engine, "tune", False) else None,
+                       "gpu_policy": next((v for k, v in engine.info.get("gpu_policy", {}).items() if k.startswith(f"batch {b} ")), None)}
                 rows.append(row)
                 progress(f"{path.name:28s} {engine.name:22s} batch {b:3d}: {stats['clips_per_s']:9.2f} clips/s  "
                          f"p50 {stats['latency_ms_p50']:8.2f} ms  p99 {stats['latency_ms_p99']:8.2f} ms")
@@ -230,6 +251,15 @@ def to_markdown(result: dict) -> str:
         lines.append(f"| {Path(r['artifact']).name} | {r['engine']} | {r['batch']} | {r['clips_per_s']:.2f} | "
                      f"{r['latency_ms_p50']:.2f} | {r['latency_ms_p95']:.2f} | {r['latency_ms_p99']:.2f} | "
                      f"{r['gflops_per_clip']:.3f} | {fmt(r['achieved_tflops'], '.4f')} | {frac} |")
+    extra = [r for r in result["rows"] if r.get("peak_memory_mb") is not None or r.get("compile_s") is not None or r.get("gpu_policy")]
+    if extra:
+        lines += ["", "| engine | batch | peak memory MB | compile s (apart from the rate) | chosen GPU settings (of measured) |", "|---|---:|---:|---:|---|"]
+        for r in extra:
+            pol = r.get("gpu_policy")
+            chosen = f"{pol['choice']} (of {len(pol['timings_ms'])})" if pol else "-"
+            lines.append(f"| {r['engine']} | {r['batch']} | {fmt(r.get('peak_memory_mb'), '.0f')} | {fmt(r.get('compile_s'), '.1f')} | {chosen} |")
+        notes = sorted({r["gpu_policy"]["regression"] for r in extra if r.get("gpu_policy") and r["gpu_policy"].get("regression")})
+        lines += [""] + notes if notes else []
     if result["skipped"]:
         lines += ["", "Not measured:", ""] + [f"- {Path(x['artifact']).name} {x['engine']}: {x['reason']}" for x in result["skipped"]]
     return "\n".join(lines) + "\n"

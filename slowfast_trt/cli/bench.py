@@ -27,18 +27,20 @@ bench.add_command(flops)
 @click.option("--crop", type=click.IntRange(32, 1024), help="Override the training crop (the test crop scales with it).")
 @batch_size_option("batch", default=8, show_default=True, type=click.IntRange(1), help="Clips per batch.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
-@click.option("--clips", default=64, show_default=True, type=click.IntRange(1), help="Clips timed per loader.")
+@click.option("--clips", default=64, show_default=True, type=click.IntRange(1), help="Clips timed per loader (at most).")
+@click.option("--budget", default=8.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per loader (at most).")
+@click.option("--loaders", help=f"Comma-separated rows to measure [default: all]: {', '.join(pipeline.LOADERS)} (hyphens allowed).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and pipeline.md here.")
 @click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
-def pipeline_cmd(manifest, preset, crop, batch, threads, clips, device, as_json, out_dir, quiet):
+def pipeline_cmd(manifest, preset, crop, batch, threads, clips, budget, loaders, device, as_json, out_dir, quiet):
     """Clips/s of the DALI pipelines against PyAV loaders on MANIFEST's videos."""
     overrides = {"crop_size": crop, "test_crop_size": crop * 8 // 7 // 32 * 32 or 32} if crop else {}
     cfg = get_config(preset, **overrides)
     videos = load_manifest_videos(manifest, "benchmark")[1]
-    result = pipeline.bench_pipeline(videos, cfg, batch=batch, threads=threads, clips=clips, device=device,
-                            progress=_progress(quiet))
+    result = pipeline.bench_pipeline(videos, cfg, batch=batch, threads=threads, clips=clips, device=device, budget=budget,
+                            loaders=pipeline.parse_loaders(loaders), progress=_progress(quiet))
     click.echo(json.dumps(result, indent=2) if as_json else pipeline.to_markdown(result))
     if out_dir:
         paths = pipeline.write_results(result, out_dir)
@@ -81,16 +83,18 @@ def _progress(quiet: bool):
 @click.option("--iters", type=click.IntRange(1), help="Timed calls per batch size [default: 50 GPU, 5 CPU].")
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "bf16", "fp16"]),
               help="Torch precisions for checkpoints (repeatable) [default: all the device supports].")
-@click.option("--compile", "compile_", is_flag=True, help="Also time torch.compile'd checkpoints (reported as skipped if it fails).")
+@click.option("--compile", "compile_", is_flag=True, help="Also time torch.compile'd checkpoints (reported as skipped if it fails); compile time shown apart.")
+@click.option("--tune/--no-tune", default=True, show_default=True,
+              help="On a GPU, also time checkpoints with settings chosen by measurement (memory format, cuDNN autotuning, half weights, CUDA graphs).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(1), help="Intra-op threads for torch and ONNX Runtime (default: their own choice). On a shared CPU, 1 avoids OpenMP spin-waits.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and model.md here.")
 @click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
-def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, device, threads, as_json, out_dir, quiet):
+def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, tune, device, threads, as_json, out_dir, quiet):
     """Clips/s and latency p50/p95/p99 of each ARTIFACT per backend, precision and batch size."""
     result = throughput.bench_model(list(artifacts), batches=batches, warmup=warmup, iters=iters, precisions=list(precisions) or None,
-                         compile=compile_, device=device, threads=threads, progress=_progress(quiet))
+                         compile=compile_, device=device, threads=threads, tune=tune, progress=_progress(quiet))
     _emit(result, throughput.to_markdown(result), as_json, out_dir, throughput.write_results)
 
 
@@ -102,14 +106,16 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, device, t
 @click.option("--crops", default=1, show_default=True, type=click.Choice(["1", "3"]), help="Test crops per clip.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Torch precision (checkpoints only).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads (and PyAV DataLoader workers).")
+@click.option("--budget", default=6.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per pass (at most).")
+@click.option("--loaders", help="Comma-separated pipelines to measure: dali, pyav [default: both].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and e2e.md here.")
 @click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
-def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, device, as_json, out_dir, quiet):
+def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, budget, loaders, device, as_json, out_dir, quiet):
     """Encoded video to scores: DALI feeding ARTIFACT vs the PyAV loader, clips/s and time per stage."""
     result = e2e.bench_e2e(load_manifest_videos(manifest, "benchmark")[1], artifact, batch=batch, clips=clips, crops=int(crops), precision=precision, device=device,
-                       threads=threads, manifest=manifest, progress=_progress(quiet))
+                       threads=threads, manifest=manifest, loaders=e2e.parse_loaders(loaders), budget=budget, progress=_progress(quiet))
     _emit(result, e2e.to_markdown(result), as_json, out_dir, e2e.write_results)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from slowfast_trt.common.errors import SlowFastError
-from slowfast_trt.dali_pipelines import sampling
+from slowfast_trt.dali_pipelines import nvdec, sampling
 from slowfast_trt.dali_pipelines import spatial as spatial_ops
 from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline, crop_positions, output_names, spatial_in_torch
 from slowfast_trt.dali_pipelines.plan import ClipPlan
@@ -70,6 +70,16 @@ def preflight(videos: list[Video], cfg: SlowFastConfig, device: str, codecs: dic
             f"every video is shorter than one clip ({cfg.num_frames}x{cfg.tau} = {spans[0]} frames at 30 fps, "
             f"longest video {max(v.frame_count for v in videos)} frames); use a preset with a shorter clip or longer videos"
         )
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def announce(line: str) -> None:
+    """Print a pipeline decision to stderr once per process (a training run builds several loaders)."""
+    if line not in _ANNOUNCED:
+        _ANNOUNCED.add(line)
+        print(line, file=sys.stderr)
 
 
 def _probe_codec(path: str) -> str:
@@ -127,6 +137,11 @@ class ClipLoader:
         self._pool = spatial_ops.BufferPool()  # output buffers of the CPU spatial ops, recycled once released
         if videos is not None:
             preflight(videos, cfg, self.device)
+        self.on_cpu: frozenset[str] = frozenset()  # files a GPU graph sends to DALI's CPU decoder (NVDEC's limits)
+        if self.device == "gpu":
+            routing = nvdec.route_videos(videos) if videos is not None else nvdec.route([nvdec.probe_format(p) for p in sorted({q.path for q in self.plans})])
+            self.on_cpu = routing.on_cpu
+            announce(routing.summary())
 
     def set_epoch(self, epoch: int) -> None:
         """Switch to `epoch`'s plan (a new permutation and new random clips for training)."""
@@ -147,7 +162,7 @@ class ClipLoader:
             LastBatchPolicy,
         )
 
-        source = PlanSource(plans, self.batch_size, self.cfg, self.mode, bad=self.bad, frames_only=self.spatial_in_torch)
+        source = PlanSource(plans, self.batch_size, self.cfg, self.mode, bad=self.bad, frames_only=self.spatial_in_torch, on_cpu=self.on_cpu)
         pipe = build_pipeline(source, self.cfg, self.mode, self.batch_size, self.device, self.threads, self.prefetch, num_crops=self.num_crops)
         names = output_names(self.mode, self.num_crops, self.spatial_in_torch)
         if self.spatial_in_torch:  # uint8 frames, one size per video: a list of zero-copy tensors

@@ -42,14 +42,24 @@ class PlanSource:
     """
 
     def __init__(self, plans: list[ClipPlan], batch_size: int, cfg: SlowFastConfig, mode: str, bad: dict[str, str] | None = None,
-                 frames_only: bool = False):
+                 frames_only: bool = False, on_cpu: frozenset[str] | None = None):
         self.plans, self.batch_size, self.cfg, self.mode = plans, batch_size, cfg, mode
         self.frames_only = frames_only  # serve (encoded, frames, meta, labels): the graph stops at the decoded frames
+        # Files NVDEC cannot take (`nvdec.route`): with some but not all plans among them, a per-sample flag is
+        # served last and the graph sends those samples to DALI's CPU decoder ("split").
+        self.on_cpu = frozenset(on_cpu or ())
+        paths = {p.path for p in plans}
+        routed = paths & self.on_cpu
+        self.decoder = "nvdec" if not routed else ("cpu" if routed == paths else "split")
         self.bad: dict[str, str] = {} if bad is None else bad
         self.served: list[list[int]] = []  # plan positions of each batch handed to DALI, in order
         self._cursor = 0
         self._bytes: dict[str, np.ndarray] = {}
         self._frames: dict[str, int] = {}
+
+    def rewind(self) -> None:
+        """Serve the plans again from the first (the packet counts and cached bytes stay)."""
+        self._cursor, self.served = 0, []
 
     def _encoded(self, path: str) -> np.ndarray:
         data = self._bytes.get(path)
@@ -93,13 +103,14 @@ class PlanSource:
         slow = [p.slow_pos.astype(np.int32) for p in plans]
         meta = [np.asarray([p.video, p.clip], dtype=np.int64) for p in plans]
         labels = [self._label(p) for p in plans]
+        flags = ([np.asarray(p.path in self.on_cpu) for p in plans],) if self.decoder == "split" else ()
         if self.frames_only:
-            return enc, frames, meta, labels
+            return enc, frames, meta, labels, *flags
         if self.mode == "train":
             r0 = [np.asarray(p.roi[:2], dtype=np.float32) for p in plans]
             r1 = [np.asarray(p.roi[2:], dtype=np.float32) for p in plans]
-            return enc, frames, slow, meta, labels, r0, r1
-        return enc, frames, slow, meta, labels
+            return enc, frames, slow, meta, labels, r0, r1, *flags
+        return enc, frames, slow, meta, labels, *flags
 
 
 SPATIAL = ("auto", "torch", "dali")
@@ -149,13 +160,36 @@ def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size:
         dtypes = [types.UINT8, types.INT32, types.INT64, label_type]
     else:
         dtypes = [types.UINT8, types.INT32, types.INT32, types.INT64, label_type] + [types.FLOAT, types.FLOAT] * (mode == "train")
+    decoder = getattr(source, "decoder", "nvdec")
+    if decoder == "split":
+        dtypes.append(types.BOOL)
+
+    def decode(enc, frames, on_cpu):
+        """The Fast frames: NVDEC ('mixed') on a GPU, DALI's CPU decoder otherwise and for the files NVDEC refuses."""
+        if not gpu:
+            if decoder == "split":  # the same conditional graph as on a GPU, both branches on the CPU decoder
+                if on_cpu:
+                    video = fn.decoders.video(enc, device="cpu", frames=frames)
+                else:
+                    video = fn.decoders.video(enc, device="cpu", frames=frames)
+                return video
+            return fn.decoders.video(enc, device="cpu", frames=frames)
+        if decoder == "cpu":
+            return fn.decoders.video(enc, device="cpu", frames=frames).gpu()
+        if decoder == "split":
+            if on_cpu:
+                video = fn.decoders.video(enc, device="cpu", frames=frames).gpu()
+            else:
+                video = fn.decoders.video(enc, device="mixed", frames=frames)
+            return video
+        return fn.decoders.video(enc, device="mixed", frames=frames)
 
     @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, exec_dynamic=True,
-                  prefetch_queue_depth=prefetch, seed=seed)
+                  prefetch_queue_depth=prefetch, seed=seed, enable_conditionals=decoder == "split")
     def graph():
         inputs = fn.external_source(source=source, num_outputs=len(dtypes), batch=True, batch_info=True, dtype=dtypes, cycle=None)
-        enc, frames, slow_pos, meta, labels = (inputs[0], inputs[1], None, *inputs[2:]) if frames_only else inputs[:5]
-        video = fn.decoders.video(enc, device="mixed" if gpu else "cpu", frames=frames)
+        enc, frames, slow_pos, meta, labels = (inputs[0], inputs[1], None, *inputs[2:4]) if frames_only else inputs[:5]
+        video = decode(enc, frames, inputs[-1] if decoder == "split" else None)
         if frames_only:
             return video, labels, meta
         if mode == "decode":

@@ -308,3 +308,20 @@ def count_packets(path: str) -> int:
             return sum(1 for pkt in c.demux(stream) if pkt.size > 0)
     except (av.error.FFmpegError, OSError, IndexError):
         return 0
+
+
+def keyframe_indices(path: str) -> list[int]:
+    """Display-order indices of the keyframes in a file's first video stream (demux only; [] if unreadable).
+
+    A decoder asked for frame i starts at the last keyframe at or before i, so these say how many frames a
+    seek really decodes (the GOP overhead `bench pipeline` reports)."""
+    import av  # lazy: PyAV, optional (extra [data])
+
+    try:
+        with av.open(path) as c:
+            stream = c.streams.video[0]
+            packets = [(p.pts if p.pts is not None else i, p.is_keyframe) for i, p in enumerate(p for p in c.demux(stream) if p.size > 0)]
+    except (av.error.FFmpegError, OSError, IndexError):
+        return []
+    order = sorted(range(len(packets)), key=lambda i: packets[i][0])
+    return [rank for rank, i in enumerate(order) if packets[i][1]]

@@ -19,10 +19,11 @@ from slowfast_trt.engines.trt_engine import TrtEngine
 
 
 def load(path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32", compile: bool = False,
-         threads: int | None = None, qdq: str = "auto") -> Engine:
+         threads: int | None = None, qdq: str = "auto", tune: bool = False) -> Engine:
     """Open an artifact by its kind: a checkpoint (torch), `.onnx` (ONNX Runtime) or `.plan`/`.engine` (TensorRT).
 
     `qdq` picks how ONNX Runtime runs an INT8 Q/DQ model ("auto", "kernels", "emulate"; `engines.ort_engine`).
+    `tune`: a checkpoint on a GPU picks its settings by measurement (`engines.gpu_policy`).
     """
     p = Path(path)
     if not p.exists():
@@ -34,7 +35,7 @@ def load(path: str | os.PathLike, *, device: str = "auto", precision: str = "fp3
         return TrtEngine(p, read_sidecar(p))
     if suffix in (".safetensors", ".pyth", ".pt", ".pth", ".pkl"):
         net = model.load(p) if suffix == ".safetensors" else model.convert(p)
-        return TorchEngine(net, device=device, precision=precision, compile=compile, source=str(p))
+        return TorchEngine(net, device=device, precision=precision, compile=compile, source=str(p), tune=tune)
     raise SlowFastError(f"{p}: unknown artifact type {suffix!r}; expected a checkpoint (.safetensors), .onnx or a TensorRT .plan")
 
 

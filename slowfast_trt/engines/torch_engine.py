@@ -1,10 +1,19 @@
-"""PyTorch eager (optionally torch.compile) behind the Engine interface, fp32/fp16/bf16, channels-last-3d."""
+"""PyTorch eager (optionally torch.compile) behind the Engine interface, fp32/fp16/bf16, channels-last-3d.
+
+With `tune=True` on a GPU the engine measures, per input shape, how to run the asked precision fastest
+(`engines.gpu_policy`: memory format, cuDNN autotuning, autocast or cast weights, CUDA graphs), caches the
+decision per machine and records it with the measured alternatives in `info["gpu_policy"]`.
+"""
 from __future__ import annotations
+
+import copy
+import sys
 
 import torch
 
 from slowfast_trt.common.device import resolve_device
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.engines import gpu_policy
 from slowfast_trt.engines.base import Engine
 from slowfast_trt.engines.sidecar import make_sidecar
 from slowfast_trt.model.slowfast import SlowFast
@@ -18,7 +27,7 @@ class TorchEngine(Engine):
     backend = "torch"
 
     def __init__(self, net: SlowFast, *, device: str = "auto", precision: str = "fp32", compile: bool = False,
-                 channels_last: bool | None = None, outputs: str = "logits", source: str | None = None):
+                 channels_last: bool | None = None, outputs: str = "logits", source: str | None = None, tune: bool = False):
         if precision not in DTYPES:
             raise SlowFastError(f"torch precision must be one of {tuple(DTYPES)}, got {precision!r}")
         self.device = resolve_device(device)
@@ -41,18 +50,52 @@ class TorchEngine(Engine):
             net = net.to(memory_format=torch.channels_last_3d)
         self.net = torch.compile(net) if compile else net
         self.compiled = compile
+        self.tune = tune and self.device.type == "cuda" and not compile  # torch.compile does its own kernel choice
+        self._eager = net
+        self._tuned: dict[tuple, tuple] = {}  # input shapes -> (setting, runner)
+        self._nets: dict[gpu_policy.Setting, torch.nn.Module] = {}
 
     @property
     def name(self) -> str:
-        return f"torch{'-compile' if self.compiled else ''}-{self.precision}"
+        return f"torch{'-compile' if self.compiled else ''}{'-tuned' if self.tune else ''}-{self.precision}"
+
+    def _tuned_runner(self, xs: list[torch.Tensor]) -> tuple:
+        """The measured-fastest (setting, runner) for these input shapes (measured once per machine, then cached)."""
+        shapes = tuple(tuple(x.shape) for x in xs)
+        if shapes not in self._tuned:
+            names = list(self.info["input_names"])
+            key = gpu_policy.cache_key(self.config.name, "infer", self.precision, int(xs[0].shape[0]), shapes)
+
+            def measure() -> gpu_policy.Decision:
+                regression = gpu_policy.conv3d_regression(self._eager) if self.precision != "fp32" else None
+                timings = gpu_policy.measure_inference(self._eager, names, xs, gpu_policy.candidates(self.precision, "infer"))
+                return gpu_policy.choose(timings, regression)
+
+            decision, cached = gpu_policy.decide(key, measure)
+            if decision.regression:
+                print(decision.regression, file=sys.stderr)
+            s = decision.setting
+            if s not in self._nets:  # a copy per setting: another shape may choose another layout or dtype
+                self._nets[s] = gpu_policy.apply_setting(copy.deepcopy(self._eager), s)
+            net = self._nets[s]
+            fn = gpu_policy.forward_fn(net, s, names)
+            runner = gpu_policy.GraphedCall(fn, gpu_policy.prepare_inputs(xs, s)) if s.cuda_graphs else fn
+            self._tuned[shapes] = (s, runner)
+            self.info.setdefault("gpu_policy", {})[f"batch {xs[0].shape[0]} {[list(x.shape[1:]) for x in xs]}"] = decision.to_dict() | {"cached": cached}
+        return self._tuned[shapes]
 
     def _run(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        fmt = torch.channels_last_3d if self.channels_last else torch.contiguous_format
-        xs = [x.to(self.device, non_blocking=True).contiguous(memory_format=fmt if x.dim() == 5 else torch.contiguous_format) for x in inputs]
-        kwargs = dict(zip(self.info["input_names"], xs))
-        use_amp = self.precision != "fp32"
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=DTYPES[self.precision], enabled=use_amp):
-            logits = self.net(**kwargs)
+        if self.tune:
+            xs = [x.to(self.device, non_blocking=True) for x in inputs]
+            s, runner = self._tuned_runner(xs)
+            logits = runner(*gpu_policy.prepare_inputs(xs, s))
+        else:
+            fmt = torch.channels_last_3d if self.channels_last else torch.contiguous_format
+            xs = [x.to(self.device, non_blocking=True).contiguous(memory_format=fmt if x.dim() == 5 else torch.contiguous_format) for x in inputs]
+            kwargs = dict(zip(self.info["input_names"], xs))
+            use_amp = self.precision != "fp32"
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=DTYPES[self.precision], enabled=use_amp):
+                logits = self.net(**kwargs)
         scores = logits.float()
         if self.outputs == "logits" or self.config.head_act != "none":
             return scores

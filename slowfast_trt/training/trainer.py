@@ -7,11 +7,14 @@ at any point and resumed reproduces the uninterrupted run's weights and metrics.
 """
 from __future__ import annotations
 
+import copy
 import csv
+import inspect
 import io
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,13 +31,14 @@ from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import train_plan
 from slowfast_trt.data.manifest import Video
+from slowfast_trt.engines import gpu_policy
 from slowfast_trt.engines.torch_engine import TorchEngine
 from slowfast_trt.model.build import build as model_build
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.inputs import random_inputs
 from slowfast_trt.model.statedict import build_with_state
 from slowfast_trt.training import distributed as dist_util
-from slowfast_trt.training.amp import choose_policy
+from slowfast_trt.training.amp import AmpPolicy, choose_policy
 from slowfast_trt.training.evaluate import evaluate_engine
 from slowfast_trt.training.schedule import lr_at, scaled_lr
 
@@ -118,7 +122,12 @@ def _tensorboard(log_dir: Path):
 
 def _fresh_accumulators() -> dict:
     """Per-epoch sums behind the epoch's metrics row (kept in checkpoints so a resumed epoch reports the whole epoch)."""
-    return {"loss_sum": 0.0, "n_loss": 0, "clips": 0, "seconds": 0.0}
+    return {"loss_sum": 0.0, "n_loss": 0, "clips": 0, "seconds": 0.0, "data_wait_s": 0.0}
+
+
+def data_wait_share(acc: dict) -> float:
+    """Share of the epoch's step time spent blocked on the loader (0: never input-bound, 1: only waiting)."""
+    return acc.get("data_wait_s", 0.0) / max(acc["seconds"], 1e-9)
 
 
 def _rng_state() -> dict:
@@ -208,12 +217,18 @@ class Trainer:
 
         global_batch = opts.batch_size * self.dist.world_size
         self.base_lr = opts.lr if opts.lr is not None else scaled_lr(global_batch)
-        self.optimizer = torch.optim.SGD(_param_groups(self.module, opts.weight_decay), lr=self.base_lr, momentum=opts.momentum)
+        # CUDA: the fused SGD kernel (one launch for all parameters) where this torch has it; the CPU keeps the default.
+        fused = {"fused": True} if self.device.type == "cuda" and "fused" in inspect.signature(torch.optim.SGD).parameters else {}
+        self.optimizer = torch.optim.SGD(_param_groups(self.module, opts.weight_decay), lr=self.base_lr, momentum=opts.momentum, **fused)
         self.loader = self._make_loader(train_videos)
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * opts.epochs
         self.warmup_steps = int(round(opts.warmup_epochs * self.steps_per_epoch))
         self.amp = choose_policy(opts.amp, self.device, self.module, self._probe_inputs())
+        self.memory_format = torch.channels_last_3d
+        self.gpu_policy: dict | None = None
+        if self.device.type == "cuda":
+            self._choose_gpu_settings()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
         self.loss_fn = nn.BCEWithLogitsLoss() if self.cfg.multilabel else nn.CrossEntropyLoss()
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -233,7 +248,7 @@ class Trainer:
 
     def _step_inputs(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
         """(model inputs, loss target, clips in the batch) of one training batch."""
-        clips = {p: batch[p].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d) for p in self.cfg.pathways}
+        clips = {p: batch[p].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format) for p in self.cfg.pathways}
         target = batch["label"].to(self.device)
         return clips, target, len(target)
 
@@ -243,6 +258,42 @@ class Trainer:
             longest = math.ceil(len(self.train_videos) / self.dist.world_size)
             plans = plans + plans[: longest - len(plans)]
         return plans
+
+    def _choose_gpu_settings(self) -> None:
+        """Precision (for --amp auto), memory format and cuDNN autotuning by timing training steps (`engines.gpu_policy`), cached per machine."""
+        precision = "auto" if self.opts.amp == "auto" else self.amp.name
+        inputs = self._probe_inputs()
+        shapes = tuple(tuple(x.shape) for x in inputs.values())
+        key = gpu_policy.cache_key(self.cfg.name, "train", precision, self.opts.batch_size, shapes)
+
+        def step(s: gpu_policy.Setting):
+            net = copy.deepcopy(self.module).train().to(memory_format=torch.channels_last_3d if s.channels_last else torch.contiguous_format)
+            torch.backends.cudnn.benchmark = s.cudnn_benchmark
+            xs = gpu_policy.prepare_inputs(list(inputs.values()), s)
+
+            def run() -> None:
+                with torch.autocast("cuda", dtype=gpu_policy.HALF.get(s.precision, torch.float32), enabled=s.precision != "fp32"):
+                    loss = net(**dict(zip(inputs, xs))).float().square().mean()
+                loss.backward()
+            return run
+
+        def measure() -> gpu_policy.Decision:
+            regression = gpu_policy.conv3d_regression(self.module) if precision != "fp32" else None
+            return gpu_policy.choose(gpu_policy.measure_training(step, gpu_policy.candidates(precision, "train")), regression)
+
+        decision, cached = gpu_policy.decide(key, measure)
+        if self.dist.enabled:  # every rank runs rank 0's choice: one precision and loss scaling across the all-reduce
+            decision = gpu_policy.Decision.from_dict(dist_util.all_gather_object(decision.to_dict(), self.dist)[0])
+        if decision.regression and self.dist.is_main:
+            print(decision.regression, file=sys.stderr)
+        s = decision.setting
+        torch.backends.cudnn.benchmark = s.cudnn_benchmark
+        self.memory_format = torch.channels_last_3d if s.channels_last else torch.contiguous_format
+        self.module.to(memory_format=self.memory_format)
+        if self.opts.amp == "auto":
+            dtype = gpu_policy.HALF.get(s.precision)
+            self.amp = AmpPolicy("cuda", dtype, dtype == torch.float16, f"CUDA: {decision.reason}")
+        self.gpu_policy = decision.to_dict() | {"cached": cached}
 
     def _probe_inputs(self) -> dict[str, torch.Tensor]:
         return random_inputs(self.cfg, size=self.cfg.crop_size, batch=self.opts.batch_size, device=self.device)
@@ -323,7 +374,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             self._write_text("config.json", json.dumps({"model": self.cfg.to_dict(), "options": asdict(self.opts),
-                                                                    "amp": self.amp.reason, "base_lr": self.base_lr}, indent=2, default=str) + "\n")
+                                                                    "amp": self.amp.reason, "base_lr": self.base_lr, "gpu_policy": self.gpu_policy},
+                                                                   indent=2, default=str) + "\n")
         stop = False
         while self.epoch < self.opts.epochs and not stop:
             stop = self._run_epoch()
@@ -343,7 +395,15 @@ class Trainer:
                        unit="step", enabled=self.opts.progress and self.dist.is_main)
         acc, t0 = self.acc, time.perf_counter() - self.acc["seconds"]  # sums over the epoch survive a resume
         stop = False
-        for batch in self.loader:
+        batches = iter(self.loader)
+        while True:
+            # data_wait: the time this process is blocked on the loader, as a share of the step (wait + compute);
+            # the step's end is the loss read-back below, which waits for the device.
+            t_wait = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            acc["data_wait_s"] = acc.get("data_wait_s", 0.0) + time.perf_counter() - t_wait
             lr = lr_at(self.global_step, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
@@ -366,7 +426,7 @@ class Trainer:
             acc["n_loss"] += 1
             acc["seconds"] = time.perf_counter() - t0
             rate = acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9)
-            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", clips_s=f"{rate:.1f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4g}", clips_s=f"{rate:.1f}", data_wait=f"{data_wait_share(acc):.0%}")
             if self.tb is not None:
                 self.tb.add_scalar("train/loss", float(loss.detach()), self.global_step)
                 self.tb.add_scalar("train/lr", lr, self.global_step)
@@ -381,7 +441,7 @@ class Trainer:
             return True  # stopped by max_steps mid-epoch (checkpoint written above)
         row = {"epoch": self.epoch + 1, "step": self.global_step, "lr": lr_at(self.global_step - 1, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr),
                "train_loss": dist_util.all_reduce_mean(torch.tensor(acc["loss_sum"] / max(acc["n_loss"], 1)), self.dist).item(),
-               "train_clips_per_s": acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9)}
+               "train_clips_per_s": acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9), "data_wait": data_wait_share(acc)}
         is_best = False
         if self.val_videos and ((self.epoch + 1) % self.opts.val_every == 0 or self.epoch + 1 == self.opts.epochs):
             res = self._validate()
