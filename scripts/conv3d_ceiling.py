@@ -1,6 +1,6 @@
 """Measured ceiling of a preset's own conv3d layers (slowfast_trt.benchmarks.conv_ceiling); runs on a GPU, and on the CPU as a smoke test.
 
-Example (GPU): .venv/bin/python scripts/conv3d_ceiling.py --preset slowfast_r50_4x16 --size 256 --batch 64 --precision fp16 --out benchmarks/results/<gpu>/conv3d
+Example (GPU): .venv/bin/python scripts/conv3d_ceiling.py --preset slowfast_r50_4x16 --size 256 --batch-size 64 --precision fp16 --out benchmarks/results/<gpu>/conv3d
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="slowfast_r50_4x16")
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch-size", "--batch", dest="batch", type=int, default=8)
     ap.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp16")
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     ap.add_argument("--contiguous", action="store_true", help="NCDHW instead of channels_last_3d")
