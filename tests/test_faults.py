@@ -1,7 +1,8 @@
 """Fault campaign: what each command does when it is killed, run twice at once, pointed at a read-only or full
 folder, or fed hostile input. Real faults where the machine allows them: SIGKILLed processes, concurrent
 processes, a read-only bind mount and a tiny tmpfs (both need `mount`, i.e. root in a sandbox that permits it;
-without it those cases are simulated by raising errno 30 / 28 from `os.open`, and the test says so in its id).
+without it, or with SLOWFAST_FAULTS_SIMULATE=1, those cases are simulated by raising errno 30 / 28 from `os.open` and
+`os.mkdir` under the folder).
 Issue items are named in each test's docstring."""
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -28,10 +30,10 @@ from slowfast_trt.cli.main import main
 from slowfast_trt.common.errors import EnvironmentFault, SlowFastError
 from slowfast_trt.common.io import clean_stale_temps
 from slowfast_trt.data import parallel
-from slowfast_trt.model.checkpoint import read_info
 from slowfast_trt.data.manifest import read_manifest, write_manifest
 from slowfast_trt.data.synth import synth
 from slowfast_trt.engines.sidecar import read_sidecar
+from slowfast_trt.model.checkpoint import read_info
 from slowfast_trt.training.run import resolve_config, train
 
 av = pytest.importorskip("av")
@@ -61,7 +63,7 @@ def _cli(*args: str) -> tuple[int, str]:
 
 
 def _one_error_line(code: int, output: str) -> str:
-    lines = [ln for ln in output.strip().splitlines() if ln and not ln.startswith("warning:")]
+    lines = [ln for ln in re.split(r"[\r\n]+", output) if ln.strip() and not ln.startswith("warning:") and "%|" not in ln]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in output, (code, output)
     return lines[0]
 
@@ -75,7 +77,7 @@ def _faulty_folder(path: Path, kind: str, monkeypatch):
     """`path` made read-only ("readonly") or full ("full"): a real mount where permitted, else os.open raising the errno."""
     path.mkdir(parents=True, exist_ok=True)
     real = False
-    if os.geteuid() == 0 and shutil.which("mount"):
+    if os.geteuid() == 0 and shutil.which("mount") and os.environ.get("SLOWFAST_FAULTS_SIMULATE") != "1":
         if kind == "readonly":
             real = _mount("--bind", str(path), str(path)) and (_mount("-o", "remount,bind,ro", str(path)) or not _mount_off(path))
         else:
@@ -231,13 +233,13 @@ def test_prepare_keeps_all_three_sources_whose_names_collide(data, tmp_path):
     for name, v in zip(("x.webm", "x.mkv", "x_1.webm"), vids):
         shutil.copy(v, src / name)
     out = tmp_path / "out"
-    code, text = _cli("data", "prepare", str(src.parent), str(out), "--short-side", "32", "--workers", "2", "--quiet")
+    code, text = _cli("data", "prepare", str(src.parent), str(out), "--short-side", "32", "--workers", "1", "--quiet")
     assert code == 0, text
     m = read_manifest(out / "manifest.csv")
     assert sorted(e.path for e in m.entries) == ["videos/a/x.webm", "videos/a/x_1.webm", "videos/a/x_2.webm"]
     done = {json.loads(ln)["out"]: json.loads(ln)["src"] for ln in (out / ".prepare" / "done.jsonl").read_text().splitlines()}
     assert len(set(done.values())) == 3
-    code, text = _cli("data", "prepare", str(src.parent), str(out), "--short-side", "32", "--workers", "2", "--quiet")
+    code, text = _cli("data", "prepare", str(src.parent), str(out), "--short-side", "32", "--workers", "1", "--quiet")
     assert code == 0 and "(0 transcoded, 3 already done)" in text, text
 
 
@@ -272,6 +274,29 @@ def test_prepare_bad_encoder_option_and_full_disk_are_one_line_and_reject_nothin
         assert not (full / "out" / "rejects.csv").exists()
 
 
+def test_disk_filling_up_during_prepare_stops_it_and_the_rerun_finishes(data, tmp_path):
+    """Item 4 on a real file system: a 40 KiB tmpfs fills up mid-run; the run stops with one line, rejects nothing,
+    and after the space is grown (remount) the same command finishes every source."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount") or not _mount("-t", "tmpfs", "-o", "size=40k", "tmpfs", str(mnt)):
+        pytest.skip("mounting a tmpfs is not permitted here (the pool-level test covers the logic)")
+    try:
+        src = tmp_path / "src" / "a"
+        src.mkdir(parents=True)
+        for v in sorted((data / "videos").rglob("*.webm"))[:5]:
+            shutil.copy(v, src / v.name)
+        args = ["data", "prepare", str(src.parent), str(mnt / "out"), "--short-side", "64", "--workers", "2", "--quiet"]
+        msg = _one_error_line(*_cli(*args))
+        assert "No space left on device" in msg, msg
+        assert not (mnt / "out" / "rejects.csv").exists() and not (mnt / "out" / "manifest.csv").exists()
+        assert _mount("-o", "remount,size=2m", str(mnt))
+        code, text = _cli(*args)
+        assert code == 0 and "5 videos in" in text and "0 rejected" in text, text
+    finally:
+        _mount_off(mnt)
+
+
 # ----- item 5: one line instead of a traceback -----
 
 @pytest.mark.parametrize("kind", ["readonly", "full"])
@@ -292,7 +317,7 @@ def test_every_writer_fails_in_one_line_on_a_read_only_or_full_folder(data, tmp_
         "preview": ["data", "preview", str(one), "--out", str(bad / "pv"), "--n", "1", "--device", "cpu"],
     }
     if _has("onnx"):
-        commands["export"] = ["export", "onnx", "--ckpt", str(ckpt), "--out", str(bad / "m.onnx"), "--no-verify"]
+        commands["export"] = ["export", "onnx", str(ckpt), "--out", str(bad / "m.onnx"), "--no-verify"]
     with _faulty_folder(bad, kind, monkeypatch) as real:
         for name, args in commands.items():
             t0 = time.perf_counter()

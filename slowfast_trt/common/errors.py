@@ -36,5 +36,5 @@ def environment_fault(e: OSError, path: str | os.PathLike | None = None, doing: 
            errno.EFBIG: "write to a file system that allows larger files",
            errno.EROFS: "choose a writable output folder", errno.EACCES: "choose an output folder you may write to",
            errno.EPERM: "choose an output folder you may write to",
-           errno.ENOENT: "create the folder or choose another"}.get(e.errno, "check the output folder")
+           errno.ENOENT: "check that the path exists"}.get(e.errno, "check the output folder")
     return EnvironmentFault(f"cannot {doing} {where}: {reason} (errno {e.errno}); {fix}, then run the same command again")

@@ -7,6 +7,7 @@ Every file is created with the permissions `open()` would give it (0666 minus th
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import tempfile
@@ -29,9 +30,11 @@ def file_mode() -> int:
 def temp_file(path: str | os.PathLike) -> tuple[int, str]:
     """An open fd and the name of a new temporary file beside `path`, with the umask's file mode.
 
-    The name carries this process's id, so `clean_stale_temps` can delete it once this process is gone.
+    The name carries this process's id, so `clean_stale_temps` can delete it once this process is gone; the
+    temporary files of dead processes for the same target are deleted here.
     """
     path = Path(path)
+    clean_stale_temps(path.parent, path.name)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, file_mode())  # mkstemp creates 0600
     return fd, tmp
@@ -47,13 +50,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def clean_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Delete temporary files in `folder` left by processes that no longer run (a SIGKILLed run); returns them."""
+def clean_stale_temps(folder: str | os.PathLike, target: str | None = None) -> list[Path]:
+    """Delete temporary files in `folder` (for `target` only, if given) left by processes that no longer run
+    (a SIGKILLed run); returns them."""
     removed = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
-    for p in folder.iterdir():
+    for p in (folder.glob(f".{glob.escape(target)}.pid*.tmp") if target else folder.iterdir()):
         m = _TEMP_NAME.match(p.name)
         if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
             with contextlib.suppress(OSError):

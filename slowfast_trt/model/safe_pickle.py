@@ -125,6 +125,20 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         raise SlowFastError("refused a persistent reference in the pickle: Caffe2 .pkl checkpoints hold only numpy arrays")
 
 
+def _check_lengths(data: bytes) -> None:
+    """Walk the opcodes without building anything; refuse a declared length longer than the data left.
+
+    Any other oddity stops the walk and is left to the unpickler, which meets the same opcode (it decodes
+    strings the same way) and so fails there, before any later, possibly huge, length is acted on.
+    """
+    try:
+        for _ in pickletools.genops(io.BytesIO(data)):
+            pass
+    except ValueError as e:
+        if re.match(r"expected \d+ bytes in a", str(e)):
+            raise pickle.UnpicklingError(f"a length field claims more than the file holds ({e})") from None
+
+
 def load_numpy_pickle(path: str | os.PathLike) -> Any:
     """Unpickle a Caffe2 `.pkl` (Python 2 or 3) admitting only numpy arrays and plain containers.
 
@@ -136,8 +150,7 @@ def load_numpy_pickle(path: str | os.PathLike) -> Any:
     path = Path(path)
     try:
         data = path.read_bytes()
-        for _ in pickletools.genops(io.BytesIO(data)):
-            pass
+        _check_lengths(data)
         return NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1", limit=len(data)).load()
     except SlowFastError as e:
         raise SlowFastError(f"{path}: {e}") from None
