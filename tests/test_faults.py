@@ -127,32 +127,29 @@ def test_concurrent_train_is_refused_naming_the_holder_and_a_sigkill_frees_the_f
     """Items 1 and 9: a second run into a busy --out is refused with the holder's pid; after SIGKILL the lock is
     gone, the dead run's temporary files are deleted, and --resume continues."""
     out = tmp_path / "run"
+    opts = dict(epochs=2, batch_size=4, lr=0.05, amp="fp32", device="cpu", threads=1, progress=False)
+    train(PRESET, str(data / "train.csv"), str(out), max_steps=1, **opts)
     cmd = [sys.executable, "-m", "slowfast_trt", "train", "--preset", PRESET, "--train", str(data / "train.csv"), "--out", str(out),
            "--epochs", "2", "--batch-size", "4", "--lr", "0.05", "--amp", "fp32", "--device", "cpu", "--threads", "1",
-           "--save-every", "1", "--quiet"]
+           "--save-every", "1", "--quiet", "--resume"]
     p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.time() + 120
-        while not (out / "config.json").exists() and p.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
+        while f'"pid": {p.pid},' not in (out / ".lock").read_text() and p.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
         assert p.poll() is None, p.stderr.read().decode()[-2000:]
         for extra in ([], ["--resume"], ["--overwrite"]):
-            msg = _one_error_line(*_cli(*cmd[3:], *extra))
+            msg = _one_error_line(*_cli(*cmd[3:-1], *extra))
             assert f"is in use by `slowfast train` (pid {p.pid}" in msg, msg
-        first = out / "checkpoints" / "step_00000001.safetensors"
-        while not first.exists() and p.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
     finally:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
-    assert first.exists()
     stale = out / "checkpoints" / f".step_00000009.safetensors.pid{p.pid}.x1y2.tmp"  # as a kill mid-write leaves it
     stale.write_bytes(b"\0" * 1000)
     mine = out / f".metrics.csv.pid{os.getpid()}.a1b2.tmp"  # a live process's temporary file is not touched
     mine.write_bytes(b"")
-    r = train(PRESET, str(data / "train.csv"), str(out), resume=True, epochs=2, batch_size=4, lr=0.05, max_steps=3, amp="fp32",
-              device="cpu", threads=1, progress=False)
-    assert r["last_checkpoint"].endswith("step_00000003.safetensors")
+    r = train(PRESET, str(data / "train.csv"), str(out), resume=True, max_steps=2, **opts)
+    assert r["last_checkpoint"].endswith("step_00000002.safetensors")
     assert not stale.exists() and mine.exists()
 
 
