@@ -479,9 +479,11 @@ def test_messages_name_the_real_problem(data, tmp_path, monkeypatch):
         train(PRESET, str(data / "train.csv"), str(tmp_path / "r1"), val_manifest=str(_subset(data, tmp_path, [0])), val_clips=1,
               **{**FAST, "max_steps": None})
     refuse_steps = True
-    with pytest.raises(EnvironmentFault, match=r"previous checkpoint \(none\) is intact; free disk space, then run the same command again") as e:
+    with pytest.raises(EnvironmentFault, match=r"previous checkpoint \(none\) is intact; free disk space, then run the same command with --overwrite") as e:
         train(PRESET, str(data / "train.csv"), str(tmp_path / "r2"), **{**FAST, "max_steps": 1})
     assert "--resume" not in str(e.value)
+    assert "already holds files" in _one_error_line(*_cli("train", "--preset", PRESET, "--train", str(data / "train.csv"),
+                                                         "--out", str(tmp_path / "r2"), "--quiet"))  # hence --overwrite
 
 
 def test_loader_without_skip_bad_option_does_not_suggest_it(data, tmp_path):

@@ -55,7 +55,8 @@ def _videos_below(folder: Path) -> list[Path]:
     return found
 
 
-def _utf8(name: str) -> str:
+def printable(name: str) -> str:
+    """`name` as valid UTF-8 text: bytes of a non-UTF-8 file name (surrogate escapes) become \\xNN escapes."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
@@ -96,8 +97,8 @@ def not_a_file_reason(p: Path) -> str:
 def _collection(rows: list[tuple[str, int | tuple[int, ...], str]], classes: list[str], layout: str,
                 rejects: list[tuple[str, str]]) -> Collection:
     # Output names and class names are written into UTF-8 files: bytes of non-UTF-8 file names become \xNN escapes.
-    names = unique_names([_utf8(n) for _, _, n in rows])
-    classes = [_utf8(c) for c in classes]
+    names = unique_names([printable(n) for _, _, n in rows])
+    classes = [printable(c) for c in classes]
     items = [SourceItem(p, lab, n) for (p, lab, _), n in zip(rows, names)]
     return Collection(items, classes, layout, rejects)
 

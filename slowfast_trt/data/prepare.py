@@ -35,7 +35,7 @@ from slowfast_trt.common.errors import ENVIRONMENT_ERRNOS, EnvironmentFault, Slo
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.common.lock import own_folder
 from slowfast_trt.data import parallel
-from slowfast_trt.data.layouts import read_collection
+from slowfast_trt.data.layouts import printable, read_collection
 from slowfast_trt.data.manifest import Entry, write_manifest
 from slowfast_trt.data.video_io import (GOP, VideoError, VideoWriter, check_complete, codec_spec, iter_frames, probe,
                                     short_side_size, verify)
@@ -225,17 +225,12 @@ def _check_same_settings(state: Path, settings: Settings) -> None:
     atomic_write_text(path, json.dumps(want, sort_keys=True) + "\n")
 
 
-def printable(path: str) -> str:
-    """`path` as valid UTF-8 text: bytes of a non-UTF-8 file name are shown as \\xNN escapes."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:
     """`path,reason` CSV of every file that could not be used."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["path", "reason"])
-    w.writerows((printable(p), r) for p, r in rejects)
+    w.writerows(rejects)
     atomic_write_text(path, buf.getvalue())
 
 
@@ -305,8 +300,9 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, short_side: int = 25
             if rec is not None:
                 i = rec["info"]
                 entries.append(Entry(rel, item.label, i["num_frames"], i["fps"], i["width"], i["height"], i["codec"]))
-        write_rejects(out / "rejects.csv", sorted(rejects))
-        report.rejects = sorted(rejects)
+        rejects = sorted((printable(p), r) for p, r in rejects)  # written to UTF-8 files and the terminal
+        write_rejects(out / "rejects.csv", rejects)
+        report.rejects = rejects
         report.done = len(entries)
         report.seconds = time.perf_counter() - t0
         if not entries:

@@ -109,7 +109,7 @@ class Checkpoints:
             model.save(net, path, training_state=state)
             atomic_write_text(self.dir / "latest.json", json.dumps({"file": path.name, "step": step}) + "\n")
         except OSError as e:
-            then = "then --resume" if previous else "then run the same command again (there is no checkpoint to resume from yet)"
+            then = "then --resume" if previous else "then run the same command with --overwrite (there is no checkpoint to resume from yet)"
             raise EnvironmentFault(f"could not write checkpoint {path} ({e.strerror or e}); "
                                    f"the previous checkpoint {previous or '(none)'} is intact; free disk space, {then}") from None
         if best:
@@ -324,7 +324,7 @@ class Trainer:
         dist_util.barrier(self.dist)
 
     def _then(self) -> str:
-        return "--resume" if self.last_good else "run the same command again (no checkpoint to resume from yet)"
+        return "--resume" if self.last_good else "run the same command with --overwrite (no checkpoint to resume from yet)"
 
     def _write_text(self, name: str, text: str) -> None:
         try:
