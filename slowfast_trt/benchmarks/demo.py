@@ -178,6 +178,7 @@ class Demo:
         s = self.settings
         # No flip: the synthetic set's dash/drift classes are left vs right, and a flip would swap them.
         train(preset, str(self.data / "train.csv"), str(run_dir), val_manifest=str(self.data / "val.csv"), resume=resume,
+              overwrite=not resume,  # a run killed before its first checkpoint leaves only config.json: start afresh
               model_overrides={"train_flip": False}, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, val_clips=s.val_clips, val_crops=1, threads=2, progress=self.progress)
         best = run_dir / "best.safetensors"
         if not best.is_file():

@@ -12,17 +12,23 @@ from slowfast_trt.cli import demo as _demo
 from slowfast_trt.cli import export as _export
 from slowfast_trt.cli import flops as _flops
 from slowfast_trt.cli import train as _train
-from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.errors import OUTPUT_ERRNOS, SlowFastError, environment_fault
 
 
 class _Group(click.Group):
-    """A click group that prints project errors as one line (no traceback) and exits with status 2."""
+    """A click group that prints project errors, and file-system failures no command caught (full disk, read-only
+    folder), as one line (no traceback) and exits with status 2."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except SlowFastError as e:
             click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except OSError as e:
+            if e.errno not in OUTPUT_ERRNOS:
+                raise
+            click.echo(f"error: {environment_fault(e, doing='use')}", err=True)
             sys.exit(2)
 
 

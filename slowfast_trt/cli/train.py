@@ -29,7 +29,9 @@ from slowfast_trt.training.run import train as run_train
 @click.option("--val-clips", default=3, show_default=True, type=click.IntRange(1))
 @click.option("--val-crops", default=1, show_default=True, type=click.Choice(["1", "3"]))
 @click.option("--init", type=click.Path(dir_okay=False), help="Start from these weights (fine-tuning; any format `slowfast convert` reads).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped (same data and options).")
+@click.option("--overwrite", is_flag=True, help="Delete the run already in --out, then start afresh (default: refuse a non-empty --out).")
+@click.option("--multilabel", is_flag=True, default=None, help="Train a multi-label model (sigmoid + BCE; rows may list ids as 3;7).")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads per process.")
 @click.option("--skip-bad", is_flag=True, help="Skip videos that fail to decode (counted and reported) instead of stopping.")
 @click.option("--num-classes", type=click.IntRange(1), help="Override the class count (default: classes.txt).")
@@ -40,12 +42,13 @@ from slowfast_trt.training.run import train as run_train
 @click.option("--max-steps", type=click.IntRange(1), help="Stop after this many steps (smoke runs).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(preset, train_manifest, val_manifest, out_dir, epochs, batch_size, lr, warmup_epochs, amp, device, seed, save_every,
-          keep_last, val_clips, val_crops, init, resume, threads, skip_bad, num_classes, crop, fast_input, dropout, no_flip, max_steps, quiet):
+          keep_last, val_clips, val_crops, init, resume, overwrite, multilabel, threads, skip_bad, num_classes, crop, fast_input, dropout, no_flip, max_steps, quiet):
     """Train PRESET with the paper's recipe (SGD, warm-up + cosine, AMP) on DALI clips."""
-    overrides = {"num_classes": num_classes, "train_flip": False if no_flip else None, "fast_input": fast_input, "dropout": dropout}
+    overrides = {"num_classes": num_classes, "train_flip": False if no_flip else None, "fast_input": fast_input, "dropout": dropout,
+                 "multilabel": multilabel or None}
     if crop:
         overrides.update(crop_size=crop, test_crop_size=max(32, round(crop * 8 / 7 / 32) * 32))
-    summary = run_train(preset, train_manifest, out_dir, val_manifest=val_manifest, resume=resume, model_overrides=overrides,
+    summary = run_train(preset, train_manifest, out_dir, val_manifest=val_manifest, resume=resume, overwrite=overwrite, model_overrides=overrides,
                         epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, amp=amp, device=device,
                         seed=seed, save_every=save_every, keep_last=keep_last, val_clips=val_clips, val_crops=int(val_crops),
                         init=init, threads=threads, skip_bad=skip_bad, max_steps=max_steps, progress=not quiet)

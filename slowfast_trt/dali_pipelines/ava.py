@@ -88,7 +88,8 @@ def looks_like_ava_csv(path: str | Path) -> bool:
             first = next(csv.reader(f), None)
     except (OSError, UnicodeDecodeError):
         return False
-    return bool(first) and first[0].strip() != "path" and len(first) in (7, 8)
+    # A manifest header in any case, or behind a UTF-8 byte-order mark, is still a manifest.
+    return bool(first) and first[0].strip().lstrip("\ufeff").lower() != "path" and len(first) in (7, 8)
 
 
 def _box(values: list[str], where: str) -> tuple[float, float, float, float]:

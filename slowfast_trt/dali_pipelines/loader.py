@@ -119,7 +119,7 @@ class ClipLoader:
     """Iterates one epoch of clip plans through DALI; `len()` is the number of batches in the epoch."""
 
     def __init__(self, plans: list[ClipPlan] | Callable[[int], list[ClipPlan]], cfg: SlowFastConfig, mode: str, batch_size: int,
-                 device: str = "auto", threads: int = 2, skip_bad: bool = False, prefetch: int = 2, videos: list[Video] | None = None,
+                 device: str = "auto", threads: int = 2, skip_bad: bool | None = False, prefetch: int = 2, videos: list[Video] | None = None,
                  num_crops: int = 3, spatial: str = "auto"):
         if mode not in ("train", "test", "decode"):
             raise SlowFastError(f"mode must be train, test or decode, got {mode!r}")
@@ -214,7 +214,8 @@ class ClipLoader:
         """Warn about (or, without skip_bad, stop on) files found bad since `known` were known."""
         for path, reason in list(self.bad.items())[known:]:
             if not self.skip_bad:
-                raise SlowFastError(f"{path}: {reason}; remove it (`slowfast data check --write-clean`) or pass --skip-bad")
+                also = "" if self.skip_bad is None else " or pass --skip-bad"  # None: the command has no --skip-bad
+                raise SlowFastError(f"{path}: {reason}; remove it (`slowfast data check --write-clean`){also}")
             print(f"warning: skipping {path}: {reason} ({len(self.bad)} skipped so far)", file=sys.stderr)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

@@ -26,6 +26,7 @@ import torch
 
 from slowfast_trt import model
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.io import probe_writable
 from slowfast_trt.dali_pipelines.loader import ClipLoader, dali_device
 from slowfast_trt.dali_pipelines.plan import multiview_plan, train_plan
 from slowfast_trt.dali_pipelines.pyav_loader import decode_frames, test_crops, train_clip
@@ -92,10 +93,10 @@ def pick_backend(backend: str, codecs: list[str], device: str) -> tuple[str, str
 
 def _dali_samples(plans: list, cfg, mode: str, device: str, videos: list):
     """(frames, slow, fast) per plan from the DALI pipeline: raw decoded Fast frames, then the model inputs."""
-    decode = ClipLoader(plans, cfg, "decode", batch_size=1, device=device, videos=videos)  # checks files and codecs first
+    decode = ClipLoader(plans, cfg, "decode", batch_size=1, device=device, videos=videos, skip_bad=None)  # checks files and codecs first
     raw = [b["fast"][0].cpu().numpy() for b in decode]
     views = [(b["slow"].cpu().numpy() if "slow" in b else None, b["fast"].cpu().numpy() if "fast" in b else None)
-             for b in ClipLoader(plans, cfg, mode, batch_size=1, device=device)]
+             for b in ClipLoader(plans, cfg, mode, batch_size=1, device=device, skip_bad=None)]
     if len(raw) != len(plans) or len(views) != len(plans):
         raise SlowFastError(f"DALI returned {len(views)} clips for {len(plans)} plans; run `slowfast data check` on the manifest")
     return [(r, s, f) for r, (s, f) in zip(raw, views)]
@@ -132,8 +133,7 @@ def preview(manifest: str | os.PathLike, out: str | os.PathLike, mode: str = "tr
     name, dali_dev, note = pick_backend(backend, codecs, device)
     plans = plans_for(videos, cfg, mode, seed)
     samples = _dali_samples(plans, cfg, mode, dali_dev, videos) if name == "dali" else _pyav_samples(plans, cfg, mode)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = probe_writable(out)  # a read-only or full --out is one line, not a traceback
     report = PreviewReport(out, name, note=note)
 
     for k, (p, (frames, slow, fast)) in enumerate(zip(plans, samples)):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.io import probe_writable
 from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import Entry, read_manifest, with_info, write_manifest
 from slowfast_trt.data.video_io import DALI_CPU_CODECS, VideoError, verify
@@ -72,6 +73,8 @@ def check(manifest: str | os.PathLike, write_clean: str | os.PathLike | None = N
     m = read_manifest(manifest)
     if not m.entries:
         raise SlowFastError(f"{manifest} has no rows")
+    if write_clean is not None:
+        probe_writable(Path(write_clean).parent)  # before decoding everything, not after
     jobs = [CheckJob(m.resolve(e), e) for e in m.entries]
     report = CheckReport(total=len(jobs), good=0)
     good: dict[int, dict] = {}

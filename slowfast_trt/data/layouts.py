@@ -55,28 +55,50 @@ def _videos_below(folder: Path) -> list[Path]:
     return found
 
 
+def printable(name: str) -> str:
+    """`name` as valid UTF-8 text: bytes of a non-UTF-8 file name (surrogate escapes) become \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _safe(name: str) -> str:
     return name.replace("/", "_").replace("\\", "_").strip() or "_"
 
 
-def _unique(names: list[str]) -> list[str]:
-    """Make output names unique (a.mp4 and a.avi in one folder would both become a.webm) deterministically."""
-    seen: dict[str, int] = {}
+def unique_names(names: list[str]) -> list[str]:
+    """Make output names unique (a.mp4 and a.avi in one folder would both become a.webm) deterministically.
+
+    A name keeps its own spelling when it is the first with that spelling; later ones get the lowest `_<n>`
+    suffix that no source name and no earlier output uses (so `x.webm`, `x.mkv`, `x_1.webm` give x, x_2, x_1,
+    case-insensitively, whatever order they come in).
+    """
+    taken = {n.lower() for n in names}
+    used: set[str] = set()
     out = []
     for n in names:
-        key = n.lower()
-        if key in seen:
-            seen[key] += 1
-            n = f"{n}_{seen[key]}"
-        else:
-            seen[key] = 0
+        if n.lower() in used:
+            k = 1
+            while f"{n}_{k}".lower() in taken or f"{n}_{k}".lower() in used:
+                k += 1
+            n = f"{n}_{k}"
+        used.add(n.lower())
         out.append(n)
     return out
 
 
+def not_a_file_reason(p: Path) -> str:
+    """Why `p` cannot be read as a video file: missing, a folder, or not a regular file (FIFO, socket, device)."""
+    if not p.exists():
+        return "file not found"
+    if p.is_dir():
+        return "a folder, not a video file"
+    return "not a regular file (a FIFO, socket or device); give the video file itself"
+
+
 def _collection(rows: list[tuple[str, int | tuple[int, ...], str]], classes: list[str], layout: str,
                 rejects: list[tuple[str, str]]) -> Collection:
-    names = _unique([n for _, _, n in rows])
+    # Output names and class names are written into UTF-8 files: bytes of non-UTF-8 file names become \xNN escapes.
+    names = unique_names([printable(n) for _, _, n in rows])
+    classes = [printable(c) for c in classes]
     items = [SourceItem(p, lab, n) for (p, lab, _), n in zip(rows, names)]
     return Collection(items, classes, layout, rejects)
 
@@ -159,7 +181,7 @@ def read_pyslowfast_list(list_path: str | os.PathLike, root: str | os.PathLike |
         p = Path(parts[0])
         p = p if p.is_absolute() else root / p
         if not p.is_file():
-            rejects.append((str(p), "file not found"))
+            rejects.append((str(p), not_a_file_reason(p)))
             continue
         rows.append((str(p.resolve()), label, None, p))
     classes_file = list_path.parent / CLASSES_FILE
@@ -178,7 +200,7 @@ def read_manifest_collection(path: str | os.PathLike) -> Collection:
     for e in m.entries:
         p = Path(m.resolve(e))
         if not p.is_file():
-            rejects.append((str(p), "file not found"))
+            rejects.append((str(p), not_a_file_reason(p)))
             continue
         first = e.label[0] if isinstance(e.label, tuple) else e.label
         rows.append((str(p.resolve()), e.label, f"{_safe(m.classes[first])}/{p.stem}"))
@@ -186,7 +208,7 @@ def read_manifest_collection(path: str | os.PathLike) -> Collection:
 
 
 def _first_line(path: Path) -> str:
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         return f.readline().strip()
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -123,17 +125,24 @@ def _parse_label(text: str, where: str) -> int | tuple[int, ...]:
         ids = tuple(int(t) for t in text.split(";"))
     except ValueError:
         raise SlowFastError(f"{where}: label {text!r} is not an integer id (names go in {CLASSES_FILE})") from None
+    if len(set(ids)) != len(ids):
+        raise SlowFastError(f"{where}: label {text!r} lists a class id twice; list each id once")
     return ids[0] if len(ids) == 1 else ids
 
 
 def _opt(row: dict, key: str, kind, where: str):
+    """The optional column `key` as `kind`, None when empty; a number must be finite and > 0 (an integer for int)."""
     text = (row.get(key) or "").strip()
     if not text:
         return None
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise SlowFastError(f"{where}: column {key}={text!r} is not a valid {kind.__name__}") from None
+    if kind in (int, float) and not (math.isfinite(value) and value > 0):
+        raise SlowFastError(f"{where}: column {key}={text!r} must be a finite number > 0; fix it, or leave it empty "
+                            "and let `slowfast data check --write-clean` fill it in")
+    return value
 
 
 def read_manifest(path: str | os.PathLike) -> Manifest:
@@ -142,27 +151,42 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     if not path.is_file():
         raise SlowFastError(f"manifest not found: {path}; create one with `slowfast data prepare` or `slowfast data synth`")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not part of the header
     except (OSError, UnicodeDecodeError) as e:
         raise SlowFastError(f"cannot read manifest {path}: {e}; it must be a UTF-8 CSV with a header path,label,...") from None
     rows = list(csv.DictReader(io.StringIO(text)))
     header = next(csv.reader(io.StringIO(text)), [])
     if [h.strip() for h in header[:2]] != ["path", "label"]:
-        raise SlowFastError(f"{path} is not a manifest: its header must start with path,label (got {','.join(header[:7])!r}); "
+        case = " (lower-case)" if [h.strip().lower() for h in header[:2]] == ["path", "label"] else ""
+        raise SlowFastError(f"{path} is not a manifest: its header must start with path,label{case} (got {','.join(header[:7])!r}); "
                             "convert lists with `slowfast data prepare`")
     unknown = [h for h in header if h.strip() not in COLUMNS]
     if unknown:
         raise SlowFastError(f"{path}: unknown manifest column(s) {unknown}; known: {','.join(COLUMNS)}")
-    entries = []
+    entries, first_line, dropped = [], {}, []
+    root = path.parent.resolve()
     for i, row in enumerate(rows, start=2):
         where = f"{path}:{i}"
         p = (row.get("path") or "").strip()
         if not p:
             raise SlowFastError(f"{where}: empty path")
-        entries.append(Entry(p, _parse_label((row.get("label") or "").strip(), where),
-                             _opt(row, "num_frames", int, where), _opt(row, "fps", float, where),
-                             _opt(row, "width", int, where), _opt(row, "height", int, where),
-                             (row.get("codec") or "").strip() or None))
+        entry = Entry(p, _parse_label((row.get("label") or "").strip(), where),
+                      _opt(row, "num_frames", int, where), _opt(row, "fps", float, where),
+                      _opt(row, "width", int, where), _opt(row, "height", int, where),
+                      (row.get("codec") or "").strip() or None)
+        key = os.path.normpath(os.path.join(root, p))
+        if key in first_line:  # the same video twice would count twice in every epoch and every metric
+            j, label = first_line[key]
+            if label != entry.label:
+                raise SlowFastError(f"{where}: {p} is listed again with label {_label_text(entry.label)} "
+                                    f"(line {j} says {_label_text(label)}); keep one row per video")
+            dropped.append(i)
+            continue
+        first_line[key] = (i, entry.label)
+        entries.append(entry)
+    if dropped:
+        print(f"warning: {path}: dropped {len(dropped)} duplicate row(s) (line {', '.join(map(str, dropped[:5]))}"
+              f"{', ...' if len(dropped) > 5 else ''}); each video is used once", file=sys.stderr)
     classes_path = path.parent / CLASSES_FILE
     if classes_path.is_file():
         classes = read_classes(classes_path)
@@ -173,7 +197,7 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         for lab in (e.label if isinstance(e.label, tuple) else (e.label,)):
             if not 0 <= lab < len(classes):
                 raise SlowFastError(f"{path}: label {lab} of {e.path} is outside {CLASSES_FILE}'s {len(classes)} classes; fix the label or {classes_path}")
-    return Manifest(entries, classes, path.parent.resolve())
+    return Manifest(entries, classes, root)
 
 
 def with_info(entry: Entry, info) -> Entry:

@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterator
 
+from slowfast_trt.common.errors import ENVIRONMENT_ERRNOS, EnvironmentFault
 from slowfast_trt.data.video_io import VideoError
 
 CRASH_REASON = "the worker process died while reading it (a crash inside FFmpeg, or out of memory)"
@@ -57,14 +58,19 @@ def _init_worker(parent: int, stop, started) -> None:
 _started = None
 
 
-def _call(fn: Callable[[Any], Any], index: int, job: Any) -> tuple[Any, str | None]:
+def _call(fn: Callable[[Any], Any], index: int, job: Any) -> tuple[Any, str | None, bool]:
+    """(result, None, False), or (None, reason, False) for a bad file, or (None, reason, True) when the machine
+    failed (full disk, read-only folder): that is no fault of the file, and the run must stop."""
     _started.put((os.getpid(), index))
     try:
-        return fn(job), None
-    except VideoError as e:
-        return None, str(e)
+        return fn(job), None, False
     except Exception as e:  # noqa: BLE001 - one odd file must never stop the whole run
-        return None, f"unexpected {type(e).__name__}: {e}"
+        if getattr(e, "errno", None) in ENVIRONMENT_ERRNOS:  # OSError, or PyAV's error for the same errno
+            where = getattr(e, "filename", None) or "the output folder"
+            return None, f"cannot write {where}: {getattr(e, 'strerror', None) or e} (errno {e.errno})", True
+        if isinstance(e, VideoError):
+            return None, str(e), False
+        return None, f"unexpected {type(e).__name__}: {e}", False
     finally:
         set_partial_output(None)
 
@@ -105,7 +111,8 @@ def run_parallel(fn: Callable[[Any], Any], jobs: list[Any], workers: int | None 
     """Yield `(index, result, None)` or `(index, None, reason)` for every job, in completion order.
 
     `fn` must be a module-level function (it runs in spawned processes) and signal bad input by raising
-    `VideoError`. KeyboardInterrupt in the caller (or closing this generator) stops the workers at once.
+    `VideoError`. KeyboardInterrupt in the caller (or closing this generator) stops the workers at once; so does
+    a full disk or read-only output folder in any worker, raised here as an EnvironmentFault (never a reject).
     """
     with _Interrupts() as interrupts:
         yield from _run_parallel(fn, jobs, workers, interrupts)
@@ -135,10 +142,12 @@ def _run_parallel(fn, jobs, workers, interrupts: _Interrupts):
                 _drain(started, last_start)
                 for fut in finished:
                     try:
-                        result, reason = fut.result()
+                        result, reason, environment = fut.result()
                     except BrokenProcessPool:
                         broken = True
                         continue
+                    if environment:
+                        raise EnvironmentFault(f"{reason}; free disk space or choose a writable output folder, then run the same command again")
                     done.add(futures[fut])
                     yield futures[fut], result, reason
             if broken:

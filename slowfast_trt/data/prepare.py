@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
 import json
 import os
@@ -30,17 +29,21 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
 from slowfast_trt.common.progress import progress as progress_bar
-from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.errors import ENVIRONMENT_ERRNOS, EnvironmentFault, SlowFastError
 from slowfast_trt.common.io import atomic_write_text
+from slowfast_trt.common.lock import own_folder
 from slowfast_trt.data import parallel
-from slowfast_trt.data.layouts import read_collection
+from slowfast_trt.data.layouts import printable, read_collection
 from slowfast_trt.data.manifest import Entry, write_manifest
 from slowfast_trt.data.video_io import (GOP, VideoError, VideoWriter, check_complete, codec_spec, iter_frames, probe,
                                     short_side_size, verify)
 
 STATE_DIR = ".prepare"
 VIDEOS_DIR = "videos"
+QUALITY_RANGES = {"vp9": (0, 63), "h264": (0, 51), "mjpeg": (1, 31)}  # crf, crf, qscale
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,31 @@ def check_settings(settings: Settings) -> Settings:
         raise SlowFastError(f"--fps must be between 1 and 240, got {settings.fps}")
     if settings.gop < 1:
         raise SlowFastError(f"--gop must be >= 1, got {settings.gop}")
+    lo, hi = QUALITY_RANGES.get(settings.codec, (0, 63))
+    if settings.quality is not None and not lo <= settings.quality <= hi:
+        raise SlowFastError(f"--quality for {settings.codec} must be between {lo} and {hi} (lower is better), got {settings.quality}")
     return settings
+
+
+def trial_encode(settings: Settings, folder: Path) -> None:
+    """Encode two small frames with the run's settings into `folder`, then delete them: a bad encoder option or an
+    unwritable (full, read-only) folder is one line before the first source is touched, and never a reject."""
+    spec = codec_spec(settings.codec)
+    path = folder / f"trial{spec.extension}"
+    try:
+        with VideoWriter(str(path), spec, 32, 32, Fraction(30), gop=settings.gop, quality=settings.quality, bitexact=False) as w:
+            for v in (0, 255):
+                w.write(np.full((32, 32, 3), v, np.uint8))
+        verify(str(path))
+    except Exception as e:  # noqa: BLE001 - classified below: the machine, or the options
+        if getattr(e, "errno", None) in ENVIRONMENT_ERRNOS:
+            raise EnvironmentFault(f"cannot write {folder}: {getattr(e, 'strerror', None) or e}; free disk space or choose a "
+                                   "writable OUT, then run the same command again") from None
+        raise SlowFastError(f"the {settings.codec} encoder refused these settings (quality={settings.quality}, gop={settings.gop}): "
+                            f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}; change the options") from None
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def transcode(job: Job) -> dict:
@@ -184,17 +211,6 @@ def _is_finished(rec: dict | None, src: str, dst: Path) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _locked(state: Path):
-    state.mkdir(parents=True, exist_ok=True)
-    with open(state / "lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise SlowFastError(f"another `data prepare` is writing to {state.parent}; wait for it or use another OUT") from None
-        yield
-
-
 def _check_same_settings(state: Path, settings: Settings) -> None:
     path = state / "settings.json"
     want = asdict(settings)
@@ -232,19 +248,23 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, short_side: int = 25
         raise SlowFastError(f"OUT ({out}) is inside SRC ({src}); its outputs would be read as new videos: pick an OUT outside SRC")
     collection = read_collection(src, root)
     state = out / STATE_DIR
-    with _locked(state):
+    with own_folder(out, "slowfast data prepare"):
         _check_same_settings(state, settings)
         tmp_dir = state / "tmp"
         shutil.rmtree(tmp_dir, ignore_errors=True)  # partial outputs of a killed run: never counted, deleted here
         tmp_dir.mkdir(parents=True)
+        trial_encode(settings, tmp_dir)
         log = state / "done.jsonl"
         done = _read_done(log)
         if log.is_file() and log.stat().st_size and not log.read_bytes().endswith(b"\n"):
             with open(log, "a", encoding="utf-8") as f:  # a killed run tore the last line: start a fresh one
                 f.write("\n")
         jobs, todo, records = [], [], {}
+        rels = [f"{VIDEOS_DIR}/{item.name}{spec.extension}" for item in collection.items]
+        if len({r.lower() for r in rels}) != len(rels):  # layouts.read_collection promises unique names
+            raise SlowFastError(f"two sources of {src} map to one output name; rename one of them")
         for n, item in enumerate(collection.items):
-            rel = f"{VIDEOS_DIR}/{item.name}{spec.extension}"
+            rel = rels[n]
             dst = out / rel
             job = Job(item.path, str(dst), str(tmp_dir / f"{n:07d}{spec.extension}"), settings)
             jobs.append((item, rel))
@@ -280,8 +300,9 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, short_side: int = 25
             if rec is not None:
                 i = rec["info"]
                 entries.append(Entry(rel, item.label, i["num_frames"], i["fps"], i["width"], i["height"], i["codec"]))
-        write_rejects(out / "rejects.csv", sorted(rejects))
-        report.rejects = sorted(rejects)
+        rejects = sorted((printable(p), r) for p, r in rejects)  # written to UTF-8 files and the terminal
+        write_rejects(out / "rejects.csv", rejects)
+        report.rejects = rejects
         report.done = len(entries)
         report.seconds = time.perf_counter() - t0
         if not entries:

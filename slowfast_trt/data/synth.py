@@ -33,6 +33,7 @@ thread and FFmpeg's bitexact muxing make the files byte-identical too, on the sa
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -40,6 +41,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,7 @@ import numpy as np
 from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
+from slowfast_trt.common.lock import LOCK_FILE, own_folder
 from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import Entry, write_manifest
 from slowfast_trt.data.video_io import GOP, VideoWriter, codec_spec, count_frames
@@ -61,7 +64,8 @@ DASH_SPEEDS = (2, 4)
 DRIFT_SPEEDS = (0.5, 0.75)
 SYNTH_CODECS = ("vp9", "h264")
 SYNTH_QUALITY = 20  # crf: clean edges for small frames, still tiny files
-MARKER = "synth.json"
+MARKER = "synth.json"  # the arguments of a finished set
+SETTINGS = ".synth-settings.json"  # the arguments of the run writing (or last killed in) the folder
 
 
 @dataclass(frozen=True)
@@ -240,15 +244,39 @@ def split(labels: np.ndarray, val_fraction: float, seed: int) -> np.ndarray:
     return val
 
 
-def prepare_out(out: Path) -> None:
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@contextlib.contextmanager
+def synth_folder(out: Path, params: dict, command: str = "slowfast data synth") -> Iterator[Path]:
+    """Own OUT for one `data synth` run (locked; dead runs' temporary files deleted).
+
+    OUT must be new, empty, or made by `data synth`: with the same arguments (a finished or a killed run) its
+    videos are kept and only the missing ones are made, so a re-run resumes; with other arguments the videos
+    are made afresh. The arguments are recorded first, so a killed run is recognised too.
+    """
     if out.exists() and not out.is_dir():
         raise SlowFastError(f"{out} exists and is not a folder; pick another OUT")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / MARKER).is_file():
+    with own_folder(out, command):
+        have = _read_json(out / SETTINGS) or _read_json(out / MARKER)
+        if have is None and any(p.name != LOCK_FILE for p in out.iterdir()):
             raise SlowFastError(f"{out} is not empty and was not made by `data synth`; pick an empty or new folder")
-        shutil.rmtree(out / "videos", ignore_errors=True)  # regenerate: no stale videos of an earlier run
-        shutil.rmtree(out / ".tmp", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+        if have is not None and have != params:
+            (out / MARKER).unlink(missing_ok=True)
+            shutil.rmtree(out / "videos", ignore_errors=True)  # other arguments: no stale videos of the earlier set
+        shutil.rmtree(out / ".tmp", ignore_errors=True)  # partial files of a killed run
+        atomic_write_text(out / SETTINGS, json.dumps(params, sort_keys=True) + "\n")
+        yield out
+
+
+def missing(jobs: list) -> list:
+    """The jobs whose video is not in place yet (a video is renamed into place only once complete)."""
+    return [j for j in jobs if not Path(j.path).is_file()]
 
 
 def synth(out: str | os.PathLike, videos: int = 480, seed: int = 0, codec: str = "vp9", size: str | tuple[int, int] = "64x80",
@@ -266,31 +294,39 @@ def synth(out: str | os.PathLike, videos: int = 480, seed: int = 0, codec: str =
         raise SlowFastError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     t0 = time.perf_counter()
     out = Path(out)
-    prepare_out(out)
+    params = {"videos": videos, "seed": seed, "codec": codec, "size": [height, width], "frames": frames, "fps": fps,
+              "val_fraction": val_fraction}
+    with synth_folder(out, params):
+        return _synth(out, params, workers, progress, t0)
+
+
+def _synth(out: Path, params: dict, workers: int | None, progress: bool, t0: float) -> SynthReport:
+    videos, seed, codec, frames, fps = params["videos"], params["seed"], params["codec"], params["frames"], params["fps"]
+    height, width = params["size"]
     spec = codec_spec(codec)
     labels = assign_labels(videos, seed)
     jobs = []
     for i, lab in enumerate(labels.tolist()):
         rel = f"videos/{CLASSES[lab]}/{i:05d}{spec.extension}"
         jobs.append(SynthJob(i, seed, height, width, frames, fps, codec, str(out / rel), str(out / ".tmp" / f"{i:05d}{spec.extension}"), label=lab))
+    todo = missing(jobs)
 
-    bar = progress_bar(total=len(jobs), unit="video", desc="synth", enabled=progress)
+    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), unit="video", desc="synth", enabled=progress)
     try:
-        for i, _result, reason in parallel.run_parallel(make_video, jobs, workers):
+        for i, _result, reason in parallel.run_parallel(make_video, todo, workers):
             if reason is not None:
-                raise SlowFastError(f"could not write synthetic video {jobs[i].path}: {reason}")
+                raise SlowFastError(f"could not write synthetic video {todo[i].path}: {reason}")
             bar.update(1)
     finally:
         bar.close()
     shutil.rmtree(out / ".tmp", ignore_errors=True)
     entries = [Entry(os.path.relpath(j.path, out), j.label, frames, float(fps), width, height, codec) for j in jobs]
-    val = split(labels, val_fraction, seed)
+    val = split(labels, params["val_fraction"], seed)
     write_manifest(out / "manifest.csv", entries, list(CLASSES))
     write_manifest(out / "train.csv", [e for e, v in zip(entries, val) if not v])
     write_manifest(out / "val.csv", [e for e, v in zip(entries, val) if v])
     atomic_write_text(out / "README.md", readme(videos, seed, codec, height, width, frames, fps))
-    atomic_write_text(out / MARKER, json.dumps({"videos": videos, "seed": seed, "codec": codec, "size": [height, width],
-                                                "frames": frames, "fps": fps, "val_fraction": val_fraction}, sort_keys=True) + "\n")
+    atomic_write_text(out / MARKER, json.dumps(params, sort_keys=True) + "\n")
     return SynthReport(out, videos, int((~val).sum()), int(val.sum()), time.perf_counter() - t0)
 
 

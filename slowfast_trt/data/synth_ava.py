@@ -37,7 +37,7 @@ from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import Entry, write_manifest
-from slowfast_trt.data.synth import CLASSES as MOTIONS, MARKER, SYNTH_CODECS, EncodeJob, contrasting_colour, prepare_out, encode, parse_size, trajectory
+from slowfast_trt.data.synth import CLASSES as MOTIONS, MARKER, SYNTH_CODECS, EncodeJob, contrasting_colour, synth_folder, missing, encode, parse_size, trajectory
 from slowfast_trt.data.video_io import codec_spec
 import shutil
 
@@ -175,16 +175,25 @@ def synth_detection(out: str | os.PathLike, videos: int = 160, seed: int = 0, co
         raise SlowFastError(f"--val-fraction must be in (0, 1) for a detection set, got {val_fraction}")
     t0 = time.perf_counter()
     out = Path(out)
-    prepare_out(out)
+    params = {"detection": True, "videos": videos, "seed": seed, "codec": codec, "size": [height, width], "frames": frames,
+              "fps": fps, "val_fraction": val_fraction}
+    with synth_folder(out, params, "slowfast data synth --detection"):
+        return _synth_detection(out, params, workers, progress, t0)
+
+
+def _synth_detection(out: Path, params: dict, workers: int | None, progress: bool, t0: float) -> dict:
+    videos, seed, codec, frames, fps = params["videos"], params["seed"], params["codec"], params["frames"], params["fps"]
+    (height, width), val_fraction = params["size"], params["val_fraction"]
     spec = codec_spec(codec)
     jobs = [EncodeJob(i, seed, height, width, frames, fps, codec, str(out / f"videos/vid{i:05d}{spec.extension}"),
                          str(out / ".tmp" / f"vid{i:05d}{spec.extension}")) for i in range(videos)]
+    todo = missing(jobs)
 
-    bar = progress_bar(total=len(jobs), unit="video", desc="synth", enabled=progress)
+    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), unit="video", desc="synth", enabled=progress)
     try:
-        for i, _result, reason in parallel.run_parallel(make_detection_video, jobs, workers):
+        for i, _result, reason in parallel.run_parallel(make_detection_video, todo, workers):
             if reason is not None:
-                raise SlowFastError(f"could not write synthetic video {jobs[i].path}: {reason}")
+                raise SlowFastError(f"could not write synthetic video {todo[i].path}: {reason}")
             bar.update(1)
     finally:
         bar.close()
@@ -208,8 +217,7 @@ def synth_detection(out: str | os.PathLike, videos: int = 160, seed: int = 0, co
     doc = __doc__.split("\n\n", 1)[1]
     atomic_write_text(out / "README.md", f"# Synthetic AVA-style detection set\n\n`slowfast data synth --detection --videos {videos} "
                                          f"--seed {seed} --codec {codec} --size {height}x{width} --frames {frames} --fps {fps}`\n\n{doc}")
-    atomic_write_text(out / MARKER, json.dumps({"detection": True, "videos": videos, "seed": seed, "codec": codec, "size": [height, width],
-                                                "frames": frames, "fps": fps, "val_fraction": val_fraction}, sort_keys=True) + "\n")
+    atomic_write_text(out / MARKER, json.dumps(params, sort_keys=True) + "\n")
     n_val = int(is_val.sum())
     return {"out": out, "videos": videos, "train": videos - n_val, "val": n_val, "classes": list(ACTIONS),
             "train_boxes": len(rows["train"][0]), "val_boxes": len(rows["val"][0]), "seconds": time.perf_counter() - t0}

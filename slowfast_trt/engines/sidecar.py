@@ -93,6 +93,8 @@ def read_sidecar(artifact: str | os.PathLike) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SlowFastError(f"{path}: unreadable sidecar ({e}); re-export the artifact") from None
+    if not isinstance(data, dict):
+        raise SlowFastError(f"{path}: the sidecar is JSON {type(data).__name__}, not an object; re-export the artifact")
     missing = [k for k in ("kind", "config", "inputs", "input_names", "output", "precision") if k not in data]
     if missing:
         raise SlowFastError(f"{path}: sidecar lacks {missing}; re-export the artifact")

@@ -101,7 +101,7 @@ def calibration_feed(
         raise SlowFastError(f"--calib-crops must be 1 or 3, got {crops}")
     if isinstance(side["batch"], int) and crops != 1:
         raise SlowFastError(f"{src} has a fixed batch of {batch}; calibrate it with --calib-crops 1")
-    loader = ClipLoader(plans, cfg, "test", batch, device=device, threads=threads, num_crops=crops,
+    loader = ClipLoader(plans, cfg, "test", batch, device=device, threads=threads, num_crops=crops, skip_bad=None,
                         videos=[v for v in videos if v.index in chosen])
 
     def feed() -> Iterator[dict[str, np.ndarray]]:

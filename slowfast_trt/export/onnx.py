@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from torch import nn
 
 from slowfast_trt import model
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.io import clean_stale_temps, temp_file
 from slowfast_trt.engines.sidecar import file_sha256, make_sidecar, write_sidecar
 from slowfast_trt.model.inputs import random_inputs
 from slowfast_trt.model.slowfast import SlowFast
@@ -131,7 +131,8 @@ def export_onnx(
         for p in cfg.pathways:  # detection clips keep their aspect ratio (dali_pipelines/ava.py): free H, W
             dynamic[p] = {**dynamic.get(p, {}), 3: "height", 4: "width"}
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    clean_stale_temps(out.parent)
+    fd, tmp = temp_file(out)  # the umask's mode, like every other writer (mkstemp alone gives 0600)
     os.close(fd)
     try:
         with warnings.catch_warnings(), torch.no_grad():

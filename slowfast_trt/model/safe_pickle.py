@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import io
+import math
 import os
 import pickle
+import pickletools
 import re
 import zipfile
 from collections import OrderedDict
@@ -80,16 +82,38 @@ _NUMPY_GLOBALS = {
 _PLAIN_GLOBALS = {("_codecs", "encode"), ("collections", "OrderedDict")}
 
 
+def _bounded_reconstruct(reconstruct, limit: int):
+    """numpy's `_reconstruct`, refusing arrays larger than `limit` bytes (no array of a file outgrows the file)."""
+
+    def bounded(subtype, shape, dtype, *rest):
+        try:
+            dims = [int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,))]
+            nbytes = np.dtype(dtype).itemsize * math.prod(max(d, 0) for d in dims)
+        except (TypeError, ValueError):
+            nbytes = 0  # let numpy report what is wrong with the arguments
+        if nbytes > limit:
+            raise pickle.UnpicklingError(f"an array of {nbytes} bytes in a {limit}-byte file")
+        return reconstruct(subtype, shape, dtype, *rest)
+
+    return bounded
+
+
 class NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that can build numpy arrays, dtypes, scalars and plain containers, and nothing else."""
+    """An unpickler that can build numpy arrays, dtypes, scalars and plain containers, and nothing else; arrays
+    may not be larger than `limit` bytes (the file's size)."""
+
+    def __init__(self, file, *, limit: int, **kwargs):
+        super().__init__(file, **kwargs)
+        self.limit = limit
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _NUMPY_GLOBALS:
             new_mod, old_mod, attr = _NUMPY_GLOBALS[(module, name)]
             try:
-                return getattr(importlib.import_module(new_mod), attr)
+                found = getattr(importlib.import_module(new_mod), attr)
             except ImportError:  # numpy < 2 has only numpy.core
-                return getattr(importlib.import_module(old_mod), attr)
+                found = getattr(importlib.import_module(old_mod), attr)
+            return _bounded_reconstruct(found, self.limit) if attr == "_reconstruct" else found
         if (module, name) in _PLAIN_GLOBALS:
             return getattr(importlib.import_module(module), name)
         raise SlowFastError(
@@ -101,16 +125,33 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         raise SlowFastError("refused a persistent reference in the pickle: Caffe2 .pkl checkpoints hold only numpy arrays")
 
 
+def _check_lengths(data: bytes) -> None:
+    """Walk the opcodes without building anything; refuse a declared length longer than the data left.
+
+    Any other oddity stops the walk and is left to the unpickler, which meets the same opcode (it decodes
+    strings the same way) and so fails there, before any later, possibly huge, length is acted on.
+    """
+    try:
+        for _ in pickletools.genops(io.BytesIO(data)):
+            pass
+    except ValueError as e:
+        if re.match(r"expected \d+ bytes in a", str(e)):
+            raise pickle.UnpicklingError(f"a length field claims more than the file holds ({e})") from None
+
+
 def load_numpy_pickle(path: str | os.PathLike) -> Any:
     """Unpickle a Caffe2 `.pkl` (Python 2 or 3) admitting only numpy arrays and plain containers.
 
     Returns the first pickled object. A legacy torch.save file starts with its magic number; the caller
-    recognises it and reads the file with `load_torch_file` instead.
+    recognises it and reads the file with `load_torch_file` instead. Memory is bounded by the file's size: the
+    opcodes are walked first (pickletools reads each declared length only as far as the data goes), so a
+    length field claiming gigabytes in a tiny file is refused before the unpickler allocates it.
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            return NumpyOnlyUnpickler(io.BufferedReader(f), encoding="latin1").load()
+        data = path.read_bytes()
+        _check_lengths(data)
+        return NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1", limit=len(data)).load()
     except SlowFastError as e:
         raise SlowFastError(f"{path}: {e}") from None
     except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError,

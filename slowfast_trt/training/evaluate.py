@@ -22,6 +22,20 @@ from slowfast_trt.data.manifest import Video
 from slowfast_trt.training.metrics import ViewAggregator
 
 
+def check_model_labels(videos: list[Video], cfg) -> None:
+    """Every label must be one of the model's classes, and several labels need a multi-label model: otherwise the
+    metrics would be computed over the wrong classes without a word."""
+    for v in videos:
+        labels = list(v.label) if isinstance(v.label, (list, tuple)) else [v.label]
+        bad = [lab for lab in labels if not 0 <= int(lab) < cfg.num_classes]
+        if bad:
+            raise SlowFastError(f"{v.path} has label {bad[0]} but the model knows {cfg.num_classes} classes (0..{cfg.num_classes - 1}); "
+                                "evaluate on data labelled with the model's classes")
+        if len(labels) > 1 and not cfg.multilabel:
+            raise SlowFastError(f"{v.path} has several labels ({';'.join(map(str, labels))}) but the model is single-label; "
+                                "evaluate a multi-label model, or give each row one label")
+
+
 def evaluate_engine(engine, videos: list[Video], *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
                     device: str = "auto", threads: int = 2, skip_bad: bool = False, progress: bool = True) -> dict:
     """Accuracy per view setting of `engine` (callable slow, fast -> logits/probs) on `videos`; returns a result dict."""
@@ -41,6 +55,7 @@ def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10,
     for name, e in engines.items():
         if e.info["inputs"] != first.info["inputs"] or e.config.sampling != cfg.sampling or e.config.pathways != cfg.pathways:
             raise SlowFastError(f"{name} takes other inputs than {next(iter(engines))}; evaluate exports of the same model together")
+    check_model_labels(videos, cfg)
     loader = ClipLoader(multiview_plan(videos, cfg, num_clips), cfg, "test", batch_size, device=device, threads=threads,
                         skip_bad=skip_bad, videos=videos, num_crops=num_crops)
     index = {v.index: i for i, v in enumerate(videos)}
@@ -56,6 +71,9 @@ def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10,
             if scores.is_cuda:
                 torch.cuda.synchronize(scores.device)
             engine_s[name] += time.perf_counter() - t0
+            if not torch.isfinite(scores).all():
+                raise SlowFastError(f"{name} gave non-finite scores (NaN or inf) on {sorted({videos[i].path for i in vids})[0]}; "
+                                    "its weights are probably NaN (a diverged or corrupt checkpoint): evaluate another checkpoint")
             if engine.info.get("output", {}).get("kind", "logits") == "logits":
                 scores = torch.sigmoid(scores) if cfg.multilabel else torch.softmax(scores, dim=-1)
             aggs[name].add(vids, batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy(), scores.cpu().numpy())

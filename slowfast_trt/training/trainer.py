@@ -14,6 +14,7 @@ import io
 import json
 import math
 import random
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +26,7 @@ from torch import nn
 
 from slowfast_trt import model
 from slowfast_trt.common.device import resolve_device
-from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.errors import EnvironmentFault, SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.dali_pipelines.loader import ClipLoader
@@ -69,6 +70,13 @@ class TrainOptions:
     progress: bool = True
     max_steps: int | None = None  # stop after this many steps (tests, smoke runs); the schedule still spans all epochs
     model_overrides: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)  # {"train": {"path", "sha256"}, "val": ...}: what --resume must find again
+
+
+# Options whose change would make a resumed run differ from the uninterrupted one; --resume refuses a change.
+RESULT_OPTIONS = ("epochs", "batch_size", "lr", "warmup_epochs", "warmup_start_lr", "momentum", "weight_decay", "amp", "seed",
+                  "skip_bad", "val_clips", "val_crops", "val_every")
+STEP_FILE = re.compile(r"step_\d{8}\.safetensors")
 
 
 class Checkpoints:
@@ -82,14 +90,19 @@ class Checkpoints:
         return self.dir / f"step_{step:08d}.safetensors"
 
     def latest(self) -> Path | None:
+        """The newest checkpoint: the one `latest.json` names (a step file in this folder, nothing else), else the
+        highest-numbered step file."""
         pointer = self.dir / "latest.json"
         if pointer.exists():
             try:
-                p = self.dir / json.loads(pointer.read_text())["file"]
-                if p.exists():
-                    return p
-            except (ValueError, KeyError, OSError):
-                pass
+                name = json.loads(pointer.read_text())["file"]
+            except (ValueError, KeyError, TypeError, OSError):
+                name = None
+            if name is not None and not (isinstance(name, str) and STEP_FILE.fullmatch(name)):
+                raise SlowFastError(f"{pointer} points at {name!r}, which is not a step checkpoint in {self.dir}; "
+                                    "delete latest.json to resume from the newest step file")
+            if name is not None and (self.dir / name).exists():
+                return self.dir / name
         steps = sorted(self.dir.glob("step_*.safetensors"))
         return steps[-1] if steps else None
 
@@ -99,11 +112,17 @@ class Checkpoints:
         try:
             model.save(net, path, training_state=state)
             atomic_write_text(self.dir / "latest.json", json.dumps({"file": path.name, "step": step}) + "\n")
-            if best:
-                model.save(net, self.dir.parent / "best.safetensors", training_state=None)
         except OSError as e:
-            raise SlowFastError(f"could not write checkpoint {path} ({e.strerror or e}); "
-                                f"the previous checkpoint {previous or '(none)'} is intact; free disk space and --resume") from None
+            then = "then --resume" if previous else "then run the same command with --overwrite (there is no checkpoint to resume from yet)"
+            raise EnvironmentFault(f"could not write checkpoint {path} ({e.strerror or e}); "
+                                   f"the previous checkpoint {previous or '(none)'} is intact; free disk space, {then}") from None
+        if best:
+            best_path = self.dir.parent / "best.safetensors"
+            try:
+                model.save(net, best_path, training_state=None)
+            except OSError as e:
+                raise EnvironmentFault(f"could not write {best_path} ({e.strerror or e}); checkpoint {path} was saved; "
+                                       "free disk space, then --resume") from None
         for old in sorted(self.dir.glob("step_*.safetensors"))[: -self.keep_last or None]:
             if old != path:
                 for f in old.parent.glob(old.stem + "*"):
@@ -199,10 +218,14 @@ class Trainer:
             raise SlowFastError(f"--resume: no checkpoint in {self.ckpts.dir}; start without --resume")
         if latest is not None:
             net, state = model.load(latest, with_state=True)
-            if net.config.to_dict() != cfg.to_dict():
-                raise SlowFastError(f"--resume: {latest} holds a {net.config.name} model that differs from the requested {cfg.name}; use the same preset and options")
+            have, want = net.config.to_dict(), cfg.to_dict()
+            if have != want:
+                field_ = next(k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+                raise SlowFastError(f"--resume: {latest} holds a model that differs from the requested {cfg.name} in {field_} "
+                                    f"({have.get(field_)!r} there, {want.get(field_)!r} now); use the same preset and options")
             if state is None:
                 raise SlowFastError(f"--resume: {latest} has no training state; start a new run from it with --init")
+            self._check_resume(state)
         elif opts.init:
             net = model.load(opts.init) if str(opts.init).endswith(".safetensors") else model.convert(opts.init)
             net = self._adapt_init(net, cfg)
@@ -307,9 +330,26 @@ class Trainer:
             state = {k: v for k, v in state.items() if not k.startswith("head.")} | fresh_head
         return build_with_state(cfg, state, f"--init {self.opts.init}")
 
-    def _restore(self, state: dict) -> None:
-        if state.get("options", {}).get("batch_size") != self.opts.batch_size or state.get("world_size", 1) != self.dist.world_size:
+    def _check_resume(self, state: dict) -> None:
+        """--resume continues the same run: the same data (path and content) and every option that changes results."""
+        saved = state.get("options", {})
+        if saved.get("batch_size") != self.opts.batch_size or state.get("world_size", 1) != self.dist.world_size:
             raise SlowFastError("--resume needs the same --batch-size and number of processes as the interrupted run")
+        for k in RESULT_OPTIONS:
+            if k in saved and saved[k] != getattr(self.opts, k):
+                raise SlowFastError(f"--resume: {k} was {saved[k]!r} in the interrupted run and is {getattr(self.opts, k)!r} now; "
+                                    "resume with the same options, or start a new run in another --out")
+        saved_data = json.loads(state["data"]) if "data" in state else self.opts.data  # (older checkpoints did not record it)
+        for which in sorted(set(saved_data) | set(self.opts.data)):
+            have, want = saved_data.get(which) or {}, self.opts.data.get(which) or {}
+            for k in ("path", "sha256"):
+                if have.get(k) != want.get(k):
+                    what = "content" if k == "sha256" else "path"
+                    raise SlowFastError(f"--resume: the {which} manifest's {what} differs from the interrupted run's "
+                                        f"({have.get('path')} then, {want.get('path')} now); resume with the same data, "
+                                        "or start a new run in another --out")
+
+    def _restore(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
@@ -325,7 +365,7 @@ class Trainer:
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "rng": _rng_state(), "history": json.dumps(self.history), "seen": json.dumps(self.seen), "epoch_sums": json.dumps(self.acc), "best": json.dumps(self.best),
             "options": {k: v for k, v in asdict(self.opts).items() if isinstance(v, (int, float, str, bool, type(None)))},
-            "world_size": self.dist.world_size,
+            "world_size": self.dist.world_size, "data": json.dumps(self.opts.data, sort_keys=True),
         }
 
     # ----- the loop -----
@@ -334,11 +374,14 @@ class Trainer:
             self.last_good = self.ckpts.save(self.module, self._state(), self.global_step, best=best)
         dist_util.barrier(self.dist)
 
+    def _then(self) -> str:
+        return "--resume" if self.last_good else "run the same command with --overwrite (no checkpoint to resume from yet)"
+
     def _write_text(self, name: str, text: str) -> None:
         try:
             atomic_write_text(self.out / name, text)
         except OSError as e:
-            raise SlowFastError(f"could not write {self.out / name} ({e.strerror or e}); free disk space, then --resume") from None
+            raise EnvironmentFault(f"could not write {self.out / name} ({e.strerror or e}); free disk space, then {self._then()}") from None
 
     def _write_metrics(self) -> None:
         if not self.dist.is_main or not self.history:
@@ -359,7 +402,7 @@ class Trainer:
                 with open(self.out / "data_log.jsonl", "a") as f:  # on a replayed epoch (resume), the last line counts
                     f.write(json.dumps({"epoch": self.epoch + 1, "videos_per_rank": per_rank}) + "\n")
             except OSError as e:
-                raise SlowFastError(f"could not write {self.out / 'data_log.jsonl'} ({e.strerror or e}); free disk space, then --resume") from None
+                raise EnvironmentFault(f"could not write {self.out / 'data_log.jsonl'} ({e.strerror or e}); free disk space, then {self._then()}") from None
 
     def _validate(self) -> dict:
         was_training = self.module.training
@@ -437,8 +480,9 @@ class Trainer:
             if stop:
                 break
         bar.close()
-        if self.step_in_epoch < self.steps_per_epoch:
+        if stop and self.step_in_epoch < self.steps_per_epoch:
             return True  # stopped by max_steps mid-epoch (checkpoint written above)
+        # Otherwise the epoch is over, even when skipped bad videos made it shorter than planned.
         row = {"epoch": self.epoch + 1, "step": self.global_step, "lr": lr_at(self.global_step - 1, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr),
                "train_loss": dist_util.all_reduce_mean(torch.tensor(acc["loss_sum"] / max(acc["n_loss"], 1)), self.dist).item(),
                "train_clips_per_s": acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9), "data_wait": data_wait_share(acc)}
