@@ -138,8 +138,8 @@ def test_to_videos_probes_missing_columns(tmp_path):
     (tmp_path / "w.webm").write_bytes((tmp_path / "v.webm").read_bytes())  # one video per row (duplicates are dropped)
     write_manifest(tmp_path / "m.csv", [Entry("v.webm", 0), Entry("w.webm", 0, 20, 30.0, 64, 48, "vp9")], ["only"])
     probed, given = to_videos(read_manifest(tmp_path / "m.csv"))
-    assert (probed.num_frames, probed.fps, probed.width, probed.height) == (20, 25.0, 64, 48)
-    assert (given.index, given.num_frames, given.fps) == (1, 20, 30.0) and given.path == str(tmp_path / "w.webm")
+    assert (probed.frame_count, probed.fps, probed.width, probed.height) == (20, 25.0, 64, 48)
+    assert (given.index, given.frame_count, given.fps) == (1, 20, 30.0) and given.path == str(tmp_path / "w.webm")
     write_manifest(tmp_path / "bad.csv", [Entry("missing.webm", 0)], ["only"])
     with pytest.raises(SlowFastError, match="missing.webm: file not found"):
         to_videos(read_manifest(tmp_path / "bad.csv"))
