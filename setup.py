@@ -1,7 +1,7 @@
 """SlowFast-TRT: SlowFast video networks from encoded video to FP16/INT8 engines."""
 from setuptools import find_packages, setup
 
-PACKAGES = ["common", "cli", "model", "dali_pipelines", "training", "export", "engines", "benchmarks"]
+PACKAGES = ["common", "cli", "model", "dali_pipelines", "training", "export", "engines", "benchmarks", "serving"]
 
 setup(
     name="slowfast-trt",
