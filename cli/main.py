@@ -47,6 +47,11 @@ def _register() -> None:
     from cli import convert as _convert
 
     main.add_command(_convert.convert)
+    from cli import serve as _serve
+
+    _export.export.add_command(_serve.triton_cmd)
+    _bench.bench.add_command(_serve.bench_serve_cmd)
+    main.add_command(_serve.serve)
 
 
 _register()

@@ -66,7 +66,7 @@ def dali_graph(cfg, num_clips: int, num_crops: int, *, device: str, batch_size: 
             gray = fast[:, :, :, :, 0] * w[0] + fast[:, :, :, :, 1] * w[1] + fast[:, :, :, :, 2] * w[2]  # views, F, S, S
             if cfg.fast_input == "time_diff":  # frame t minus frame t-1; frame 0 minus itself
                 gray = gray - fn.cat(gray[:, 0:1], gray[:, 0:f - 1], axis=1)
-            fast = fn.expand_dims(gray, axes=[1], new_axis_names="")
+            fast = fn.expand_dims(gray, axes=[1])
         out["fast"] = fast
         return tuple(out[p] for p in cfg.pathways)
 

@@ -80,7 +80,7 @@ class TritonServer:
             raise SlowFastError(f"{self.repo}: no model the bundled tritonserver can load")
         self.models = loadable
         self.ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
-        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="tritonserver-", suffix=".log")[1])
+        self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"tritonserver-{os.getpid()}-{http_port}.log"
         self._env = env
         self.echo = echo or (lambda s: None)
         self.proc: subprocess.Popen | None = None
@@ -97,7 +97,7 @@ class TritonServer:
     def metrics_url(self) -> str:
         return f"http://{HOST}:{self.ports['metrics']}/metrics"
 
-    def _check_ports(self) -> None:
+    def check_ports(self) -> None:
         if len(set(self.ports.values())) != 3:
             raise SlowFastError(f"the HTTP, gRPC and metrics ports must differ, got {self.ports}")
         for kind, port in self.ports.items():
@@ -110,7 +110,7 @@ class TritonServer:
                "--http-address", HOST, "--http-port", str(self.ports["http"]),
                "--grpc-address", HOST, "--grpc-port", str(self.ports["grpc"]),
                "--metrics-address", HOST, "--metrics-port", str(self.ports["metrics"]), "--allow-metrics", "true",
-               "--model-control-mode", "explicit", "--strict-readiness", "true", "--exit-timeout-secs", "5",
+               "--model-control-mode", "explicit", "--strict-readiness", "true", "--exit-timeout-secs", "30",
                "--log-verbose", "0", "--backend-config", "python,shm-default-byte-size=16777216"]
         for m in self.models:
             cmd += ["--load-model", m]
@@ -119,7 +119,7 @@ class TritonServer:
     def start(self, timeout: float = 180.0) -> "TritonServer":
         from serving.env import ensure_env
 
-        self._check_ports()
+        self.check_ports()
         if self._env is None:
             self._env = ensure_env(self.echo)
         log = open(self.log_path, "wb")
@@ -168,7 +168,7 @@ class TritonServer:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 20.0) -> int | None:
+    def stop(self, timeout: float = 45.0) -> int | None:
         """Stop the server (SIGINT, as Ctrl-C would; SIGKILL after `timeout`); returns its exit status."""
         if self.proc is None:
             return None
