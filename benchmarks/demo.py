@@ -2,7 +2,7 @@
 
 Synthetic motion data -> train SlowFast and its Slow-only counterpart -> multi-view evaluation of both ->
 ONNX export -> INT8 with DALI calibration -> TensorRT plans (only with TensorRT and a GPU) -> benchmarks
-(model, pipeline, e2e, accuracy FP32 vs INT8, flops) -> report.md. Every stage keeps its outputs in OUT and
+(model, pipeline, e2e, accuracy FP32 vs INT8, Triton serving, flops) -> report.md. Every stage keeps its outputs in OUT and
 records what it read and wrote in OUT/.stages/<stage>.json, so a re-run skips stages whose outputs exist,
 are readable and were made from the same inputs, and an interrupted run resumes (training from its last
 checkpoint).
@@ -86,7 +86,7 @@ class Demo:
         self.echo = echo
         self.stages_dir = self.out / ".stages"
         self.t0 = time.perf_counter()
-        self.step, self.total = 0, 13
+        self.step, self.total = 0, 14
         self.skipped_reasons: dict[str, str] = {}
 
     # --- paths -------------------------------------------------------------------------------------------
@@ -258,6 +258,19 @@ class Demo:
                            manifest=str(self.data / "val.csv"), progress=self._indent)
         write_results(result, self.bench("e2e"))
 
+    def _serve(self) -> None:
+        from serving.demo_stage import serving_stage
+
+        try:
+            serving_stage(self.onnx(SLOWFAST), self.data / "val.csv", self.data / "classes.txt", self.out / "serve" / "repo", self.bench("serve"),
+                          clips=self.settings.eval_clips, duration=2.0 if self.quick else 5.0, echo=self._indent)
+            done = {"result": str(self.bench("serve") / "result.json")}
+        except SlowFastError as e:  # no Triton venv here (no network, no wheel): the demo goes on, as without TensorRT
+            self.skipped_reasons["serve"] = f"skipped: {e}"
+            self._indent(f"serving skipped: {e}")
+            done = {"skipped": str(e)}
+        atomic_write_text(self.out / "serve" / "stage.json", json.dumps(done, indent=2) + "\n")
+
     def _bench_flops(self) -> None:
         from benchmarks.flops import flops_table, write_results
 
@@ -295,12 +308,14 @@ class Demo:
         self.stage("bench_accuracy", "bench accuracy: FP32 vs INT8 (and TensorRT plans)",
                    lambda: self._accuracy("accuracy-int8", [onnx[0], int8, *self.plans()]),
                    [self.bench("accuracy-int8") / "result.json"], [onnx[0], int8, *self.plans(), csvs[1]])
+        self.stage("serve", "serve: Triton (Python backend) on 127.0.0.1, load test and parity", self._serve,
+                   [self.out / "serve" / "stage.json"], [onnx[0], csvs[1]])
         self.stage("bench_flops", "bench flops: GFLOPs against the paper", self._bench_flops, [self.bench("flops") / "result.json"])
         from benchmarks.report import write_report
 
         report = self.out / "report.md"
         self.stage("report", "report", lambda: write_report([self.out / "bench"], self.out), [report],
-                   [self.bench(n) / "result.json" for n in ("accuracy-models", "model", "pipeline", "e2e", "accuracy-int8", "flops")])
+                   [self.bench(n) / "result.json" for n in ("accuracy-models", "model", "pipeline", "e2e", "accuracy-int8", "serve", "flops")])
         self.echo(f"demo finished in {self._elapsed()}; report: {report}")
         return report
 

@@ -14,7 +14,7 @@ from benchmarks.results import fmt, read_result
 from common.errors import SlowFastError
 from common.io import atomic_write_bytes, atomic_write_text
 
-KINDS = ("flops", "pipeline", "model", "e2e", "accuracy")
+KINDS = ("flops", "pipeline", "model", "e2e", "accuracy", "serve")
 
 
 def find_results(dirs: list[str | Path]) -> list[dict]:
@@ -145,7 +145,7 @@ def plot_stages(result: dict) -> bytes:
 def _module(kind: str):
     import importlib
 
-    return importlib.import_module({"model": "benchmarks.throughput"}.get(kind, f"benchmarks.{kind}"))
+    return importlib.import_module({"model": "benchmarks.throughput", "serve": "serving.bench"}.get(kind, f"benchmarks.{kind}"))
 
 
 def _table(result: dict) -> str:
@@ -187,6 +187,10 @@ def headlines(results: list[dict]) -> list[str]:
             lines.append(f"- end to end on {r['device']} ({where}): DALI {fmt(rows['dali']['e2e_clips_per_s'])} clips/s "
                          f"(bound by {rows['dali']['bound']}), PyAV {fmt(rows['pyav']['e2e_clips_per_s'])} clips/s; "
                          f"ratio {r['ratios']['dali_vs_pyav_e2e']:.2f}x")
+        elif kind == "serve":
+            from serving.bench import headline
+
+            lines.append(headline(r, where))
         elif kind == "flops":
             within = [x for x in r["rows"] if x["within_tolerance"] is not None]
             ok = sum(bool(x["within_tolerance"]) for x in within)

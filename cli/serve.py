@@ -108,11 +108,12 @@ def _batching(ctx, param, value):
               help="Dynamic batching settings to measure: on (the repository's), off (reloaded without it), or on,off.")
 @click.option("--videos", type=click.Path(dir_okay=False), help="Manifest of videos: sent whole to video models, decoded into clips for engine models.")
 @click.option("--artifact", type=click.Path(dir_okay=False), help="The local artifact for score parity (default: no parity check).")
+@click.option("--parity-samples", default=4, show_default=True, type=click.IntRange(1), help="Inputs per model compared with the local engine.")
 @click.option("--metrics-url", help="Triton's Prometheus endpoint [default: http://HOST:8002/metrics].")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(1), help="Per-request timeout (s).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and serve.md here.")
-def bench_serve_cmd(url, models, protocol, concurrency, duration, max_requests, batching, videos, artifact, metrics_url, timeout, as_json, out_dir):
+def bench_serve_cmd(url, models, protocol, concurrency, duration, max_requests, batching, videos, artifact, parity_samples, metrics_url, timeout, as_json, out_dir):
     """Bounded load test of MODELs on the Triton server at URL: req/s, latency, errors, server queue/compute, parity."""
     import os
 
@@ -120,7 +121,7 @@ def bench_serve_cmd(url, models, protocol, concurrency, duration, max_requests, 
 
     host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
     settings = {"url": url, "protocol": protocol, "models": list(models), "concurrency": concurrency, "duration": duration,
-                "max_requests": max_requests, "batching": batching, "timeout": timeout, "json": as_json,
+                "max_requests": max_requests, "batching": batching, "timeout": timeout, "json": as_json, "parity_samples": parity_samples,
                 "videos": os.path.abspath(videos) if videos else None, "artifact": os.path.abspath(artifact) if artifact else None,
                 "metrics_url": metrics_url or f"http://{host}:8002/metrics", "out": os.path.abspath(out_dir) if out_dir else None}
     if client_available():

@@ -351,7 +351,7 @@ def bench_serve(settings: dict, progress=lambda s: print(s, file=sys.stderr, flu
         if current == "off":
             set_batching(control, protocol, model, True, originals)
         if settings.get("parity", True):
-            result["parity"][model] = parity(client, protocol, model, config, requests[:PARITY_SAMPLES], engine, video)
+            result["parity"][model] = parity(client, protocol, model, config, requests[:settings.get("parity_samples", PARITY_SAMPLES)], engine, video)
             p = result["parity"][model]
             if p["checked"]:
                 progress(f"{model} parity over {protocol}: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.0f}% ({p['samples']} {p['kind']})")
@@ -378,6 +378,20 @@ def to_markdown(result: dict) -> str:
     if result.get("aborted"):
         lines += ["", f"**Aborted:** {result['aborted']} (partial result)"]
     return "\n".join(lines) + "\n"
+
+
+def headline(result: dict, where: str) -> str:
+    """One line for `slowfast report`: the best requests/s per model and input, and the parity."""
+    best: dict[str, dict] = {}
+    for r in result["rows"]:
+        key = f"{r['model']} ({r['kind']}s)"
+        if r.get("requests_per_s") and (key not in best or r["requests_per_s"] > best[key]["requests_per_s"]):
+            best[key] = r
+    parts = [f"{k} {v['requests_per_s']:.1f} req/s (concurrency {v['concurrency']}, batching {v['batching']}, p99 {fmt(v['latency_ms_p99'])} ms)"
+             for k, v in best.items()]
+    par = [f"{m} {p['max_abs_diff']:.2g}" for m, p in (result.get("parity") or {}).items() if p.get("checked")]
+    return (f"- Triton serving on {result['device']} ({where}): " + "; ".join(parts)
+            + (f"; max abs diff vs the local engine: {', '.join(par)}" if par else "") + (" (aborted, partial)" if result.get("aborted") else ""))
 
 
 def write_results(result: dict, out_dir: str | Path) -> dict[str, Path]:

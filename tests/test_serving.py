@@ -137,7 +137,7 @@ def test_serialized_dali_pipeline_matches_the_python_backend_preprocessing(repo,
 def _bench(server, tiny, protocol, models, *extra, timeout=240):
     out = tiny / f"bench-{protocol}-{'-'.join(models)}"
     url = server.http_url if protocol == "http" else server.grpc_url
-    args = ["bench", "serve", url, "--protocol", protocol, "--metrics-url", server.metrics_url, "--out", out, *extra]
+    args = ["bench", "serve", url, "--protocol", protocol, "--metrics-url", server.metrics_url, "--out", out, "--parity-samples", 2, *extra]
     for m in models:
         args += ["--model", m]
     r = _slowfast(*args, timeout=timeout)
@@ -176,7 +176,7 @@ def test_clips_and_videos_over_http_match_the_local_engine_and_load_test(server,
 
 
 def test_clips_and_videos_over_grpc_match_the_local_engine(server, tiny):
-    r = _bench(server, tiny, "grpc", ["tiny_py", "tiny_video_py"], "--concurrency", "3", "--duration", 1,
+    r = _bench(server, tiny, "grpc", ["tiny_py", "tiny_video_py"], "--concurrency", "2", "--duration", 1,
                "--videos", tiny / "data" / "manifest.csv", "--artifact", tiny / "tiny.safetensors")
     assert r["aborted"] is None and all(x["errors"] == 0 and x["requests"] >= 1 for x in r["rows"])
     for m in ("tiny_py", "tiny_video_py"):
