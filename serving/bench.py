@@ -341,7 +341,12 @@ def bench_serve(settings: dict, progress=lambda s: print(s, file=sys.stderr, flu
                     result["aborted"] = (f"the server at {url} stopped answering during {model} (batching {batching}, concurrency {c}) "
                                          f"after {row['requests']} requests: {row['aborted']}")
                     return result
-                row["server"] = stats_delta(before[model], server_stats(client, model))
+                after = server_stats(client, model)
+                settle = time.perf_counter() + 3.0  # an ensemble's counters can trail its responses by a few ms
+                while after["success"] - before[model]["success"] < row["requests"] and time.perf_counter() < settle:
+                    time.sleep(0.05)
+                    after = server_stats(client, model)
+                row["server"] = stats_delta(before[model], after)
                 if targets != [model]:  # an ensemble: where its time goes
                     row["steps"] = {m: stats_delta(before[m], server_stats(client, m)) for m in targets}
                 row["metrics"] = metrics_delta(mbefore, scrape_metrics(settings.get("metrics_url"), model))

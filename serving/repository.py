@@ -299,7 +299,7 @@ def servable(manifest: dict, backends: tuple[str, ...] = SERVABLE_BACKENDS) -> t
         elif m["backend"] in backends:
             ok.append(name)
         else:
-            skipped[name] = f"needs Triton's {m['backend']} backend (not in PyTriton's server; the official container has it)"
+            skipped[name] = f"needs Triton's {m['backend']} backend, which PyTriton's server lacks; the official container has it"
     return ok, skipped
 
 
