@@ -83,10 +83,15 @@ class TritonEnv:
         env["PYTHONPATH"] = str(ROOT) + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env
 
+    @property
+    def perf_libs(self) -> Path:
+        """Links under the sonames perf_analyzer asks for (libb64.so.0d, libcudart.so.12) to PyTriton's renamed copies."""
+        return self.venv / "perf-analyzer-libs"
+
     def client_env(self) -> dict[str, str]:
         """The environment for client tools run from the venv (perf_analyzer needs libb64 and libcudart from PyTriton)."""
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = ":".join(p for p in (str(self.site / "nvidia_pytriton.libs"), env.get("LD_LIBRARY_PATH")) if p)
+        env["LD_LIBRARY_PATH"] = ":".join(p for p in (str(self.perf_libs), str(self.site / "nvidia_pytriton.libs"), env.get("LD_LIBRARY_PATH")) if p)
         env["PYTHONNOUSERSITE"] = "1"
         return env
 
@@ -132,6 +137,7 @@ def ensure_env(echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
             info = _build(venv, echo)
         env = TritonEnv(venv, info["libdir"])
         _prepare_backends(env)
+        _prepare_perf_libs(env)
         return env
 
 
@@ -189,6 +195,18 @@ def _prepare_backends(env: TritonEnv) -> None:
     shutil.copy2(src_stub, tmp / "triton_python_backend_stub")
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)
+
+
+def _prepare_perf_libs(env: TritonEnv) -> None:
+    """PyTriton's wheel carries libb64 and libcudart under auditwheel's hashed names; perf_analyzer (from the
+    tritonclient wheel) links the plain sonames, so give it links with those names."""
+    libs = env.site / "nvidia_pytriton.libs"
+    env.perf_libs.mkdir(exist_ok=True)
+    for soname, pattern in (("libb64.so.0d", "libb64-*.so.0d"), ("libcudart.so.12", "libcudart-*.so.12*")):
+        link = env.perf_libs / soname
+        found = sorted(libs.glob(pattern))
+        if found and not link.exists():
+            link.symlink_to(found[0])
 
 
 def client_available() -> bool:
