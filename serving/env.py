@@ -44,10 +44,13 @@ def venv_path() -> Path:
 
 @dataclass(frozen=True)
 class TritonEnv:
-    """Paths of a ready Triton venv."""
+    """Paths of a ready Triton venv (or of this interpreter, when it has numpy<2 and the packages itself)."""
 
     venv: Path
     libdir: str  # the interpreter's LIBDIR (its libpython3.X.so.1.0), for the Python-backend stub
+    purelib: str  # its site-packages
+    version: str  # "3.11"
+    cache: Path | None = None  # where the backend directory goes when `venv` is not ours to write into
 
     @property
     def python(self) -> Path:
@@ -55,7 +58,7 @@ class TritonEnv:
 
     @property
     def site(self) -> Path:
-        return Path(self._info()["purelib"])
+        return Path(self.purelib)
 
     @property
     def tritonserver(self) -> Path:
@@ -64,10 +67,7 @@ class TritonEnv:
     @property
     def backends(self) -> Path:
         """A backend directory with the Python backend and the stub for this interpreter's version."""
-        return self.venv / "triton-backends"
-
-    def _info(self) -> dict:
-        return json.loads((self.venv / STAMP).read_text(encoding="utf-8"))
+        return (self.cache or self.venv) / "triton-backends"
 
     def server_env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The environment tritonserver (and through it the Python-backend stub) must run with."""
@@ -86,7 +86,7 @@ class TritonEnv:
     @property
     def perf_libs(self) -> Path:
         """Links under the sonames perf_analyzer asks for (libb64.so.0d, libcudart.so.12) to PyTriton's renamed copies."""
-        return self.venv / "perf-analyzer-libs"
+        return (self.cache or self.venv) / "perf-analyzer-libs"
 
     def client_env(self) -> dict[str, str]:
         """The environment for client tools run from the venv (perf_analyzer needs libb64 and libcudart from PyTriton)."""
@@ -125,8 +125,34 @@ def _pip(python: Path, args: list[str], echo: Callable[[str], None]) -> None:
         raise SlowFastError(f"pip install {' '.join(args)} failed in the Triton venv: {' / '.join(tail)[:400]}")
 
 
+def current_env() -> TritonEnv | None:
+    """This interpreter as the Triton environment, when it can be one: numpy<2 with PyTriton, tritonclient, torch and DALI
+    importable (then no second venv is needed); None otherwise (the project's own venv has numpy 2)."""
+    import importlib.util
+    import sysconfig
+
+    try:
+        import numpy
+    except ImportError:
+        return None
+    if int(numpy.__version__.split(".")[0]) >= 2:
+        return None
+    if any(importlib.util.find_spec(m) is None for m in ("pytriton", "tritonclient", "torch", "nvidia.dali", "onnxruntime")):
+        return None
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slowfast-triton" / f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    return TritonEnv(Path(sys.prefix), sysconfig.get_config_var("LIBDIR"), sysconfig.get_paths()["purelib"],
+                     "%d.%d" % sys.version_info[:2], cache=cache)
+
+
 def ensure_env(echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> TritonEnv:
-    """The Triton venv, created or refreshed when its stamp does not match (first use: ~1-2 minutes, ~1 GB)."""
+    """The Triton environment: this interpreter if it qualifies (`current_env`), else the Triton venv, created or refreshed
+    when its stamp does not match (first use: a few minutes, ~1 GB)."""
+    here = current_env()
+    if here is not None and not os.environ.get("SLOWFAST_TRITON_VENV"):
+        here.backends.parent.mkdir(parents=True, exist_ok=True)
+        _prepare_backends(here)
+        _prepare_perf_libs(here)
+        return here
     venv = venv_path()
     venv.parent.mkdir(parents=True, exist_ok=True)
     lock = venv.parent / f".{venv.name}.lock"
@@ -135,7 +161,7 @@ def ensure_env(echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
         info = _stamped(venv)
         if info is None:
             info = _build(venv, echo)
-        env = TritonEnv(venv, info["libdir"])
+        env = TritonEnv(venv, info["libdir"], info["purelib"], info["version"])
         _prepare_backends(env)
         _prepare_perf_libs(env)
         return env
@@ -185,7 +211,7 @@ def _prepare_backends(env: TritonEnv) -> None:
     if stub.exists():
         return
     src = env.site / "pytriton" / "tritonserver"
-    version = env._info()["version"]
+    version = env.version
     src_stub = src / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not src_stub.exists():
         raise SlowFastError(f"PyTriton has no Python-backend stub for Python {version} (3.8-3.13 are bundled)")
@@ -201,7 +227,7 @@ def _prepare_perf_libs(env: TritonEnv) -> None:
     """PyTriton's wheel carries libb64 and libcudart under auditwheel's hashed names; perf_analyzer (from the
     tritonclient wheel) links the plain sonames, so give it links with those names."""
     libs = env.site / "nvidia_pytriton.libs"
-    env.perf_libs.mkdir(exist_ok=True)
+    env.perf_libs.mkdir(parents=True, exist_ok=True)
     for soname, pattern in (("libb64.so.0d", "libb64-*.so.0d"), ("libcudart.so.12", "libcudart-*.so.12*")):
         link = env.perf_libs / soname
         found = sorted(libs.glob(pattern))
