@@ -155,7 +155,7 @@ def ensure_env(echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
         return here
     venv = venv_path()
     venv.parent.mkdir(parents=True, exist_ok=True)
-    lock = venv.parent / f".{venv.name}.lock"
+    lock = venv.parent / f".{venv.name.lstrip('.')}.lock"
     with open(lock, "w") as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)  # parallel test workers / commands wait for one builder
         info = _stamped(venv)
