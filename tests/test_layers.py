@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "slowfast_trt"
 LAYERS = ["common", "model", "data", "dali_pipelines", "engines", "export", "training", "serving", "benchmarks", "cli"]
 # Imported inside functions only: optional extras or heavy imports used by one command.
 LAZY = {"nvidia", "av", "onnx", "onnxruntime", "onnxconverter_common", "matplotlib", "PIL", "tensorrt", "modelopt",
-        "tritonclient", "torch.utils.tensorboard"}
+        "tritonclient", "google.protobuf", "triton_python_backend_utils", "torch.utils.tensorboard"}
 
 
 def _modules() -> dict[str, Path]:

@@ -2,7 +2,7 @@
 
 Synthetic motion data -> train SlowFast and its Slow-only counterpart -> multi-view evaluation of both ->
 ONNX export -> INT8 with DALI calibration -> TensorRT plans (only with TensorRT and a GPU) -> benchmarks
-(model, pipeline, e2e, accuracy FP32 vs INT8, flops) -> report.md. Every stage keeps its outputs in OUT and
+(model, pipeline, e2e, accuracy FP32 vs INT8, Triton serving, flops) -> report.md. Every stage keeps its outputs in OUT and
 records what it read and wrote in OUT/.stages/<stage>.json, so a re-run skips stages whose outputs exist,
 are readable and were made from the same inputs, and an interrupted run resumes (training from its last
 checkpoint).
@@ -21,6 +21,7 @@ import torch
 
 from slowfast_trt.benchmarks import accuracy, e2e, flops, pipeline, throughput
 from slowfast_trt.benchmarks.report import write_report
+from slowfast_trt.benchmarks.serve_demo import serving_stage
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write, atomic_write_text
 from slowfast_trt.data.manifest import read_manifest, to_videos
@@ -97,7 +98,7 @@ class Demo:
         self.echo = echo
         self.stages_dir = self.out / ".stages"
         self.t0 = time.perf_counter()
-        self.step, self.total = 0, 13
+        self.step, self.total = 0, 14
         self.skipped_reasons: dict[str, str] = {}
 
     # --- paths -------------------------------------------------------------------------------------------
@@ -244,6 +245,17 @@ class Demo:
                            manifest=str(self.data / "val.csv"), progress=self._indent)
         e2e.write_results(result, self.bench("e2e"))
 
+    def _serve(self) -> None:
+        try:
+            serving_stage(self.onnx(SLOWFAST), self.data / "val.csv", self.data / "classes.txt", self.out / "serve" / "repo", self.bench("serve"),
+                          clips=self.settings.eval_clips, duration=2.0 if self.quick else 5.0, echo=self._indent)
+            done = {"result": str(self.bench("serve") / "result.json")}
+        except SlowFastError as e:  # no Triton venv here (no network, no wheel): the demo goes on, as without TensorRT
+            self.skipped_reasons["serve"] = f"skipped: {e}"
+            self._indent(f"serving skipped: {e}")
+            done = {"skipped": str(e)}
+        atomic_write_text(self.out / "serve" / "stage.json", json.dumps(done, indent=2) + "\n")
+
     def _bench_flops(self) -> None:
         flops.write_results(flops.flops_table(list(FLOPS_PRESETS)), self.bench("flops"))
 
@@ -280,11 +292,13 @@ class Demo:
         self.stage("bench_accuracy", "bench accuracy: FP32 vs INT8 (and TensorRT plans)",
                    lambda: self._accuracy("accuracy-int8", [onnx[0], int8, *self.plans()]),
                    [self.bench("accuracy-int8") / "result.json"], [onnx[0], int8, *self.plans(), csvs[1]])
+        self.stage("serve", "serve: Triton (Python backend) on 127.0.0.1, load test and parity", self._serve,
+                   [self.out / "serve" / "stage.json"], [onnx[0], csvs[1]])
         self.stage("bench_flops", "bench flops: GFLOPs against the paper", self._bench_flops, [self.bench("flops") / "result.json"])
 
         report = self.out / "report.md"
         self.stage("report", "report", lambda: write_report([self.out / "bench"], self.out), [report],
-                   [self.bench(n) / "result.json" for n in ("accuracy-models", "model", "pipeline", "e2e", "accuracy-int8", "flops")])
+                   [self.bench(n) / "result.json" for n in ("accuracy-models", "model", "pipeline", "e2e", "accuracy-int8", "serve", "flops")])
         self.echo(f"demo finished in {self._elapsed()}; report: {report}")
         return report
 

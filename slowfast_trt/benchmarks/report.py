@@ -12,10 +12,11 @@ import io
 from pathlib import Path
 
 from slowfast_trt.benchmarks.results import fmt, read_result
+from slowfast_trt.benchmarks.serve import headline
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_bytes, atomic_write_text
 
-KINDS = ("flops", "pipeline", "model", "e2e", "accuracy")
+KINDS = ("flops", "pipeline", "model", "e2e", "accuracy", "serve")
 
 
 def find_results(dirs: list[str | Path]) -> list[dict]:
@@ -144,7 +145,7 @@ def plot_stages(result: dict) -> bytes:
 
 
 def _module(kind: str):
-    return importlib.import_module({"model": "slowfast_trt.benchmarks.throughput"}.get(kind, f"slowfast_trt.benchmarks.{kind}"))
+    return importlib.import_module({"model": "slowfast_trt.benchmarks.throughput", "serve": "slowfast_trt.benchmarks.serve"}.get(kind, f"slowfast_trt.benchmarks.{kind}"))
 
 
 def _table(result: dict) -> str:
@@ -189,6 +190,8 @@ def headlines(results: list[dict]) -> list[str]:
                 lines.append(f"- end to end on {r['device']} ({where}): DALI {fmt(rows['dali']['e2e_clips_per_s'])} clips/s "
                              f"(bound by {rows['dali']['bound']}), PyAV {fmt(rows['pyav']['e2e_clips_per_s'])} clips/s; "
                              f"ratio {r['ratios']['dali_vs_pyav_e2e']:.2f}x")
+        elif kind == "serve":
+            lines.append(headline(r, where))
         elif kind == "flops":
             within = [x for x in r["rows"] if x["within_tolerance"] is not None]
             ok = sum(bool(x["within_tolerance"]) for x in within)

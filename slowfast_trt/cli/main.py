@@ -11,6 +11,7 @@ from slowfast_trt.cli import data as _data
 from slowfast_trt.cli import demo as _demo
 from slowfast_trt.cli import export as _export
 from slowfast_trt.cli import flops as _flops
+from slowfast_trt.cli import serve as _serve
 from slowfast_trt.cli import train as _train
 from slowfast_trt.common.errors import OUTPUT_ERRNOS, SlowFastError, environment_fault
 
@@ -52,6 +53,10 @@ def _register() -> None:
     main.add_command(_data.data)
 
     main.add_command(_convert.convert)
+
+    _export.export.add_command(_serve.triton_cmd)
+    _bench.bench.add_command(_serve.bench_serve_cmd)
+    main.add_command(_serve.serve)
 
 
 _register()

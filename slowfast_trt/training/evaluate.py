@@ -74,8 +74,7 @@ def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10,
             if not torch.isfinite(scores).all():
                 raise SlowFastError(f"{name} gave non-finite scores (NaN or inf) on {sorted({videos[i].path for i in vids})[0]}; "
                                     "its weights are probably NaN (a diverged or corrupt checkpoint): evaluate another checkpoint")
-            if engine.info.get("output", {}).get("kind", "logits") == "logits":
-                scores = torch.sigmoid(scores) if cfg.multilabel else torch.softmax(scores, dim=-1)
+            scores = to_probabilities(scores, engine.info, cfg.multilabel)
             aggs[name].add(vids, batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy(), scores.cpu().numpy())
         views += len(vids)
     elapsed = time.perf_counter() - start
@@ -100,6 +99,14 @@ def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10,
         "predictions": aggs[name].predictions(),
         "video_paths": [v.path for v in videos],
     } for name, engine in engines.items()}
+
+
+def to_probabilities(scores: torch.Tensor, info: dict, multilabel: bool) -> torch.Tensor:
+    """Per-view scores as the aggregation takes them: an artifact that outputs logits (its sidecar's output kind)
+    gets softmax (sigmoid for multi-label models); probabilities pass through. Shared with the Triton models."""
+    if info.get("output", {}).get("kind", "logits") == "logits":
+        return torch.sigmoid(scores) if multilabel else torch.softmax(scores, dim=-1)
+    return scores
 
 
 def agreement(a: dict, b: dict, setting: str) -> float:

@@ -1,0 +1,107 @@
+"""Encoded video bytes -> per-video scores, exactly as `slowfast eval` computes them.
+
+The same pieces as `training.evaluate`: `multiview_plan` (K uniformly spaced clips with the artifact's own
+sampling config), the `ClipLoader` test pipeline (DALI decode; C crops), the engine, `to_probabilities` and
+`ViewAggregator` (softmax averaged over the K x C views, or sigmoid max-pooled for multi-label models). The
+Triton Python-backend video model and the local reference of `slowfast bench serve` both call `score_videos`;
+the plan step of the DALI ensemble calls `decode_plan`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.dali_pipelines.loader import ClipLoader
+from slowfast_trt.dali_pipelines.plan import multiview_plan
+from slowfast_trt.data.manifest import Video
+from slowfast_trt.data.video_io import VideoError, probe
+from slowfast_trt.training.evaluate import to_probabilities
+from slowfast_trt.training.metrics import ViewAggregator
+
+
+@dataclass
+class VideoScores:
+    """Per video: the aggregated scores (num_classes,) or the reason it could not be scored."""
+
+    scores: np.ndarray | None
+    error: str | None = None
+
+
+def _probe(path: str, index: int):
+    try:
+        info = probe(path)
+    except (VideoError, OSError, ValueError) as e:
+        raise SlowFastError(f"the VIDEO bytes are not a decodable video ({str(e).splitlines()[0][:200]})") from None
+    return Video(index, path, 0, info.num_frames, info.fps, info.width, info.height), info.codec
+
+
+def setting(num_clips: int, num_crops: int) -> str:
+    """The ViewAggregator setting that uses every view of a K x C pass."""
+    return "K" + ("x3" if num_crops == 3 else "x1")
+
+
+def _score_files(engine, paths: list[str], num_clips: int, num_crops: int, batch_size: int, device: str, threads: int) -> np.ndarray:
+    cfg = engine.config
+    videos = [_probe(p, i)[0] for i, p in enumerate(paths)]
+    loader = ClipLoader(multiview_plan(videos, cfg, num_clips), cfg, "test", batch_size, device=device, threads=threads,
+                        videos=videos, num_crops=num_crops)
+    agg = ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel)
+    for batch in loader:
+        clips = {p: batch[p] for p in cfg.pathways}
+        scores = to_probabilities(engine(**clips, sampling=loader.cfg.sampling).float(), engine.info, cfg.multilabel)
+        agg.add(batch["video"].cpu().numpy(), batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy(), scores.cpu().numpy())
+    agg.check_complete()
+    return agg.video_scores(setting(num_clips, num_crops)).astype(np.float32)
+
+
+def score_videos(engine, blobs: list[bytes], *, num_clips: int, num_crops: int, batch_size: int = 8, device: str = "auto",
+                 threads: int = 2) -> list[VideoScores]:
+    """Scores of each encoded video in `blobs` (one decode pass for all); a bad video gets its reason, the rest their scores."""
+    with tempfile.TemporaryDirectory(prefix="slowfast-serve-") as tmp:
+        paths = []
+        for i, blob in enumerate(blobs):
+            p = Path(tmp) / f"video{i}"
+            p.write_bytes(bytes(blob))
+            paths.append(str(p))
+        try:
+            scores = _score_files(engine, paths, num_clips, num_crops, batch_size, device, threads)
+            return [VideoScores(s) for s in scores]
+        except SlowFastError as e:
+            if len(paths) == 1:
+                return [VideoScores(None, _clean(str(e), tmp))]
+        out = []  # one bad video in a batch: score each alone so the others still get their answer
+        for p in paths:
+            try:
+                out.append(VideoScores(_score_files(engine, [p], num_clips, num_crops, batch_size, device, threads)[0]))
+            except SlowFastError as e:
+                out.append(VideoScores(None, _clean(str(e), tmp)))
+        return out
+
+
+def _clean(message: str, tmp: str) -> str:
+    """Error text without the server's temporary file names."""
+    return re.sub(re.escape(tmp) + r"/video\d+:?\s*", "", message)
+
+
+def decode_plan(blob: bytes, cfg, num_clips: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the DALI model decodes for one video, from the same `multiview_plan` as the Python-backend model: the sorted
+    distinct frame numbers of its K clips (int32), and the positions in that list of each clip's Fast frames (K*alpha*T)
+    and Slow frames (K*T), clip after clip. Overlapping clips of a short video share decoded frames."""
+    fd, path = tempfile.mkstemp(prefix="slowfast-serve-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(bytes(blob))
+        video, _ = _probe(path, 0)
+        plans = multiview_plan([video], cfg, num_clips)
+    finally:
+        os.unlink(path)
+    frames = np.unique(np.concatenate([p.fast_idx for p in plans])).astype(np.int32)
+    fast = np.concatenate([np.searchsorted(frames, p.fast_idx) for p in plans]).astype(np.int32)
+    slow = np.concatenate([np.searchsorted(frames, p.slow_idx) for p in plans]).astype(np.int32)
+    return frames, fast, slow

@@ -1,0 +1,284 @@
+"""Serving: a generated Triton repository on the real (PyTriton-bundled) tritonserver, on 127.0.0.1, free ports.
+
+The tiny demo SlowFast (time-difference Fast input) with random weights, 8 synthetic videos. Triton's own venv
+(numpy<2) is created on first use (about two minutes, once); where it cannot be built, the tests skip saying why.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slowfast_trt import engines, model
+from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.model.checkpoint import save
+from tests.helpers import randomize_, write_indexed_video
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("nvidia.dali")
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIPS, CROPS = 2, 3
+
+
+@pytest.fixture(scope="module")
+def triton_env():
+    from slowfast_trt.serving.env import ensure_env
+
+    try:
+        return ensure_env()
+    except SlowFastError as e:
+        pytest.skip(f"Triton's venv (PyTriton 0.7.0, tritonclient 2.51, numpy<2) cannot be built here: {e}")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from slowfast_trt.data.synth import synth
+
+    d = tmp_path_factory.mktemp("serve")
+    net = randomize_(model.build("slowfast_tiny_4x16_timediff", num_classes=8), seed=3).eval()
+    save(net, d / "tiny.safetensors")
+    synth(d / "data", videos=8, seed=3, frames=72, workers=2, progress=False)
+    write_indexed_video(d / "wide.webm", 80, 96, 72)  # 72x96: the short-side resize does real work
+    return d
+
+
+@pytest.fixture(scope="module")
+def repo(tiny, triton_env):
+    from slowfast_trt.serving.repository import build_repository
+
+    build_repository(tiny / "tiny.safetensors", tiny / "repo", clips=CLIPS, crops=CROPS, labels=tiny / "data" / "classes.txt")
+    return tiny / "repo"
+
+
+@pytest.fixture(scope="module")
+def server(repo, triton_env, tiny):
+    from slowfast_trt.serving.server import TritonServer, free_ports
+
+    h, g, m = free_ports(3)
+    s = TritonServer(repo, http_port=h, grpc_port=g, metrics_port=m, env=triton_env, log_path=tiny / "server.log")
+    s.start(240)
+    yield s
+    s.stop()
+
+
+def _slowfast(*args, timeout=300, **kw):
+    return subprocess.run([sys.executable, "-m", "slowfast_trt", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
+
+
+def test_repository_configs_parse_with_tritons_protobuf(repo, tiny, triton_env):
+    from slowfast_trt.serving.repository import read_manifest, servable, validate_repository
+
+    configs = validate_repository(repo)
+    assert configs["tiny"]["backend"] == "onnxruntime_onnx" and configs["tiny"]["inputs"] == ["slow", "fast"]
+    assert configs["tiny_video"]["backend"] == "ensemble" and configs["tiny_dali"]["backend"] == "dali"
+    text = (repo / "tiny" / "config.pbtxt").read_text()
+    assert "dims: [ 3, 4, 64, 64 ]" in text and "dims: [ 1, 32, 64, 64 ]" in text  # from the sidecar
+    assert "preferred_batch_size: [ 4, 8 ]" in text and "KIND_CPU" in text
+    ok, skipped = servable(read_manifest(repo))
+    assert set(skipped) == {"tiny", "tiny_dali", "tiny_video", "tiny_classify"} and "tiny_video_cpu" in ok
+    # A TensorRT plan (a stand-in file with a plan's sidecar) on GPUs: tensorrt_plan, KIND_GPU, batch capped by the profile.
+    side = json.loads((repo / "tiny" / "1" / "model.onnx.json").read_text())
+    side |= {"kind": "tensorrt", "precision": "fp16", "tensorrt": {"profile": {"min": 1, "opt": 2, "max": 4}}}
+    plan = tiny / "tiny.fp16.plan"
+    plan.write_bytes(b"not a real plan")
+    (tiny / "tiny.fp16.plan.json").write_text(json.dumps(side))
+    r = _slowfast("export", "triton", plan, "--out", tiny / "repo_gpu", "--gpus", "0,1", "--instances", "2", "--clips", 2, "--no-validate")
+    assert r.returncode == 0, r.stderr
+    assert validate_repository(tiny / "repo_gpu")["tiny_fp16_video"]["backend"] == "ensemble"
+    text = (tiny / "repo_gpu" / "tiny_fp16" / "config.pbtxt").read_text()
+    assert 'platform: "tensorrt_plan"' in text and "max_batch_size: 4" in text
+    assert "count: 2 kind: KIND_GPU gpus: [ 0, 1 ]" in text
+    assert 'backend: "dali"' in (tiny / "repo_gpu" / "tiny_fp16_dali" / "config.pbtxt").read_text()
+    # A config Triton would reject is named.
+    bad = tiny / "repo_gpu" / "tiny_fp16_py" / "config.pbtxt"
+    bad.write_text(bad.read_text().replace("max_batch_size", "max_batch"))
+    with pytest.raises(SlowFastError, match="tiny_fp16_py/config.pbtxt: not a valid Triton model config"):
+        validate_repository(tiny / "repo_gpu")
+
+
+def test_serialized_dali_pipeline_matches_the_python_backend_preprocessing(repo, tiny):
+    """model.cpu.dali (the dali model's graph with the CPU decoder) deserialized and run here, against ClipLoader's views."""
+    from slowfast_trt.dali_pipelines.loader import ClipLoader
+    from slowfast_trt.dali_pipelines.plan import multiview_plan
+    from slowfast_trt.engines.sidecar import read_sidecar, sidecar_config
+    from slowfast_trt.serving.dali_model import load_serialized, run_serialized
+    from slowfast_trt.serving.video import _probe, decode_plan
+
+    cfg = sidecar_config(read_sidecar(repo / "tiny" / "1" / "model.onnx"))
+    assert (repo / "tiny_dali" / "1" / "model.dali").stat().st_size > 0  # the GPU ('mixed' decoder) variant
+    pipe = load_serialized(repo / "tiny_dali" / "1" / "model.cpu.dali", batch_size=4)
+    level = 1 / 255 / cfg.std[0]  # one grey level after normalisation
+    native = sorted((tiny / "data" / "videos").rglob("*.webm"))[0]
+    for path, tol in ((native, {"slow": 1e-5, "fast": 1e-5}), (tiny / "wide.webm", {"slow": 1.01 * level, "fast": 2.01 * level})):
+        blob = path.read_bytes()
+        frames, fast_pos, slow_pos = decode_plan(blob, cfg, CLIPS)
+        got = run_serialized(pipe, {"VIDEO": np.frombuffer(blob, np.uint8)[None], "FRAMES": frames[None], "FAST_POS": fast_pos[None],
+                                    "SLOW_POS": slow_pos[None]}, ["SLOW", "FAST"])
+        video = _probe(str(path), 0)[0]
+        batch = next(iter(ClipLoader(multiview_plan([video], cfg, CLIPS), cfg, "test", 8, device="cpu", videos=[video], num_crops=CROPS)))
+        for name in ("slow", "fast"):
+            ref = batch[name].contiguous().numpy()
+            assert got[name.upper()][0].shape == ref.shape  # views crop-major, N,C,T,H,W
+            diff = np.abs(got[name.upper()][0] - ref)
+            # 64x80: no resize, identical; 72x96: DALI's and torch's bilinear resize round differently, by at most a grey level
+            assert diff.max() <= tol[name] and diff.mean() < 2e-3, (path.name, name, diff.max(), diff.mean())
+
+
+def _bench(server, tiny, protocol, models, *extra, timeout=240):
+    out = tiny / f"bench-{protocol}-{'-'.join(models)}"
+    url = server.http_url if protocol == "http" else server.grpc_url
+    args = ["bench", "serve", url, "--protocol", protocol, "--metrics-url", server.metrics_url, "--out", out, "--parity-samples", 2, *extra]
+    for m in models:
+        args += ["--model", m]
+    r = _slowfast(*args, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads((out / "result.json").read_text())
+
+
+def _eval_top1(tiny, n):
+    """Per-video top-1 as `slowfast eval` computes it (training.evaluate), in this (numpy 2) environment."""
+    from slowfast_trt.data.manifest import read_manifest, to_videos
+    from slowfast_trt.training.evaluate import evaluate_engine
+
+    videos = to_videos(read_manifest(tiny / "data" / "manifest.csv"))[:n]
+    r = evaluate_engine(engines.load(tiny / "tiny.safetensors", device="cpu"), videos, num_clips=CLIPS, num_crops=CROPS, device="cpu", progress=False)
+    return r["predictions"][f"{CLIPS}x{CROPS}"]
+
+
+def test_clips_and_videos_over_http_match_the_local_engine_and_load_test(server, tiny):
+    r = _bench(server, tiny, "http", ["tiny_py", "tiny_video_py", "tiny_video_cpu"], "--concurrency", "4", "--duration", 1,
+               "--videos", tiny / "data" / "manifest.csv", "--artifact", tiny / "tiny.safetensors")
+    assert r["aborted"] is None and r["server"]["version"].startswith("2.51")
+    assert [(x["model"], x["concurrency"]) for x in r["rows"]] == [(m, 4) for m in ("tiny_py", "tiny_video_py", "tiny_video_cpu")]
+    for row in r["rows"]:
+        assert row["errors"] == 0 and row["requests"] >= 1 and row["requests_per_s"] > 0
+        assert row["server"]["server_requests"] == row["requests"]  # Triton's statistics saw the same requests
+        assert row["metrics"]["requests"] == row["requests"]  # and so did /metrics
+    for m in ("tiny_py", "tiny_video_py"):
+        p = r["parity"][m]
+        assert p["checked"] and p["max_abs_diff"] < 1e-5 and p["top1_agreement"] == 1.0, p
+    assert r["parity"]["tiny_video_py"]["kind"] == "videos" and r["parity"]["tiny_py"]["kind"] == "clips"
+    # The ensemble's preprocessing is the serialized DALI graph (no resize at 64x80: the same views) + BLS to the engine.
+    ens = r["parity"]["tiny_video_cpu"]
+    assert ens["max_abs_diff"] < 1e-5 and ens["top1_agreement"] == 1.0, ens
+    # ... and the served per-video top-1 is slowfast eval's.
+    assert r["parity"]["tiny_video_py"]["server_top1"] == _eval_top1(tiny, len(r["parity"]["tiny_video_py"]["server_top1"]))
+
+
+def test_clips_and_videos_over_grpc_match_the_local_engine(server, tiny):
+    r = _bench(server, tiny, "grpc", ["tiny_py", "tiny_video_py"], "--concurrency", "2", "--duration", 1,
+               "--videos", tiny / "data" / "manifest.csv", "--artifact", tiny / "tiny.safetensors")
+    assert r["aborted"] is None and all(x["errors"] == 0 and x["requests"] >= 1 for x in r["rows"])
+    for m in ("tiny_py", "tiny_video_py"):
+        p = r["parity"][m]
+        assert p["max_abs_diff"] < 1e-5 and p["top1_agreement"] == 1.0, p
+
+
+def test_dynamic_batching_off_and_back_on(server, tiny):
+    from slowfast_trt.serving.server import http_get
+
+    r = _bench(server, tiny, "http", ["tiny_py"], "--concurrency", "4", "--duration", 1, "--batching", "off,on")
+    rows = {x["batching"]: x for x in r["rows"]}
+    assert set(rows) == {"on", "off"} and all(x["errors"] == 0 for x in rows.values())
+    assert rows["off"]["server"]["avg_batch"] == 1.0  # reloaded without dynamic batching: one request per execution
+    status, body = http_get(f"{server.http_url}/v2/models/tiny_py/config")
+    assert status == 200 and json.loads(body)["dynamic_batching"]["preferred_batch_size"] == [4, 8]  # the repository's config again
+
+
+def test_bad_requests_get_named_errors_and_the_server_keeps_serving(server, tiny, triton_env):
+    video = sorted((tiny / "data" / "videos").rglob("*.webm"))[0]
+    r = subprocess.run([str(triton_env.python), str(ROOT / "tests" / "serving_checks.py"), server.http_url, server.grpc_url, "tiny_py",
+                        "tiny_video_py", "tiny_video_cpu", str(video)], capture_output=True, text=True, timeout=240, cwd=ROOT,
+                       env=triton_env.client_env() | {"PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    for protocol in ("http", "grpc"):
+        e = res[protocol]
+        assert "unexpected shape for input 'slow'" in e["wrong_shape"], e["wrong_shape"]
+        assert "slow" in e["wrong_dtype"] and "FP64" in e["wrong_dtype"], e["wrong_dtype"]
+        assert "fast" in e["missing_input"], e["missing_input"]
+        assert "no_such_model" in e["unknown_model"] and ("unknown model" in e["unknown_model"] or "not found" in e["unknown_model"]), e["unknown_model"]
+        for m in ("tiny_video_py", "tiny_video_cpu"):
+            assert "VIDEO" in e[f"garbage_video:{m}"] and "not a decodable video" in e[f"garbage_video:{m}"], e[f"garbage_video:{m}"]
+            assert "not a decodable video" in e[f"empty_video:{m}"], e[f"empty_video:{m}"]
+        assert e["good_after"] and all(e["good_video_after"].values())
+    assert server.alive()
+
+
+def test_serve_command_refuses_a_busy_port(repo):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = _slowfast("serve", repo, "--http-port", port, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"error: port {port} (http) on 127.0.0.1 is busy; stop what uses it or pass --http-port with a free port"]
+
+
+def test_serve_command_starts_prints_urls_and_stops_on_ctrl_c(repo, triton_env):
+    from slowfast_trt.serving.server import free_ports, http_get
+
+    h, g, m = free_ports(3)
+    p = subprocess.Popen([sys.executable, "-m", "slowfast_trt", "serve", str(repo), "--model", "tiny_py", "--http-port", str(h), "--grpc-port", str(g),
+                          "--metrics-port", str(m)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        lines = []
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line.strip())
+            if line.startswith("Ctrl-C"):
+                break
+        assert f"HTTP    http://127.0.0.1:{h}" in lines and f"gRPC    127.0.0.1:{g}" in lines, (lines, p.stderr.read() if p.poll() is not None else "")
+        assert lines[0].startswith("ready in ") and "tiny_py" in lines[0]
+        assert http_get(f"http://127.0.0.1:{h}/v2/models/tiny_py/ready")[0] == 200
+        assert http_get(f"http://127.0.0.1:{m}/metrics")[0] == 200
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0 and "stopped" in out
+        assert http_get(f"http://127.0.0.1:{h}/v2/health/live", 1.0)[0] == 0  # nothing answers any more
+    finally:
+        if p.poll() is None:
+            p.kill()
+
+
+def test_killing_the_server_mid_load_test_ends_the_bench_with_one_line(server, tiny):
+    """Last: it kills the module's server."""
+    from slowfast_trt.serving.server import http_get
+
+    out = tiny / "bench-killed"
+    url = server.http_url
+    p = subprocess.Popen([sys.executable, "-m", "slowfast_trt", "bench", "serve", url, "--model", "tiny_py", "--concurrency", "4", "--duration", "60",
+                          "--metrics-url", server.metrics_url, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        def served() -> int:
+            status, body = http_get(f"{url}/v2/models/tiny_py/stats")
+            return json.loads(body)["model_stats"][0]["inference_stats"]["success"]["count"] if status == 200 else 0
+
+        start, deadline = served(), time.time() + 120
+        while served() < start + 5 and time.time() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        assert p.poll() is None, p.stderr.read()
+        server.kill()
+        t0 = time.time()
+        stdout, stderr = p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert time.time() - t0 < 60  # ends promptly, no hang
+    assert p.returncode == 2
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "stopped answering during tiny_py (batching on, concurrency 4)" in errors[0], stderr
+    r = json.loads((out / "result.json").read_text())
+    assert r["aborted"] and r["rows"][-1]["requests"] >= 5 and "aborted" in r["rows"][-1]
+    assert "**Aborted:**" in (out / "serve.md").read_text()
