@@ -2,6 +2,7 @@
 
 Example (GPU): .venv/bin/python scripts/conv3d_ceiling.py --preset slowfast_r50_4x16 --size 256 --batch-size 64 --precision fp16 --out benchmarks/results/<gpu>/conv3d
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="write result.json and conv_ceiling.md here")
     a = ap.parse_args(argv)
     try:
-        r = conv_ceiling(a.preset, size=a.size, batch=a.batch, precision=a.precision, device=a.device, channels_last=not a.contiguous,
-                         cudnn_benchmark=not a.no_benchmark, warmup=a.warmup, iters=a.iters, progress=lambda s: print(s, file=sys.stderr))
+        r = conv_ceiling(
+            a.preset,
+            size=a.size,
+            batch=a.batch,
+            precision=a.precision,
+            device=a.device,
+            channels_last=not a.contiguous,
+            cudnn_benchmark=not a.no_benchmark,
+            warmup=a.warmup,
+            iters=a.iters,
+            progress=lambda s: print(s, file=sys.stderr),
+        )
     except SlowFastError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

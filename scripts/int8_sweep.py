@@ -12,6 +12,7 @@ probabilities from FP32's (a smoother error measure than top-1 on a small set).
 the shipped model quantizes every Conv) and ranks the layers by how much KL they remove.
 Writes OUT_DIR/sweep.json and prints a table. Heavy: run under `flock /tmp/cpu.lock` on the shared CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -119,7 +120,9 @@ def main() -> None:
         k, c = batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy()
         for name, e in loaded.items():
             probs[name][vids, k, c] = torch.softmax(e(**clips, sampling=loader.cfg.sampling).float(), dim=-1).numpy()
-    print(f"evaluated {len(loaded)} models on {len(videos)} videos x {a.clips}x{a.crops} views in {time.perf_counter() - t0:.0f}s", flush=True)
+    print(
+        f"evaluated {len(loaded)} models on {len(videos)} videos x {a.clips}x{a.crops} views in {time.perf_counter() - t0:.0f}s", flush=True
+    )
 
     labels = np.array([int(v.label) for v in videos])
     mid_k, mid_c = a.clips // 2, a.crops // 2
@@ -129,13 +132,24 @@ def main() -> None:
         full, one = p.mean(axis=(1, 2)).argmax(-1), p[:, mid_k, mid_c].argmax(-1)
         rfull, rone = ref.mean(axis=(1, 2)).argmax(-1), ref[:, mid_k, mid_c].argmax(-1)
         kl = mean_kl(ref, p)
-        return {f"top1_{a.clips}x{a.crops}": 100 * float((full == labels).mean()), "top1_1x1": 100 * float((one == labels).mean()),
-                f"agree_{a.clips}x{a.crops}": 100 * float((full == rfull).mean()), "agree_1x1": 100 * float((one == rone).mean()),
-                "view_agree": 100 * float((p.argmax(-1) == ref.argmax(-1)).mean()), "kl": float(kl)}
+        return {
+            f"top1_{a.clips}x{a.crops}": 100 * float((full == labels).mean()),
+            "top1_1x1": 100 * float((one == labels).mean()),
+            f"agree_{a.clips}x{a.crops}": 100 * float((full == rfull).mean()),
+            "agree_1x1": 100 * float((one == rone).mean()),
+            "view_agree": 100 * float((p.argmax(-1) == ref.argmax(-1)).mean()),
+            "kl": float(kl),
+        }
 
     rows = {k: {**summary(p), "settings": variants.get(k, {})} for k, p in probs.items()}
-    (out / "sweep.json").write_text(json.dumps({"fp32": a.fp32, "calib": a.calib, "eval": a.eval, "videos": len(videos),
-                                                 "views": [a.clips, a.crops], "rows": rows}, indent=2, default=str) + "\n")
+    (out / "sweep.json").write_text(
+        json.dumps(
+            {"fp32": a.fp32, "calib": a.calib, "eval": a.eval, "videos": len(videos), "views": [a.clips, a.crops], "rows": rows},
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
     order = sorted(rows, key=lambda k: (k != "fp32", rows[k]["kl"])) if a.sensitivity else list(rows)
     keys = list(rows["fp32"])[:-1]
     print("| model | " + " | ".join(keys) + " |")

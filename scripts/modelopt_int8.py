@@ -12,6 +12,7 @@ that sees the project's packages, with ModelOpt and its ONNX dependencies except
 
 The output has the project's sidecar, so `slowfast eval --engine` and `slowfast export compare` take it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--method", choices=["max", "entropy"], default="max")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--all-convs", action="store_true",
-                    help="Also quantize the small-channel / non-square-kernel Convs that ModelOpt leaves in float for TensorRT speed")
+    ap.add_argument(
+        "--all-convs",
+        action="store_true",
+        help="Also quantize the small-channel / non-square-kernel Convs that ModelOpt leaves in float for TensorRT speed",
+    )
     args = ap.parse_args()
 
     from modelopt.onnx.quantization import int8 as mo_int8
@@ -52,16 +56,34 @@ def main() -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=out.parent) as work:
         tmp = Path(work) / "int8.onnx"
-        quantize(str(src), quantize_mode="int8", calibration_data=data, calibration_method=args.method,
-                 calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=str(tmp), log_level="WARNING")
+        quantize(
+            str(src),
+            quantize_mode="int8",
+            calibration_data=data,
+            calibration_method=args.method,
+            calibration_eps=["cpu"],
+            high_precision_dtype="fp32",
+            output_path=str(tmp),
+            log_level="WARNING",
+        )
         os.replace(tmp, out)
     seconds = time.perf_counter() - t0
     import modelopt
 
     side = read_sidecar(src)
-    side.update(kind="onnx-int8", precision="int8", source_onnx=str(src), source_onnx_sha256=file_sha256(src),
-                calibration={"method": args.method, "batches": 1, "library": f"nvidia-modelopt {modelopt.__version__} "
-                             "(modelopt.onnx.quantization.quantize, int8, high_precision_dtype=fp32)", "all_convs": args.all_convs, **info})
+    side.update(
+        kind="onnx-int8",
+        precision="int8",
+        source_onnx=str(src),
+        source_onnx_sha256=file_sha256(src),
+        calibration={
+            "method": args.method,
+            "batches": 1,
+            "library": f"nvidia-modelopt {modelopt.__version__} (modelopt.onnx.quantization.quantize, int8, high_precision_dtype=fp32)",
+            "all_convs": args.all_convs,
+            **info,
+        },
+    )
     side.pop("parity", None)
     write_sidecar(out, side)
     s = qdq_summary(out)

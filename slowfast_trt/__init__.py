@@ -4,4 +4,5 @@ One import namespace; its subpackages are layers in the order the data flows, ea
 those below it (docs/design.md): common -> model -> data -> dali_pipelines -> engines -> export ->
 training -> benchmarks -> cli.
 """
+
 __version__ = "0.2.0"

@@ -1,4 +1,5 @@
 """Shared test set-up: `gpu`-marked tests skip with a reason where no CUDA GPU is visible."""
+
 from __future__ import annotations
 
 import pytest

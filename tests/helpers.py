@@ -1,4 +1,5 @@
 """Test helpers shared by several test files."""
+
 from __future__ import annotations
 
 import torch
@@ -44,11 +45,11 @@ def write_indexed_video(path, num_frames: int, width: int, height: int, fps: int
         ramp = np.linspace(0, 255, width).astype(np.uint8)
         for i in range(num_frames):
             img = np.zeros((height, width, 3), np.uint8)
-            img[2 * BIT_BLOCK:, :, 0] = ramp[None, :]
-            img[2 * BIT_BLOCK:, :, 1] = (i * 7) % 256
+            img[2 * BIT_BLOCK :, :, 0] = ramp[None, :]
+            img[2 * BIT_BLOCK :, :, 1] = (i * 7) % 256
             for b in range(8):
                 if (i >> b) & 1:
-                    img[:2 * BIT_BLOCK, b * BIT_BLOCK:(b + 1) * BIT_BLOCK] = 255
+                    img[: 2 * BIT_BLOCK, b * BIT_BLOCK : (b + 1) * BIT_BLOCK] = 255
             for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 c.mux(p)
         for p in s.encode():

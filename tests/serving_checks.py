@@ -5,6 +5,7 @@
 Prints JSON: for each protocol and case the server's error message (or "no error"), and whether a good request
 still succeeds afterwards.
 """
+
 from __future__ import annotations
 
 import json

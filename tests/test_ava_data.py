@@ -1,5 +1,6 @@
 """AVA-format data: CSV readers and their bad-input messages, keyframe clips with edge padding, the synthetic set,
 and the DALI keyframe loader's boxes and frames."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,11 @@ def _write(path, text):
 
 def _set(tmp_path, labels: str, proposals: str | None = None, frames: int = 96):
     """A detection-set folder whose videos.csv names two (absent) videos; only the CSV logic is exercised."""
-    write_manifest(tmp_path / "videos.csv", [Entry("videos/a.webm", (0,), frames, 30.0, 64, 32, "vp9"),
-                                             Entry("videos/b.webm", (1,), frames, 30.0, 64, 32, "vp9")], ["run", "jump", "sit"])
+    write_manifest(
+        tmp_path / "videos.csv",
+        [Entry("videos/a.webm", (0,), frames, 30.0, 64, 32, "vp9"), Entry("videos/b.webm", (1,), frames, 30.0, 64, 32, "vp9")],
+        ["run", "jump", "sit"],
+    )
     _write(tmp_path / "val.csv", labels)
     if proposals is not None:
         _write(tmp_path / "val_proposals.csv", proposals)
@@ -40,8 +44,11 @@ def _set(tmp_path, labels: str, proposals: str | None = None, frames: int = 96):
 
 
 def test_reads_labels_grouping_actions_per_person_and_thresholds_proposals(tmp_path):
-    labels = _set(tmp_path, "a,1,0.1,0.2,0.5,0.9,1,0\na,1,0.1,0.2,0.5,0.9,3,0\na,1,0.6,0.2,0.9,0.8,2,1\nb,2,0,0,1,1,2,0\n",
-                  "a,1,0.1,0.2,0.5,0.88,,0.95\na,1,0.5,0.5,0.6,0.6,,0.5\nb,3,0.2,0.2,0.4,0.4,,0.81\n")
+    labels = _set(
+        tmp_path,
+        "a,1,0.1,0.2,0.5,0.9,1,0\na,1,0.1,0.2,0.5,0.9,3,0\na,1,0.6,0.2,0.9,0.8,2,1\nb,2,0,0,1,1,2,0\n",
+        "a,1,0.1,0.2,0.5,0.88,,0.95\na,1,0.5,0.5,0.6,0.6,,0.5\nb,3,0.2,0.2,0.4,0.4,,0.81\n",
+    )
     s = load_ava(labels, use_proposals=True)
     assert [k.key for k in s.keyframes] == [("a", 1), ("b", 2), ("b", 3)]
     a1 = s.keyframes[0]
@@ -51,20 +58,25 @@ def test_reads_labels_grouping_actions_per_person_and_thresholds_proposals(tmp_p
     assert s.keyframes[1].proposals == []  # labelled keyframe without proposals: documented as all missed
     assert s.unlabelled_proposal_keyframes == 1  # b@3 has proposals but no labels: its detections are false positives
     assert looks_like_ava_csv(labels) and not looks_like_ava_csv(tmp_path / "videos.csv")
-    assert read_ava_csv(tmp_path / "val_proposals.csv", "proposals", threshold=0.0)[1] == AvaRow("a", 1, (0.5, 0.5, 0.6, 0.6), None, None, 0.5)
+    assert read_ava_csv(tmp_path / "val_proposals.csv", "proposals", threshold=0.0)[1] == AvaRow(
+        "a", 1, (0.5, 0.5, 0.6, 0.6), None, None, 0.5
+    )
 
 
-@pytest.mark.parametrize("row, message", [
-    ("a,1,0.1,0.2,1.5,0.9,1,0", r"val.csv:1: box .* outside \[0, 1\]"),
-    ("a,1,-0.2,0.2,0.5,0.9,1,0", r"outside \[0, 1\]"),
-    ("a,1,0.5,0.2,0.1,0.9,1,0", "empty"),
-    ("a,1,0.1,0.2,0.5,0.9,9,0", r"action id 9 is outside 1..3"),
-    ("a,1,0.1,0.2,0.5", "expected 8 fields"),
-    ("a,x,0.1,0.2,0.5,0.9,1,0", "must be numbers"),
-    ("a,1.5,0.1,0.2,0.5,0.9,1,0", "whole number of seconds"),
-    ("zz,1,0.1,0.2,0.5,0.9,1,0", "video id 'zz'.* is not in"),
-    ("a,9,0.1,0.2,0.5,0.9,1,0", "frame 270, outside the video's 96 frames"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("a,1,0.1,0.2,1.5,0.9,1,0", r"val.csv:1: box .* outside \[0, 1\]"),
+        ("a,1,-0.2,0.2,0.5,0.9,1,0", r"outside \[0, 1\]"),
+        ("a,1,0.5,0.2,0.1,0.9,1,0", "empty"),
+        ("a,1,0.1,0.2,0.5,0.9,9,0", r"action id 9 is outside 1..3"),
+        ("a,1,0.1,0.2,0.5", "expected 8 fields"),
+        ("a,x,0.1,0.2,0.5,0.9,1,0", "must be numbers"),
+        ("a,1.5,0.1,0.2,0.5,0.9,1,0", "whole number of seconds"),
+        ("zz,1,0.1,0.2,0.5,0.9,1,0", "video id 'zz'.* is not in"),
+        ("a,9,0.1,0.2,0.5,0.9,1,0", "frame 270, outside the video's 96 frames"),
+    ],
+)
 def test_bad_label_rows_fail_before_any_decoding_with_file_and_line(tmp_path, row, message):
     with pytest.raises(SlowFastError, match=message):
         load_ava(_set(tmp_path, row + "\n"))

@@ -1,4 +1,5 @@
 """Frame mAP at IoU 0.5 against hand-computed AP on constructed cases (the official AVA / VOC rules)."""
+
 from __future__ import annotations
 
 import math

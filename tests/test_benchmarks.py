@@ -4,6 +4,7 @@ A handful of small synthetic videos and an untrained tiny SlowFast keep this fas
 checked (they are measurements), their form is: the same rows and keys on every run, raw samples present,
 PNG plots that open, and one-line errors for bad input.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,20 @@ def _shape(result: dict) -> tuple:
 
 
 def test_bench_model_rows_samples_and_stable_schema(artifacts, tmp_path):
-    args = ["bench", "model", str(artifacts["ckpt"]), str(artifacts["onnx"]), "--batch-size", "1,2", "--warmup", "1", "--iters", "2",
-            "--device", "cpu"]
+    args = [
+        "bench",
+        "model",
+        str(artifacts["ckpt"]),
+        str(artifacts["onnx"]),
+        "--batch-size",
+        "1,2",
+        "--warmup",
+        "1",
+        "--iters",
+        "2",
+        "--device",
+        "cpu",
+    ]
     results = []
     for name in ("a", "b"):
         _run([*args, "--out", str(tmp_path / name)])
@@ -104,7 +117,9 @@ def test_unloadable_artifacts_are_named(artifacts, tmp_path):
     _one_line_error(_run(["bench", "model", str(bad_onnx), "--batch-size", "1", "--iters", "1"], ok=False), str(bad_onnx), "re-export")
     bad_ckpt = tmp_path / "broken.safetensors"
     bad_ckpt.write_bytes(b"\x00" * 64)
-    _one_line_error(_run(["bench", "model", str(bad_ckpt), "--batch-size", "1", "--iters", "1", "--device", "cpu"], ok=False), str(bad_ckpt))
+    _one_line_error(
+        _run(["bench", "model", str(bad_ckpt), "--batch-size", "1", "--iters", "1", "--device", "cpu"], ok=False), str(bad_ckpt)
+    )
     no_side = tmp_path / "alone.onnx"
     shutil.copy(artifacts["onnx"], no_side)
     _one_line_error(_run(["bench", "model", str(no_side), "--batch-size", "1"], ok=False), str(no_side), "sidecar")
@@ -112,7 +127,9 @@ def test_unloadable_artifacts_are_named(artifacts, tmp_path):
 
 def test_batch_over_the_plan_profile_fails_before_loading(artifacts, tmp_path):
     side = json.loads(Path(str(artifacts["onnx"]) + ".json").read_text())
-    side.update(kind="tensorrt", precision="fp16", tensorrt={"version": "10.0", "gpu": "NVIDIA H100", "profile": {"min": 1, "opt": 4, "max": 4}})
+    side.update(
+        kind="tensorrt", precision="fp16", tensorrt={"version": "10.0", "gpu": "NVIDIA H100", "profile": {"min": 1, "opt": 4, "max": 4}}
+    )
     plan = tmp_path / "sf.fp16.plan"
     plan.write_bytes(b"plan bytes")
     (tmp_path / "sf.fp16.plan.json").write_text(json.dumps(side))
@@ -120,8 +137,20 @@ def test_batch_over_the_plan_profile_fails_before_loading(artifacts, tmp_path):
 
 
 def test_bench_e2e_stages_and_stable_schema(data, artifacts, tmp_path):
-    args = ["bench", "e2e", str(data / "manifest.csv"), str(artifacts["onnx"]), "--batch-size", "2", "--clips", "4", "--device", "cpu",
-            "--threads", "1"]
+    args = [
+        "bench",
+        "e2e",
+        str(data / "manifest.csv"),
+        str(artifacts["onnx"]),
+        "--batch-size",
+        "2",
+        "--clips",
+        "4",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     results = []
     for name in ("a", "b"):
         _run([*args, "--out", str(tmp_path / name)])
@@ -144,14 +173,32 @@ def test_e2e_manifest_without_decodable_files(artifacts, tmp_path):
     for i in range(2):
         (tmp_path / f"v{i}.webm").write_text("this is not a video\n")
     m = write_manifest(tmp_path / "bad.csv", [Entry(f"v{i}.webm", i, 96, 30.0, 80, 64, "vp9") for i in range(2)], ["a", "b"])
-    _one_line_error(_run(["bench", "e2e", str(m), str(artifacts["onnx"]), "--device", "cpu"], ok=False),
-                    "none of its 2 videos can be decoded", "v0.webm")
+    _one_line_error(
+        _run(["bench", "e2e", str(m), str(artifacts["onnx"]), "--device", "cpu"], ok=False),
+        "none of its 2 videos can be decoded",
+        "v0.webm",
+    )
 
 
 def test_bench_accuracy_views_cost_and_report(data, artifacts, tmp_path):
     out = tmp_path / "acc"
-    _run(["bench", "accuracy", str(data / "manifest.csv"), str(artifacts["ckpt"]), str(artifacts["onnx"]), "--clips", "2",
-          "--crops", "3", "--device", "cpu", "--out", str(out)])
+    _run(
+        [
+            "bench",
+            "accuracy",
+            str(data / "manifest.csv"),
+            str(artifacts["ckpt"]),
+            str(artifacts["onnx"]),
+            "--clips",
+            "2",
+            "--crops",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     res = json.loads((out / "result.json").read_text())
     assert res["benchmark"] == "accuracy"
     settings = [(Path(r["artifact"]).name, r["setting"]) for r in res["rows"]]
@@ -167,7 +214,9 @@ def test_bench_accuracy_views_cost_and_report(data, artifacts, tmp_path):
 
     # Report: the accuracy run plus a flops table and a model run.
     _run(["bench", "flops", PRESET, "--out", str(tmp_path / "flops")])
-    _run(["bench", "model", str(artifacts["onnx"]), "--batch-size", "1,2", "--warmup", "0", "--iters", "2", "--out", str(tmp_path / "model")])
+    _run(
+        ["bench", "model", str(artifacts["onnx"]), "--batch-size", "1,2", "--warmup", "0", "--iters", "2", "--out", str(tmp_path / "model")]
+    )
     _run(["report", str(tmp_path), "--out", str(tmp_path / "report")])
     text = (tmp_path / "report" / "report.md").read_text()
     for heading in ("## Headlines", "## flops: flops", "## model: model", "## accuracy: acc"):
@@ -186,8 +235,14 @@ def test_report_never_divides_across_devices(tmp_path):
     from slowfast_trt.benchmarks.report import compare_runs
 
     def run(name: str, device: str, rate: float) -> dict:
-        return {"benchmark": "model", "device": device, "cpu": device, "gpu": None, "_path": f"{name}/result.json",
-                "rows": [{"artifact": "m.onnx", "engine": "onnxruntime-fp32", "batch": 1, "clips_per_s": rate}]}
+        return {
+            "benchmark": "model",
+            "device": device,
+            "cpu": device,
+            "gpu": None,
+            "_path": f"{name}/result.json",
+            "rows": [{"artifact": "m.onnx", "engine": "onnxruntime-fp32", "batch": 1, "clips_per_s": rate}],
+        }
 
     lines = "\n".join(compare_runs([run("a", "cpu: X", 10.0), run("b", "cpu: X", 20.0), run("c", "cpu: Y", 40.0)]))
     assert "b/result.json (same device): m.onnx onnxruntime-fp32 b1: 2.00x" in lines
@@ -241,8 +296,24 @@ def test_demo_stages_skip_when_done_and_rerun_when_inputs_change(tmp_path):
 def test_gpu_e2e_dali_mixed_decode_into_torch_fp16(data, artifacts, tmp_path):
     """On a GPU: DALI decodes on the GPU ('mixed') and feeds the torch engine in fp16; the result is kept in the repo."""
     out = tmp_path / "e2e"
-    _run(["bench", "e2e", str(data / "manifest.csv"), str(artifacts["ckpt"]), "--precision", "fp16", "--device", "cuda",
-          "--batch-size", "4", "--clips", "16", "--out", str(out)])
+    _run(
+        [
+            "bench",
+            "e2e",
+            str(data / "manifest.csv"),
+            str(artifacts["ckpt"]),
+            "--precision",
+            "fp16",
+            "--device",
+            "cuda",
+            "--batch-size",
+            "4",
+            "--clips",
+            "16",
+            "--out",
+            str(out),
+        ]
+    )
     res = json.loads((out / "result.json").read_text())
     assert "DALI gpu" in res["device"] and res["gpu"]
     assert res["settings"]["engine"] == "torch-fp16"

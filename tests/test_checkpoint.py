@@ -1,4 +1,5 @@
 """The project checkpoint format: self-describing, lossless, atomic, with training state, and clear on bad files."""
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,9 @@ def _training_state(net) -> tuple[dict, torch.optim.Optimizer]:
         "optimizer": opt.state_dict(),  # int keys, tensors, None, bools, nested lists
         "scheduler": sched.state_dict(),
         "scaler": scaler.state_dict(),
-        "epoch": 3, "global_step": 1234, "lr": float("inf"),
+        "epoch": 3,
+        "global_step": 1234,
+        "lr": float("inf"),
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
         "history": [{"epoch": 1, "top1": 0.25}],
     }

@@ -1,4 +1,5 @@
 """`slowfast flops` / `slowfast bench flops`: the table, --json keys, result files."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """One spelling per option across commands: `--batch-size` everywhere, the old `--batch` accepted with a note."""
+
 from __future__ import annotations
 
 import click

@@ -4,6 +4,7 @@ PyTorchVideo parity with its own models lives in test_convert_pytorchvideo.py. H
 made from our random networks, named with a naming function written independently of model.layouts (from
 PySlowFast's documented Caffe2 conventions), so a wrong rename in either direction fails.
 """
+
 from __future__ import annotations
 
 import io
@@ -111,6 +112,7 @@ def _one_line(excinfo) -> str:
 
 # ----- layouts -----
 
+
 def test_layout_names_match_the_references():
     """Names from PySlowFast's own documentation of its Caffe2 rename table and its .pyth files."""
     c2 = {
@@ -134,8 +136,10 @@ def test_layout_names_match_the_references():
         assert layouts.PYSLOWFAST.to_theirs(ours) == psf
         assert layouts.PYSLOWFAST.to_ours(psf) == ours
         assert layouts.CAFFE2.to_theirs(ours, {"depths": (3, 4, 6, 3)}) == blob
-    assert layouts.PYTORCHVIDEO_SLOWFAST.to_theirs("res4.fast.blocks.2.bn_b.running_var") == \
-        "blocks.3.multipathway_blocks.1.res_blocks.2.branch2.norm_b.running_var"
+    assert (
+        layouts.PYTORCHVIDEO_SLOWFAST.to_theirs("res4.fast.blocks.2.bn_b.running_var")
+        == "blocks.3.multipathway_blocks.1.res_blocks.2.branch2.norm_b.running_var"
+    )
     assert layouts.PYTORCHVIDEO_SLOWFAST.to_theirs("fuse1.conv.weight") == "blocks.0.multipathway_fusion.conv_fast_to_slow.weight"
     assert layouts.PYTORCHVIDEO_SLOWFAST.to_theirs("head.projection.bias") == "blocks.6.proj.bias"
     assert layouts.PYTORCHVIDEO_RESNET.to_theirs("res2.slow.blocks.0.shortcut.bn.weight") == "blocks.1.res_blocks.0.branch1_norm.weight"
@@ -161,6 +165,7 @@ def test_every_tensor_has_a_name_in_each_layout_and_back(preset, count):
 
 # ----- Caffe2 .pkl -----
 
+
 @pytest.mark.parametrize("py2", [True, False], ids=["python2-pickle", "python3-pickle"])
 def test_caffe2_pkl_converts_with_identical_outputs(tmp_path, py2):
     net = _net("slowfast_r50_4x16", head_pool="reference", num_classes=10)
@@ -171,8 +176,14 @@ def test_caffe2_pkl_converts_with_identical_outputs(tmp_path, py2):
         if name is not None:
             blobs[name] = value.numpy()
     blobs["res2_0_branch2c_w"] = blobs["res2_0_branch2c_w"].reshape(256, 64)  # a 2-D-style blob without trailing 1s
-    blobs.update({"conv1_w_momentum": np.zeros((64, 3, 1, 7, 7), np.float32), "lr": np.array([0.1], np.float32),
-                  "model_iter": np.array([196000]), "res_conv1_bn_sm": np.zeros(64, np.float32)})
+    blobs.update(
+        {
+            "conv1_w_momentum": np.zeros((64, 3, 1, 7, 7), np.float32),
+            "lr": np.array([0.1], np.float32),
+            "model_iter": np.array([196000]),
+            "res_conv1_bn_sm": np.zeros(64, np.float32),
+        }
+    )
     path = tmp_path / "SLOWFAST_4x16_R50.pkl"
     path.write_bytes(_py2_pickle({"blobs": blobs}) if py2 else pickle.dumps({"blobs": blobs}, protocol=2))
 
@@ -193,8 +204,9 @@ def test_caffe2_pkl_converts_with_identical_outputs(tmp_path, py2):
 def test_caffe2_nonlocal_r101_infers_its_structure(tmp_path):
     depths = model.get_config("slowfast_r101_16x8_nl").stage_depths
     psf = to_layout_state_shapes(_shape_state("slowfast_r101_16x8_nl"))
-    blobs = {psf_to_caffe2(k, depths): np.zeros(tuple(v.shape), np.float32) for k, v in psf.items()
-             if not k.endswith("num_batches_tracked")}
+    blobs = {
+        psf_to_caffe2(k, depths): np.zeros(tuple(v.shape), np.float32) for k, v in psf.items() if not k.endswith("num_batches_tracked")
+    }
     path = tmp_path / "SLOWFAST_16x8_R101_NL.pkl"
     path.write_bytes(pickle.dumps({"blobs": blobs}, protocol=4))
     cfg = model.convert(path).config
@@ -243,6 +255,7 @@ def test_pickles_that_build_anything_but_arrays_are_refused_and_nothing_runs(tmp
 
 # ----- PySlowFast .pyth -----
 
+
 def _fake_yacs():
     """A stand-in for yacs' CfgNode with its real pickled form (dict items plus set/dict attributes)."""
     mod = types.ModuleType("yacs.config")
@@ -250,8 +263,7 @@ def _fake_yacs():
     class CfgNode(dict):
         def __init__(self, init=None):
             super().__init__(init or {})
-            self.__dict__.update({"__immutable__": False, "__deprecated_keys__": set(), "__renamed_keys__": {},
-                                  "__new_allowed__": False})
+            self.__dict__.update({"__immutable__": False, "__deprecated_keys__": set(), "__renamed_keys__": {}, "__new_allowed__": False})
 
     CfgNode.__module__, CfgNode.__qualname__ = "yacs.config", "CfgNode"
     mod.CfgNode = CfgNode
@@ -264,8 +276,12 @@ def _pyslowfast_file(tmp_path, net, prefix: str = "", name: str = "ckpt.pyth") -
     pkg, mod, CfgNode = _fake_yacs()
     sys.modules.update({"yacs": pkg, "yacs.config": mod})
     try:
-        cfg = CfgNode({"MODEL": CfgNode({"ARCH": "slowfast", "NUM_CLASSES": net.config.num_classes}),
-                       "SLOWFAST": CfgNode({"ALPHA": net.config.alpha, "FUSION_KERNEL_SZ": net.config.lateral_kernel})})
+        cfg = CfgNode(
+            {
+                "MODEL": CfgNode({"ARCH": "slowfast", "NUM_CLASSES": net.config.num_classes}),
+                "SLOWFAST": CfgNode({"ALPHA": net.config.alpha, "FUSION_KERNEL_SZ": net.config.lateral_kernel}),
+            }
+        )
         state = {prefix + k: v for k, v in to_pyslowfast_state(net).items()}
         opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
         path = tmp_path / name
@@ -308,18 +324,22 @@ def test_round_trip_through_the_pyslowfast_layout_is_lossless(tmp_path):
 
 # ----- inference and presets -----
 
-@pytest.mark.parametrize("preset,fields", [
-    ("slowfast_r50_8x8", dict(depth=50, lateral_kernel=7, alpha=4, num_frames=8)),
-    ("slowfast_r50_4x16", dict(depth=50, lateral_kernel=5, alpha=8, num_frames=4)),
-    ("slowfast_r101_16x8", dict(depth=101, r101_variant="50_50", num_frames=16)),
-    ("slowfast_r101_8x8_101_101_101", dict(depth=101, r101_variant="101_101_101", num_frames=8)),
-    ("slow_r50_8x8", dict(arch="slow", lateral=None, num_frames=8)),
-    ("slowfast_r50_4x16_beta4", dict(beta_inv=4)),
-    ("slowfast_r50_4x16_ttoc_concat", dict(lateral="ttoc_concat", alpha=8)),
-    ("slowfast_r50_4x16_tsample", dict(lateral="tsample")),
-    ("slowfast_r50_4x16_gray", dict(fast_input="gray")),
-    ("fast_r50_4x16", dict(arch="fast")),
-])
+
+@pytest.mark.parametrize(
+    "preset,fields",
+    [
+        ("slowfast_r50_8x8", dict(depth=50, lateral_kernel=7, alpha=4, num_frames=8)),
+        ("slowfast_r50_4x16", dict(depth=50, lateral_kernel=5, alpha=8, num_frames=4)),
+        ("slowfast_r101_16x8", dict(depth=101, r101_variant="50_50", num_frames=16)),
+        ("slowfast_r101_8x8_101_101_101", dict(depth=101, r101_variant="101_101_101", num_frames=8)),
+        ("slow_r50_8x8", dict(arch="slow", lateral=None, num_frames=8)),
+        ("slowfast_r50_4x16_beta4", dict(beta_inv=4)),
+        ("slowfast_r50_4x16_ttoc_concat", dict(lateral="ttoc_concat", alpha=8)),
+        ("slowfast_r50_4x16_tsample", dict(lateral="tsample")),
+        ("slowfast_r50_4x16_gray", dict(fast_input="gray")),
+        ("fast_r50_4x16", dict(arch="fast")),
+    ],
+)
 def test_architecture_is_read_off_the_weights(preset, fields):
     cfg = model.convert(to_layout_state_shapes(_shape_state(preset))).config
     for k, v in fields.items():
@@ -374,7 +394,10 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
         model.convert(missing)
     _one_line(e)
     odd = {**state, "s3.pathway1_res2.branch3.weight": torch.zeros(1), "head.classifier.weight": torch.zeros(1)}
-    with pytest.raises(SlowFastError, match=r"2 unexpected key\(s\) for the pyslowfast layout: s3\.pathway1_res2\.branch3\.weight, head\.classifier\.weight") as e:
+    with pytest.raises(
+        SlowFastError,
+        match=r"2 unexpected key\(s\) for the pyslowfast layout: s3\.pathway1_res2\.branch3\.weight, head\.classifier\.weight",
+    ) as e:
         model.convert(odd)
     _one_line(e)
     extra_block = {**state, "s5.pathway0_res3.branch2.a.weight": torch.zeros(512, 2048, 3, 1, 1)}
@@ -459,6 +482,7 @@ def test_own_checkpoints_and_plain_safetensors_convert(tmp_path):
 
 # ----- head -----
 
+
 def test_head_activation_applies_in_eval_only():
     net = _net("slowfast_r50_4x16", head_pool="reference", head_act="softmax", num_classes=5)
     x = random_inputs(net.config, size=256)
@@ -480,12 +504,14 @@ def test_head_activation_applies_in_eval_only():
 
 # ----- CLI -----
 
+
 def test_cli_convert(tmp_path):
     net = _net("slowfast_r50_8x8", num_classes=5)
     src = _pyslowfast_file(tmp_path, net, name="SLOWFAST_8x8_R50.pyth")
     dst = tmp_path / "out" / "sf.safetensors"
-    r = CliRunner().invoke(main, ["convert", str(src), str(dst), "--from", "pyslowfast", "--preset", "slowfast_r50_8x8",
-                                  "--num-classes", "5"])
+    r = CliRunner().invoke(
+        main, ["convert", str(src), str(dst), "--from", "pyslowfast", "--preset", "slowfast_r50_8x8", "--num-classes", "5"]
+    )
     assert r.exit_code == 0, r.output
     assert "pyslowfast layout" in r.output and "lateral_kernel=7" in r.output and "num_frames=8" in r.output
     loaded = model.load(dst)

@@ -9,6 +9,7 @@ as bare packages and only the needed submodules load (fvcore's `weight_init.py`,
 built. The models come from PyTorchVideo's hub builders (their exact arguments), with random weights and
 randomised BatchNorm statistics, compared in eval mode at the 256 test crop (2x2 head positions) and at 224.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -34,8 +35,18 @@ def _install(target: Path) -> None:
     done = target / ".installed"
     if done.exists():
         return
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "-q",
-           "--target", str(target), *PTV_REQUIREMENTS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-q",
+        "--target",
+        str(target),
+        *PTV_REQUIREMENTS,
+    ]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as e:

@@ -1,4 +1,5 @@
 """DALI pipelines: frame-exact against PyAV, Slow subset of Fast at full size, epochs, shards, test views, bad input."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -127,7 +128,7 @@ def test_bad_input_errors(videos, tmp_path):
     cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
     good = videos[0]
     trunc = tmp_path / "trunc.webm"
-    trunc.write_bytes(open(good.path, "rb").read()[: 20000])
+    trunc.write_bytes(open(good.path, "rb").read()[:20000])
     vids = [good, Video(1, str(trunc), 0, good.frame_count, 30.0, 320, 240), Video(2, good.path, 1, good.frame_count, 30.0, 320, 240)]
     with pytest.raises(SlowFastError, match="trunc.webm"):
         list(ClipLoader(multiview_plan(vids, cfg, 2), cfg, "test", 2, device="cpu"))
@@ -175,7 +176,13 @@ def test_bench_pipeline_reports_every_loader(videos):
 
     cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
     r = bench_pipeline(videos, cfg, batch=2, threads=2, clips=4, device="cpu", progress=lambda _l: None)
-    for key in ("device", "dali_train_clips_per_s", "dali_decode_only_clips_per_s", "pyav_serial_clips_per_s", "pyav_dataloader_clips_per_s"):
+    for key in (
+        "device",
+        "dali_train_clips_per_s",
+        "dali_decode_only_clips_per_s",
+        "pyav_serial_clips_per_s",
+        "pyav_dataloader_clips_per_s",
+    ):
         assert key in r
     assert all(row["clips_per_s"] > 0 and row["clips"] >= 4 for row in r["rows"].values())
     assert r["ratios"]["dali_train_vs_pyav_serial"] > 0 and "| dali_train |" in to_markdown(r)
@@ -190,8 +197,17 @@ def test_bench_pipeline_picks_loaders_stops_at_its_budget_and_counts_decoded_fra
         parse_loaders("dali_train,nvdec")
     cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
     lines = []
-    r = bench_pipeline(videos, cfg, batch=2, threads=2, clips=200, device="cpu", loaders=("dali_decode_only", "pyav_serial"),
-                       budget=0.5, progress=lines.append)
+    r = bench_pipeline(
+        videos,
+        cfg,
+        batch=2,
+        threads=2,
+        clips=200,
+        device="cpu",
+        loaders=("dali_decode_only", "pyav_serial"),
+        budget=0.5,
+        progress=lines.append,
+    )
     assert list(r["rows"]) == ["dali_decode_only", "pyav_serial"] and "dali_train_clips_per_s" not in r
     assert all(0 < row["clips"] < 200 for row in r["rows"].values())  # the budget, not the clip count, ended each row
     k = r["seek"]

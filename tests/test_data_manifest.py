@@ -1,4 +1,5 @@
 """Manifest format and the source layouts (class folders, PySlowFast lists, Kinetics CSVs, manifests)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +18,11 @@ def _touch(path: Path, data: bytes = b"x") -> Path:
 
 
 def test_manifest_round_trip_relative_paths_and_classes(tmp_path):
-    entries = [Entry("videos/a/1.webm", 0, 96, 30.0, 80, 64, "vp9"), Entry("/abs/b.mp4", 1), Entry("c, with comma.webm", (0, 1), 10, 29.97003)]
+    entries = [
+        Entry("videos/a/1.webm", 0, 96, 30.0, 80, 64, "vp9"),
+        Entry("/abs/b.mp4", 1),
+        Entry("c, with comma.webm", (0, 1), 10, 29.97003),
+    ]
     path = write_manifest(tmp_path / "set" / "manifest.csv", entries, ["walk", "run"])
     text = path.read_text().splitlines()
     assert text[0] == "path,label,num_frames,fps,width,height,codec"
@@ -68,7 +73,11 @@ def test_class_folders_nested_files_unique_names_and_loose_files(tmp_path):
     c = read_collection(src)
     assert c.layout == "folders" and c.classes == ["abseiling", "air drumming"]
     assert [(Path(i.path).name, i.label, i.name) for i in c.items] == [
-        ("x1.mp4", 0, "abseiling/x1"), ("x2.mkv", 0, "abseiling/part2/x2"), ("y.avi", 1, "air drumming/y"), ("y.mp4", 1, "air drumming/y_1")]
+        ("x1.mp4", 0, "abseiling/x1"),
+        ("x2.mkv", 0, "abseiling/part2/x2"),
+        ("y.avi", 1, "air drumming/y"),
+        ("y.mp4", 1, "air drumming/y_1"),
+    ]
     assert len(c.rejects) == 1 and c.rejects[0][0].endswith("loose.mp4") and "class folder" in c.rejects[0][1]
 
 
@@ -102,11 +111,14 @@ def test_kinetics_csv_resolved_against_a_folder(tmp_path):
         "label,youtube_id,time_start,time_end,split\n"
         "abseiling,abc123,10,20,train\n"
         '"air drumming",xyz789,5,15,train\n'
-        "zumba,missing1,0,10,train\n")
+        "zumba,missing1,0,10,train\n"
+    )
     c = read_collection(tmp_path / "k.csv", root=root)
     assert c.layout == "kinetics" and c.classes == ["abseiling", "air drumming", "zumba"]  # sorted names = ids
     assert [(Path(i.path).name, i.label, i.name) for i in c.items] == [
-        ("abc123_000010_000020.mp4", 0, "abseiling/abc123_000010_000020"), ("xyz789.webm", 1, "air drumming/xyz789_000005_000015")]
+        ("abc123_000010_000020.mp4", 0, "abseiling/abc123_000010_000020"),
+        ("xyz789.webm", 1, "air drumming/xyz789_000005_000015"),
+    ]
     assert len(c.rejects) == 1 and "not downloaded: no missing1_000000_000010.*" in c.rejects[0][1]
     with pytest.raises(SlowFastError, match="video folder not found"):
         read_collection(tmp_path / "k.csv", root=tmp_path / "nowhere")

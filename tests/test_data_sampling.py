@@ -1,4 +1,5 @@
 """The clip-index math: the reference's 4x16 positions, strided sampling, clamping, train/test starts."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """`data synth`: determinism, balance, real decodable videos, and the known answer (Slow frames cannot split 3 pairs)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -129,7 +130,7 @@ def test_slow_frames_cannot_separate_the_pairs_but_fast_frames_can(T, tau, alpha
         for label in (a, b):
             states = _states(label, n)
             fast_picks, slow_picks = [], []
-            for (_, _, _, rng) in states:
+            for _, _, _, rng in states:
                 start = sampling.train_start(96, span, rng)
                 fast = sampling.fast_indices(start, span, alpha * T, 96, convention)
                 fast_picks.append(fast)

@@ -1,4 +1,5 @@
 """Detection export: ONNX with slow, fast and boxes inputs (dynamic box count and clip size) matches PyTorch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,9 @@ def test_onnx_detection_graph_matches_torch(tmp_path, preset):
         x = {"slow": torch.randn(batch, 3, 4, h, w, generator=gen), "fast": torch.randn(batch, 3, 32, h, w, generator=gen)}
         x = {p: x[p] for p in net.config.pathways}
         # boxes partly outside the clip: the kernel's zero/clamp paths are in the graph too
-        boxes = random_boxes(k, batch, max(h, w), generator=gen) * torch.tensor([1.0, 1.1, 1.1, 1.1, 1.1]) - torch.tensor([0, 4.0, 4.0, 0, 0])
+        boxes = random_boxes(k, batch, max(h, w), generator=gen) * torch.tensor([1.0, 1.1, 1.1, 1.1, 1.1]) - torch.tensor(
+            [0, 4.0, 4.0, 0, 0]
+        )
         with torch.no_grad():
             ref = net(**x, boxes=boxes).numpy()
         got = sess.run(None, {**{n: v.numpy() for n, v in x.items()}, "boxes": boxes.numpy()})[0]

@@ -1,4 +1,5 @@
 """Detection variant: RoIAlign against a loop transcription of the reference kernel, the res5 change, the RoI head."""
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,9 @@ def _bilinear(fmap: torch.Tensor, y: float, x: float) -> float:
         x_high = x_low + 1
     ly, lx = y - y_low, x - x_low
     hy, hx = 1.0 - ly, 1.0 - lx
-    return (hy * hx * fmap[y_low, x_low] + hy * lx * fmap[y_low, x_high]
-            + ly * hx * fmap[y_high, x_low] + ly * lx * fmap[y_high, x_high]).item()
+    return (
+        hy * hx * fmap[y_low, x_low] + hy * lx * fmap[y_low, x_high] + ly * hx * fmap[y_high, x_low] + ly * lx * fmap[y_high, x_high]
+    ).item()
 
 
 def roi_align_loop(feats: torch.Tensor, boxes: torch.Tensor, out: int, scale: float, ratio: int, aligned: bool) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Detection through `slowfast train` / `slowfast eval`: AVA label CSVs in, checkpoints and frame mAP out."""
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,18 @@ def trained(ava_set, tmp_path_factory):
     from slowfast_trt.training.run import train
 
     run = tmp_path_factory.mktemp("run")
-    summary = train("slow_tiny_4x16", str(ava_set / "train.csv"), str(run), val_manifest=str(ava_set / "val.csv"),
-                    model_overrides={"crop_size": 32, "test_crop_size": 32}, epochs=1, batch_size=4, lr=0.05,
-                    device="cpu", progress=False)
+    summary = train(
+        "slow_tiny_4x16",
+        str(ava_set / "train.csv"),
+        str(run),
+        val_manifest=str(ava_set / "val.csv"),
+        model_overrides={"crop_size": 32, "test_crop_size": 32},
+        epochs=1,
+        batch_size=4,
+        lr=0.05,
+        device="cpu",
+        progress=False,
+    )
     return run, summary
 
 
@@ -54,8 +64,10 @@ def test_eval_cli_reports_frame_map_and_survives_missing_and_extra_proposals(tra
     (tmp_path / "videos.csv").write_text((ava_set / "videos.csv").read_text().replace("videos/", f"{ava_set}/videos/"))
     (tmp_path / "classes.txt").write_text((ava_set / "classes.txt").read_text())
     out = tmp_path / "eval"
-    res = CliRunner().invoke(cli, ["eval", "--ckpt", summary["last_checkpoint"], "--data", str(labels), "--device", "cpu",
-                                   "--batch-size", "2", "--out", str(out)])
+    res = CliRunner().invoke(
+        cli,
+        ["eval", "--ckpt", summary["last_checkpoint"], "--data", str(labels), "--device", "cpu", "--batch-size", "2", "--out", str(out)],
+    )
     assert res.exit_code == 0, res.output
     assert "frame mAP@0.5" in res.output
     result = json.loads((out / "eval.json").read_text())
@@ -71,8 +83,9 @@ def test_eval_of_a_classification_checkpoint_on_ava_labels_says_what_to_do(ava_s
     from slowfast_trt.cli.main import main as cli
 
     model.save(model.build("slow_tiny_4x16", num_classes=10), tmp_path / "cls.safetensors")
-    res = CliRunner().invoke(cli, ["eval", "--ckpt", str(tmp_path / "cls.safetensors"), "--data", str(ava_set / "val.csv"),
-                                   "--device", "cpu"])
+    res = CliRunner().invoke(
+        cli, ["eval", "--ckpt", str(tmp_path / "cls.safetensors"), "--data", str(ava_set / "val.csv"), "--device", "cpu"]
+    )
     assert res.exit_code != 0
     assert "classification model" in res.output and "Traceback" not in res.output
 

@@ -6,6 +6,7 @@ renamed option fails here), choice values must be valid, and `bash scripts/...` 
 exist. Blocks tagged `bash run` are executed in order, per file, in one temporary folder. In `python` blocks
 every import line must import.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -61,7 +62,7 @@ def blocks(path: Path) -> list[Block]:
         j = i + 1
         while j < len(lines) and not lines[j].strip().startswith(fence):
             j += 1
-        out.append(Block(path, i + 1, info[0].lower() if info else "", tuple(info[1:]), "\n".join(lines[i + 1:j])))
+        out.append(Block(path, i + 1, info[0].lower() if info else "", tuple(info[1:]), "\n".join(lines[i + 1 : j])))
         i = j + 1
     return out
 
@@ -107,7 +108,7 @@ def _slowfast_args(tokens: list[str]) -> list[str] | None:
         return tokens[1:]
     for i in range(len(tokens) - 1):
         if tokens[i] == "-m" and tokens[i + 1] in {"slowfast_trt", "slowfast_trt.cli.main"}:
-            return tokens[i + 2:]
+            return tokens[i + 2 :]
     return None
 
 
@@ -205,17 +206,21 @@ def test_every_documented_command_exists(block):
 
 def test_checker_catches_renamed_commands_and_options():
     """The checker itself: what a rename would break is reported, correct lines are not."""
-    ok = ["slowfast train --preset slow_tiny_4x16 --train t.csv --out r --batch-size 8 [--amp auto|fp32|fp16|bf16]",
-          "slowfast export int8 M.onnx --calib c.csv [--moving-average|--no-moving-average] [--bias-correction|--no-bias-correction]",
-          "OMP_NUM_THREADS=2 python -m slowfast_trt data synth out --videos 8   # comment --not-an-option"]
+    ok = [
+        "slowfast train --preset slow_tiny_4x16 --train t.csv --out r --batch-size 8 [--amp auto|fp32|fp16|bf16]",
+        "slowfast export int8 M.onnx --calib c.csv [--moving-average|--no-moving-average] [--bias-correction|--no-bias-correction]",
+        "OMP_NUM_THREADS=2 python -m slowfast_trt data synth out --videos 8   # comment --not-an-option",
+    ]
     for line in ok:
         assert [p for t in _segments(line) for p in check_command(_slowfast_args(t) or [])] == [], line
-    bad = {"slowfast train --preset x --batchsize 8": "no option --batchsize",
-           "slowfast data synthesize out": "no subcommand 'synthesize'",
-           "slowfast export engine m.onnx --precision int4": "does not accept ['int4']",
-           "slowfast export": "needs a subcommand",
-           "x && slowfast eval --ckpt c --views 3": "no option --views",
-           "torchrun --nproc-per-node 2 -m cli.main train": "no module cli.main"}
+    bad = {
+        "slowfast train --preset x --batchsize 8": "no option --batchsize",
+        "slowfast data synthesize out": "no subcommand 'synthesize'",
+        "slowfast export engine m.onnx --precision int4": "does not accept ['int4']",
+        "slowfast export": "needs a subcommand",
+        "x && slowfast eval --ckpt c --views 3": "no option --views",
+        "torchrun --nproc-per-node 2 -m cli.main train": "no module cli.main",
+    }
     for line, want in bad.items():
         got = check_block(Block(ROOT / "README.md", 0, "bash", (), line))
         assert any(want in p for p in got), (line, got)
@@ -270,8 +275,9 @@ def test_runnable_blocks_run(path, tmp_path):
     env.pop("CUDA_VISIBLE_DEVICES", None)
     start = time.monotonic()
     try:
-        r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=RUN_BUDGET_S)
+        r = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=RUN_BUDGET_S
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"the `bash run` blocks of {path.name} took over {RUN_BUDGET_S} s; make them smaller")
     took = time.monotonic() - start

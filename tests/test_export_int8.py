@@ -3,6 +3,7 @@
 Tiny preset (slowfast_tiny_4x16, 64-pixel crops) on 8 small synthetic videos, so the whole file runs in well
 under a minute on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,9 @@ def _files(folder) -> set[str]:
 def test_cli_export_int8_end_to_end(setup, tmp_path):
     """DALI clips in, a Q/DQ model out that quantizes every Conv3d (both pathways, laterals); settings in the sidecar."""
     out = tmp_path / "a.int8.onnx"
-    r = _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 5, "--seed", 1,
-             "--device", "cpu", "--out", out, "--quiet")
+    r = _cli(
+        "export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 5, "--seed", 1, "--device", "cpu", "--out", out, "--quiet"
+    )
     assert r.exit_code == 0, r.output
     n_conv3d = sum(isinstance(m, torch.nn.Conv3d) for m in setup["net"].modules())
     laterals = [name for name, m in setup["net"].named_modules() if isinstance(m, torch.nn.Conv3d) and name.startswith("fuse")]
@@ -90,12 +92,46 @@ def test_cli_export_int8_end_to_end(setup, tmp_path):
 
     # The same seed draws the same clips and gives the same scales; another seed draws other videos.
     again = tmp_path / "b.int8.onnx"
-    assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 5, "--seed", 1,
-                "--device", "cpu", "--out", again, "--quiet").exit_code == 0
+    assert (
+        _cli(
+            "export",
+            "int8",
+            setup["onnx"],
+            "--calib",
+            setup["manifest"],
+            "--clips",
+            5,
+            "--seed",
+            1,
+            "--device",
+            "cpu",
+            "--out",
+            again,
+            "--quiet",
+        ).exit_code
+        == 0
+    )
     assert _scales(out) == _scales(again)
     other = tmp_path / "c.int8.onnx"
-    assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 5, "--seed", 2,
-                "--device", "cpu", "--out", other, "--quiet").exit_code == 0
+    assert (
+        _cli(
+            "export",
+            "int8",
+            setup["onnx"],
+            "--calib",
+            setup["manifest"],
+            "--clips",
+            5,
+            "--seed",
+            2,
+            "--device",
+            "cpu",
+            "--out",
+            other,
+            "--quiet",
+        ).exit_code
+        == 0
+    )
     assert read_sidecar(other)["calibration"]["videos"] != cal["videos"]
 
 
@@ -105,8 +141,11 @@ def _scales(path) -> dict[str, list[float]]:
 
     m = onnx.load(str(path))
     inits = {i.name: i for i in m.graph.initializer}
-    return {n.input[1]: numpy_helper.to_array(inits[n.input[1]]).ravel().tolist()
-            for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[1] in inits}
+    return {
+        n.input[1]: numpy_helper.to_array(inits[n.input[1]]).ravel().tolist()
+        for n in m.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[1] in inits
+    }
 
 
 def test_eval_engine_onnx_matches_checkpoint(setup, tmp_path):
@@ -154,17 +193,22 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(setup, tmp_path):
     assert _files(work) == before
 
     # A calibration manifest with fewer videos than --clips.
-    _one_line_error(_cli("export", "int8", onnx_path, "--calib", setup["manifest"], "--clips", 20, "--device", "cpu",
-                         "--out", work / "x.int8.onnx"), "calibration needs 20 clips", "only 8 videos")
+    _one_line_error(
+        _cli("export", "int8", onnx_path, "--calib", setup["manifest"], "--clips", 20, "--device", "cpu", "--out", work / "x.int8.onnx"),
+        "calibration needs 20 clips",
+        "only 8 videos",
+    )
     assert _files(work) == before
 
     # An ONNX file whose graph inputs have other names than the project's (`slow`, `fast`).
     renamed = _rename_inputs(onnx_path, work / "renamed.onnx", {"slow": "video_slow", "fast": "video_fast"})
     before = _files(work)
-    _one_line_error(_cli("export", "int8", renamed, "--calib", setup["manifest"], "--clips", 2, "--device", "cpu"),
-                    "do not match its sidecar")
-    _one_line_error(_cli("eval", "--engine", renamed, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"),
-                    "do not match its sidecar")
+    _one_line_error(
+        _cli("export", "int8", renamed, "--calib", setup["manifest"], "--clips", 2, "--device", "cpu"), "do not match its sidecar"
+    )
+    _one_line_error(
+        _cli("eval", "--engine", renamed, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"), "do not match its sidecar"
+    )
     assert _files(work) == before
 
     # A sidecar that does not belong to the model: another crop size, and another architecture.
@@ -176,15 +220,18 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(setup, tmp_path):
     side["crop_size"] = 128
     sidecar_path(wrong).write_text(json.dumps(side))
     before = _files(work)
-    _one_line_error(_cli("export", "int8", wrong, "--calib", setup["manifest"], "--clips", 2, "--device", "cpu"),
-                    "input 'slow' of the graph has shape", "does not belong")
-    _one_line_error(_cli("eval", "--engine", wrong, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"),
-                    "does not belong")
+    _one_line_error(
+        _cli("export", "int8", wrong, "--calib", setup["manifest"], "--clips", 2, "--device", "cpu"),
+        "input 'slow' of the graph has shape",
+        "does not belong",
+    )
+    _one_line_error(_cli("eval", "--engine", wrong, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"), "does not belong")
     slow_only = read_sidecar(onnx_path)
     slow_only["config"]["arch"], slow_only["config"]["lateral"] = "slow", None
     sidecar_path(wrong).write_text(json.dumps(slow_only))
-    _one_line_error(_cli("eval", "--engine", wrong, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"),
-                    "does not belong to this artifact")
+    _one_line_error(
+        _cli("eval", "--engine", wrong, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"), "does not belong to this artifact"
+    )
     assert _files(work) == before
 
     # A corrupt model file (with an intact sidecar) and a corrupt TensorRT plan.
@@ -192,10 +239,10 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(setup, tmp_path):
     corrupt.write_bytes(onnx_path.read_bytes()[:5000])
     sidecar_path(corrupt).write_text(sidecar_path(onnx_path).read_text())
     before = _files(work)
-    _one_line_error(_cli("eval", "--engine", corrupt, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"),
-                    "corrupt.onnx")
-    _one_line_error(_cli("export", "int8", corrupt, "--calib", setup["manifest"], "--clips", 2, "--device", "cpu"),
-                    "not a readable ONNX model")
+    _one_line_error(_cli("eval", "--engine", corrupt, "--data", setup["manifest"], "--clips", 1, "--device", "cpu"), "corrupt.onnx")
+    _one_line_error(
+        _cli("export", "int8", corrupt, "--calib", setup["manifest"], "--clips", 2, "--device", "cpu"), "not a readable ONNX model"
+    )
     plan = work / "corrupt.plan"
     plan.write_bytes(b"\x00" * 4096)
     side = read_sidecar(onnx_path)
@@ -225,8 +272,25 @@ def _rename_inputs(src, dst, names: dict[str, str]):
 def test_export_compare_writes_result_files(setup, tmp_path):
     """`export compare` on a model against itself: zero delta, 100% agreement, speed from interleaved calls, files written."""
     out = tmp_path / "cmp"
-    r = _cli("export", "compare", setup["onnx"], setup["onnx"], "--data", setup["manifest"], "--out", out, "--clips", 2,
-             "--crops", 1, "--device", "cpu", "--repeats", 2, "--quiet")
+    r = _cli(
+        "export",
+        "compare",
+        setup["onnx"],
+        setup["onnx"],
+        "--data",
+        setup["manifest"],
+        "--out",
+        out,
+        "--clips",
+        2,
+        "--crops",
+        1,
+        "--device",
+        "cpu",
+        "--repeats",
+        2,
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((out / "result.json").read_text())
     assert set(res["accuracy"]) == {"1x1", "2x1"}
@@ -243,8 +307,12 @@ def test_int8_qdq_execution_modes(setup, tmp_path, monkeypatch):
     from slowfast_trt.engines import ort_engine
 
     q = tmp_path / "m.int8.onnx"
-    assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", q,
-                "--quiet").exit_code == 0
+    assert (
+        _cli(
+            "export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", q, "--quiet"
+        ).exit_code
+        == 0
+    )
     emulated = engines.load(q, device="cpu", qdq="emulate")
     kernels = engines.load(q, device="cpu", qdq="kernels")
     assert emulated.name == "onnxruntime-int8-qdq-emulated" and emulated.info["qdq_execution"] == "emulate"
@@ -264,8 +332,26 @@ def test_int8_qdq_execution_modes(setup, tmp_path, monkeypatch):
     a, b = emulated(clips["slow"], clips["fast"]), kernels(clips["slow"], clips["fast"])
     assert a.shape == b.shape == (4, emulated.config.num_classes) and torch.isfinite(a).all() and torch.isfinite(b).all()
     monkeypatch.setattr(ort_engine, "cpu_has_vnni", lambda: False)
-    r = _cli("export", "compare", setup["onnx"], q, "--data", setup["manifest"], "--out", tmp_path / "cmp", "--clips", 1,
-             "--crops", 1, "--device", "cpu", "--repeats", 1, "--with-kernels", "--quiet")
+    r = _cli(
+        "export",
+        "compare",
+        setup["onnx"],
+        q,
+        "--data",
+        setup["manifest"],
+        "--out",
+        tmp_path / "cmp",
+        "--clips",
+        1,
+        "--crops",
+        1,
+        "--device",
+        "cpu",
+        "--repeats",
+        1,
+        "--with-kernels",
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "cmp" / "result.json").read_text())
     assert res["engines"] == {"fp32": "onnxruntime-fp32", "int8": "onnxruntime-int8-qdq-emulated", "int8-ort-kernels": "onnxruntime-int8"}
@@ -275,8 +361,24 @@ def test_int8_qdq_execution_modes(setup, tmp_path, monkeypatch):
 def test_percentile_calibration_with_a_short_last_batch(setup, tmp_path):
     """Histogram calibrators get one clip per call, so 5 clips (batches of 4 + 1) calibrate without an error."""
     out = tmp_path / "p.int8.onnx"
-    r = _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 5, "--method", "percentile",
-             "--percentile", 99.9, "--device", "cpu", "--out", out, "--quiet")
+    r = _cli(
+        "export",
+        "int8",
+        setup["onnx"],
+        "--calib",
+        setup["manifest"],
+        "--clips",
+        5,
+        "--method",
+        "percentile",
+        "--percentile",
+        99.9,
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     cal = read_sidecar(out)["calibration"]
     assert (cal["method"], cal["percentile"], cal["batches"]) == ("percentile", 99.9, 2) and "moving_average" not in cal
@@ -294,7 +396,9 @@ def test_qdq_placement_and_scales(setup, tmp_path):
     for placement in (None, "inputs+outputs"):
         out = tmp_path / f"{placement or 'default'}.int8.onnx"
         args = ["--placement", placement] if placement else []
-        r = _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", out, "--quiet", *args)
+        r = _cli(
+            "export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", out, "--quiet", *args
+        )
         assert r.exit_code == 0, r.output
         s = summaries[placement] = qdq_summary(out)
         assert s["quantized_convs"] == s["convs"] == n_conv3d and s["unquantized"] == [], s
@@ -314,8 +418,12 @@ def test_qdq_summary_sees_a_missing_or_per_tensor_weight_scale(setup, tmp_path):
     from onnx import numpy_helper
 
     out = tmp_path / "m.int8.onnx"
-    assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", out,
-                "--quiet").exit_code == 0
+    assert (
+        _cli(
+            "export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", out, "--quiet"
+        ).exit_code
+        == 0
+    )
     m = onnx.load(str(out))
     producers = {o: n for n in m.graph.node for o in n.output}
     inits = {i.name: i for i in m.graph.initializer}
@@ -336,14 +444,32 @@ def test_qdq_summary_sees_a_missing_or_per_tensor_weight_scale(setup, tmp_path):
 def test_calibration_on_three_crops(setup, tmp_path):
     """`--calib-crops 3` calibrates on the three test crops of each clip (3 views per clip); the sidecar says so."""
     out = tmp_path / "c3.int8.onnx"
-    r = _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--calib-crops", 3, "--device", "cpu",
-             "--out", out, "--quiet")
+    r = _cli(
+        "export",
+        "int8",
+        setup["onnx"],
+        "--calib",
+        setup["manifest"],
+        "--clips",
+        4,
+        "--calib-crops",
+        3,
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     cal = read_sidecar(out)["calibration"]
     assert cal["crops"] == 3 and cal["clips"] == 4 and "3 crops" in cal["source"]
     centre = tmp_path / "c1.int8.onnx"
-    assert _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", centre,
-                "--quiet").exit_code == 0
+    assert (
+        _cli(
+            "export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", centre, "--quiet"
+        ).exit_code
+        == 0
+    )
     assert read_sidecar(centre)["calibration"]["crops"] == 1
     assert read_sidecar(centre)["calibration"]["videos"] == cal["videos"]  # the same clips, other views: other ranges
     assert _scales(out) != _scales(centre)
@@ -358,8 +484,23 @@ def test_bias_correction_changes_only_the_biases(setup, tmp_path):
     for flag in ("--bias-correction", "--no-bias-correction"):
         paths[flag] = tmp_path / f"{flag.strip('-')}.int8.onnx"
         # One calibrator for both (with --method auto each run could choose another candidate).
-        r = _cli("export", "int8", setup["onnx"], "--calib", setup["manifest"], "--clips", 4, "--device", "cpu", "--out", paths[flag], "--quiet",
-                 "--method", "percentile", flag)
+        r = _cli(
+            "export",
+            "int8",
+            setup["onnx"],
+            "--calib",
+            setup["manifest"],
+            "--clips",
+            4,
+            "--device",
+            "cpu",
+            "--out",
+            paths[flag],
+            "--quiet",
+            "--method",
+            "percentile",
+            flag,
+        )
         assert r.exit_code == 0, r.output
         assert read_sidecar(paths[flag])["calibration"]["bias_correction"] == (flag == "--bias-correction")
     assert _scales(paths["--bias-correction"]) == _scales(paths["--no-bias-correction"])  # activation scales pinned

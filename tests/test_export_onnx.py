@@ -1,4 +1,5 @@
 """ONNX export parity with PyTorch, INT8 Q/DQ structure, sidecars and the engine interface on the CPU."""
+
 from __future__ import annotations
 
 import json
@@ -177,8 +178,16 @@ def test_tensorrt_fp16_plan_matches_onnx(r50_4x16, tmp_path):
     from slowfast_trt.export.tensorrt import build_engine
 
     net, r = r50_4x16
-    plan = build_engine(r.path, tmp_path / "sf.fp16.plan", precision="fp16", min_batch=1, opt_batch=2, max_batch=4,
-                        workspace_mb=2048, timing_cache=tmp_path / "cache.bin")
+    plan = build_engine(
+        r.path,
+        tmp_path / "sf.fp16.plan",
+        precision="fp16",
+        min_batch=1,
+        opt_batch=2,
+        max_batch=4,
+        workspace_mb=2048,
+        timing_cache=tmp_path / "cache.bin",
+    )
     eng = engines.load(plan)
     x = {k: v.cuda() for k, v in random_inputs(net.config, size=256, batch=2).items()}
     got = eng(**x).cpu()

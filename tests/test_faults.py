@@ -4,6 +4,7 @@ processes, a read-only bind mount and a tiny tmpfs (both need `mount`, i.e. root
 without it, or with SLOWFAST_FAULTS_SIMULATE=1, those cases are simulated by raising errno 30 / 28 from `os.open` and
 `os.mkdir` under the folder).
 Issue items are named in each test's docstring."""
+
 from __future__ import annotations
 
 import contextlib
@@ -45,6 +46,7 @@ FAST = dict(epochs=1, batch_size=4, max_steps=1, amp="fp32", device="cpu", threa
 
 
 # ----- fixtures and helpers -----
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
@@ -123,15 +125,41 @@ def _subset(data: Path, tmp: Path, rows: list[int], name: str = "sub.csv", **cha
 
 # ----- item 1: run folders have one owner -----
 
+
 def test_concurrent_train_is_refused_naming_the_holder_and_a_sigkill_frees_the_folder(data, tmp_path):
     """Items 1 and 9: a second run into a busy --out is refused with the holder's pid; after SIGKILL the lock is
     gone, the dead run's temporary files are deleted, and --resume continues."""
     out = tmp_path / "run"
     opts = dict(epochs=2, batch_size=4, lr=0.05, amp="fp32", device="cpu", threads=1, progress=False)
     train(PRESET, str(data / "train.csv"), str(out), max_steps=1, **opts)
-    cmd = [sys.executable, "-m", "slowfast_trt", "train", "--preset", PRESET, "--train", str(data / "train.csv"), "--out", str(out),
-           "--epochs", "2", "--batch-size", "4", "--lr", "0.05", "--amp", "fp32", "--device", "cpu", "--threads", "1",
-           "--save-every", "1", "--quiet", "--resume"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "slowfast_trt",
+        "train",
+        "--preset",
+        PRESET,
+        "--train",
+        str(data / "train.csv"),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--lr",
+        "0.05",
+        "--amp",
+        "fp32",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--save-every",
+        "1",
+        "--quiet",
+        "--resume",
+    ]
     p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.time() + 120
@@ -176,8 +204,15 @@ def test_a_used_run_folder_is_refused_overwrite_clears_it_and_resume_checks_data
     with pytest.raises(SlowFastError, match=r"--resume: lr was 0.05 in the interrupted run and is 0.1 now"):
         train(PRESET, str(data / "train.csv"), str(out), resume=True, lr=0.1, **{**FAST, "max_steps": 2})
     with pytest.raises(SlowFastError, match=r"differs from the requested slowfast_tiny_4x16 in crop_size \(") as e:
-        train(PRESET, str(data / "train.csv"), str(out), resume=True, lr=0.05, model_overrides={"crop_size": 96, "test_crop_size": 96},
-              **{**FAST, "max_steps": 2})
+        train(
+            PRESET,
+            str(data / "train.csv"),
+            str(out),
+            resume=True,
+            lr=0.05,
+            model_overrides={"crop_size": 96, "test_crop_size": 96},
+            **{**FAST, "max_steps": 2},
+        )
     assert str(e.value).count(PRESET) == 1
 
     pointer = out / "checkpoints" / "latest.json"
@@ -197,6 +232,7 @@ def test_a_used_run_folder_is_refused_overwrite_clears_it_and_resume_checks_data
 
 # ----- item 2: --skip-bad never ends training silently -----
 
+
 def test_skip_bad_epoch_shortened_by_a_batch_still_checkpoints(data, tmp_path):
     """Item 2: 4 good videos and a truncated one at batch 4 plan 2 steps; the epoch has 1 and must still end properly."""
     m = read_manifest(data / "train.csv")
@@ -213,6 +249,7 @@ def test_skip_bad_epoch_shortened_by_a_batch_still_checkpoints(data, tmp_path):
 
 
 # ----- item 3: prepare never loses a source -----
+
 
 def test_unique_output_names():
     """Item 3: names that collide after renaming keep one output each, whatever their order."""
@@ -241,6 +278,7 @@ def test_prepare_keeps_all_three_sources_whose_names_collide(data, tmp_path):
 
 
 # ----- item 4: environment failures are not the inputs' fault -----
+
 
 def _env_fail(job: str) -> str:
     """A pool job: 'full' fails as a full disk would; the others succeed."""
@@ -296,6 +334,7 @@ def test_disk_filling_up_during_prepare_stops_it_and_the_rerun_finishes(data, tm
 
 # ----- item 5: one line instead of a traceback -----
 
+
 @pytest.mark.parametrize("kind", ["readonly", "full"])
 def test_every_writer_fails_in_one_line_on_a_read_only_or_full_folder(data, tmp_path, monkeypatch, kind):
     """Item 5: train, synth, prepare, eval --out, check --write-clean, export onnx, convert and preview."""
@@ -308,7 +347,21 @@ def test_every_writer_fails_in_one_line_on_a_read_only_or_full_folder(data, tmp_
         "train": ["train", "--preset", PRESET, "--train", str(one), "--out", str(bad / "run"), "--device", "cpu", "--quiet"],
         "synth": ["data", "synth", str(bad / "s"), "--videos", "8", "--quiet"],
         "prepare": ["data", "prepare", str(data / "videos"), str(bad / "p"), "--quiet"],
-        "eval": ["eval", "--ckpt", str(ckpt), "--data", str(one), "--out", str(bad / "e"), "--device", "cpu", "--clips", "1", "--crops", "1"],
+        "eval": [
+            "eval",
+            "--ckpt",
+            str(ckpt),
+            "--data",
+            str(one),
+            "--out",
+            str(bad / "e"),
+            "--device",
+            "cpu",
+            "--clips",
+            "1",
+            "--crops",
+            "1",
+        ],
         "check": ["data", "check", str(one), "--write-clean", str(bad / "clean" / "c.csv"), "--quiet"],
         "convert": ["convert", str(ckpt), str(bad / "c.safetensors")],
         "preview": ["data", "preview", str(one), "--out", str(bad / "pv"), "--n", "1", "--device", "cpu"],
@@ -339,9 +392,11 @@ def test_manifest_numbers_are_validated_where_read_and_data_check_agrees(data, t
     row[header.index(column)] = value
     lines[2] = ",".join(row)
     src.write_text("\n".join(lines) + "\n")
-    for args in (["data", "check", str(src), "--quiet"],
-                 ["train", "--preset", PRESET, "--train", str(src), "--out", str(tmp_path / "run"), "--device", "cpu", "--quiet"],
-                 ["data", "preview", str(src), "--out", str(tmp_path / "pv"), "--device", "cpu"]):
+    for args in (
+        ["data", "check", str(src), "--quiet"],
+        ["train", "--preset", PRESET, "--train", str(src), "--out", str(tmp_path / "run"), "--device", "cpu", "--quiet"],
+        ["data", "preview", str(src), "--out", str(tmp_path / "pv"), "--device", "cpu"],
+    ):
         msg = _one_error_line(*_cli(*args))
         assert f"sub.csv:3: column {column}={value!r} must be a finite number > 0" in msg, msg
 
@@ -365,6 +420,7 @@ def test_non_utf8_file_name_is_prepared_and_sidecar_null_is_one_line(data, tmp_p
 
 # ----- item 6: no wrong answers without a word -----
 
+
 def test_eval_refuses_labels_outside_the_models_classes_and_nan_weights(data, tmp_path):
     """Item 6: a 4-class model on 8-class data, and a checkpoint with NaN weights."""
     four = tmp_path / "four.safetensors"
@@ -376,8 +432,23 @@ def test_eval_refuses_labels_outside_the_models_classes_and_nan_weights(data, tm
         net.head.projection.weight.fill_(float("nan"))
     nan = tmp_path / "nan.safetensors"
     model.save(net, nan)
-    msg = _one_error_line(*_cli("eval", "--ckpt", str(nan), "--data", str(_subset(data, tmp_path, [0])), "--device", "cpu",
-                                "--clips", "1", "--crops", "1", "--batch-size", "1"))
+    msg = _one_error_line(
+        *_cli(
+            "eval",
+            "--ckpt",
+            str(nan),
+            "--data",
+            str(_subset(data, tmp_path, [0])),
+            "--device",
+            "cpu",
+            "--clips",
+            "1",
+            "--crops",
+            "1",
+            "--batch-size",
+            "1",
+        )
+    )
     assert "non-finite scores" in msg, msg
 
 
@@ -409,13 +480,20 @@ def test_duplicate_rows_are_dropped_with_a_count_and_labels_are_explicit(data, t
 
 # ----- item 7: data synth resumes and has one owner -----
 
+
 def test_synth_killed_resumes_to_the_same_set_and_a_concurrent_synth_is_refused(tmp_path):
     """Item 7: SIGKILL mid-run, a second `data synth` (another seed) refused while it runs, then the same command
     finishes the set, byte-identical to an uninterrupted run."""
     out, ref = tmp_path / "s", tmp_path / "ref"
     args = ["--videos", "24", "--seed", "4", "--frames", "32", "--size", "32x32", "--workers", "1", "--quiet"]
-    p = subprocess.Popen([sys.executable, "-m", "slowfast_trt", "data", "synth", str(out), *args], cwd=ROOT, env=ENV,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "slowfast_trt", "data", "synth", str(out), *args],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while len(list(out.glob("videos/*/*.webm"))) < 2 and p.poll() is None and time.time() < deadline:
@@ -439,6 +517,7 @@ def test_synth_killed_resumes_to_the_same_set_and_a_concurrent_synth_is_refused(
 
 
 # ----- item 8: messages say what is true -----
+
 
 def test_messages_name_the_real_problem(data, tmp_path, monkeypatch):
     """Item 8: a BOM header is a manifest (not an AVA CSV), `Path,Label` is named, prepare tells folders and FIFOs from
@@ -476,14 +555,23 @@ def test_messages_name_the_real_problem(data, tmp_path, monkeypatch):
     monkeypatch.setattr(model, "save", save)
     refuse_steps = False
     with pytest.raises(EnvironmentFault, match=r"could not write .*best\.safetensors .*checkpoint .*step_00000002\.safetensors was saved"):
-        train(PRESET, str(data / "train.csv"), str(tmp_path / "r1"), val_manifest=str(_subset(data, tmp_path, [0])), val_clips=1,
-              **{**FAST, "max_steps": None})
+        train(
+            PRESET,
+            str(data / "train.csv"),
+            str(tmp_path / "r1"),
+            val_manifest=str(_subset(data, tmp_path, [0])),
+            val_clips=1,
+            **{**FAST, "max_steps": None},
+        )
     refuse_steps = True
-    with pytest.raises(EnvironmentFault, match=r"previous checkpoint \(none\) is intact; free disk space, then run the same command with --overwrite") as e:
+    with pytest.raises(
+        EnvironmentFault, match=r"previous checkpoint \(none\) is intact; free disk space, then run the same command with --overwrite"
+    ) as e:
         train(PRESET, str(data / "train.csv"), str(tmp_path / "r2"), **{**FAST, "max_steps": 1})
     assert "--resume" not in str(e.value)
-    assert "already holds files" in _one_error_line(*_cli("train", "--preset", PRESET, "--train", str(data / "train.csv"),
-                                                         "--out", str(tmp_path / "r2"), "--quiet"))  # hence --overwrite
+    assert "already holds files" in _one_error_line(
+        *_cli("train", "--preset", PRESET, "--train", str(data / "train.csv"), "--out", str(tmp_path / "r2"), "--quiet")
+    )  # hence --overwrite
 
 
 def test_loader_without_skip_bad_option_does_not_suggest_it(data, tmp_path):
@@ -506,6 +594,7 @@ def test_loader_without_skip_bad_option_does_not_suggest_it(data, tmp_path):
 
 
 # ----- item 9: leftovers -----
+
 
 def test_stale_temporary_files_of_dead_processes_are_cleaned(tmp_path):
     """Item 9: a dead pid's temporary file goes, a live one's stays, other files stay."""
@@ -536,8 +625,9 @@ def test_onnx_export_follows_the_umask(tmp_path):
 def test_tiny_pkl_claiming_gigabytes_is_refused_without_allocating_them(tmp_path):
     """Item 9: an 80-byte .pkl whose BINBYTES length says 1.8 GB, or whose array shape does, allocates next to nothing."""
     claim = b"\x80\x02" + b"B" + struct.pack("<I", 1_800_000_000) + b"\0" * 72
-    big_array = (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x00cnumpy\nndarray\nq\x01J\x00\x00\x00\x70\x85q\x02C\x01bq\x03"
-                 b"\x87q\x04Rq\x05.")
+    big_array = (
+        b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x00cnumpy\nndarray\nq\x01J\x00\x00\x00\x70\x85q\x02C\x01bq\x03\x87q\x04Rq\x05."
+    )
     for i, payload in enumerate((claim, big_array)):
         path = tmp_path / f"evil{i}.pkl"
         path.write_bytes(payload)

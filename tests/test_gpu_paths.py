@@ -5,6 +5,7 @@ YUV to RGB on the GPU with its own rounding, so decoded pixels may differ by a f
 mean 0.5). The GPU graphs resize in DALI's CUDA kernels where the CPU pipelines use torch's uint8 kernels; the
 same bound as the CPU's own torch-vs-DALI-graph test applies (mean under 1.5 grey levels per pixel).
 """
+
 from __future__ import annotations
 
 import json
@@ -123,8 +124,9 @@ def test_default_synthetic_set_trains_on_the_gpu(tmp_path):
     synth(tmp_path / "data", videos=16, seed=1, frames=72, workers=2, progress=False)
     m = read_manifest(tmp_path / "data" / "train.csv")
     cfg = resolve_config("slowfast_tiny_4x16", m, {})
-    trainer = Trainer(cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp16", device="cuda",
-                                        progress=False), to_videos(m))
+    trainer = Trainer(
+        cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp16", device="cuda", progress=False), to_videos(m)
+    )
     assert trainer.loader.on_cpu  # every 64x80 VP9 file goes to DALI's CPU decoder
     assert trainer.amp.dtype == torch.float16 and trainer.scaler.is_enabled()
     result = trainer.run()
@@ -142,8 +144,9 @@ def test_auto_amp_is_chosen_by_measurement_and_recorded(tmp_path, monkeypatch):
     synth(tmp_path / "data", videos=8, seed=2, frames=72, size="128x160", workers=2, progress=False)
     m = read_manifest(tmp_path / "data" / "train.csv")
     cfg = resolve_config("slowfast_tiny_4x16", m, {})
-    trainer = Trainer(cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="auto", device="cuda",
-                                        progress=False), to_videos(m))
+    trainer = Trainer(
+        cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="auto", device="cuda", progress=False), to_videos(m)
+    )
     pol = trainer.gpu_policy
     assert pol and len(pol["timings_ms"]) == 12 and pol["choice"].split("-")[0].split("/")[0] == trainer.amp.name
     trainer.run()

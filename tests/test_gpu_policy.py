@@ -1,4 +1,5 @@
 """GPU settings by measurement (`engines.gpu_policy`): the decision, its cache and the regression line, on the CPU with injected timings."""
+
 from __future__ import annotations
 
 import json

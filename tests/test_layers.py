@@ -3,6 +3,7 @@
 Read from the source with `ast`, so the test sees function-level imports too; those are allowed only for the
 optional heavy dependencies, each with a comment saying so.
 """
+
 from __future__ import annotations
 
 import ast
@@ -15,8 +16,21 @@ PACKAGE = Path(__file__).resolve().parents[1] / "slowfast_trt"
 # Bottom to top, in the order the data flows (docs/design.md, "Layers").
 LAYERS = ["common", "model", "data", "dali_pipelines", "engines", "export", "training", "serving", "benchmarks", "cli"]
 # Imported inside functions only: optional extras or heavy imports used by one command.
-LAZY = {"nvidia", "av", "onnx", "onnxruntime", "onnxconverter_common", "matplotlib", "PIL", "tensorrt", "modelopt",
-        "tritonclient", "google.protobuf", "triton_python_backend_utils", "torch.utils.tensorboard"}
+LAZY = {
+    "nvidia",
+    "av",
+    "onnx",
+    "onnxruntime",
+    "onnxconverter_common",
+    "matplotlib",
+    "PIL",
+    "tensorrt",
+    "modelopt",
+    "tritonclient",
+    "google.protobuf",
+    "triton_python_backend_utils",
+    "torch.utils.tensorboard",
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -61,8 +75,10 @@ def _layer(module: str) -> int | None:
 
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
-    return {m: {t for imp, _, _ in _imports(m, p) if imp.startswith("slowfast_trt") and (t := _target(imp, modules)) and t != m}
-            for m, p in modules.items()}
+    return {
+        m: {t for imp, _, _ in _imports(m, p) if imp.startswith("slowfast_trt") and (t := _target(imp, modules)) and t != m}
+        for m, p in modules.items()
+    }
 
 
 def test_every_subpackage_has_a_layer():
@@ -94,7 +110,7 @@ def test_no_import_cycles():
             if t.startswith(m + "."):  # a package importing its own submodule is not a cycle
                 continue
             if state.get(t) == 1:
-                cycles.append(" -> ".join(stack[stack.index(t):] + [t]) if t in stack else f"{m} -> {t}")
+                cycles.append(" -> ".join(stack[stack.index(t) :] + [t]) if t in stack else f"{m} -> {t}")
             elif t not in state:
                 visit(t, stack + [t])
         state[m] = 2
@@ -115,8 +131,11 @@ def test_function_level_imports_are_optional_dependencies_with_a_comment():
             allowed = any(imp == x or imp.startswith(x + ".") for x in LAZY)
             commented = "#" in lines[line - 1] or lines[line - 2].strip().startswith("#")
             if not (allowed and commented):
-                bad.append(f"{p.relative_to(PACKAGE.parent)}:{line}: {imp}" + ("" if allowed else " (not an optional dependency)")
-                           + ("" if commented else " (no comment)"))
+                bad.append(
+                    f"{p.relative_to(PACKAGE.parent)}:{line}: {imp}"
+                    + ("" if allowed else " (not an optional dependency)")
+                    + ("" if commented else " (no comment)")
+                )
     assert not bad, "function-level imports:\n" + "\n".join(bad)
 
 

@@ -1,4 +1,5 @@
-"""The linter passes on the package, the tests and the scripts (settings in ruff.toml)."""
+"""The linter and the formatter pass on the package, the tests and the scripts (settings in ruff.toml)."""
+
 from __future__ import annotations
 
 import shutil
@@ -20,6 +21,18 @@ def _ruff() -> str:
 
 
 def test_ruff_check_is_clean():
-    out = subprocess.run([_ruff(), "check", "--no-cache", "slowfast_trt", "tests", "scripts"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [_ruff(), "check", "--no-cache", "slowfast_trt", "tests", "scripts"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_ruff_format_is_clean():
+    out = subprocess.run(
+        [_ruff(), "format", "--check", "--no-cache", "slowfast_trt", "tests", "scripts"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, "run `ruff format slowfast_trt tests scripts`:\n" + out.stdout[-4000:] + out.stderr[-2000:]

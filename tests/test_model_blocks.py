@@ -1,4 +1,5 @@
 """Laterals, Fast-input variants, non-local block and head: behaviour checked against explicit formulas."""
+
 from __future__ import annotations
 
 import pytest

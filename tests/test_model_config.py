@@ -1,4 +1,5 @@
 """Config validation, builder overrides, and the errors a user can cause."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,5 @@
 """GFLOPs and params against the paper (Tables 2-5) and against an independent closed-form count."""
+
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
 """Table 1: the SlowFast 4x16 R50 feature shapes and kernels, stage by stage, at 224x224."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """NVDEC's limits: which files a GPU graph decodes on NVDEC, which on DALI's CPU decoder, which it refuses up front (CPU only)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,18 @@ def table_only(codec, chroma, bits):
     return limits_for(codec, chroma, bits, ask_driver=lambda *_: None)
 
 
-@pytest.mark.parametrize("name, facts", [("yuv420p", ("420", 8)), ("yuvj420p", ("420", 8)), ("yuv420p10le", ("420", 10)),
-                                          ("yuv444p12le", ("444", 12)), ("yuv422p", ("422", 8)), ("gray", ("400", 8)), (None, ("420", 8))])
+@pytest.mark.parametrize(
+    "name, facts",
+    [
+        ("yuv420p", ("420", 8)),
+        ("yuvj420p", ("420", 8)),
+        ("yuv420p10le", ("420", 10)),
+        ("yuv444p12le", ("444", 12)),
+        ("yuv422p", ("422", 8)),
+        ("gray", ("400", 8)),
+        (None, ("420", 8)),
+    ],
+)
 def test_pixel_formats_give_chroma_and_bit_depth(name, facts):
     assert pix_fmt_facts(name) == facts
 

@@ -1,4 +1,5 @@
 """Progress output: a bar only on a terminal; on a pipe or file, plain lines at most every N seconds and at the end."""
+
 from __future__ import annotations
 
 import io
@@ -33,7 +34,12 @@ def test_lines_are_throttled_and_the_last_one_is_always_written():
     every = io.StringIO()
     for _ in progress(range(3), desc="eval", unit="batch", file=every, interval=0):
         pass
-    assert [line.split(" (")[0] for line in every.getvalue().splitlines()] == ["eval: 1/3 batch", "eval: 2/3 batch", "eval: 3/3 batch", "eval: 3/3 batch"]
+    assert [line.split(" (")[0] for line in every.getvalue().splitlines()] == [
+        "eval: 1/3 batch",
+        "eval: 2/3 batch",
+        "eval: 3/3 batch",
+        "eval: 3/3 batch",
+    ]
 
 
 def test_disabled_progress_writes_nothing():
@@ -47,8 +53,21 @@ def test_synth_into_a_log_file_has_no_carriage_returns(tmp_path):
     quiet = False
     pytest.importorskip("av")
     log = tmp_path / "log.txt"
-    cmd = [sys.executable, "-m", "slowfast_trt", "data", "synth", str(tmp_path / "d"), "--videos", "8", "--frames", "24",
-           "--workers", "1", *(["--quiet"] if quiet else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "slowfast_trt",
+        "data",
+        "synth",
+        str(tmp_path / "d"),
+        "--videos",
+        "8",
+        "--frames",
+        "24",
+        "--workers",
+        "1",
+        *(["--quiet"] if quiet else []),
+    ]
     with open(log, "w") as f:
         subprocess.run(cmd, stderr=f, stdout=subprocess.DEVNULL, check=True, timeout=300)
     text = log.read_text()

@@ -3,6 +3,7 @@
 The tiny demo SlowFast (time-difference Fast input) with random weights, 8 synthetic videos. Triton's own venv
 (numpy<2) is created on first use (about two minutes, once); where it cannot be built, the tests skip saying why.
 """
+
 from __future__ import annotations
 
 import json
@@ -70,7 +71,9 @@ def server(repo, triton_env, tiny):
 
 
 def _slowfast(*args, timeout=300, **kw):
-    return subprocess.run([sys.executable, "-m", "slowfast_trt", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "slowfast_trt", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw
+    )
 
 
 def test_repository_configs_parse_with_tritons_protobuf(repo, tiny, triton_env):
@@ -120,8 +123,11 @@ def test_serialized_dali_pipeline_matches_the_python_backend_preprocessing(repo,
     for path, tol in ((native, {"slow": 1e-5, "fast": 1e-5}), (tiny / "wide.webm", {"slow": 1.01 * level, "fast": 2.01 * level})):
         blob = path.read_bytes()
         frames, fast_pos, slow_pos = decode_plan(blob, cfg, CLIPS)
-        got = run_serialized(pipe, {"VIDEO": np.frombuffer(blob, np.uint8)[None], "FRAMES": frames[None], "FAST_POS": fast_pos[None],
-                                    "SLOW_POS": slow_pos[None]}, ["SLOW", "FAST"])
+        got = run_serialized(
+            pipe,
+            {"VIDEO": np.frombuffer(blob, np.uint8)[None], "FRAMES": frames[None], "FAST_POS": fast_pos[None], "SLOW_POS": slow_pos[None]},
+            ["SLOW", "FAST"],
+        )
         video = _probe(str(path), 0)[0]
         batch = next(iter(ClipLoader(multiview_plan([video], cfg, CLIPS), cfg, "test", 8, device="cpu", videos=[video], num_crops=CROPS)))
         for name in ("slow", "fast"):
@@ -149,13 +155,27 @@ def _eval_top1(tiny, n):
     from slowfast_trt.training.evaluate import evaluate_engine
 
     videos = to_videos(read_manifest(tiny / "data" / "manifest.csv"))[:n]
-    r = evaluate_engine(engines.load(tiny / "tiny.safetensors", device="cpu"), videos, num_clips=CLIPS, num_crops=CROPS, device="cpu", progress=False)
+    r = evaluate_engine(
+        engines.load(tiny / "tiny.safetensors", device="cpu"), videos, num_clips=CLIPS, num_crops=CROPS, device="cpu", progress=False
+    )
     return r["predictions"][f"{CLIPS}x{CROPS}"]
 
 
 def test_clips_and_videos_over_http_match_the_local_engine_and_load_test(server, tiny):
-    r = _bench(server, tiny, "http", ["tiny_py", "tiny_video_py", "tiny_video_cpu"], "--concurrency", "4", "--duration", 1,
-               "--videos", tiny / "data" / "manifest.csv", "--artifact", tiny / "tiny.safetensors")
+    r = _bench(
+        server,
+        tiny,
+        "http",
+        ["tiny_py", "tiny_video_py", "tiny_video_cpu"],
+        "--concurrency",
+        "4",
+        "--duration",
+        1,
+        "--videos",
+        tiny / "data" / "manifest.csv",
+        "--artifact",
+        tiny / "tiny.safetensors",
+    )
     assert r["aborted"] is None and r["server"]["version"].startswith("2.51")
     assert [(x["model"], x["concurrency"]) for x in r["rows"]] == [(m, 4) for m in ("tiny_py", "tiny_video_py", "tiny_video_cpu")]
     for row in r["rows"]:
@@ -174,8 +194,20 @@ def test_clips_and_videos_over_http_match_the_local_engine_and_load_test(server,
 
 
 def test_clips_and_videos_over_grpc_match_the_local_engine(server, tiny):
-    r = _bench(server, tiny, "grpc", ["tiny_py", "tiny_video_py"], "--concurrency", "2", "--duration", 1,
-               "--videos", tiny / "data" / "manifest.csv", "--artifact", tiny / "tiny.safetensors")
+    r = _bench(
+        server,
+        tiny,
+        "grpc",
+        ["tiny_py", "tiny_video_py"],
+        "--concurrency",
+        "2",
+        "--duration",
+        1,
+        "--videos",
+        tiny / "data" / "manifest.csv",
+        "--artifact",
+        tiny / "tiny.safetensors",
+    )
     assert r["aborted"] is None and all(x["errors"] == 0 and x["requests"] >= 1 for x in r["rows"])
     for m in ("tiny_py", "tiny_video_py"):
         p = r["parity"][m]
@@ -195,9 +227,23 @@ def test_dynamic_batching_off_and_back_on(server, tiny):
 
 def test_bad_requests_get_named_errors_and_the_server_keeps_serving(server, tiny, triton_env):
     video = sorted((tiny / "data" / "videos").rglob("*.webm"))[0]
-    r = subprocess.run([str(triton_env.python), str(ROOT / "tests" / "serving_checks.py"), server.http_url, server.grpc_url, "tiny_py",
-                        "tiny_video_py", "tiny_video_cpu", str(video)], capture_output=True, text=True, timeout=240, cwd=ROOT,
-                       env=triton_env.client_env() | {"PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        [
+            str(triton_env.python),
+            str(ROOT / "tests" / "serving_checks.py"),
+            server.http_url,
+            server.grpc_url,
+            "tiny_py",
+            "tiny_video_py",
+            "tiny_video_cpu",
+            str(video),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        env=triton_env.client_env() | {"PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     for protocol in ("http", "grpc"):
@@ -205,7 +251,9 @@ def test_bad_requests_get_named_errors_and_the_server_keeps_serving(server, tiny
         assert "unexpected shape for input 'slow'" in e["wrong_shape"], e["wrong_shape"]
         assert "slow" in e["wrong_dtype"] and "FP64" in e["wrong_dtype"], e["wrong_dtype"]
         assert "fast" in e["missing_input"], e["missing_input"]
-        assert "no_such_model" in e["unknown_model"] and ("unknown model" in e["unknown_model"] or "not found" in e["unknown_model"]), e["unknown_model"]
+        assert "no_such_model" in e["unknown_model"] and ("unknown model" in e["unknown_model"] or "not found" in e["unknown_model"]), e[
+            "unknown_model"
+        ]
         for m in ("tiny_video_py", "tiny_video_cpu"):
             assert "VIDEO" in e[f"garbage_video:{m}"] and "not a decodable video" in e[f"garbage_video:{m}"], e[f"garbage_video:{m}"]
             assert "not a decodable video" in e[f"empty_video:{m}"], e[f"empty_video:{m}"]
@@ -220,15 +268,36 @@ def test_serve_command_refuses_a_busy_port(repo):
         port = s.getsockname()[1]
         r = _slowfast("serve", repo, "--http-port", port, timeout=60)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == [f"error: port {port} (http) on 127.0.0.1 is busy; stop what uses it or pass --http-port with a free port"]
+    assert r.stderr.strip().splitlines() == [
+        f"error: port {port} (http) on 127.0.0.1 is busy; stop what uses it or pass --http-port with a free port"
+    ]
 
 
 def test_serve_command_starts_prints_urls_and_stops_on_ctrl_c(repo, triton_env):
     from slowfast_trt.serving.server import free_ports, http_get
 
     h, g, m = free_ports(3)
-    p = subprocess.Popen([sys.executable, "-m", "slowfast_trt", "serve", str(repo), "--model", "tiny_py", "--http-port", str(h), "--grpc-port", str(g),
-                          "--metrics-port", str(m)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "slowfast_trt",
+            "serve",
+            str(repo),
+            "--model",
+            "tiny_py",
+            "--http-port",
+            str(h),
+            "--grpc-port",
+            str(g),
+            "--metrics-port",
+            str(m),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         lines = []
         deadline = time.time() + 120
@@ -239,7 +308,10 @@ def test_serve_command_starts_prints_urls_and_stops_on_ctrl_c(repo, triton_env):
             lines.append(line.strip())
             if line.startswith("Ctrl-C"):
                 break
-        assert f"HTTP    http://127.0.0.1:{h}" in lines and f"gRPC    127.0.0.1:{g}" in lines, (lines, p.stderr.read() if p.poll() is not None else "")
+        assert f"HTTP    http://127.0.0.1:{h}" in lines and f"gRPC    127.0.0.1:{g}" in lines, (
+            lines,
+            p.stderr.read() if p.poll() is not None else "",
+        )
         assert lines[0].startswith("ready in ") and "tiny_py" in lines[0]
         assert http_get(f"http://127.0.0.1:{h}/v2/models/tiny_py/ready")[0] == 200
         assert http_get(f"http://127.0.0.1:{m}/metrics")[0] == 200
@@ -258,9 +330,32 @@ def test_killing_the_server_mid_load_test_ends_the_bench_with_one_line(server, t
 
     out = tiny / "bench-killed"
     url = server.http_url
-    p = subprocess.Popen([sys.executable, "-m", "slowfast_trt", "bench", "serve", url, "--model", "tiny_py", "--concurrency", "4", "--duration", "60",
-                          "--metrics-url", server.metrics_url, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "slowfast_trt",
+            "bench",
+            "serve",
+            url,
+            "--model",
+            "tiny_py",
+            "--concurrency",
+            "4",
+            "--duration",
+            "60",
+            "--metrics-url",
+            server.metrics_url,
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
+
         def served() -> int:
             status, body = http_get(f"{url}/v2/models/tiny_py/stats")
             return json.loads(body)["model_stats"][0]["inference_stats"]["success"]["count"] if status == 200 else 0

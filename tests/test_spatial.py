@@ -1,4 +1,5 @@
 """The CPU pipelines' spatial ops in torch (dali_pipelines/spatial.py): geometry against the whole-frame definition."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,9 @@ def _frames(h: int, w: int, n: int = 4, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8, generator=g)
 
 
-@pytest.mark.parametrize("h,w,crop,short", [(240, 320, 224, (256, 320)), (320, 240, 224, (256, 320)), (720, 1280, 96, (128, 160)), (64, 80, 64, (64, 80))])
+@pytest.mark.parametrize(
+    "h,w,crop,short", [(240, 320, 224, (256, 320)), (320, 240, 224, (256, 320)), (720, 1280, 96, (128, 160)), (64, 80, 64, (64, 80))]
+)
 def test_train_crop_equals_resizing_the_whole_frame(h, w, crop, short):
     """Resizing only up to the window's far edges gives the pixels of PySlowFast's resize-then-crop, bit for bit."""
     cfg = model.get_config("slowfast_r50_4x16", crop_size=crop, test_crop_size=short[0])
@@ -30,7 +33,7 @@ def test_train_crop_equals_resizing_the_whole_frame(h, w, crop, short):
         rh, rw, y, x = p.window
         assert short[0] <= min(rh, rw) <= short[1] + 1
         whole = F.interpolate(frames.permute(0, 3, 1, 2), size=(rh, rw), mode="bilinear", align_corners=False, antialias=False)
-        want = whole[:, :, y:y + crop, x:x + crop]
+        want = whole[:, :, y : y + crop, x : x + crop]
         if p.flip:
             want, seen_flip = want.flip(-1), True
         got = spatial.train_crop(frames, p, crop)
@@ -46,7 +49,7 @@ def test_test_crops_positions_and_sizes():
     assert (nh, nw) == (128, 171)
     short = F.interpolate(frames.permute(0, 3, 1, 2), size=(nh, nw), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
     for v, x in zip(views, (0, 22, 43)):  # anchors round half up: (171 - 128) * 0.5 = 21.5 -> 22
-        assert torch.equal(v, short[:, :, x:x + 128])
+        assert torch.equal(v, short[:, :, x : x + 128])
     portrait = spatial.test_crops(_frames(320, 240), 128, (0.0, 1.0))
     assert [tuple(v.shape) for v in portrait] == [(4, 128, 128, 3)] * 2
 

@@ -1,4 +1,5 @@
 """The mixed-precision policy: CUDA fp16 + scaler, CPU decided by a cached measurement."""
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,10 @@ def test_cpu_explicit_choices():
         amp.choose_policy("int8", cpu)
 
 
-@pytest.mark.parametrize("times, expect", [({"fp32": 1.0, "bf16": 38.0}, None), ({"fp32": 1.0, "bf16": 0.5}, torch.bfloat16), ({"fp32": 1.0, "bf16": 0.95}, None)])
+@pytest.mark.parametrize(
+    "times, expect",
+    [({"fp32": 1.0, "bf16": 38.0}, None), ({"fp32": 1.0, "bf16": 0.5}, torch.bfloat16), ({"fp32": 1.0, "bf16": 0.95}, None)],
+)
 def test_cpu_auto_follows_the_measurement_and_caches_it(tmp_path, monkeypatch, times, expect):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
@@ -61,12 +65,16 @@ def test_cuda_training_uses_fp16_convolutions_with_an_active_loss_scale(tmp_path
     synth(tmp_path / "data", videos=16, seed=1, frames=72, workers=2, progress=False)
     m = read_manifest(tmp_path / "data" / "train.csv")
     cfg = resolve_config("slowfast_tiny_4x16", m, {})
-    trainer = Trainer(cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp16", device="cuda",
-                                        progress=False), to_videos(m))
+    trainer = Trainer(
+        cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp16", device="cuda", progress=False), to_videos(m)
+    )
     assert trainer.amp.dtype == torch.float16 and trainer.amp.use_scaler
     dtypes = set()
-    hooks = [mod.register_forward_hook(lambda mod, inp, out: dtypes.add(out.dtype))
-             for mod in trainer.module.modules() if isinstance(mod, torch.nn.Conv3d)]
+    hooks = [
+        mod.register_forward_hook(lambda mod, inp, out: dtypes.add(out.dtype))
+        for mod in trainer.module.modules()
+        if isinstance(mod, torch.nn.Conv3d)
+    ]
     result = trainer.run()
     for h in hooks:
         h.remove()

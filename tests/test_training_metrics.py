@@ -1,4 +1,5 @@
 """Learning-rate schedule, top-k, mAP and multi-view aggregation against hand-computed values."""
+
 from __future__ import annotations
 
 import math
@@ -46,7 +47,10 @@ def test_view_aggregation_settings():
                 s = rng.dirichlet(np.ones(4))
                 views.append((v, k, c, s))
     # Make video 0's middle clip + centre crop alone point to class 3, the rest to class 0.
-    views = [(v, k, c, np.array([0, 0, 0, 1.0]) if (v, k, c) == (0, 1, 1) else (np.array([1.0, 0, 0, 0]) if v == 0 else s)) for v, k, c, s in views]
+    views = [
+        (v, k, c, np.array([0, 0, 0, 1.0]) if (v, k, c) == (0, 1, 1) else (np.array([1.0, 0, 0, 0]) if v == 0 else s))
+        for v, k, c, s in views
+    ]
     v, k, c, s = map(np.array, zip(*views))
     agg.add(v, k, c, np.stack(s))
     res = agg.results(np.array([0, 2]))

@@ -1,5 +1,6 @@
 """Training runs end to end on the CPU: exact resume after SIGKILL, torchrun with two gloo ranks, and the
 errors a user can cause (bad labels, missing or empty manifests, weights of another preset, NaN loss, a full disk)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,9 +38,34 @@ def data(tmp_path_factory):
 
 
 def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "slowfast_trt", "train", "--preset", PRESET, "--train", str(data / "train.csv"), "--out", str(out),
-            "--epochs", "2", "--batch-size", "4", "--lr", "0.05", "--amp", "fp32", "--device", "cpu", "--threads", "1",
-            "--save-every", "1", "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "slowfast_trt",
+        "train",
+        "--preset",
+        PRESET,
+        "--train",
+        str(data / "train.csv"),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--lr",
+        "0.05",
+        "--amp",
+        "fp32",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--save-every",
+        "1",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _final_weights(out: Path) -> dict[str, torch.Tensor]:
@@ -85,9 +111,34 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(data, tmp_pa
 
 def test_torchrun_two_gloo_ranks_read_disjoint_shards(data, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "slowfast_trt",
-           "train", "--preset", PRESET, "--train", str(data / "train.csv"), "--out", str(out), "--epochs", "2",
-           "--batch-size", "2", "--amp", "fp32", "--device", "cpu", "--threads", "1", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "slowfast_trt",
+        "train",
+        "--preset",
+        PRESET,
+        "--train",
+        str(data / "train.csv"),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--amp",
+        "fp32",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     r = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     n = len(read_manifest(data / "train.csv"))
@@ -123,8 +174,21 @@ def _cli(*args: str):
 
 
 def test_bad_labels_manifests_and_foreign_weights(data, tmp_path):
-    common = ["--preset", PRESET, "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "4", "--amp", "fp32",
-              "--device", "cpu", "--quiet"]
+    common = [
+        "--preset",
+        PRESET,
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--amp",
+        "fp32",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     msg = _cli("train", "--train", str(_write_bad_labels(data, tmp_path)), *common)
     assert "label 9 of" in msg and "outside classes.txt's 8 classes" in msg, msg
     msg = _cli("train", "--train", str(data / "train.csv"), *common, "--num-classes", "4")
@@ -146,8 +210,18 @@ def test_bad_labels_manifests_and_foreign_weights(data, tmp_path):
     same = tmp_path / "sf3.safetensors"
     src = model.build(PRESET, num_classes=3)
     model.save(src, same)
-    r = train(PRESET, str(data / "train.csv"), str(tmp_path / "ft"), init=str(same), epochs=1, batch_size=8, max_steps=1,
-              amp="fp32", device="cpu", progress=False)
+    r = train(
+        PRESET,
+        str(data / "train.csv"),
+        str(tmp_path / "ft"),
+        init=str(same),
+        epochs=1,
+        batch_size=8,
+        max_steps=1,
+        amp="fp32",
+        device="cpu",
+        progress=False,
+    )
     tuned = model.load(r["last_checkpoint"])
     assert tuned.config.num_classes == 8 and tuned.config.name == PRESET
     assert not torch.equal(tuned.state_dict()["stem.slow.conv.weight"], torch.zeros(1))  # real weights came through
@@ -157,16 +231,46 @@ def test_resume_with_another_preset_is_refused(data, tmp_path):
     out = tmp_path / "run"
     train(PRESET, str(data / "train.csv"), str(out), epochs=1, batch_size=8, max_steps=1, amp="fp32", device="cpu", progress=False)
     with pytest.raises(SlowFastError, match="differs from the requested"):
-        train("slow_tiny_4x16", str(data / "train.csv"), str(out), resume=True, epochs=1, batch_size=8, amp="fp32", device="cpu", progress=False)
+        train(
+            "slow_tiny_4x16",
+            str(data / "train.csv"),
+            str(out),
+            resume=True,
+            epochs=1,
+            batch_size=8,
+            amp="fp32",
+            device="cpu",
+            progress=False,
+        )
     with pytest.raises(SlowFastError, match="no checkpoint"):
-        train(PRESET, str(data / "train.csv"), str(tmp_path / "fresh"), resume=True, epochs=1, batch_size=8, amp="fp32", device="cpu", progress=False)
+        train(
+            PRESET,
+            str(data / "train.csv"),
+            str(tmp_path / "fresh"),
+            resume=True,
+            epochs=1,
+            batch_size=8,
+            amp="fp32",
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_nan_loss_names_the_step_and_the_last_good_checkpoint(data, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(SlowFastError, match=r"loss is (nan|inf) at step \d+ .*last good checkpoint: .*step_00000001\.safetensors"):
-        train(PRESET, str(data / "train.csv"), str(out), epochs=3, batch_size=4, lr=1e30, save_every=1, amp="fp32",
-              device="cpu", progress=False)
+        train(
+            PRESET,
+            str(data / "train.csv"),
+            str(out),
+            epochs=3,
+            batch_size=4,
+            lr=1e30,
+            save_every=1,
+            amp="fp32",
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_full_disk_while_saving_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch):
@@ -183,9 +287,21 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(data, tmp_path, mo
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", full_disk)
-    with pytest.raises(SlowFastError, match=r"could not write checkpoint .*step_00000002.*previous checkpoint .*step_00000001\.safetensors is intact"):
-        train(PRESET, str(data / "train.csv"), str(out), resume=True, epochs=2, batch_size=8, max_steps=2, amp="fp32",
-              device="cpu", progress=False)
+    with pytest.raises(
+        SlowFastError, match=r"could not write checkpoint .*step_00000002.*previous checkpoint .*step_00000001\.safetensors is intact"
+    ):
+        train(
+            PRESET,
+            str(data / "train.csv"),
+            str(out),
+            resume=True,
+            epochs=2,
+            batch_size=8,
+            max_steps=2,
+            amp="fp32",
+            device="cpu",
+            progress=False,
+        )
     monkeypatch.undo()
     assert first.read_bytes() == before
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["latest.json", first.name]
@@ -200,8 +316,11 @@ def test_data_wait_share_measures_time_blocked_on_the_loader(data, tmp_path):
 
     m = read_manifest(data / "train.csv")
     cfg = resolve_config(PRESET, m, {})
-    t = Trainer(cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp32", device="cpu", threads=1,
-                                  progress=False), to_videos(m))
+    t = Trainer(
+        cfg,
+        TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp32", device="cpu", threads=1, progress=False),
+        to_videos(m),
+    )
     inner = t.loader
 
     class Slow:

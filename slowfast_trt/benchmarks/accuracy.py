@@ -6,6 +6,7 @@ identical clips. The cost column is the paper's: GFLOPs of one view (model.count
 the views of the setting (1x1, 1x3, Kx1, Kx3). Top-1 agreement with the first artifact is reported when
 evaluate_engine returns per-video predictions.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -34,9 +35,20 @@ def _agreement(a: dict, b: dict, setting: str) -> float | None:
     return agreement(a, b, setting)
 
 
-def bench_accuracy(videos: list[Video], artifacts: list[str], *, num_clips: int = 3, num_crops: int = 3, precisions: list[str] | None = None,
-                   batch_size: int = 4, device: str = "auto", threads: int = 2, manifest: str | None = None,
-                   progress: Callable[[str], None] = print, show_bars: bool = True) -> dict:
+def bench_accuracy(
+    videos: list[Video],
+    artifacts: list[str],
+    *,
+    num_clips: int = 3,
+    num_crops: int = 3,
+    precisions: list[str] | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+    threads: int = 2,
+    manifest: str | None = None,
+    progress: Callable[[str], None] = print,
+    show_bars: bool = True,
+) -> dict:
     """Evaluate every artifact (x precision) on `videos` with `num_clips` x `num_crops` views; returns the result dict."""
     if not artifacts:
         raise SlowFastError("give at least one artifact (checkpoint, .onnx or .plan)")
@@ -62,8 +74,16 @@ def bench_accuracy(videos: list[Video], artifacts: list[str], *, num_clips: int 
         for opener in variants:
             engine = open_engine(path, opener)
             progress(f"evaluating {path.name} ({engine.name}): {len(videos)} videos x {num_clips} clips x {num_crops} crops")
-            ev = evaluate_engine(engine, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device,
-                                 threads=threads, progress=show_bars)
+            ev = evaluate_engine(
+                engine,
+                videos,
+                num_clips=num_clips,
+                num_crops=num_crops,
+                batch_size=batch_size,
+                device=device,
+                threads=threads,
+                progress=show_bars,
+            )
             gflops = count(engine.config, size=input_size(engine))["gflops"]
             ev.update(artifact=str(path), preset=engine.config.name, backend=engine.backend, gflops_per_view=gflops)
             evaluations.append(ev)
@@ -73,39 +93,69 @@ def bench_accuracy(videos: list[Video], artifacts: list[str], *, num_clips: int 
     for ev in evaluations:
         for setting, metrics in ev["results"].items():
             k, c = _views(setting)
-            rows.append({"artifact": ev["artifact"], "preset": ev["preset"], "engine": ev["engine"], "precision": ev["precision"],
-                         "setting": setting, "views": k * c, "gflops_per_view": ev["gflops_per_view"],
-                         "gflops_x_views": ev["gflops_per_view"] * k * c, **metrics,
-                         "agreement_with_first": _agreement(ev, ref, setting),
-                         "videos": ev["videos"]})
-        progress(f"{Path(ev['artifact']).name} {ev['engine']}: " + ", ".join(
-            f"{s} " + "/".join(f"{v:.1f}" for v in m.values()) for s, m in ev["results"].items()))
+            rows.append(
+                {
+                    "artifact": ev["artifact"],
+                    "preset": ev["preset"],
+                    "engine": ev["engine"],
+                    "precision": ev["precision"],
+                    "setting": setting,
+                    "views": k * c,
+                    "gflops_per_view": ev["gflops_per_view"],
+                    "gflops_x_views": ev["gflops_per_view"] * k * c,
+                    **metrics,
+                    "agreement_with_first": _agreement(ev, ref, setting),
+                    "videos": ev["videos"],
+                }
+            )
+        progress(
+            f"{Path(ev['artifact']).name} {ev['engine']}: "
+            + ", ".join(f"{s} " + "/".join(f"{v:.1f}" for v in m.values()) for s, m in ev["results"].items())
+        )
     for s in skipped:
         progress(f"skipped {Path(s['artifact']).name} {s['engine']}: {s['reason']}")
     env = environment()
-    return {"benchmark": "accuracy", **env,
-            "settings": {"manifest": manifest, "artifacts": [str(a) for a in artifacts], "clips": num_clips, "crops": num_crops,
-                         "precisions": precisions, "batch": batch_size, "device": str(dev), "videos": len(videos),
-                         "reference": f"{Path(ref['artifact']).name} ({ref['engine']})", "gflops": GFLOPS_NOTE,
-                         "agreement": "top-1 agreement with the reference, % of videos"
-                                      if any("predictions" in e for e in evaluations) else
-                                      "not computed: evaluate_engine here returns no per-video predictions"},
-            "rows": rows, "skipped": skipped,
-            "evaluations": evaluations}
+    return {
+        "benchmark": "accuracy",
+        **env,
+        "settings": {
+            "manifest": manifest,
+            "artifacts": [str(a) for a in artifacts],
+            "clips": num_clips,
+            "crops": num_crops,
+            "precisions": precisions,
+            "batch": batch_size,
+            "device": str(dev),
+            "videos": len(videos),
+            "reference": f"{Path(ref['artifact']).name} ({ref['engine']})",
+            "gflops": GFLOPS_NOTE,
+            "agreement": "top-1 agreement with the reference, % of videos"
+            if any("predictions" in e for e in evaluations)
+            else "not computed: evaluate_engine here returns no per-video predictions",
+        },
+        "rows": rows,
+        "skipped": skipped,
+        "evaluations": evaluations,
+    }
 
 
 def to_markdown(result: dict) -> str:
     """The paper's table style: one row per artifact x precision x view setting, cost as GFLOPs x views."""
     s = result["settings"]
     metrics = [k for k in ("top1", "top5", "mAP") if any(k in r for r in result["rows"])]
-    lines = [f"Accuracy on {s['videos']} videos of {s['manifest']} ({result['device']}), K={s['clips']} clips x {s['crops']} crops. "
-             f"{s['gflops']}. Agreement: {s['agreement']} (reference {s['reference']}).", "",
-             "| artifact | preset | engine | views | " + " | ".join(metrics) + " | GFLOPs x views | agreement |",
-             "|---|---|---|---|" + "---:|" * len(metrics) + "---:|---:|"]
+    lines = [
+        f"Accuracy on {s['videos']} videos of {s['manifest']} ({result['device']}), K={s['clips']} clips x {s['crops']} crops. "
+        f"{s['gflops']}. Agreement: {s['agreement']} (reference {s['reference']}).",
+        "",
+        "| artifact | preset | engine | views | " + " | ".join(metrics) + " | GFLOPs x views | agreement |",
+        "|---|---|---|---|" + "---:|" * len(metrics) + "---:|---:|",
+    ]
     for r in result["rows"]:
-        lines.append(f"| {Path(r['artifact']).name} | {r['preset']} | {r['engine']} | {r['setting']} | "
-                     + " | ".join(fmt(r.get(m)) for m in metrics)
-                     + f" | {r['gflops_per_view']:.3f} x {r['views']} = {r['gflops_x_views']:.2f} | {fmt(r['agreement_with_first'], '.1f')} |")
+        lines.append(
+            f"| {Path(r['artifact']).name} | {r['preset']} | {r['engine']} | {r['setting']} | "
+            + " | ".join(fmt(r.get(m)) for m in metrics)
+            + f" | {r['gflops_per_view']:.3f} x {r['views']} = {r['gflops_x_views']:.2f} | {fmt(r['agreement_with_first'], '.1f')} |"
+        )
     if result["skipped"]:
         lines += ["", "Not measured:", ""] + [f"- {Path(x['artifact']).name} {x['engine']}: {x['reason']}" for x in result["skipped"]]
     return "\n".join(lines) + "\n"

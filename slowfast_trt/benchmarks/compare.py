@@ -6,6 +6,7 @@ Speed is measured twice: inside the evaluation (engine calls only, views/s, so d
 on one fixed batch of real clips with the two engines interleaved round by round, so that load from other
 processes on a shared CPU hits both alike; the ratio comes from that interleaved run.
 """
+
 from __future__ import annotations
 
 import json
@@ -69,11 +70,17 @@ def compare(
     if with_kernels and getattr(loaded["int8"], "qdq", None) == "emulate":
         paths["int8-ort-kernels"] = int8
         loaded["int8-ort-kernels"] = engines.load(int8, device=device, threads=engine_threads, qdq="kernels")
-    evals = evaluate_engines(loaded, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device,
-                             threads=threads, progress=progress)
+    evals = evaluate_engines(
+        loaded, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device, threads=threads, progress=progress
+    )
     cfg = loaded["fp32"].config
-    batch = next(iter(ClipLoader(multiview_plan(videos[:SPEED_BATCH], cfg, 1), cfg, "test", SPEED_BATCH, device=device,
-                                 threads=threads, num_crops=num_crops)))
+    batch = next(
+        iter(
+            ClipLoader(
+                multiview_plan(videos[:SPEED_BATCH], cfg, 1), cfg, "test", SPEED_BATCH, device=device, threads=threads, num_crops=num_crops
+            )
+        )
+    )
     clips = {p: batch[p] for p in cfg.pathways}
     views = int(batch["video"].shape[0])
     times = _speed(loaded, clips, repeats)
@@ -91,8 +98,15 @@ def compare(
             else:
                 row.setdefault("others", {})[name] = entry
         accuracy[s] = row
-    speed = {k: {"batch_views": views, "median_s": statistics.median(t), "clips_per_s": views / statistics.median(t),
-                 "eval_engine_clips_per_s": evals[k]["engine_views_per_s"]} for k, t in times.items()}
+    speed = {
+        k: {
+            "batch_views": views,
+            "median_s": statistics.median(t),
+            "clips_per_s": views / statistics.median(t),
+            "eval_engine_clips_per_s": evals[k]["engine_views_per_s"],
+        }
+        for k, t in times.items()
+    }
     for k in list(paths)[1:]:
         speed[k]["vs_fp32"] = speed[k]["clips_per_s"] / speed["fp32"]["clips_per_s"]
     result = {
@@ -101,9 +115,18 @@ def compare(
         "artifacts": {k: str(v) for k, v in paths.items()},
         "calibration": {k: e.info.get("calibration") for k, e in loaded.items() if k != "fp32"},
         "engines": {k: e.name for k, e in loaded.items()},
-        "settings": {"manifest": str(manifest), "videos": len(videos), "clips": num_clips, "crops": num_crops,
-                     "batch_size": batch_size, "device": device, "dali_threads": threads, "engine_threads": engine_threads,
-                     "speed_repeats": repeats, "end_to_end_views_per_s": evals["fp32"]["views_per_s"]},
+        "settings": {
+            "manifest": str(manifest),
+            "videos": len(videos),
+            "clips": num_clips,
+            "crops": num_crops,
+            "batch_size": batch_size,
+            "device": device,
+            "dali_threads": threads,
+            "engine_threads": engine_threads,
+            "speed_repeats": repeats,
+            "end_to_end_views_per_s": evals["fp32"]["views_per_s"],
+        },
         "accuracy": accuracy,
         "speed": speed,
         "samples": {"speed_s": times},
@@ -119,10 +142,14 @@ def to_markdown(result: dict) -> str:
     """The comparison as Markdown tables: accuracy per view setting (and per extra artifact), and speed."""
     st = result["settings"]
     arts = result["artifacts"]
-    lines = [f"FP32 `{arts['fp32']}` vs INT8 `{arts['int8']}` on {st['videos']} videos, "
-             f"{st['clips']} clips x {st['crops']} crops, {result['device']}; INT8 run as "
-             f"`{result.get('engines', {}).get('int8', 'int8')}`", "",
-             "| views | FP32 | INT8 | delta | top-1 agreement % |", "|---|---:|---:|---:|---:|"]
+    lines = [
+        f"FP32 `{arts['fp32']}` vs INT8 `{arts['int8']}` on {st['videos']} videos, "
+        f"{st['clips']} clips x {st['crops']} crops, {result['device']}; INT8 run as "
+        f"`{result.get('engines', {}).get('int8', 'int8')}`",
+        "",
+        "| views | FP32 | INT8 | delta | top-1 agreement % |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for s, a in result["accuracy"].items():
         lines.append(f"| {s} ({a['metric']}) | {a['fp32']:.2f} | {a['int8']:.2f} | {a['delta']:+.2f} | {a['top1_agreement']:.1f} |")
     extras = [k for k in arts if k not in ("fp32", "int8")]
@@ -133,10 +160,17 @@ def to_markdown(result: dict) -> str:
                 e = a["others"][k]
                 lines.append(f"| {s} | `{k}` | {e['value']:.2f} | {e['delta']:+.2f} | {e['top1_agreement']:.1f} |")
     sp = result["speed"]
-    lines += ["", f"Speed ({sp['fp32']['batch_views']} views per call, median of {st['speed_repeats']} interleaved calls; "
-              "and engine calls only during the evaluation):", "",
-              "| engine | clips/s | vs FP32 | clips/s in eval |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        f"Speed ({sp['fp32']['batch_views']} views per call, median of {st['speed_repeats']} interleaved calls; "
+        "and engine calls only during the evaluation):",
+        "",
+        "| engine | clips/s | vs FP32 | clips/s in eval |",
+        "|---|---:|---:|---:|",
+    ]
     for k in arts:
         ratio = f"{sp[k]['vs_fp32']:.2f}x" if "vs_fp32" in sp[k] else "1"
-        lines.append(f"| {k} (`{result.get('engines', {}).get(k, k)}`) | {sp[k]['clips_per_s']:.1f} | {ratio} | {sp[k]['eval_engine_clips_per_s']:.1f} |")
+        lines.append(
+            f"| {k} (`{result.get('engines', {}).get(k, k)}`) | {sp[k]['clips_per_s']:.1f} | {ratio} | {sp[k]['eval_engine_clips_per_s']:.1f} |"
+        )
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ cuDNN (or CPU kernels) needs for the convolutions alone. `bench model` numbers f
 at the rest of the network (norms, launches); a ceiling far below the GPU's dense rate points at the
 convolution library.
 """
+
 from __future__ import annotations
 
 import time
@@ -73,12 +74,23 @@ def _timer(device: torch.device, warmup: int, iters: int) -> Callable[[Callable]
         for _ in range(iters):
             fn()
         return (time.perf_counter() - t0) / iters
+
     return run
 
 
-def conv_ceiling(preset: str, *, size: int = 256, batch: int = 8, precision: str = "fp16", device: str = "auto",
-                 channels_last: bool = True, cudnn_benchmark: bool = True, warmup: int = 3, iters: int = 10,
-                 progress: Callable[[str], None] = print) -> dict:
+def conv_ceiling(
+    preset: str,
+    *,
+    size: int = 256,
+    batch: int = 8,
+    precision: str = "fp16",
+    device: str = "auto",
+    channels_last: bool = True,
+    cudnn_benchmark: bool = True,
+    warmup: int = 3,
+    iters: int = 10,
+    progress: Callable[[str], None] = print,
+) -> dict:
     """Time each distinct conv3d of `preset` alone; the summed time per batch gives the convolutions' clips/s ceiling."""
     if precision not in DTYPES:
         raise SlowFastError(f"--precision must be one of {tuple(DTYPES)}, got {precision!r}")
@@ -99,31 +111,67 @@ def conv_ceiling(preset: str, *, size: int = 256, batch: int = 8, precision: str
             with torch.inference_mode():
                 t = timer(lambda conv=conv, x=x: conv(x))
             gf = conv_gflops(shape)
-            rows.append({"input": list(in_shape), "out_channels": out_c, "kernel": list(k), "stride": list(s), "padding": list(p), "groups": g,
-                         "calls": count, "ms": 1e3 * t, "gflops": gf, "tflops": gf / t / 1e3 if t > 0 else None})
-            progress(f"conv {tuple(in_shape)} -> {out_c} k{tuple(k)} s{tuple(s)} x{count}: {1e3 * t:.3f} ms, {gf / max(t, 1e-12) / 1e3:.2f} TFLOP/s")
+            rows.append(
+                {
+                    "input": list(in_shape),
+                    "out_channels": out_c,
+                    "kernel": list(k),
+                    "stride": list(s),
+                    "padding": list(p),
+                    "groups": g,
+                    "calls": count,
+                    "ms": 1e3 * t,
+                    "gflops": gf,
+                    "tflops": gf / t / 1e3 if t > 0 else None,
+                }
+            )
+            progress(
+                f"conv {tuple(in_shape)} -> {out_c} k{tuple(k)} s{tuple(s)} x{count}: {1e3 * t:.3f} ms, {gf / max(t, 1e-12) / 1e3:.2f} TFLOP/s"
+            )
     finally:
         torch.backends.cudnn.benchmark = saved
     total_s = sum(r["ms"] * r["calls"] for r in rows) / 1e3
     total_gf = sum(r["gflops"] * r["calls"] for r in rows)
     env = environment()
-    return {"benchmark": "conv_ceiling", **env, "versions_facts": version_facts(),
-            "settings": {"preset": preset, "size": size, "batch": batch, "precision": precision, "device": str(dev),
-                         "channels_last_3d": channels_last, "cudnn_benchmark": cudnn_benchmark, "warmup": warmup, "iters": iters},
-            "conv_ms_per_batch": 1e3 * total_s, "conv_gflops_per_clip": total_gf / batch,
-            "ceiling_clips_per_s": batch / total_s if total_s > 0 else None,
-            "achieved_tflops": total_gf / total_s / 1e3 if total_s > 0 else None, "rows": rows}
+    return {
+        "benchmark": "conv_ceiling",
+        **env,
+        "versions_facts": version_facts(),
+        "settings": {
+            "preset": preset,
+            "size": size,
+            "batch": batch,
+            "precision": precision,
+            "device": str(dev),
+            "channels_last_3d": channels_last,
+            "cudnn_benchmark": cudnn_benchmark,
+            "warmup": warmup,
+            "iters": iters,
+        },
+        "conv_ms_per_batch": 1e3 * total_s,
+        "conv_gflops_per_clip": total_gf / batch,
+        "ceiling_clips_per_s": batch / total_s if total_s > 0 else None,
+        "achieved_tflops": total_gf / total_s / 1e3 if total_s > 0 else None,
+        "rows": rows,
+    }
 
 
 def to_markdown(result: dict) -> str:
     s = result["settings"]
-    lines = [f"Conv3d ceiling of {s['preset']} on {result['device']} ({result['versions_facts']}): {s['precision']}, batch {s['batch']}, "
-             f"{s['size']}x{s['size']}, {'channels_last_3d' if s['channels_last_3d'] else 'NCDHW'}, cudnn.benchmark={s['cudnn_benchmark']}", "",
-             f"Convolutions alone: {result['conv_ms_per_batch']:.2f} ms per batch = **{fmt(result['ceiling_clips_per_s'], '.1f')} clips/s** "
-             f"({result['conv_gflops_per_clip']:.1f} GFLOPs per clip in conv3d, {fmt(result['achieved_tflops'], '.2f')} TFLOP/s).", "",
-             "| input N,C,T,H,W | out | kernel | stride | calls | ms each | TFLOP/s |", "|---|---:|---|---|---:|---:|---:|"]
+    lines = [
+        f"Conv3d ceiling of {s['preset']} on {result['device']} ({result['versions_facts']}): {s['precision']}, batch {s['batch']}, "
+        f"{s['size']}x{s['size']}, {'channels_last_3d' if s['channels_last_3d'] else 'NCDHW'}, cudnn.benchmark={s['cudnn_benchmark']}",
+        "",
+        f"Convolutions alone: {result['conv_ms_per_batch']:.2f} ms per batch = **{fmt(result['ceiling_clips_per_s'], '.1f')} clips/s** "
+        f"({result['conv_gflops_per_clip']:.1f} GFLOPs per clip in conv3d, {fmt(result['achieved_tflops'], '.2f')} TFLOP/s).",
+        "",
+        "| input N,C,T,H,W | out | kernel | stride | calls | ms each | TFLOP/s |",
+        "|---|---:|---|---|---:|---:|---:|",
+    ]
     for r in result["rows"]:
-        lines.append(f"| {r['input']} | {r['out_channels']} | {r['kernel']} | {r['stride']} | {r['calls']} | {r['ms']:.3f} | {fmt(r['tflops'], '.2f')} |")
+        lines.append(
+            f"| {r['input']} | {r['out_channels']} | {r['kernel']} | {r['stride']} | {r['calls']} | {r['ms']:.3f} | {fmt(r['tflops'], '.2f')} |"
+        )
     return "\n".join(lines) + "\n"
 
 

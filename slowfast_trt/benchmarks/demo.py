@@ -7,6 +7,7 @@ records what it read and wrote in OUT/.stages/<stage>.json, so a re-run skips st
 are readable and were made from the same inputs, and an interrupted run resumes (training from its last
 checkpoint).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -58,7 +59,9 @@ class DemoSettings:
 # lr 0.05 at batch 8 for 20 epochs, with the tiny presets' dropout 0: the SlowFast reached 95.8% at 10x3 on the
 # validation videos this way (0.005 with dropout 0.5 stayed below 50%; 0.1 was unstable; README, Training).
 # INT8: 128 calibration clips, the default calibration (percentile 99.99, Q/DQ on Conv inputs, bias correction; README, Export).
-FULL = DemoSettings(videos=480, epochs=20, batch_size=8, lr=0.05, val_clips=1, eval_clips=5, calib_clips=128, pipeline_clips=64, e2e_clips=32)
+FULL = DemoSettings(
+    videos=480, epochs=20, batch_size=8, lr=0.05, val_clips=1, eval_clips=5, calib_clips=128, pipeline_clips=64, e2e_clips=32
+)
 QUICK = DemoSettings(videos=96, epochs=2, batch_size=8, lr=0.05, val_clips=1, eval_clips=2, calib_clips=8, pipeline_clips=16, e2e_clips=8)
 
 # The paper's headline models next to the demo's, for the GFLOPs table.
@@ -127,8 +130,10 @@ class Demo:
         if marker.is_file():
             theirs = json.loads(marker.read_text(encoding="utf-8"))
             if theirs != mine:
-                raise SlowFastError(f"{self.out} holds a {theirs.get('mode')} demo with other settings; pass another --out "
-                                    "or delete the folder to start over")
+                raise SlowFastError(
+                    f"{self.out} holds a {theirs.get('mode')} demo with other settings; pass another --out "
+                    "or delete the folder to start over"
+                )
         elif self.out.exists() and any(self.out.iterdir()):
             raise SlowFastError(f"{self.out} is not empty and was not made by `slowfast demo`; pick a new --out")
         else:
@@ -156,8 +161,19 @@ class Demo:
         missing = [str(p) for p in outputs if not _valid(p)]
         if missing:
             raise SlowFastError(f"demo stage '{name}' finished without writing {missing[0]}; re-run `slowfast demo` to retry it")
-        atomic_write_text(record, json.dumps({"inputs": _stamp(list(inputs)), "outputs": [str(p) for p in outputs],
-                                              "seconds": time.perf_counter() - t, "skipped": self.skipped_reasons.get(name)}, indent=2) + "\n")
+        atomic_write_text(
+            record,
+            json.dumps(
+                {
+                    "inputs": _stamp(list(inputs)),
+                    "outputs": [str(p) for p in outputs],
+                    "seconds": time.perf_counter() - t,
+                    "skipped": self.skipped_reasons.get(name),
+                },
+                indent=2,
+            )
+            + "\n",
+        )
         self.echo(f"{head}: {time.perf_counter() - t:.1f} s")
         return True
 
@@ -178,9 +194,22 @@ class Demo:
             self.echo(f"  resuming {preset} from its last checkpoint")
         s = self.settings
         # No flip: the synthetic set's dash/drift classes are left vs right, and a flip would swap them.
-        train(preset, str(self.data / "train.csv"), str(run_dir), val_manifest=str(self.data / "val.csv"), resume=resume,
-              overwrite=not resume,  # a run killed before its first checkpoint leaves only config.json: start afresh
-              model_overrides={"train_flip": False}, epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, val_clips=s.val_clips, val_crops=1, threads=2, progress=self.progress)
+        train(
+            preset,
+            str(self.data / "train.csv"),
+            str(run_dir),
+            val_manifest=str(self.data / "val.csv"),
+            resume=resume,
+            overwrite=not resume,  # a run killed before its first checkpoint leaves only config.json: start afresh
+            model_overrides={"train_flip": False},
+            epochs=s.epochs,
+            batch_size=s.batch_size,
+            lr=s.lr,
+            val_clips=s.val_clips,
+            val_crops=1,
+            threads=2,
+            progress=self.progress,
+        )
         best = run_dir / "best.safetensors"
         if not best.is_file():
             raise SlowFastError(f"training {preset} wrote no best.safetensors in {run_dir}; see its metrics.csv")
@@ -191,8 +220,14 @@ class Demo:
         return to_videos(read_manifest(self.data / f"{split}.csv"))
 
     def _accuracy(self, name: str, artifacts: list[Path]) -> None:
-        result = accuracy.bench_accuracy(self._videos(), [str(a) for a in artifacts], num_clips=self.settings.eval_clips, num_crops=3,
-                                manifest=str(self.data / "val.csv"), progress=self._indent)
+        result = accuracy.bench_accuracy(
+            self._videos(),
+            [str(a) for a in artifacts],
+            num_clips=self.settings.eval_clips,
+            num_crops=3,
+            manifest=str(self.data / "val.csv"),
+            progress=self._indent,
+        )
         accuracy.write_results(result, self.bench(name))
 
     def _export(self) -> None:
@@ -200,12 +235,22 @@ class Demo:
             r = export_onnx(self.ckpt(preset), self.onnx(preset))
             p = r.sidecar.get("parity")
             if p:
-                self._indent(f"{r.path.name}: ONNX Runtime vs PyTorch max abs diff {p['max_abs_diff']:.2g}, "
-                             f"top-1 agreement {100 * p['top1_agreement']:.0f}%")
+                self._indent(
+                    f"{r.path.name}: ONNX Runtime vs PyTorch max abs diff {p['max_abs_diff']:.2g}, "
+                    f"top-1 agreement {100 * p['top1_agreement']:.0f}%"
+                )
 
     def _int8(self) -> None:
-        quantize_from_manifest(self.onnx(SLOWFAST), self.data / "train.csv", clips=self.settings.calib_clips, seed=0,
-                               out=self.onnx(SLOWFAST, int8=True), device="auto", threads=2, progress=self.progress)
+        quantize_from_manifest(
+            self.onnx(SLOWFAST),
+            self.data / "train.csv",
+            clips=self.settings.calib_clips,
+            seed=0,
+            out=self.onnx(SLOWFAST, int8=True),
+            device="auto",
+            threads=2,
+            progress=self.progress,
+        )
 
     def tensorrt_unavailable(self) -> str | None:
         """Why TensorRT plans cannot be built here, or None when they can."""
@@ -233,7 +278,9 @@ class Demo:
         throughput.write_results(throughput.bench_model([str(a) for a in arts], progress=self._indent), self.bench("model"))
 
     def _bench_pipeline(self) -> None:
-        result = pipeline.bench_pipeline(self._videos(), get_config(SLOWFAST), batch=8, clips=self.settings.pipeline_clips, progress=self._indent)
+        result = pipeline.bench_pipeline(
+            self._videos(), get_config(SLOWFAST), batch=8, clips=self.settings.pipeline_clips, progress=self._indent
+        )
         pipeline.write_results(result, self.bench("pipeline"))
 
     def _bench_e2e(self) -> None:
@@ -241,14 +288,29 @@ class Demo:
             artifact, precision = (self.plan("fp16"), "fp32") if self.plans() else (self.ckpt(SLOWFAST), "fp16")
         else:
             artifact, precision = self.onnx(SLOWFAST), "fp32"
-        result = e2e.bench_e2e(self._videos(), artifact, batch=4, clips=self.settings.e2e_clips, precision=precision,
-                           manifest=str(self.data / "val.csv"), progress=self._indent)
+        result = e2e.bench_e2e(
+            self._videos(),
+            artifact,
+            batch=4,
+            clips=self.settings.e2e_clips,
+            precision=precision,
+            manifest=str(self.data / "val.csv"),
+            progress=self._indent,
+        )
         e2e.write_results(result, self.bench("e2e"))
 
     def _serve(self) -> None:
         try:
-            serving_stage(self.onnx(SLOWFAST), self.data / "val.csv", self.data / "classes.txt", self.out / "serve" / "repo", self.bench("serve"),
-                          clips=self.settings.eval_clips, duration=2.0 if self.quick else 5.0, echo=self._indent)
+            serving_stage(
+                self.onnx(SLOWFAST),
+                self.data / "val.csv",
+                self.data / "classes.txt",
+                self.out / "serve" / "repo",
+                self.bench("serve"),
+                clips=self.settings.eval_clips,
+                duration=2.0 if self.quick else 5.0,
+                echo=self._indent,
+            )
             done = {"result": str(self.bench("serve") / "result.json")}
         except SlowFastError as e:  # no Triton venv here (no network, no wheel): the demo goes on, as without TensorRT
             self.skipped_reasons["serve"] = f"skipped: {e}"
@@ -268,37 +330,66 @@ class Demo:
         self.claim()
         mode = "quick" if self.quick else "full"
         s = self.settings
-        self.echo(f"slowfast demo ({mode}): {s.videos} synthetic videos, {s.epochs} epochs at batch {s.batch_size}, "
-                  f"K={s.eval_clips} x 3 views; outputs in {self.out}")
+        self.echo(
+            f"slowfast demo ({mode}): {s.videos} synthetic videos, {s.epochs} epochs at batch {s.batch_size}, "
+            f"K={s.eval_clips} x 3 views; outputs in {self.out}"
+        )
         csvs = [self.data / "train.csv", self.data / "val.csv"]
         self.stage("data", f"synthetic data ({s.videos} videos)", self._synth, [*csvs, self.data / "synth.json"])
         for preset in (SLOWFAST, SLOW):
             self.stage(f"train_{preset}", f"train {preset} ({s.epochs} epochs)", lambda p=preset: self._train(p), [self.ckpt(preset)], csvs)
         ckpts = [self.ckpt(SLOWFAST), self.ckpt(SLOW)]
         models = self.bench("accuracy-models")
-        self.stage("eval", "multi-view evaluation, SlowFast vs Slow-only", lambda: self._accuracy("accuracy-models", ckpts),
-                   [models / "result.json"], [*ckpts, csvs[1]])
+        self.stage(
+            "eval",
+            "multi-view evaluation, SlowFast vs Slow-only",
+            lambda: self._accuracy("accuracy-models", ckpts),
+            [models / "result.json"],
+            [*ckpts, csvs[1]],
+        )
         onnx = [self.onnx(SLOWFAST), self.onnx(SLOW)]
         self.stage("export", "export ONNX (with PyTorch parity check)", self._export, onnx, ckpts)
         int8 = self.onnx(SLOWFAST, int8=True)
         self.stage("int8", f"INT8 quantization, DALI calibration on {s.calib_clips} training clips", self._int8, [int8], [onnx[0], csvs[0]])
         self.stage("tensorrt", "TensorRT plans", self._tensorrt, self.plans(), [onnx[0], int8])
         arts = [*ckpts, *onnx, int8, *self.plans()]
-        self.stage("bench_model", "bench model: clips/s per backend, precision and batch", self._bench_model,
-                   [self.bench("model") / "result.json"], arts)
-        self.stage("bench_pipeline", "bench pipeline: DALI vs PyAV loading", self._bench_pipeline,
-                   [self.bench("pipeline") / "result.json"], csvs)
-        self.stage("bench_e2e", "bench e2e: encoded video to scores", self._bench_e2e, [self.bench("e2e") / "result.json"], [*arts, csvs[1]])
-        self.stage("bench_accuracy", "bench accuracy: FP32 vs INT8 (and TensorRT plans)",
-                   lambda: self._accuracy("accuracy-int8", [onnx[0], int8, *self.plans()]),
-                   [self.bench("accuracy-int8") / "result.json"], [onnx[0], int8, *self.plans(), csvs[1]])
-        self.stage("serve", "serve: Triton (Python backend) on 127.0.0.1, load test and parity", self._serve,
-                   [self.out / "serve" / "stage.json"], [onnx[0], csvs[1]])
+        self.stage(
+            "bench_model",
+            "bench model: clips/s per backend, precision and batch",
+            self._bench_model,
+            [self.bench("model") / "result.json"],
+            arts,
+        )
+        self.stage(
+            "bench_pipeline", "bench pipeline: DALI vs PyAV loading", self._bench_pipeline, [self.bench("pipeline") / "result.json"], csvs
+        )
+        self.stage(
+            "bench_e2e", "bench e2e: encoded video to scores", self._bench_e2e, [self.bench("e2e") / "result.json"], [*arts, csvs[1]]
+        )
+        self.stage(
+            "bench_accuracy",
+            "bench accuracy: FP32 vs INT8 (and TensorRT plans)",
+            lambda: self._accuracy("accuracy-int8", [onnx[0], int8, *self.plans()]),
+            [self.bench("accuracy-int8") / "result.json"],
+            [onnx[0], int8, *self.plans(), csvs[1]],
+        )
+        self.stage(
+            "serve",
+            "serve: Triton (Python backend) on 127.0.0.1, load test and parity",
+            self._serve,
+            [self.out / "serve" / "stage.json"],
+            [onnx[0], csvs[1]],
+        )
         self.stage("bench_flops", "bench flops: GFLOPs against the paper", self._bench_flops, [self.bench("flops") / "result.json"])
 
         report = self.out / "report.md"
-        self.stage("report", "report", lambda: write_report([self.out / "bench"], self.out), [report],
-                   [self.bench(n) / "result.json" for n in ("accuracy-models", "model", "pipeline", "e2e", "accuracy-int8", "serve", "flops")])
+        self.stage(
+            "report",
+            "report",
+            lambda: write_report([self.out / "bench"], self.out),
+            [report],
+            [self.bench(n) / "result.json" for n in ("accuracy-models", "model", "pipeline", "e2e", "accuracy-int8", "serve", "flops")],
+        )
         self.echo(f"demo finished in {self._elapsed()}; report: {report}")
         return report
 

@@ -10,6 +10,7 @@ per-clip cost) and its end-to-end pass runs in a torch DataLoader with as many w
 Every pass stops at its clips or after `budget` seconds, whichever comes first (so a slow baseline cannot hold
 the run up), and `loaders` picks the pipelines measured (dali, pyav).
 """
+
 from __future__ import annotations
 
 import sys
@@ -41,7 +42,9 @@ def parse_loaders(text: str | None) -> tuple[str, ...]:
     asked = {t.strip() for t in text.split(",") if t.strip()}
     unknown = sorted(asked - set(LOADERS))
     if unknown or not asked:
-        raise SlowFastError(f"--loaders: unknown pipeline(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(LOADERS)} (or all)")
+        raise SlowFastError(
+            f"--loaders: unknown pipeline(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(LOADERS)} (or all)"
+        )
     return tuple(n for n in LOADERS if n in asked)
 
 
@@ -52,8 +55,10 @@ def decodable(videos: list[Video], what: str = "the manifest", progress: Callabl
         (keep if Path(v.path).is_file() and count_packets(v.path) > 0 else dropped).append(v)
     if not keep:
         first = dropped[0].path if dropped else "(no entries)"
-        raise SlowFastError(f"{what}: none of its {len(videos)} videos can be decoded (first: {first}); "
-                            "fix the files or the manifest (`slowfast data check MANIFEST`)")
+        raise SlowFastError(
+            f"{what}: none of its {len(videos)} videos can be decoded (first: {first}); "
+            "fix the files or the manifest (`slowfast data check MANIFEST`)"
+        )
     for v in dropped[:5]:
         progress(f"warning: skipping {v.path}: missing, unreadable or without video packets")
     if len(dropped) > 5:
@@ -70,7 +75,9 @@ def _clip_count(batch: dict, crops: int) -> int:
     return int(batch["slow" if "slow" in batch else "fast"].shape[0]) // crops
 
 
-def _timed_pass(batches: Iterable, crops: int, device: torch.device, warmup: int = 1, budget: float = float("inf")) -> tuple[float, int, list[float]]:
+def _timed_pass(
+    batches: Iterable, crops: int, device: torch.device, warmup: int = 1, budget: float = float("inf")
+) -> tuple[float, int, list[float]]:
     """Iterate `batches` (after `warmup` untimed ones, stopping after `budget` seconds): seconds, clips and per-batch seconds."""
     it = iter(batches)
     for _ in range(warmup):
@@ -149,8 +156,13 @@ def _stage_row(name: str, decode: tuple, load: tuple, infer: tuple, e2e: dict, n
         "bound": bound,
         "clips_timed": e2e["clips"],
         "note": note,
-        "samples": {"decode_batch_s": decode[2], "loader_batch_s": load[2], "inference_batch_s": infer[2],
-                    "e2e_loader_wait_s": e2e["loader_wait_s"], "e2e_engine_s": e2e["engine_s"]},
+        "samples": {
+            "decode_batch_s": decode[2],
+            "loader_batch_s": load[2],
+            "inference_batch_s": infer[2],
+            "e2e_loader_wait_s": e2e["loader_wait_s"],
+            "e2e_engine_s": e2e["engine_s"],
+        },
     }
 
 
@@ -173,9 +185,21 @@ def _pyav_batches(loader: Iterable, crops: int, pathways: tuple[str, ...]):
         yield {p: b[p].flatten(0, 1) for p in pathways if p in b}
 
 
-def bench_e2e(videos: list[Video], artifact: str | Path, *, batch: int = 4, clips: int = 32, crops: int = 1, precision: str = "fp32",
-              device: str = "auto", threads: int = 2, manifest: str | None = None, loaders: tuple[str, ...] = LOADERS, budget: float = 6.0,
-              progress: Callable[[str], None] = print) -> dict:
+def bench_e2e(
+    videos: list[Video],
+    artifact: str | Path,
+    *,
+    batch: int = 4,
+    clips: int = 32,
+    crops: int = 1,
+    precision: str = "fp32",
+    device: str = "auto",
+    threads: int = 2,
+    manifest: str | None = None,
+    loaders: tuple[str, ...] = LOADERS,
+    budget: float = 6.0,
+    progress: Callable[[str], None] = print,
+) -> dict:
     """Run the stage passes of `loaders` (DALI, PyAV) on the same `clips` clips, at most `budget` seconds a pass; returns the result dict."""
     if batch < 1 or clips < 1:
         raise SlowFastError("--batch-size and --clips must be >= 1")
@@ -190,8 +214,10 @@ def bench_e2e(videos: list[Video], artifact: str | Path, *, batch: int = 4, clip
     engine = open_engine(artifact, lambda: engines.load(artifact, device=engine_device(artifact, device), precision=precision))
     cfg, pathways = engine.config, tuple(engine.input_names)
     if input_size(engine) != cfg.test_crop_size:
-        raise SlowFastError(f"{artifact}: built for {input_size(engine)}-pixel inputs but the test pipeline crops "
-                            f"{cfg.test_crop_size}; re-export it at --size {cfg.test_crop_size}")
+        raise SlowFastError(
+            f"{artifact}: built for {input_size(engine)}-pixel inputs but the test pipeline crops "
+            f"{cfg.test_crop_size}; re-export it at --size {cfg.test_crop_size}"
+        )
     videos = decodable(videos, manifest or "the manifest", progress)
     per_video = -(-(clips + batch) // len(videos))  # one extra batch for warm-up
     plans = multiview_plan(videos, cfg, num_clips=per_video)
@@ -233,42 +259,73 @@ def bench_e2e(videos: list[Video], artifact: str | Path, *, batch: int = 4, clip
         t_pinf, s_pinf = _inference_pass(engine, pfirst, pathways, max(1, len(p_load[2])))
         p_infer = (t_pinf, _clip_count(pfirst, crops) * max(1, len(p_load[2])), s_pinf)
         progress(f"PyAV: end-to-end pass (DataLoader, {threads} workers)")
-        workers = torch.utils.data.DataLoader(PyAVClips(good, cfg, "test", num_crops=crops), batch_size=batch, num_workers=threads,
-                                              persistent_workers=False)
+        workers = torch.utils.data.DataLoader(
+            PyAVClips(good, cfg, "test", num_crops=crops), batch_size=batch, num_workers=threads, persistent_workers=False
+        )
         p_e2e = _e2e_pass(_pyav_batches(workers, crops, pathways), engine, pathways, crops, budget=budget)
-        rows.append(_stage_row("pyav", p_decode, p_load, p_infer, p_e2e,
-                               f"PyAV: stage passes serial (one process), end-to-end in a DataLoader with {threads} workers"))
+        rows.append(
+            _stage_row(
+                "pyav",
+                p_decode,
+                p_load,
+                p_infer,
+                p_e2e,
+                f"PyAV: stage passes serial (one process), end-to-end in a DataLoader with {threads} workers",
+            )
+        )
     for r in rows:
-        progress(f"{r['pipeline']:5s} e2e {fmt(r['e2e_clips_per_s'])} clips/s; decode {fmt(r['decode_ms_per_clip'])} ms, "
-                 f"preprocess {fmt(r['preprocess_ms_per_clip'])} ms, inference {fmt(r['inference_ms_per_clip'])} ms per clip; "
-                 f"bound by {r['bound']}")
+        progress(
+            f"{r['pipeline']:5s} e2e {fmt(r['e2e_clips_per_s'])} clips/s; decode {fmt(r['decode_ms_per_clip'])} ms, "
+            f"preprocess {fmt(r['preprocess_ms_per_clip'])} ms, inference {fmt(r['inference_ms_per_clip'])} ms per clip; "
+            f"bound by {r['bound']}"
+        )
     if bad:
         for path, reason in bad.items():
             print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     env = environment()
     return {
-        "benchmark": "e2e", **env,
+        "benchmark": "e2e",
+        **env,
         "device": f"{engine.backend} on {dev.type} / DALI {dali_device} / {env['device']}",
-        "settings": {"manifest": manifest, "artifact": str(artifact), "engine": engine.name, "preset": cfg.name, "batch": batch,
-                     "clips": clips, "crops": crops, "threads": threads, "videos": len(videos), "crop": cfg.test_crop_size,
-                     "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}", "loaders": list(loaders), "budget_s": budget},
+        "settings": {
+            "manifest": manifest,
+            "artifact": str(artifact),
+            "engine": engine.name,
+            "preset": cfg.name,
+            "batch": batch,
+            "clips": clips,
+            "crops": crops,
+            "threads": threads,
+            "videos": len(videos),
+            "crop": cfg.test_crop_size,
+            "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}",
+            "loaders": list(loaders),
+            "budget_s": budget,
+        },
         "rows": rows,
-        "ratios": ({"dali_vs_pyav_e2e": (rows[0]["e2e_clips_per_s"] or 0) / max(rows[1]["e2e_clips_per_s"] or 0, 1e-9)} if len(rows) == 2 else {}),
+        "ratios": (
+            {"dali_vs_pyav_e2e": (rows[0]["e2e_clips_per_s"] or 0) / max(rows[1]["e2e_clips_per_s"] or 0, 1e-9)} if len(rows) == 2 else {}
+        ),
         "skipped": bad,
     }
 
 
 def to_markdown(result: dict) -> str:
     s = result["settings"]
-    lines = [f"End to end (encoded video -> scores) on {result['device']}: `{Path(s['artifact']).name}` ({s['engine']}), "
-             f"batch {s['batch']} x {s['crops']} crop(s), {s['clips']} clips of {s['videos']} videos, {s['threads']} threads. "
-             "Stage times per clip from isolated passes; the largest bounds the rate.", "",
-             "| pipeline | e2e clips/s | decode+sample ms | preprocess ms | inference ms | bound by | e2e: loader wait ms | e2e: engine ms | note |",
-             "|---|---:|---:|---:|---:|---|---:|---:|---|"]
+    lines = [
+        f"End to end (encoded video -> scores) on {result['device']}: `{Path(s['artifact']).name}` ({s['engine']}), "
+        f"batch {s['batch']} x {s['crops']} crop(s), {s['clips']} clips of {s['videos']} videos, {s['threads']} threads. "
+        "Stage times per clip from isolated passes; the largest bounds the rate.",
+        "",
+        "| pipeline | e2e clips/s | decode+sample ms | preprocess ms | inference ms | bound by | e2e: loader wait ms | e2e: engine ms | note |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
     for r in result["rows"]:
-        lines.append(f"| {r['pipeline']} | {fmt(r['e2e_clips_per_s'])} | {fmt(r['decode_ms_per_clip'])} | {fmt(r['preprocess_ms_per_clip'])} | "
-                     f"{fmt(r['inference_ms_per_clip'])} | {r['bound']} | {fmt(r['e2e_loader_wait_ms_per_clip'])} | "
-                     f"{fmt(r['e2e_engine_ms_per_clip'])} | {r['note']} |")
+        lines.append(
+            f"| {r['pipeline']} | {fmt(r['e2e_clips_per_s'])} | {fmt(r['decode_ms_per_clip'])} | {fmt(r['preprocess_ms_per_clip'])} | "
+            f"{fmt(r['inference_ms_per_clip'])} | {r['bound']} | {fmt(r['e2e_loader_wait_ms_per_clip'])} | "
+            f"{fmt(r['e2e_engine_ms_per_clip'])} | {r['note']} |"
+        )
     lines += ["", "| ratio (same run) | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f}x |" for k, v in result["ratios"].items()]
     return "\n".join(lines) + "\n"

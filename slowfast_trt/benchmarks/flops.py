@@ -1,4 +1,5 @@
 """The GFLOPs/params table against the paper (Tables 2-5): rows as dicts, Markdown, and result files."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,12 @@ def flops_row(name: str, size: int = 256) -> dict:
     paper = preset.paper_gflops if size == 256 else None  # the paper counts at 256x256 only
     diff = None if paper is None else 100.0 * (c["gflops"] / paper - 1.0)
     ops = c["ops_gflops"]
-    facts = {"gflops": f"{c['gflops']:.2f}", "params_m": f"{c['params'] / 1e6:.2f}",
-             "matmul": f"{ops.get('matmul', 0.0):.1f}", "conv": f"{ops.get('conv', 0.0) + ops.get('linear', 0.0):.1f}"}
+    facts = {
+        "gflops": f"{c['gflops']:.2f}",
+        "params_m": f"{c['params'] / 1e6:.2f}",
+        "matmul": f"{ops.get('matmul', 0.0):.1f}",
+        "conv": f"{ops.get('conv', 0.0) + ops.get('linear', 0.0):.1f}",
+    }
     note = preset.note.format(**facts) if preset.note else None
     if preset.paper_gflops is not None and size != 256:
         note = (note + "; " if note else "") + f"the paper's {preset.paper_gflops} is at 256x256, not compared at {size}"

@@ -3,6 +3,7 @@
 Numbers are the vendors' datasheet figures without structured sparsity. A GPU not listed gets no
 fraction (None) rather than a guess.
 """
+
 from __future__ import annotations
 
 import torch

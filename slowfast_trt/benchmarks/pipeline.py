@@ -13,6 +13,7 @@ the frames its decoder really decodes per clip (from the clip's first frame back
 its last frame: the GOP's seek overhead; PyAV decodes from the file's start) and so decoded frames/s, and the
 external source's own cost per batch (reading and planning, no decoding) is timed alone.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -43,7 +44,9 @@ def parse_loaders(text: str | None) -> tuple[str, ...]:
     asked = {t.strip().replace("-", "_") for t in text.split(",") if t.strip()}
     unknown = sorted(asked - set(LOADERS))
     if unknown or not asked:
-        raise SlowFastError(f"--loaders: unknown loader(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(LOADERS)} (or all)")
+        raise SlowFastError(
+            f"--loaders: unknown loader(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(LOADERS)} (or all)"
+        )
     return tuple(n for n in LOADERS if n in asked)
 
 
@@ -121,8 +124,9 @@ def _rate(batches, warmup: int = 1, budget: float = float("inf"), views: int = 1
     return (n / elapsed if elapsed > 0 and n else 0.0), n
 
 
-def _decode_rate(plans, cfg: SlowFastConfig, batch: int, device: str, threads: int, budget: float = float("inf"),
-                 on_cpu: frozenset[str] = frozenset()) -> tuple[float, int]:
+def _decode_rate(
+    plans, cfg: SlowFastConfig, batch: int, device: str, threads: int, budget: float = float("inf"), on_cpu: frozenset[str] = frozenset()
+) -> tuple[float, int]:
     """Clips/s of DALI decoding alone: the decode graph run directly, its outputs left inside DALI."""
     source = PlanSource(plans, batch, cfg, "decode", on_cpu=on_cpu)
     pipe = build_pipeline(source, cfg, "decode", batch, device, threads, prefetch=2)
@@ -139,9 +143,19 @@ def _decode_rate(plans, cfg: SlowFastConfig, batch: int, device: str, threads: i
     return (n / elapsed if elapsed > 0 and n else 0.0), n
 
 
-def bench_pipeline(videos: list[Video], cfg: SlowFastConfig, *, batch: int = 8, threads: int = 2, clips: int = 64,
-                   device: str = "auto", seed: int = 0, loaders: tuple[str, ...] = LOADERS, budget: float = 8.0,
-                   progress=print) -> dict:
+def bench_pipeline(
+    videos: list[Video],
+    cfg: SlowFastConfig,
+    *,
+    batch: int = 8,
+    threads: int = 2,
+    clips: int = 64,
+    device: str = "auto",
+    seed: int = 0,
+    loaders: tuple[str, ...] = LOADERS,
+    budget: float = 8.0,
+    progress=print,
+) -> dict:
     """Measure each of `loaders` on `clips` clips of `videos` (at most `budget` seconds a row); returns the result dict (see module docstring)."""
     if not videos:
         raise SlowFastError("the manifest has no videos")
@@ -155,9 +169,16 @@ def bench_pipeline(videos: list[Video], cfg: SlowFastConfig, *, batch: int = 8, 
 
     def record(name: str, rate_n: tuple[float, int], note: str = "") -> None:
         per_clip = seek["pyav_frames_decoded_per_clip" if name in PYAV_ROWS else "dali_frames_decoded_per_clip"]
-        rows[name] = {"clips_per_s": rate_n[0], "clips": rate_n[1], "decoded_frames_per_s": rate_n[0] * per_clip,
-                      "frames_decoded_per_clip": per_clip, "note": note}
-        progress(f"{name:28s} {rate_n[0]:8.2f} clips/s {rate_n[0] * per_clip:9.0f} frames/s  ({rate_n[1]} clips){'  ' + note if note else ''}")
+        rows[name] = {
+            "clips_per_s": rate_n[0],
+            "clips": rate_n[1],
+            "decoded_frames_per_s": rate_n[0] * per_clip,
+            "frames_decoded_per_clip": per_clip,
+            "note": note,
+        }
+        progress(
+            f"{name:28s} {rate_n[0]:8.2f} clips/s {rate_n[0] * per_clip:9.0f} frames/s  ({rate_n[1]} clips){'  ' + note if note else ''}"
+        )
 
     loader = ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, videos=videos)
     dali_device = loader.device
@@ -170,27 +191,45 @@ def bench_pipeline(videos: list[Video], cfg: SlowFastConfig, *, batch: int = 8, 
         record("dali_test", _rate(test, budget=budget, views=test.views_per_sample), f"{test.views_per_sample} crops per clip; {how}")
     if loader.spatial_in_torch:  # the same pipelines with every op in the DALI graph (the GPU graph, run on the CPU)
         if "dali_train_graph_only" in loaders:
-            record("dali_train_graph_only", _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, spatial="dali"), budget=budget),
-                   "every op in the DALI graph (DALI's CPU resize)")
+            record(
+                "dali_train_graph_only",
+                _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, spatial="dali"), budget=budget),
+                "every op in the DALI graph (DALI's CPU resize)",
+            )
         if "dali_test_graph_only" in loaders:
             graph_test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads, spatial="dali")
-            record("dali_test_graph_only", _rate(graph_test, budget=budget, views=graph_test.views_per_sample), "every op in the DALI graph")
+            record(
+                "dali_test_graph_only", _rate(graph_test, budget=budget, views=graph_test.views_per_sample), "every op in the DALI graph"
+            )
     if "dali_decode_only" in loaders:
-        record("dali_decode_only", _decode_rate(plans, cfg, batch, dali_device, threads, budget, loader.on_cpu),
-               "decoding the clips' frames inside DALI, outputs not handed to torch: the ceiling")
+        record(
+            "dali_decode_only",
+            _decode_rate(plans, cfg, batch, dali_device, threads, budget, loader.on_cpu),
+            "decoding the clips' frames inside DALI, outputs not handed to torch: the ceiling",
+        )
     if "pyav_serial" in loaders:
-        record("pyav_serial", _rate(PyAVClips(plans, cfg, "train"), warmup=batch, budget=budget),
-               "PySlowFast-style: PyAV decode + torch crop/flip/normalise, one process")
+        record(
+            "pyav_serial",
+            _rate(PyAVClips(plans, cfg, "train"), warmup=batch, budget=budget),
+            "PySlowFast-style: PyAV decode + torch crop/flip/normalise, one process",
+        )
     if "pyav_dataloader" in loaders:
         dl = torch.utils.data.DataLoader(PyAVClips(plans, cfg, "train"), batch_size=batch, num_workers=threads, persistent_workers=False)
         record("pyav_dataloader", _rate(dl, budget=budget), f"torch DataLoader, {threads} workers")
     source_cost = external_source_cost(plans, cfg, batch)
-    progress(f"{'external source':28s} {source_cost['first_pass_ms_per_batch']:8.2f} ms/batch first pass, "
-             f"{source_cost['cached_ms_per_batch']:.2f} ms/batch cached")
+    progress(
+        f"{'external source':28s} {source_cost['first_pass_ms_per_batch']:8.2f} ms/batch first pass, "
+        f"{source_cost['cached_ms_per_batch']:.2f} ms/batch cached"
+    )
 
     ratios = {}
-    for a, b in (("dali_train", "pyav_serial"), ("dali_train", "pyav_dataloader"), ("dali_train", "dali_decode_only"),
-                 ("dali_train", "dali_train_graph_only"), ("dali_test", "dali_test_graph_only")):
+    for a, b in (
+        ("dali_train", "pyav_serial"),
+        ("dali_train", "pyav_dataloader"),
+        ("dali_train", "dali_decode_only"),
+        ("dali_train", "dali_train_graph_only"),
+        ("dali_test", "dali_test_graph_only"),
+    ):
         if a in rows and b in rows:
             key = f"{a}_vs_graph_only" if b.endswith("graph_only") else f"{a}_vs_{b.removeprefix('dali_')}"
             ratios[key] = rows[a]["clips_per_s"] / max(rows[b]["clips_per_s"], 1e-9)
@@ -199,10 +238,21 @@ def bench_pipeline(videos: list[Video], cfg: SlowFastConfig, *, batch: int = 8, 
         "benchmark": "pipeline",
         **env,
         "device": f"DALI {dali_device} / {env['device']}",
-        "settings": {"preset": cfg.name, "batch": batch, "threads": threads, "spatial_ops": "torch" if loader.spatial_in_torch else "dali", "clips": clips, "crop": cfg.crop_size,
-                     "test_crop": cfg.test_crop_size, "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}", "videos": len(videos),
-                     "sizes": sorted({f"{v.width}x{v.height}" for v in videos}), "budget_s": budget, "loaders": list(loaders),
-                     "decoder": "cpu" if dali_device == "cpu" else f"NVDEC, {len(loader.on_cpu)} files on DALI's CPU decoder"},
+        "settings": {
+            "preset": cfg.name,
+            "batch": batch,
+            "threads": threads,
+            "spatial_ops": "torch" if loader.spatial_in_torch else "dali",
+            "clips": clips,
+            "crop": cfg.crop_size,
+            "test_crop": cfg.test_crop_size,
+            "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}",
+            "videos": len(videos),
+            "sizes": sorted({f"{v.width}x{v.height}" for v in videos}),
+            "budget_s": budget,
+            "loaders": list(loaders),
+            "decoder": "cpu" if dali_device == "cpu" else f"NVDEC, {len(loader.on_cpu)} files on DALI's CPU decoder",
+        },
         **{f"{name}_clips_per_s": r["clips_per_s"] for name, r in rows.items() if not name.endswith("graph_only")},
         "seek": seek,
         "external_source": source_cost,
@@ -214,19 +264,30 @@ def bench_pipeline(videos: list[Video], cfg: SlowFastConfig, *, batch: int = 8, 
 def to_markdown(result: dict) -> str:
     """The pipeline table with ratios."""
     s = result["settings"]
-    lines = [f"Pipeline throughput on {result['device']} ({result['cpu_count']} CPU threads), preset {s['preset']}, "
-             f"batch {s['batch']}, {s['threads']} threads, {s['clips']} clips, crop {s['crop']}", "",
-             "| loader | clips/s | decoded frames/s | frames decoded per clip | clips timed | note |", "|---|---:|---:|---:|---:|---|"]
+    lines = [
+        f"Pipeline throughput on {result['device']} ({result['cpu_count']} CPU threads), preset {s['preset']}, "
+        f"batch {s['batch']}, {s['threads']} threads, {s['clips']} clips, crop {s['crop']}",
+        "",
+        "| loader | clips/s | decoded frames/s | frames decoded per clip | clips timed | note |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for name, r in result["rows"].items():
-        lines.append(f"| {name} | {r['clips_per_s']:.2f} | {r.get('decoded_frames_per_s', 0):.0f} | {r.get('frames_decoded_per_clip', 0):.1f} | "
-                     f"{r['clips']} | {r['note']} |")
+        lines.append(
+            f"| {name} | {r['clips_per_s']:.2f} | {r.get('decoded_frames_per_s', 0):.0f} | {r.get('frames_decoded_per_clip', 0):.1f} | "
+            f"{r['clips']} | {r['note']} |"
+        )
     if "seek" in result:
         k = result["seek"]
-        lines += ["", f"Frames per clip: {k['frames_needed_per_clip']:.1f} spanned, {k['dali_frames_decoded_per_clip']:.1f} decoded by DALI "
-                  f"(seek from the keyframe before, median GOP {k['gop_median']:.0f}), {k['pyav_frames_decoded_per_clip']:.1f} by PyAV (from the start)."]
+        lines += [
+            "",
+            f"Frames per clip: {k['frames_needed_per_clip']:.1f} spanned, {k['dali_frames_decoded_per_clip']:.1f} decoded by DALI "
+            f"(seek from the keyframe before, median GOP {k['gop_median']:.0f}), {k['pyav_frames_decoded_per_clip']:.1f} by PyAV (from the start).",
+        ]
     if "external_source" in result:
         e = result["external_source"]
-        lines += [f"External source alone: {e['first_pass_ms_per_batch']:.2f} ms per batch first pass, {e['cached_ms_per_batch']:.2f} ms cached."]
+        lines += [
+            f"External source alone: {e['first_pass_ms_per_batch']:.2f} ms per batch first pass, {e['cached_ms_per_batch']:.2f} ms cached."
+        ]
     lines += ["", "| ratio (same run) | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f}x |" for k, v in result["ratios"].items()]
     return "\n".join(lines) + "\n"

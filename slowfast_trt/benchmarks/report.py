@@ -5,6 +5,7 @@ own table (the benchmark's own Markdown), and the report adds plots: accuracy ag
 paper's Fig. 2 style), clips/s against batch per backend, and the per-stage time breakdown of e2e runs.
 Ratios are only ever taken inside one result or between results measured on the same device.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -145,7 +146,11 @@ def plot_stages(result: dict) -> bytes:
 
 
 def _module(kind: str):
-    return importlib.import_module({"model": "slowfast_trt.benchmarks.throughput", "serve": "slowfast_trt.benchmarks.serve"}.get(kind, f"slowfast_trt.benchmarks.{kind}"))
+    return importlib.import_module(
+        {"model": "slowfast_trt.benchmarks.throughput", "serve": "slowfast_trt.benchmarks.serve"}.get(
+            kind, f"slowfast_trt.benchmarks.{kind}"
+        )
+    )
 
 
 def _table(result: dict) -> str:
@@ -165,7 +170,9 @@ def headlines(results: list[dict]) -> list[str]:
                 if key not in widest or row["views"] > widest[key]["views"]:
                     widest[key] = row
             metric = "top1" if any("top1" in x for x in widest.values()) else "mAP"
-            parts = [f"{k} {fmt(v.get(metric), '.1f')}% at {v['setting']} ({v['gflops_x_views']:.2f} GFLOPs x views)" for k, v in widest.items()]
+            parts = [
+                f"{k} {fmt(v.get(metric), '.1f')}% at {v['setting']} ({v['gflops_x_views']:.2f} GFLOPs x views)" for k, v in widest.items()
+            ]
             lines.append(f"- accuracy ({where}): " + "; ".join(parts))
             agree = [f"{k} {fmt(v['agreement_with_first'], '.1f')}%" for k, v in widest.items() if v["agreement_with_first"] is not None]
             if agree:
@@ -176,26 +183,35 @@ def headlines(results: list[dict]) -> list[str]:
                 key = f"{Path(row['artifact']).name} {row['engine']}"
                 if key not in best or row["clips_per_s"] > best[key]["clips_per_s"]:
                     best[key] = row
-            lines.append(f"- best clips/s per artifact and engine on {r['device']} ({where}): " + "; ".join(
-                f"{k} {v['clips_per_s']:.1f} (batch {v['batch']})" for k, v in best.items()))
+            lines.append(
+                f"- best clips/s per artifact and engine on {r['device']} ({where}): "
+                + "; ".join(f"{k} {v['clips_per_s']:.1f} (batch {v['batch']})" for k, v in best.items())
+            )
         elif kind == "pipeline":
             ratios = r["ratios"]
-            vs = [f"{ratios[k]:.2f}x {label}" for k, label in (("dali_train_vs_pyav_serial", "PyAV serial"),
-                                                               ("dali_train_vs_pyav_dataloader", "PyAV DataLoader")) if k in ratios]
+            vs = [
+                f"{ratios[k]:.2f}x {label}"
+                for k, label in (("dali_train_vs_pyav_serial", "PyAV serial"), ("dali_train_vs_pyav_dataloader", "PyAV DataLoader"))
+                if k in ratios
+            ]
             if vs:  # a run limited to some loaders (--loaders) may lack these
                 lines.append(f"- DALI vs PyAV loading on {r['device']} ({where}): train pipeline {', '.join(vs)}")
         elif kind == "e2e":
             rows = {x["pipeline"]: x for x in r["rows"]}
             if "dali" in rows and "pyav" in rows:  # a run limited to one pipeline (--loaders) has no comparison
-                lines.append(f"- end to end on {r['device']} ({where}): DALI {fmt(rows['dali']['e2e_clips_per_s'])} clips/s "
-                             f"(bound by {rows['dali']['bound']}), PyAV {fmt(rows['pyav']['e2e_clips_per_s'])} clips/s; "
-                             f"ratio {r['ratios']['dali_vs_pyav_e2e']:.2f}x")
+                lines.append(
+                    f"- end to end on {r['device']} ({where}): DALI {fmt(rows['dali']['e2e_clips_per_s'])} clips/s "
+                    f"(bound by {rows['dali']['bound']}), PyAV {fmt(rows['pyav']['e2e_clips_per_s'])} clips/s; "
+                    f"ratio {r['ratios']['dali_vs_pyav_e2e']:.2f}x"
+                )
         elif kind == "serve":
             lines.append(headline(r, where))
         elif kind == "flops":
             within = [x for x in r["rows"] if x["within_tolerance"] is not None]
             ok = sum(bool(x["within_tolerance"]) for x in within)
-            lines.append(f"- GFLOPs against the paper ({where}): {ok} of {len(within)} presets within tolerance at {r['settings']['size']}px")
+            lines.append(
+                f"- GFLOPs against the paper ({where}): {ok} of {len(within)} presets within tolerance at {r['settings']['size']}px"
+            )
     return lines
 
 
@@ -212,7 +228,9 @@ def compare_runs(results: list[dict]) -> list[str]:
             continue
         ref = {(Path(x["artifact"]).name, x["engine"], x["batch"]): x["clips_per_s"] for x in base["rows"]}
         pairs = [(k, x["clips_per_s"] / ref[k]) for x in other["rows"] if (k := (Path(x["artifact"]).name, x["engine"], x["batch"])) in ref]
-        lines.append(f"- {other['_path']} (same device): " + ("; ".join(f"{a} {e} b{b}: {v:.2f}x" for (a, e, b), v in pairs) or "no common rows"))
+        lines.append(
+            f"- {other['_path']} (same device): " + ("; ".join(f"{a} {e} b{b}: {v:.2f}x" for (a, e, b), v in pairs) or "no common rows")
+        )
     return lines + [""]
 
 
@@ -226,16 +244,29 @@ def write_report(dirs: list[str | Path], out_dir: str | Path) -> Path:
     for r in results:  # the hardware; each result's own device line also names its backend / DALI placement
         name = f"GPU {r['gpu']} with CPU {r.get('cpu')}" if r.get("gpu") else f"CPU {r.get('cpu')}"
         machines[name] = machines.get(name, 0) + 1
-    lines = ["# SlowFast-TRT benchmark report", "",
-             f"{len(results)} result(s) measured on: " + "; ".join(f"{k} ({v} result(s))" for k, v in machines.items()) + ".",
-             "Ratios are taken inside one result (one run) or between runs on the same device, never across devices.", "",
-             "## Headlines", "", *headlines(results), ""]
+    lines = [
+        "# SlowFast-TRT benchmark report",
+        "",
+        f"{len(results)} result(s) measured on: " + "; ".join(f"{k} ({v} result(s))" for k, v in machines.items()) + ".",
+        "Ratios are taken inside one result (one run) or between runs on the same device, never across devices.",
+        "",
+        "## Headlines",
+        "",
+        *headlines(results),
+        "",
+    ]
     lines += compare_runs(results)
     for i, r in enumerate(results):
         kind = r["benchmark"]
         rel = Path(r["_path"])
-        lines += [f"## {kind}: {rel.parent.name}", "", f"Source: `{rel}`; device: {r.get('device')}; versions: "
-                  + ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items() if v), "", _table(r)]
+        lines += [
+            f"## {kind}: {rel.parent.name}",
+            "",
+            f"Source: `{rel}`; device: {r.get('device')}; versions: "
+            + ", ".join(f"{k} {v}" for k, v in (r.get("versions") or {}).items() if v),
+            "",
+            _table(r),
+        ]
         plot = {"accuracy": plot_accuracy, "model": plot_throughput, "e2e": plot_stages}.get(kind)
         if plot and r.get("rows"):
             name = f"{i:02d}_{kind}_{rel.parent.name}.png"

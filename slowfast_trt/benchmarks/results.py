@@ -4,6 +4,7 @@ A result is a dict with a "benchmark" key (its kind, so `slowfast report` can me
 environment block (benchmarks.environment), "settings", "rows" and the raw samples. It is written as
 result.json beside a Markdown table, both atomically.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ import numpy as np
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 
-GFLOPS_NOTE = ("GFLOPs are multiply-adds x 1e9 per clip (the paper's convention); achieved TFLOP/s counts "
-               "2 FLOPs per multiply-add, as GPU peak figures do")
+GFLOPS_NOTE = (
+    "GFLOPs are multiply-adds x 1e9 per clip (the paper's convention); achieved TFLOP/s counts "
+    "2 FLOPs per multiply-add, as GPU peak figures do"
+)
 
 
 def latency_stats(samples_s: list[float], batch: int) -> dict:
@@ -24,8 +27,14 @@ def latency_stats(samples_s: list[float], batch: int) -> dict:
     if a.size == 0 or not np.all(a > 0):
         raise ValueError("latency samples must be positive and non-empty")
     p50, p95, p99 = np.percentile(a, [50, 95, 99]) * 1e3
-    return {"clips_per_s": batch * a.size / a.sum(), "latency_ms_p50": float(p50), "latency_ms_p95": float(p95),
-            "latency_ms_p99": float(p99), "latency_ms_mean": float(a.mean() * 1e3), "iters": int(a.size)}
+    return {
+        "clips_per_s": batch * a.size / a.sum(),
+        "latency_ms_p50": float(p50),
+        "latency_ms_p95": float(p95),
+        "latency_ms_p99": float(p99),
+        "latency_ms_mean": float(a.mean() * 1e3),
+        "iters": int(a.size),
+    }
 
 
 def write_result(result: dict, out_dir: str | Path, markdown: str, md_name: str) -> dict[str, Path]:

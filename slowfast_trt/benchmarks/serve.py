@@ -12,6 +12,7 @@ i.e. as `slowfast eval` scores them): max abs difference and top-1 agreement.
 A server that stops answering ends the run: the phase in progress is kept as a partial row, the result says why,
 and the command exits with one line. Runs in Triton's venv (tritonclient needs numpy<2); `cli/serve.py` delegates.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,18 @@ def _live(url: str, protocol: str) -> bool:
         return False
 
 
-def run_phase(url: str, protocol: str, model: str, requests: list[dict], outputs: list[str], *, concurrency: int, duration: float,
-              max_requests: int = MAX_REQUESTS, timeout: float = 60.0) -> dict:
+def run_phase(
+    url: str,
+    protocol: str,
+    model: str,
+    requests: list[dict],
+    outputs: list[str],
+    *,
+    concurrency: int,
+    duration: float,
+    max_requests: int = MAX_REQUESTS,
+    timeout: float = 60.0,
+) -> dict:
     """`concurrency` threads, each sending requests (cycling through `requests`) until the time or count limit."""
     lock = threading.Lock()
     state = {"next": 0, "gone": None}
@@ -103,11 +114,23 @@ def run_phase(url: str, protocol: str, model: str, requests: list[dict], outputs
         t.join(duration + timeout + 10)
     elapsed = time.perf_counter() - t0
     lat = np.asarray(latencies) * 1e3
-    row = {"model": model, "concurrency": concurrency, "requests": len(latencies), "errors": sum(errors.values()),
-           "error_messages": errors, "seconds": elapsed, "requests_per_s": len(latencies) / elapsed if elapsed else None}
+    row = {
+        "model": model,
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": sum(errors.values()),
+        "error_messages": errors,
+        "seconds": elapsed,
+        "requests_per_s": len(latencies) / elapsed if elapsed else None,
+    }
     if lat.size:
         p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-        row |= {"latency_ms_p50": float(p50), "latency_ms_p95": float(p95), "latency_ms_p99": float(p99), "latency_ms_mean": float(lat.mean())}
+        row |= {
+            "latency_ms_p50": float(p50),
+            "latency_ms_p95": float(p95),
+            "latency_ms_p99": float(p99),
+            "latency_ms_mean": float(lat.mean()),
+        }
     else:
         row |= dict.fromkeys(("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_ms_mean"))
     if state["gone"]:
@@ -129,22 +152,36 @@ def server_stats(client, model: str) -> dict:
     def part(k: str, f: str) -> int:
         return int(inf.get(k, {}).get(f, 0) or 0)
 
-    return {"success": part("success", "count"), "fail": part("fail", "count"), "queue_ns": part("queue", "ns"),
-            "compute_ns": sum(part(k, "ns") for k in ("compute_input", "compute_infer", "compute_output")),
-            "inferences": int(stats.get("inference_count", 0) or 0), "executions": int(stats.get("execution_count", 0) or 0)}
+    return {
+        "success": part("success", "count"),
+        "fail": part("fail", "count"),
+        "queue_ns": part("queue", "ns"),
+        "compute_ns": sum(part(k, "ns") for k in ("compute_input", "compute_infer", "compute_output")),
+        "inferences": int(stats.get("inference_count", 0) or 0),
+        "executions": int(stats.get("execution_count", 0) or 0),
+    }
 
 
 def stats_delta(before: dict, after: dict) -> dict:
     d = {k: after[k] - before[k] for k in before}
     n = d["success"]
-    return {"server_requests": n, "server_failures": d["fail"],
-            "queue_ms_per_request": d["queue_ns"] / n / 1e6 if n else None,
-            "compute_ms_per_request": d["compute_ns"] / n / 1e6 if n else None,
-            "avg_batch": d["inferences"] / d["executions"] if d["executions"] else None}
+    return {
+        "server_requests": n,
+        "server_failures": d["fail"],
+        "queue_ms_per_request": d["queue_ns"] / n / 1e6 if n else None,
+        "compute_ms_per_request": d["compute_ns"] / n / 1e6 if n else None,
+        "avg_batch": d["inferences"] / d["executions"] if d["executions"] else None,
+    }
 
 
-METRICS = ("nv_inference_request_success", "nv_inference_request_failure", "nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us",
-           "nv_inference_exec_count", "nv_inference_count")
+METRICS = (
+    "nv_inference_request_success",
+    "nv_inference_request_failure",
+    "nv_inference_queue_duration_us",
+    "nv_inference_compute_infer_duration_us",
+    "nv_inference_exec_count",
+    "nv_inference_count",
+)
 
 
 def scrape_metrics(metrics_url: str | None, model: str) -> dict | None:
@@ -170,10 +207,13 @@ def metrics_delta(before: dict | None, after: dict | None) -> dict | None:
         return None
     d = {k: after[k] - before[k] for k in before}
     n = d["nv_inference_request_success"]
-    return {"requests": int(n), "failures": int(d["nv_inference_request_failure"]),
-            "queue_ms_per_request": d["nv_inference_queue_duration_us"] / n / 1e3 if n else None,
-            "compute_infer_ms_per_request": d["nv_inference_compute_infer_duration_us"] / n / 1e3 if n else None,
-            "avg_batch": d["nv_inference_count"] / d["nv_inference_exec_count"] if d["nv_inference_exec_count"] else None}
+    return {
+        "requests": int(n),
+        "failures": int(d["nv_inference_request_failure"]),
+        "queue_ms_per_request": d["nv_inference_queue_duration_us"] / n / 1e3 if n else None,
+        "compute_infer_ms_per_request": d["nv_inference_compute_infer_duration_us"] / n / 1e3 if n else None,
+        "avg_batch": d["nv_inference_count"] / d["nv_inference_exec_count"] if d["nv_inference_exec_count"] else None,
+    }
 
 
 # --- batching on / off --------------------------------------------------------------------------------------------------
@@ -210,8 +250,10 @@ def set_batching(client, protocol: str, model: str, on: bool, originals: dict[st
                 cfg.pop("dynamic_batching")
                 client.load_model(m, config=json.dumps(cfg))
         except Exception as e:
-            raise SlowFastError(f"cannot reload {m} with dynamic batching {'on' if on else 'off'} ({str(e).splitlines()[0][:200]}); "
-                                "the server must run with --model-control-mode explicit, as `slowfast serve` starts it") from None
+            raise SlowFastError(
+                f"cannot reload {m} with dynamic batching {'on' if on else 'off'} ({str(e).splitlines()[0][:200]}); "
+                "the server must run with --model-control-mode explicit, as `slowfast serve` starts it"
+            ) from None
     _wait_ready(client, [model, *targets])
     return targets
 
@@ -263,15 +305,23 @@ def parity(client, protocol: str, model: str, config: dict, requests: list[dict]
         return {"checked": False, "reason": "pass --artifact to compare with the local engine"}
     if video:
         k, c = _video_params(client, protocol, model, config)
-        local = np.stack([r.scores for r in score_videos(engine, [r["VIDEO"].tobytes() for r in requests], num_clips=k, num_crops=c, device="cpu")])
+        local = np.stack(
+            [r.scores for r in score_videos(engine, [r["VIDEO"].tobytes() for r in requests], num_clips=k, num_crops=c, device="cpu")]
+        )
         got = np.concatenate([infer(client, protocol, model, r, ["SCORES"])["SCORES"] for r in requests])
     else:
         out = config["output"][0]["name"]
         local = np.concatenate([engine(**{k: torch.from_numpy(v) for k, v in r.items()}).float().numpy() for r in requests])
         got = np.concatenate([infer(client, protocol, model, r, [out])[out] for r in requests])
-    return {"checked": True, "samples": len(requests), "max_abs_diff": float(np.abs(got - local).max()),
-            "top1_agreement": float((got.argmax(1) == local.argmax(1)).mean()), "kind": "videos" if video else "clips",
-            "server_top1": [int(i) for i in got.argmax(1)], "local_top1": [int(i) for i in local.argmax(1)]}
+    return {
+        "checked": True,
+        "samples": len(requests),
+        "max_abs_diff": float(np.abs(got - local).max()),
+        "top1_agreement": float((got.argmax(1) == local.argmax(1)).mean()),
+        "kind": "videos" if video else "clips",
+        "server_top1": [int(i) for i in got.argmax(1)],
+        "local_top1": [int(i) for i in local.argmax(1)],
+    }
 
 
 # --- the run ------------------------------------------------------------------------------------------------------------
@@ -286,14 +336,18 @@ def bench_serve(settings: dict, progress=lambda s: print(s, file=sys.stderr, flu
     except SlowFastError:
         raise
     except Exception as e:
-        raise SlowFastError(f"no Triton server answers at {url} over {protocol} ({str(e).splitlines()[0][:150] or type(e).__name__})") from None
+        raise SlowFastError(
+            f"no Triton server answers at {url} over {protocol} ({str(e).splitlines()[0][:150] or type(e).__name__})"
+        ) from None
     engine = None
     if settings.get("artifact"):
         engine = engines.load(settings["artifact"], device="cpu")
     result = {"benchmark": "serve", **environment(), "settings": settings, "rows": [], "parity": {}, "aborted": None}
     try:
         meta = client.get_server_metadata()
-        result["server"] = {"name": meta["name"], "version": meta["version"]} if isinstance(meta, dict) else {"name": meta.name, "version": meta.version}
+        result["server"] = (
+            {"name": meta["name"], "version": meta["version"]} if isinstance(meta, dict) else {"name": meta.name, "version": meta.version}
+        )
     except Exception:
         result["server"] = None
     for model in settings["models"]:
@@ -303,8 +357,11 @@ def bench_serve(settings: dict, progress=lambda s: print(s, file=sys.stderr, flu
             raise SlowFastError(f"model {model} is not served at {url} ({str(e).splitlines()[0][:200]})") from None
         video = is_video_model(config)
         outputs = ["SCORES"] if video else [config["output"][0]["name"]]
-        requests = ([video_request(b) for b in _video_blobs(settings.get("videos"), settings.get("max_videos", 8))] if video
-                    else _clip_inputs(config, engine, settings.get("videos"), 8))
+        requests = (
+            [video_request(b) for b in _video_blobs(settings.get("videos"), settings.get("max_videos", 8))]
+            if video
+            else _clip_inputs(config, engine, settings.get("videos"), 8)
+        )
         kind = "video" if video else "clip"
         current, originals = "on", {}  # as the repository's config.pbtxt says
         for batching in settings["batching"]:
@@ -315,13 +372,24 @@ def bench_serve(settings: dict, progress=lambda s: print(s, file=sys.stderr, flu
                 targets = _targets(client, protocol, model)
                 before = {m: server_stats(client, m) for m in targets} | {model: server_stats(client, model)}
                 mbefore = scrape_metrics(settings.get("metrics_url"), model)
-                row = run_phase(url, protocol, model, requests, outputs, concurrency=c, duration=settings["duration"],
-                                max_requests=settings.get("max_requests", MAX_REQUESTS), timeout=settings.get("timeout", 60.0))
+                row = run_phase(
+                    url,
+                    protocol,
+                    model,
+                    requests,
+                    outputs,
+                    concurrency=c,
+                    duration=settings["duration"],
+                    max_requests=settings.get("max_requests", MAX_REQUESTS),
+                    timeout=settings.get("timeout", 60.0),
+                )
                 row |= {"kind": kind, "batching": batching, "protocol": protocol}
                 if "aborted" in row:
                     result["rows"].append(row)
-                    result["aborted"] = (f"the server at {url} stopped answering during {model} (batching {batching}, concurrency {c}) "
-                                         f"after {row['requests']} requests: {row['aborted']}")
+                    result["aborted"] = (
+                        f"the server at {url} stopped answering during {model} (batching {batching}, concurrency {c}) "
+                        f"after {row['requests']} requests: {row['aborted']}"
+                    )
                     return result
                 after = server_stats(client, model)
                 settle = time.perf_counter() + 3.0  # an ensemble's counters can trail its responses by a few ms
@@ -333,35 +401,52 @@ def bench_serve(settings: dict, progress=lambda s: print(s, file=sys.stderr, flu
                     row["steps"] = {m: stats_delta(before[m], server_stats(client, m)) for m in targets}
                 row["metrics"] = metrics_delta(mbefore, scrape_metrics(settings.get("metrics_url"), model))
                 result["rows"].append(row)
-                progress(f"{model} [{kind}, batching {batching}, concurrency {c}]: {row['requests']} requests, "
-                         f"{fmt(row['requests_per_s'])}/s, p50 {fmt(row['latency_ms_p50'])} ms, p99 {fmt(row['latency_ms_p99'])} ms, {row['errors']} errors")
+                progress(
+                    f"{model} [{kind}, batching {batching}, concurrency {c}]: {row['requests']} requests, "
+                    f"{fmt(row['requests_per_s'])}/s, p50 {fmt(row['latency_ms_p50'])} ms, p99 {fmt(row['latency_ms_p99'])} ms, {row['errors']} errors"
+                )
         if current == "off":
             set_batching(control, protocol, model, True, originals)
         if settings.get("parity", True):
-            result["parity"][model] = parity(client, protocol, model, config, requests[:settings.get("parity_samples", PARITY_SAMPLES)], engine, video)
+            result["parity"][model] = parity(
+                client, protocol, model, config, requests[: settings.get("parity_samples", PARITY_SAMPLES)], engine, video
+            )
             p = result["parity"][model]
             if p["checked"]:
-                progress(f"{model} parity over {protocol}: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.0f}% ({p['samples']} {p['kind']})")
+                progress(
+                    f"{model} parity over {protocol}: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.0f}% ({p['samples']} {p['kind']})"
+                )
     return result
 
 
 def to_markdown(result: dict) -> str:
     s = result["settings"]
-    lines = [f"Triton serving on {result['device']} ({(result.get('server') or {}).get('name', 'triton')} {(result.get('server') or {}).get('version', '')}), "
-             f"{s['protocol']} at {s['url']}: {s['duration']} s per phase (at most {s.get('max_requests', MAX_REQUESTS)} requests), "
-             f"one clip or one whole video per request; the server's queue/compute times are Triton's own statistics.", "",
-             "| model | input | batching | concurrency | requests | req/s | p50 ms | p95 ms | p99 ms | errors | server queue ms | server compute ms | avg batch |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Triton serving on {result['device']} ({(result.get('server') or {}).get('name', 'triton')} {(result.get('server') or {}).get('version', '')}), "
+        f"{s['protocol']} at {s['url']}: {s['duration']} s per phase (at most {s.get('max_requests', MAX_REQUESTS)} requests), "
+        f"one clip or one whole video per request; the server's queue/compute times are Triton's own statistics.",
+        "",
+        "| model | input | batching | concurrency | requests | req/s | p50 ms | p95 ms | p99 ms | errors | server queue ms | server compute ms | avg batch |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in result["rows"]:
         sv = r.get("server") or {}
-        lines.append(f"| {r['model']} | {r['kind']} | {r['batching']} | {r['concurrency']} | {r['requests']} | {fmt(r['requests_per_s'])} | "
-                     f"{fmt(r['latency_ms_p50'])} | {fmt(r['latency_ms_p95'])} | {fmt(r['latency_ms_p99'])} | {r['errors']} | "
-                     f"{fmt(sv.get('queue_ms_per_request'))} | {fmt(sv.get('compute_ms_per_request'))} | {fmt(sv.get('avg_batch'))} |")
+        lines.append(
+            f"| {r['model']} | {r['kind']} | {r['batching']} | {r['concurrency']} | {r['requests']} | {fmt(r['requests_per_s'])} | "
+            f"{fmt(r['latency_ms_p50'])} | {fmt(r['latency_ms_p95'])} | {fmt(r['latency_ms_p99'])} | {r['errors']} | "
+            f"{fmt(sv.get('queue_ms_per_request'))} | {fmt(sv.get('compute_ms_per_request'))} | {fmt(sv.get('avg_batch'))} |"
+        )
     if result.get("parity"):
         lines += ["", "Parity with the local engine (same inputs):", ""]
         for m, p in result["parity"].items():
-            lines.append(f"- {m}: " + (f"max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.0f}% over {p['samples']} {p['kind']}"
-                                       if p["checked"] else p["reason"]))
+            lines.append(
+                f"- {m}: "
+                + (
+                    f"max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.0f}% over {p['samples']} {p['kind']}"
+                    if p["checked"]
+                    else p["reason"]
+                )
+            )
     if result.get("aborted"):
         lines += ["", f"**Aborted:** {result['aborted']} (partial result)"]
     return "\n".join(lines) + "\n"
@@ -374,11 +459,17 @@ def headline(result: dict, where: str) -> str:
         key = f"{r['model']} ({r['kind']}s)"
         if r.get("requests_per_s") and (key not in best or r["requests_per_s"] > best[key]["requests_per_s"]):
             best[key] = r
-    parts = [f"{k} {v['requests_per_s']:.1f} req/s (concurrency {v['concurrency']}, batching {v['batching']}, p99 {fmt(v['latency_ms_p99'])} ms)"
-             for k, v in best.items()]
+    parts = [
+        f"{k} {v['requests_per_s']:.1f} req/s (concurrency {v['concurrency']}, batching {v['batching']}, p99 {fmt(v['latency_ms_p99'])} ms)"
+        for k, v in best.items()
+    ]
     par = [f"{m} {p['max_abs_diff']:.2g}" for m, p in (result.get("parity") or {}).items() if p.get("checked")]
-    return (f"- Triton serving on {result['device']} ({where}): " + "; ".join(parts)
-            + (f"; max abs diff vs the local engine: {', '.join(par)}" if par else "") + (" (aborted, partial)" if result.get("aborted") else ""))
+    return (
+        f"- Triton serving on {result['device']} ({where}): "
+        + "; ".join(parts)
+        + (f"; max abs diff vs the local engine: {', '.join(par)}" if par else "")
+        + (" (aborted, partial)" if result.get("aborted") else "")
+    )
 
 
 def write_results(result: dict, out_dir: str | Path) -> dict[str, Path]:

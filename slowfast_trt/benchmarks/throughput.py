@@ -6,6 +6,7 @@ exports through ONNX Runtime (fp32 or int8 Q/DQ), TensorRT plans when TensorRT a
 After `warmup` calls, each of `iters` calls is timed: with CUDA events on a GPU, the wall clock on the CPU.
 Achieved TFLOP/s comes from the model's counted GFLOPs (model.count at the input size).
 """
+
 from __future__ import annotations
 
 import time
@@ -63,10 +64,14 @@ def check_batches(artifact: str | Path, batches: list[int]) -> None:
     if side.get("kind") == "tensorrt":
         limit = side.get("tensorrt", {}).get("profile", {}).get("max")
         if limit is not None and too_big > limit:
-            raise SlowFastError(f"{p}: batch {too_big} exceeds the plan's optimization profile (max {limit}); pass --batch-size "
-                                f"sizes up to {limit} or rebuild with `slowfast export engine --max-batch {too_big}`")
+            raise SlowFastError(
+                f"{p}: batch {too_big} exceeds the plan's optimization profile (max {limit}); pass --batch-size "
+                f"sizes up to {limit} or rebuild with `slowfast export engine --max-batch {too_big}`"
+            )
     elif isinstance(side.get("batch"), int) and any(b != side["batch"] for b in batches):
-        raise SlowFastError(f"{p}: exported with a fixed batch of {side['batch']}; pass --batch-size {side['batch']} or re-export with --batch-size dynamic")
+        raise SlowFastError(
+            f"{p}: exported with a fixed batch of {side['batch']}; pass --batch-size {side['batch']} or re-export with --batch-size dynamic"
+        )
 
 
 def engine_device(artifact: str | Path, device: str) -> str:
@@ -79,8 +84,9 @@ def engine_device(artifact: str | Path, device: str) -> str:
     return device
 
 
-def open_variants(artifact: str | Path, precisions: list[str], compile: bool, device: str, threads: int | None,
-                  tune: bool = True) -> tuple[list[tuple[str, Callable]], list[dict]]:
+def open_variants(
+    artifact: str | Path, precisions: list[str], compile: bool, device: str, threads: int | None, tune: bool = True
+) -> tuple[list[tuple[str, Callable]], list[dict]]:
     """The engines to time for one artifact (as lazy openers) and the variants skipped, each with its reason."""
     p = Path(artifact)
     suffix = p.suffix.lower()
@@ -113,8 +119,10 @@ def open_engine(artifact: Path, opener: Callable):
         raise SlowFastError(msg if str(artifact) in msg else f"{artifact}: {msg}") from None
     except Exception as e:  # corrupt files surface as library-specific exceptions (safetensors, pickle, ORT)
         first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise SlowFastError(f"{artifact}: cannot be loaded ({type(e).__name__}: {first}); re-export or re-train it, "
-                            "or check the path points at a checkpoint (.safetensors), an .onnx export or a TensorRT .plan") from None
+        raise SlowFastError(
+            f"{artifact}: cannot be loaded ({type(e).__name__}: {first}); re-export or re-train it, "
+            "or check the path points at a checkpoint (.safetensors), an .onnx export or a TensorRT .plan"
+        ) from None
 
 
 def time_engine(engine, batch: int, warmup: int, iters: int, seed: int = 0) -> list[float]:
@@ -142,9 +150,19 @@ def time_engine(engine, batch: int, warmup: int, iters: int, seed: int = 0) -> l
     return samples
 
 
-def bench_model(artifacts: list[str], *, batches: list[int] | None = None, warmup: int | None = None, iters: int | None = None,
-                precisions: list[str] | None = None, compile: bool = False, device: str = "auto", threads: int | None = None,
-                tune: bool = True, progress: Callable[[str], None] = print) -> dict:
+def bench_model(
+    artifacts: list[str],
+    *,
+    batches: list[int] | None = None,
+    warmup: int | None = None,
+    iters: int | None = None,
+    precisions: list[str] | None = None,
+    compile: bool = False,
+    device: str = "auto",
+    threads: int | None = None,
+    tune: bool = True,
+    progress: Callable[[str], None] = print,
+) -> dict:
     """Time every artifact's engines over `batches`; returns the result dict (rows, skipped variants, raw samples)."""
     if not artifacts:
         raise SlowFastError("give at least one artifact (checkpoint, .onnx or .plan)")
@@ -165,17 +183,33 @@ def bench_model(artifacts: list[str], *, batches: list[int] | None = None, warmu
     if threads:  # the same intra-op thread count for torch as for ONNX Runtime
         torch.set_num_threads(threads)
     try:
-        _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, threads, env, rows, skipped, gflops_cache, progress, tune)
+        _bench_all(
+            artifacts, batches, warmup, iters, precisions, compile, device, threads, env, rows, skipped, gflops_cache, progress, tune
+        )
         torch_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(saved_threads)
     for s in skipped:
         progress(f"skipped {Path(s['artifact']).name} {s['engine']}: {s['reason']}")
-    return {"benchmark": "model", **env,
-            "settings": {"artifacts": [str(a) for a in artifacts], "batches": batches, "warmup": warmup, "iters": iters,
-                         "precisions": precisions, "compile": compile, "tune": tune and dev.type == "cuda", "device": str(dev), "threads": threads,
-                         "torch_threads": torch_threads, "gflops": GFLOPS_NOTE},
-            "rows": rows, "skipped": skipped}
+    return {
+        "benchmark": "model",
+        **env,
+        "settings": {
+            "artifacts": [str(a) for a in artifacts],
+            "batches": batches,
+            "warmup": warmup,
+            "iters": iters,
+            "precisions": precisions,
+            "compile": compile,
+            "tune": tune and dev.type == "cuda",
+            "device": str(dev),
+            "threads": threads,
+            "torch_threads": torch_threads,
+            "gflops": GFLOPS_NOTE,
+        },
+        "rows": rows,
+        "skipped": skipped,
+    }
 
 
 def first_call_seconds(engine, batch: int) -> float:
@@ -188,8 +222,9 @@ def first_call_seconds(engine, batch: int) -> float:
     return time.perf_counter() - t0
 
 
-def _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, threads, env, rows, skipped, gflops_cache, progress,
-               tune: bool = True) -> None:
+def _bench_all(
+    artifacts, batches, warmup, iters, precisions, compile, device, threads, env, rows, skipped, gflops_cache, progress, tune: bool = True
+) -> None:
     """The measurement loop of bench_model: appends to `rows` and `skipped`."""
     for artifact in artifacts:
         path = Path(artifact)
@@ -210,7 +245,9 @@ def _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, t
             for b in batches:
                 try:
                     # compile (or, tuned, the settings' measurement) happens on a shape's first call: timed apart from the rate
-                    first_s = first_call_seconds(engine, b) if getattr(engine, "compiled", False) or getattr(engine, "tune", False) else None
+                    first_s = (
+                        first_call_seconds(engine, b) if getattr(engine, "compiled", False) or getattr(engine, "tune", False) else None
+                    )
                     if gpu:
                         torch.cuda.reset_peak_memory_stats(engine.device)
                     samples = time_engine(engine, b, warmup, iters)
@@ -220,44 +257,76 @@ def _bench_all(artifacts, batches, warmup, iters, precisions, compile, device, t
                 except Exception as e:  # e.g. torch.compile without a working compiler: record why, keep going
                     if not getattr(engine, "compiled", False):
                         raise
-                    skipped.append({"artifact": str(path), "engine": engine.name, "reason": f"torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"})
+                    skipped.append(
+                        {
+                            "artifact": str(path),
+                            "engine": engine.name,
+                            "reason": f"torch.compile failed: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}",
+                        }
+                    )
                     break
                 stats = latency_stats(samples, b)
                 tflops = 2 * gflops * stats["clips_per_s"] / 1e3
-                row = {"artifact": str(path), "preset": engine.config.name, "engine": engine.name, "backend": engine.backend,
-                       "precision": engine.precision, "device": gpu or f"cpu: {env['cpu']}", "batch": b, "size": size,
-                       "gflops_per_clip": gflops, **stats, "achieved_tflops": tflops,
-                       "math_mode": math_mode(engine.precision) if gpu else None, "peak_tflops": peak,
-                       "fraction_of_peak": tflops / peak if peak else None, "timer": "cuda_events" if gpu else "wall_clock",
-                       "samples_s": samples, "peak_memory_mb": peak_mb,
-                       "compile_s": first_s if getattr(engine, "compiled", False) else None,
-                       "tune_s": first_s if getattr(engine, "tune", False) else None,
-                       "gpu_policy": next((v for k, v in engine.info.get("gpu_policy", {}).items() if k.startswith(f"batch {b} ")), None)}
+                row = {
+                    "artifact": str(path),
+                    "preset": engine.config.name,
+                    "engine": engine.name,
+                    "backend": engine.backend,
+                    "precision": engine.precision,
+                    "device": gpu or f"cpu: {env['cpu']}",
+                    "batch": b,
+                    "size": size,
+                    "gflops_per_clip": gflops,
+                    **stats,
+                    "achieved_tflops": tflops,
+                    "math_mode": math_mode(engine.precision) if gpu else None,
+                    "peak_tflops": peak,
+                    "fraction_of_peak": tflops / peak if peak else None,
+                    "timer": "cuda_events" if gpu else "wall_clock",
+                    "samples_s": samples,
+                    "peak_memory_mb": peak_mb,
+                    "compile_s": first_s if getattr(engine, "compiled", False) else None,
+                    "tune_s": first_s if getattr(engine, "tune", False) else None,
+                    "gpu_policy": next((v for k, v in engine.info.get("gpu_policy", {}).items() if k.startswith(f"batch {b} ")), None),
+                }
                 rows.append(row)
-                progress(f"{path.name:28s} {engine.name:22s} batch {b:3d}: {stats['clips_per_s']:9.2f} clips/s  "
-                         f"p50 {stats['latency_ms_p50']:8.2f} ms  p99 {stats['latency_ms_p99']:8.2f} ms")
+                progress(
+                    f"{path.name:28s} {engine.name:22s} batch {b:3d}: {stats['clips_per_s']:9.2f} clips/s  "
+                    f"p50 {stats['latency_ms_p50']:8.2f} ms  p99 {stats['latency_ms_p99']:8.2f} ms"
+                )
             del engine
 
 
 def to_markdown(result: dict) -> str:
     """One row per artifact x engine x batch; skipped variants listed with their reasons."""
     s = result["settings"]
-    lines = [f"Model throughput on {result['device']}: {s['warmup']} warm-up + {s['iters']} timed calls per batch, "
-             f"random clips at each artifact's input size. {s['gflops']}.", "",
-             "| artifact | engine | batch | clips/s | p50 ms | p95 ms | p99 ms | GFLOPs/clip | TFLOP/s | of peak |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Model throughput on {result['device']}: {s['warmup']} warm-up + {s['iters']} timed calls per batch, "
+        f"random clips at each artifact's input size. {s['gflops']}.",
+        "",
+        "| artifact | engine | batch | clips/s | p50 ms | p95 ms | p99 ms | GFLOPs/clip | TFLOP/s | of peak |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in result["rows"]:
         frac = "-" if r["fraction_of_peak"] is None else f"{100 * r['fraction_of_peak']:.2f}%"
-        lines.append(f"| {Path(r['artifact']).name} | {r['engine']} | {r['batch']} | {r['clips_per_s']:.2f} | "
-                     f"{r['latency_ms_p50']:.2f} | {r['latency_ms_p95']:.2f} | {r['latency_ms_p99']:.2f} | "
-                     f"{r['gflops_per_clip']:.3f} | {fmt(r['achieved_tflops'], '.4f')} | {frac} |")
+        lines.append(
+            f"| {Path(r['artifact']).name} | {r['engine']} | {r['batch']} | {r['clips_per_s']:.2f} | "
+            f"{r['latency_ms_p50']:.2f} | {r['latency_ms_p95']:.2f} | {r['latency_ms_p99']:.2f} | "
+            f"{r['gflops_per_clip']:.3f} | {fmt(r['achieved_tflops'], '.4f')} | {frac} |"
+        )
     extra = [r for r in result["rows"] if r.get("peak_memory_mb") is not None or r.get("compile_s") is not None or r.get("gpu_policy")]
     if extra:
-        lines += ["", "| engine | batch | peak memory MB | compile s (apart from the rate) | chosen GPU settings (of measured) |", "|---|---:|---:|---:|---|"]
+        lines += [
+            "",
+            "| engine | batch | peak memory MB | compile s (apart from the rate) | chosen GPU settings (of measured) |",
+            "|---|---:|---:|---:|---|",
+        ]
         for r in extra:
             pol = r.get("gpu_policy")
             chosen = f"{pol['choice']} (of {len(pol['timings_ms'])})" if pol else "-"
-            lines.append(f"| {r['engine']} | {r['batch']} | {fmt(r.get('peak_memory_mb'), '.0f')} | {fmt(r.get('compile_s'), '.1f')} | {chosen} |")
+            lines.append(
+                f"| {r['engine']} | {r['batch']} | {fmt(r.get('peak_memory_mb'), '.0f')} | {fmt(r.get('compile_s'), '.1f')} | {chosen} |"
+            )
         notes = sorted({r["gpu_policy"]["regression"] for r in extra if r.get("gpu_policy") and r["gpu_policy"].get("regression")})
         lines += [""] + notes if notes else []
     if result["skipped"]:

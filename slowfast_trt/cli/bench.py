@@ -1,4 +1,5 @@
 """`slowfast bench flops|pipeline|model|e2e|accuracy` and `slowfast report`: thin commands over benchmarks/*; each writes result.json and a Markdown table."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ bench.add_command(flops)
 
 @bench.command("pipeline")
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("--preset", default="slowfast_r50_4x16", show_default=True, help="Model preset whose clip geometry (T, tau, alpha, crops) is sampled.")
+@click.option(
+    "--preset", default="slowfast_r50_4x16", show_default=True, help="Model preset whose clip geometry (T, tau, alpha, crops) is sampled."
+)
 @click.option("--crop", type=click.IntRange(32, 1024), help="Override the training crop (the test crop scales with it).")
 @batch_size_option("batch", default=8, show_default=True, type=click.IntRange(1), help="Clips per batch.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
@@ -39,8 +42,17 @@ def pipeline_cmd(manifest, preset, crop, batch, threads, clips, budget, loaders,
     overrides = {"crop_size": crop, "test_crop_size": crop * 8 // 7 // 32 * 32 or 32} if crop else {}
     cfg = get_config(preset, **overrides)
     videos = load_manifest_videos(manifest, "benchmark")[1]
-    result = pipeline.bench_pipeline(videos, cfg, batch=batch, threads=threads, clips=clips, device=device, budget=budget,
-                            loaders=pipeline.parse_loaders(loaders), progress=_progress(quiet))
+    result = pipeline.bench_pipeline(
+        videos,
+        cfg,
+        batch=batch,
+        threads=threads,
+        clips=clips,
+        device=device,
+        budget=budget,
+        loaders=pipeline.parse_loaders(loaders),
+        progress=_progress(quiet),
+    )
     click.echo(json.dumps(result, indent=2) if as_json else pipeline.to_markdown(result))
     if out_dir:
         paths = pipeline.write_results(result, out_dir)
@@ -81,20 +93,48 @@ def _progress(quiet: bool):
 @batch_size_option("batches", callback=_int_list, help="Comma-separated batch sizes [default: 1,8,32 on a GPU, 1,4 on the CPU].")
 @click.option("--warmup", type=click.IntRange(0), help="Untimed calls per batch size [default: 10 GPU, 2 CPU].")
 @click.option("--iters", type=click.IntRange(1), help="Timed calls per batch size [default: 50 GPU, 5 CPU].")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "bf16", "fp16"]),
-              help="Torch precisions for checkpoints (repeatable) [default: all the device supports].")
-@click.option("--compile", "compile_", is_flag=True, help="Also time torch.compile'd checkpoints (reported as skipped if it fails); compile time shown apart.")
-@click.option("--tune/--no-tune", default=True, show_default=True,
-              help="On a GPU, also time checkpoints with settings chosen by measurement (memory format, cuDNN autotuning, half weights, CUDA graphs).")
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    help="Torch precisions for checkpoints (repeatable) [default: all the device supports].",
+)
+@click.option(
+    "--compile",
+    "compile_",
+    is_flag=True,
+    help="Also time torch.compile'd checkpoints (reported as skipped if it fails); compile time shown apart.",
+)
+@click.option(
+    "--tune/--no-tune",
+    default=True,
+    show_default=True,
+    help="On a GPU, also time checkpoints with settings chosen by measurement (memory format, cuDNN autotuning, half weights, CUDA graphs).",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", type=click.IntRange(1), help="Intra-op threads for torch and ONNX Runtime (default: their own choice). On a shared CPU, 1 avoids OpenMP spin-waits.")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    help="Intra-op threads for torch and ONNX Runtime (default: their own choice). On a shared CPU, 1 avoids OpenMP spin-waits.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and model.md here.")
 @click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
 def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, tune, device, threads, as_json, out_dir, quiet):
     """Clips/s and latency p50/p95/p99 of each ARTIFACT per backend, precision and batch size."""
-    result = throughput.bench_model(list(artifacts), batches=batches, warmup=warmup, iters=iters, precisions=list(precisions) or None,
-                         compile=compile_, device=device, threads=threads, tune=tune, progress=_progress(quiet))
+    result = throughput.bench_model(
+        list(artifacts),
+        batches=batches,
+        warmup=warmup,
+        iters=iters,
+        precisions=list(precisions) or None,
+        compile=compile_,
+        device=device,
+        threads=threads,
+        tune=tune,
+        progress=_progress(quiet),
+    )
     _emit(result, throughput.to_markdown(result), as_json, out_dir, throughput.write_results)
 
 
@@ -104,7 +144,13 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, tune, dev
 @batch_size_option("batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
 @click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Clips timed per pass.")
 @click.option("--crops", default=1, show_default=True, type=click.Choice(["1", "3"]), help="Test crops per clip.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Torch precision (checkpoints only).")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="Torch precision (checkpoints only).",
+)
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads (and PyAV DataLoader workers).")
 @click.option("--budget", default=6.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per pass (at most).")
 @click.option("--loaders", help="Comma-separated pipelines to measure: dali, pyav [default: both].")
@@ -114,8 +160,20 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, tune, dev
 @click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
 def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, budget, loaders, device, as_json, out_dir, quiet):
     """Encoded video to scores: DALI feeding ARTIFACT vs the PyAV loader, clips/s and time per stage."""
-    result = e2e.bench_e2e(load_manifest_videos(manifest, "benchmark")[1], artifact, batch=batch, clips=clips, crops=int(crops), precision=precision, device=device,
-                       threads=threads, manifest=manifest, loaders=e2e.parse_loaders(loaders), budget=budget, progress=_progress(quiet))
+    result = e2e.bench_e2e(
+        load_manifest_videos(manifest, "benchmark")[1],
+        artifact,
+        batch=batch,
+        clips=clips,
+        crops=int(crops),
+        precision=precision,
+        device=device,
+        threads=threads,
+        manifest=manifest,
+        loaders=e2e.parse_loaders(loaders),
+        budget=budget,
+        progress=_progress(quiet),
+    )
     _emit(result, e2e.to_markdown(result), as_json, out_dir, e2e.write_results)
 
 
@@ -124,8 +182,13 @@ def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, budget,
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K: clips per video (the paper: 10).")
 @click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]), help="Spatial crops per clip.")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "bf16", "fp16"]),
-              help="Torch precisions for checkpoints (repeatable) [default: fp32].")
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    help="Torch precisions for checkpoints (repeatable) [default: fp32].",
+)
 @batch_size_option("batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -134,8 +197,18 @@ def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, budget,
 @click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
 def accuracy_cmd(manifest, artifacts, clips, crops, precisions, batch, threads, device, as_json, out_dir, quiet):
     """Top-1/top-5 (mAP) of each ARTIFACT per view setting (1x1, 1x3, Kx1, Kx3) and precision, with GFLOPs x views."""
-    result = accuracy.bench_accuracy(load_manifest_videos(manifest, "benchmark")[1], list(artifacts), num_clips=clips, num_crops=int(crops), precisions=list(precisions) or None,
-                            batch_size=batch, device=device, threads=threads, manifest=manifest, progress=_progress(quiet))
+    result = accuracy.bench_accuracy(
+        load_manifest_videos(manifest, "benchmark")[1],
+        list(artifacts),
+        num_clips=clips,
+        num_crops=int(crops),
+        precisions=list(precisions) or None,
+        batch_size=batch,
+        device=device,
+        threads=threads,
+        manifest=manifest,
+        progress=_progress(quiet),
+    )
     _emit(result, accuracy.to_markdown(result), as_json, out_dir, accuracy.write_results)
 
 

@@ -1,4 +1,5 @@
 """`slowfast convert SRC DST`: official PySlowFast / PyTorchVideo / Caffe2 weights to a project checkpoint."""
+
 from __future__ import annotations
 
 import click
@@ -11,12 +12,21 @@ from slowfast_trt.model.convert import summary
 @click.command("convert")
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
-@click.option("--from", "fmt", type=click.Choice(["auto", "pyslowfast", "pytorchvideo", "caffe2"]), default="auto",
-              show_default=True, help="Layout of SRC (auto detects it from the key names).")
+@click.option(
+    "--from",
+    "fmt",
+    type=click.Choice(["auto", "pyslowfast", "pytorchvideo", "caffe2"]),
+    default="auto",
+    show_default=True,
+    help="Layout of SRC (auto detects it from the key names).",
+)
 @click.option("--preset", help="Preset giving what the weights cannot show (T, tau, alpha); every shape is checked against it.")
 @click.option("--num-classes", type=click.IntRange(1), help="Expected classes (overrides the preset's; must match the classifier).")
-@click.option("--head-act", type=click.Choice(["none", "softmax", "sigmoid"]),
-              help="Eval activation per head position (default: the origin's: softmax for PySlowFast/Caffe2, none for PyTorchVideo).")
+@click.option(
+    "--head-act",
+    type=click.Choice(["none", "softmax", "sigmoid"]),
+    help="Eval activation per head position (default: the origin's: softmax for PySlowFast/Caffe2, none for PyTorchVideo).",
+)
 def convert(src: str, dst: str, fmt: str, preset: str | None, num_classes: int | None, head_act: str | None) -> None:
     """Convert SRC (.pyth, .pt, .pkl, state-dict .safetensors) into the project checkpoint DST (.safetensors)."""
     if not dst.endswith(".safetensors"):

@@ -1,4 +1,5 @@
 """`slowfast data prepare|synth|check|preview`: video collections in, manifests and checked files out."""
+
 from __future__ import annotations
 
 import sys
@@ -26,29 +27,44 @@ def data() -> None:
 @click.argument("src", type=click.Path())
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--short-side", default=256, show_default=True, type=int, help="Resize so the shorter side is this (even; 0 keeps the size).")
-@click.option("--codec", default="vp9", show_default=True, help="vp9 (DALI on the CPU or GPU), h264 (NVDEC on a GPU) or mjpeg (intra-only).")
+@click.option(
+    "--codec", default="vp9", show_default=True, help="vp9 (DALI on the CPU or GPU), h264 (NVDEC on a GPU) or mjpeg (intra-only)."
+)
 @click.option("--fps", type=float, help="Resample to this frame rate (default: keep each video's own).")
 @click.option("--workers", type=int, help="Parallel worker processes (default: min(4, CPU cores)).")
 @click.option("--root", type=click.Path(file_okay=False), help="Folder that list/CSV paths resolve against (default: the list's folder).")
 @click.option("--gop", default=32, show_default=True, type=int, help="Keyframe interval in frames (seeking cost).")
 @click.option("--quality", type=int, help="crf for vp9/h264, qscale for mjpeg (default: the codec's preset).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def prepare_cmd(src: str, out: str, short_side: int, codec: str, fps: float | None, workers: int | None, root: str | None,
-                gop: int, quality: int | None, quiet: bool) -> None:
+def prepare_cmd(
+    src: str,
+    out: str,
+    short_side: int,
+    codec: str,
+    fps: float | None,
+    workers: int | None,
+    root: str | None,
+    gop: int,
+    quality: int | None,
+    quiet: bool,
+) -> None:
     """Transcode SRC (class folders, a Kinetics CSV, a PySlowFast list or a manifest) into OUT with a manifest.
 
     Resumable: re-running the same command skips finished files. Unreadable files are listed in
     OUT/rejects.csv and skipped; the command fails only when no file could be prepared.
     """
     try:
-        r = prepare(src, out, short_side=short_side, codec=codec, fps=fps, workers=workers, root=root, gop=gop,
-                    quality=quality, progress=not quiet)
+        r = prepare(
+            src, out, short_side=short_side, codec=codec, fps=fps, workers=workers, root=root, gop=gop, quality=quality, progress=not quiet
+        )
     except KeyboardInterrupt:
         _interrupted(f"finished files are kept; run the same command again to resume ({out})")
     for path, reason in r.rejects:
         click.echo(f"rejected {path}: {reason}", err=True)
-    click.echo(f"{r.done} videos in {r.manifest} ({r.transcoded} transcoded, {r.skipped} already done), "
-               f"{len(r.rejects)} rejected (see {r.out / 'rejects.csv'}), {r.seconds:.1f} s")
+    click.echo(
+        f"{r.done} videos in {r.manifest} ({r.transcoded} transcoded, {r.skipped} already done), "
+        f"{len(r.rejects)} rejected (see {r.out / 'rejects.csv'}), {r.seconds:.1f} s"
+    )
 
 
 @data.command("synth")
@@ -62,10 +78,25 @@ def prepare_cmd(src: str, out: str, short_side: int, codec: str, fps: float | No
 @click.option("--val-fraction", default=0.2, show_default=True, type=float, help="Share of each class in val.csv.")
 @click.option("--workers", type=int, help="Parallel worker processes (default: min(4, CPU cores)).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--detection", is_flag=True, help="AVA-style detection set instead: 2-3 actors per video with boxes, actions, "
-              "proposals (defaults: 160 videos, 64x96, 128 frames, val fraction 0.25).")
-def synth_cmd(out: str, videos: int, seed: int, codec: str, size: str, frames: int, fps: int, val_fraction: float,
-              workers: int | None, quiet: bool, detection: bool) -> None:
+@click.option(
+    "--detection",
+    is_flag=True,
+    help="AVA-style detection set instead: 2-3 actors per video with boxes, actions, "
+    "proposals (defaults: 160 videos, 64x96, 128 frames, val fraction 0.25).",
+)
+def synth_cmd(
+    out: str,
+    videos: int,
+    seed: int,
+    codec: str,
+    size: str,
+    frames: int,
+    fps: int,
+    val_fraction: float,
+    workers: int | None,
+    quiet: bool,
+    detection: bool,
+) -> None:
     """Generate a synthetic motion data set in OUT whose classes need the Fast pathway (see OUT/README.md)."""
     if detection:
         ctx = click.get_current_context()
@@ -76,12 +107,24 @@ def synth_cmd(out: str, videos: int, seed: int, codec: str, size: str, frames: i
             r = synth_detection(out, seed=seed, codec=codec, fps=fps, workers=workers, progress=not quiet, **chosen)
         except KeyboardInterrupt:
             _interrupted("the set is incomplete; run the same command again")
-        click.echo(f"{r['videos']} videos ({r['train']} train, {r['val']} val; {r['train_boxes']} + {r['val_boxes']} labelled "
-                   f"person-actions, {len(r['classes'])} actions) in {r['out']}, {r['seconds']:.1f} s")
+        click.echo(
+            f"{r['videos']} videos ({r['train']} train, {r['val']} val; {r['train_boxes']} + {r['val_boxes']} labelled "
+            f"person-actions, {len(r['classes'])} actions) in {r['out']}, {r['seconds']:.1f} s"
+        )
         return
     try:
-        r = synth(out, videos=videos, seed=seed, codec=codec, size=size, frames=frames, fps=fps, val_fraction=val_fraction,
-                  workers=workers, progress=not quiet)
+        r = synth(
+            out,
+            videos=videos,
+            seed=seed,
+            codec=codec,
+            size=size,
+            frames=frames,
+            fps=fps,
+            val_fraction=val_fraction,
+            workers=workers,
+            progress=not quiet,
+        )
     except KeyboardInterrupt:
         _interrupted("the set is incomplete; run the same command again")
     click.echo(f"{r.videos} videos ({r.train} train, {r.val} val, {len(r.classes)} classes) in {r.out}, {r.seconds:.1f} s")
@@ -101,8 +144,11 @@ def check_cmd(manifest: str, write_clean: str | None, workers: int | None, quiet
     for path, reason in r.bad:
         click.echo(f"{path}: {reason}")
     if r.gpu_only:
-        click.echo(f"note: {len(r.gpu_only)} good files ({', '.join(sorted({c for _, c in r.gpu_only}))}) need a GPU for DALI; "
-                   "`slowfast data prepare --codec vp9` makes them CPU-decodable", err=True)
+        click.echo(
+            f"note: {len(r.gpu_only)} good files ({', '.join(sorted({c for _, c in r.gpu_only}))}) need a GPU for DALI; "
+            "`slowfast data prepare --codec vp9` makes them CPU-decodable",
+            err=True,
+        )
     click.echo(f"{r.good} of {r.total} files good, {len(r.bad)} bad", err=True)
     if r.clean_manifest:
         click.echo(f"wrote {r.clean_manifest} ({r.good} rows)", err=True)
@@ -115,7 +161,12 @@ def check_cmd(manifest: str, write_clean: str | None, workers: int | None, quiet
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the PNG sheets and NPZ arrays.")
 @click.option("--mode", default="train", show_default=True, type=click.Choice(["train", "test"]))
 @click.option("--n", "n", default=4, show_default=True, type=int, help="Number of samples (videos).")
-@click.option("--preset", default="slowfast_tiny_4x16", show_default=True, help="Model preset whose input settings (T, tau, alpha, crops, mean/std, sampling) to use.")
+@click.option(
+    "--preset",
+    default="slowfast_tiny_4x16",
+    show_default=True,
+    help="Model preset whose input settings (T, tau, alpha, crops, mean/std, sampling) to use.",
+)
 @click.option("--frames-T", "num_frames", type=int, help="Override T (Slow frames).")
 @click.option("--tau", type=int, help="Override tau (Slow stride).")
 @click.option("--alpha", type=int, help="Override alpha (Fast/Slow frame ratio).")
@@ -123,14 +174,47 @@ def check_cmd(manifest: str, write_clean: str | None, workers: int | None, quiet
 @click.option("--test-crop-size", type=int, help="Override the test crop (multiple of 32).")
 @click.option("--sampling", type=click.Choice(["pyslowfast", "strided"]), help="Override the frame-index convention.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--backend", default="auto", show_default=True, type=click.Choice(["auto", "dali", "pyav"]),
-              help="auto: DALI where it can decode the files here, else the PyAV reference.")
+@click.option(
+    "--backend",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "dali", "pyav"]),
+    help="auto: DALI where it can decode the files here, else the PyAV reference.",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-def preview_cmd(manifest: str, out: str, mode: str, n: int, preset: str, num_frames: int | None, tau: int | None, alpha: int | None,
-                crop_size: int | None, test_crop_size: int | None, sampling: str | None, seed: int, backend: str, device: str) -> None:
+def preview_cmd(
+    manifest: str,
+    out: str,
+    mode: str,
+    n: int,
+    preset: str,
+    num_frames: int | None,
+    tau: int | None,
+    alpha: int | None,
+    crop_size: int | None,
+    test_crop_size: int | None,
+    sampling: str | None,
+    seed: int,
+    backend: str,
+    device: str,
+) -> None:
     """Write contact sheets (PNG) and arrays (NPZ) of N clips of MANIFEST as the model sees them."""
-    r = preview(manifest, out, mode=mode, n=n, preset=preset, seed=seed, backend=backend, device=device, num_frames=num_frames,
-                tau=tau, alpha=alpha, crop_size=crop_size, test_crop_size=test_crop_size, sampling=sampling)
+    r = preview(
+        manifest,
+        out,
+        mode=mode,
+        n=n,
+        preset=preset,
+        seed=seed,
+        backend=backend,
+        device=device,
+        num_frames=num_frames,
+        tau=tau,
+        alpha=alpha,
+        crop_size=crop_size,
+        test_crop_size=test_crop_size,
+        sampling=sampling,
+    )
     if r.note:
         click.echo(f"note: {r.note}", err=True)
     for png, npz in r.samples:

@@ -1,4 +1,5 @@
 """`slowfast export onnx|int8|engine|compare|info`: build-time artifacts, each with a JSON sidecar."""
+
 from __future__ import annotations
 
 import json
@@ -35,7 +36,13 @@ def export() -> None:
 @click.option("--opset", default=17, show_default=True, type=click.IntRange(13, 23))
 @batch_size_option("batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
 @click.option("--size", type=click.IntRange(32, 1024), help="Crop size of the graph's inputs (default: the config's test crop).")
-@click.option("--outputs", type=click.Choice(["logits", "probs"]), default="logits", show_default=True, help="Graph output: logits, or per-view probabilities.")
+@click.option(
+    "--outputs",
+    type=click.Choice(["logits", "probs"]),
+    default="logits",
+    show_default=True,
+    help="Graph output: logits, or per-view probabilities.",
+)
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch comparison.")
 def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | None, outputs: str, no_verify: bool) -> None:
     """Export CKPT to a two-input (slow, fast) ONNX graph, check it and compare it with PyTorch."""
@@ -43,45 +50,104 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
     click.echo(f"wrote {r.path} and {r.sidecar_path}")
     if "parity" in r.sidecar:
         p = r.sidecar["parity"]
-        click.echo(f"ONNX Runtime vs PyTorch: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.1f}% (batches {p['batches']})")
+        click.echo(
+            f"ONNX Runtime vs PyTorch: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.1f}% (batches {p['batches']})"
+        )
 
 
 @export.command("int8")
 @click.argument("onnx_path", metavar="ONNX", type=click.Path(dir_okay=False))
 @click.option("--calib", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of calibration videos.")
 @click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Calibration clips (one per video).")
-@click.option("--method", type=click.Choice(["auto", "minmax", "entropy", "percentile", "mse"]), default=None,
-              help="Activation range calibration: auto (build percentile 99.99/99.9/99.999 and minmax with a moving average, "
-                   "keep the one whose outputs on the calibration clips are closest to FP32's), ONNX Runtime's calibrators, "
-                   "or mse (the range with the least squared int8 error per tensor).  [default: auto]")
-@click.option("--moving-average/--no-moving-average", default=True, show_default=True,
-              help="With minmax: average the per-batch ranges instead of taking the extremes over all clips.")
-@click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=99.99, show_default=True,
-              help="With --method percentile: the percentile of |activation| that sets each scale.")
-@click.option("--placement", type=click.Choice(["inputs", "inputs+outputs"]), default=None,
-              help="Which tensors carry Q/DQ: the inputs of every Conv/Gemm/MatMul (TensorRT's recipe), or their outputs too "
-                   "(ONNX Runtime's QDQ default).  [default: export.quantize.DEFAULT_PLACEMENT]")
-@click.option("--bias-correction/--no-bias-correction", default=None,
-              help="Fold each Conv's mean int8 rounding error into its bias (empirical bias correction).  [default: on]")
-@click.option("--calib-crops", type=click.Choice(["1", "3"]), default=None,
-              help="Views per calibration clip: the centre crop, or the three test crops.  [default: export.quantize.DEFAULT_CALIB_CROPS]")
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "minmax", "entropy", "percentile", "mse"]),
+    default=None,
+    help="Activation range calibration: auto (build percentile 99.99/99.9/99.999 and minmax with a moving average, "
+    "keep the one whose outputs on the calibration clips are closest to FP32's), ONNX Runtime's calibrators, "
+    "or mse (the range with the least squared int8 error per tensor).  [default: auto]",
+)
+@click.option(
+    "--moving-average/--no-moving-average",
+    default=True,
+    show_default=True,
+    help="With minmax: average the per-batch ranges instead of taking the extremes over all clips.",
+)
+@click.option(
+    "--percentile",
+    type=click.FloatRange(50, 100, min_open=True),
+    default=99.99,
+    show_default=True,
+    help="With --method percentile: the percentile of |activation| that sets each scale.",
+)
+@click.option(
+    "--placement",
+    type=click.Choice(["inputs", "inputs+outputs"]),
+    default=None,
+    help="Which tensors carry Q/DQ: the inputs of every Conv/Gemm/MatMul (TensorRT's recipe), or their outputs too "
+    "(ONNX Runtime's QDQ default).  [default: export.quantize.DEFAULT_PLACEMENT]",
+)
+@click.option(
+    "--bias-correction/--no-bias-correction",
+    default=None,
+    help="Fold each Conv's mean int8 rounding error into its bias (empirical bias correction).  [default: on]",
+)
+@click.option(
+    "--calib-crops",
+    type=click.Choice(["1", "3"]),
+    default=None,
+    help="Views per calibration clip: the centre crop, or the three test crops.  [default: export.quantize.DEFAULT_CALIB_CROPS]",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Which videos are drawn.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: NAME.int8.onnx beside ONNX).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where DALI decodes.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, moving_average: bool, percentile: float, placement: str | None,
-             bias_correction: bool | None, calib_crops: str | None, seed: int, out: str | None, device: str, threads: int, quiet: bool) -> None:
+def int8_cmd(
+    onnx_path: str,
+    manifest: str,
+    clips: int,
+    method: str,
+    moving_average: bool,
+    percentile: float,
+    placement: str | None,
+    bias_correction: bool | None,
+    calib_crops: str | None,
+    seed: int,
+    out: str | None,
+    device: str,
+    threads: int,
+    quiet: bool,
+) -> None:
     """Quantize an FP32 ONNX export to a symmetric int8 Q/DQ model calibrated on DALI clips."""
     placement, method = placement or DEFAULT_PLACEMENT, method or DEFAULT_METHOD
-    path = quantize_from_manifest(onnx_path, manifest, clips=clips, method=method, percentile=percentile, moving_average=moving_average,
-                                  placement=placement, bias_correction=DEFAULT_BIAS_CORRECTION if bias_correction is None else bias_correction, crops=int(calib_crops or DEFAULT_CALIB_CROPS), seed=seed, out=out, device=device,
-                                  threads=threads, progress=not quiet)
+    path = quantize_from_manifest(
+        onnx_path,
+        manifest,
+        clips=clips,
+        method=method,
+        percentile=percentile,
+        moving_average=moving_average,
+        placement=placement,
+        bias_correction=DEFAULT_BIAS_CORRECTION if bias_correction is None else bias_correction,
+        crops=int(calib_crops or DEFAULT_CALIB_CROPS),
+        seed=seed,
+        out=out,
+        device=device,
+        threads=threads,
+        progress=not quiet,
+    )
     s = qdq_summary(path)
     cal = read_sidecar(path)["calibration"]
-    how = method if "chosen" not in cal else f"auto: {cal['chosen']}, KL from FP32 " + ", ".join(f"{k} {v:.4f}" for k, v in cal["candidates_kl"].items())
-    click.echo(f"wrote {path}: {s['quantized_convs']}/{s['convs']} Conv quantized, symmetric={s['symmetric']}, "
-               f"{clips} calibration clips ({how}; seed {seed}), Q/DQ on {placement}" + (", bias-corrected" if cal["bias_correction"] else ""))
+    how = (
+        method
+        if "chosen" not in cal
+        else f"auto: {cal['chosen']}, KL from FP32 " + ", ".join(f"{k} {v:.4f}" for k, v in cal["candidates_kl"].items())
+    )
+    click.echo(
+        f"wrote {path}: {s['quantized_convs']}/{s['convs']} Conv quantized, symmetric={s['symmetric']}, "
+        f"{clips} calibration clips ({how}; seed {seed}), Q/DQ on {placement}" + (", bias-corrected" if cal["bias_correction"] else "")
+    )
 
 
 @export.command("engine")
@@ -93,10 +159,27 @@ def int8_cmd(onnx_path: str, manifest: str, clips: int, method: str, moving_aver
 @click.option("--max-batch", default=32, show_default=True, type=click.IntRange(1))
 @click.option("--workspace", "workspace_mb", default=4096, show_default=True, type=click.IntRange(64), help="Builder workspace in MB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="Timing cache file to reuse and update.")
-def engine_cmd(onnx_path: str, precision: str, out: str | None, min_batch: int, opt_batch: int, max_batch: int, workspace_mb: int, timing_cache: str | None) -> None:
+def engine_cmd(
+    onnx_path: str,
+    precision: str,
+    out: str | None,
+    min_batch: int,
+    opt_batch: int,
+    max_batch: int,
+    workspace_mb: int,
+    timing_cache: str | None,
+) -> None:
     """Build a TensorRT plan from an exported ONNX model (needs TensorRT and an NVIDIA GPU)."""
-    path = build_engine(onnx_path, out, precision=precision, min_batch=min_batch, opt_batch=opt_batch,
-                        max_batch=max_batch, workspace_mb=workspace_mb, timing_cache=timing_cache)
+    path = build_engine(
+        onnx_path,
+        out,
+        precision=precision,
+        min_batch=min_batch,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        workspace_mb=workspace_mb,
+        timing_cache=timing_cache,
+    )
     click.echo(f"wrote {path}")
 
 
@@ -113,15 +196,37 @@ def engine_cmd(onnx_path: str, precision: str, out: str | None, min_batch: int, 
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads.")
 @click.option("--engine-threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: its own).")
 @click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="Interleaved speed calls per engine.")
-@click.option("--qdq", type=click.Choice(["auto", "kernels", "emulate"]), default="auto", show_default=True,
-              help="How ONNX Runtime runs the INT8 model: its int8 kernels, or the Q/DQ semantics TensorRT implements "
-                   "(auto: emulate on CPUs without VNNI, whose int8 kernels saturate).")
+@click.option(
+    "--qdq",
+    type=click.Choice(["auto", "kernels", "emulate"]),
+    default="auto",
+    show_default=True,
+    help="How ONNX Runtime runs the INT8 model: its int8 kernels, or the Q/DQ semantics TensorRT implements "
+    "(auto: emulate on CPUs without VNNI, whose int8 kernels saturate).",
+)
 @click.option("--with-kernels", is_flag=True, help="With Q/DQ emulation, also evaluate the INT8 file through ONNX Runtime's int8 kernels.")
 @click.option("--quiet", is_flag=True)
-def compare_cmd(fp32, int8, extra, manifest, out_dir, clips, crops, batch_size, device, threads, engine_threads, repeats, qdq, with_kernels, quiet) -> None:
+def compare_cmd(
+    fp32, int8, extra, manifest, out_dir, clips, crops, batch_size, device, threads, engine_threads, repeats, qdq, with_kernels, quiet
+) -> None:
     """FP32 vs INT8 (and any EXTRA artifacts) in one run over one decode: accuracy per view, top-1 agreement, clips/s."""
-    r = compare(fp32, int8, manifest, out_dir, extra=extra, num_clips=clips, num_crops=int(crops), batch_size=batch_size, device=device,
-                threads=threads, engine_threads=engine_threads, repeats=repeats, qdq=qdq, with_kernels=with_kernels, progress=not quiet)
+    r = compare(
+        fp32,
+        int8,
+        manifest,
+        out_dir,
+        extra=extra,
+        num_clips=clips,
+        num_crops=int(crops),
+        batch_size=batch_size,
+        device=device,
+        threads=threads,
+        engine_threads=engine_threads,
+        repeats=repeats,
+        qdq=qdq,
+        with_kernels=with_kernels,
+        progress=not quiet,
+    )
     click.echo(to_markdown(r))
 
 

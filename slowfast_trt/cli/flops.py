@@ -1,4 +1,5 @@
 """`slowfast flops` (also `slowfast bench flops`): the GFLOPs/params table against the paper."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,13 @@ from slowfast_trt.model.zoo import get_preset, presets
 
 @click.command("flops")
 @click.argument("preset_names", metavar="[PRESET]...", nargs=-1)
-@click.option("--size", default=256, show_default=True, type=click.IntRange(32, 4096), help="Square crop size of the one view counted (the paper uses 256).")
+@click.option(
+    "--size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(32, 4096),
+    help="Square crop size of the one view counted (the paper uses 256).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Also write result.json and flops.md into this folder.")
 @click.option("--list", "list_only", is_flag=True, help="List the preset names and exit.")

@@ -1,4 +1,5 @@
 """Entry point of the `slowfast` command. Subcommand groups live in their own modules and register here."""
+
 from __future__ import annotations
 
 import sys

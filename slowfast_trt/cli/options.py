@@ -1,4 +1,5 @@
 """Options shared by several commands, spelled one way everywhere (docs/design.md, "Glossary")."""
+
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,15 @@ def batch_size_option(dest: str = "batch_size", **kwargs) -> Callable:
                 params[dest] = old
             return f(*args, **params)
 
-        wrapper = click.option("--batch", "_batch_deprecated", hidden=True, default=None, type=kwargs.get("type"),
-                               callback=kwargs.get("callback"), help="Deprecated spelling of --batch-size.")(wrapper)
+        wrapper = click.option(
+            "--batch",
+            "_batch_deprecated",
+            hidden=True,
+            default=None,
+            type=kwargs.get("type"),
+            callback=kwargs.get("callback"),
+            help="Deprecated spelling of --batch-size.",
+        )(wrapper)
         return click.option("--batch-size", dest, **kwargs)(wrapper)
 
     return decorate

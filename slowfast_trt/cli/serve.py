@@ -1,4 +1,5 @@
 """`slowfast export triton`, `slowfast serve` and `slowfast bench serve`: Triton serving (see serving/ and docs/serving.md)."""
+
 from __future__ import annotations
 
 import json
@@ -28,21 +29,51 @@ def _gpus(ctx, param, value):
 @click.command("triton")
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="The model repository folder (new, or one written before).")
-@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1), help="max_batch_size of the engine models (a plan: at most its profile's max).")
-@click.option("--instances", default=1, show_default=True, type=click.IntRange(1), help="Instances per engine model (instance_group count).")
+@click.option(
+    "--max-batch",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1),
+    help="max_batch_size of the engine models (a plan: at most its profile's max).",
+)
+@click.option(
+    "--instances", default=1, show_default=True, type=click.IntRange(1), help="Instances per engine model (instance_group count)."
+)
 @click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K: test clips per video in the video models.")
 @click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]), help="C: spatial crops per clip.")
 @click.option("--gpus", callback=_gpus, help="GPU ids for KIND_GPU instance groups of the native models (default: KIND_CPU).")
-@click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one a line (e.g. the data set's classes.txt), for TOP_LABELS.")
+@click.option(
+    "--labels", type=click.Path(dir_okay=False), help="Class names, one a line (e.g. the data set's classes.txt), for TOP_LABELS."
+)
 @click.option("--video-batch", default=4, show_default=True, type=click.IntRange(1), help="max_batch_size (videos) of the video models.")
-@click.option("--threads", default=0, show_default=True, type=click.IntRange(0), help="Intra-op threads per engine instance (0: the library's choice).")
+@click.option(
+    "--threads",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Intra-op threads per engine instance (0: the library's choice).",
+)
 @click.option("--no-validate", is_flag=True, help="Skip parsing the configs with Triton's ModelConfig protobuf (needs Triton's venv).")
 def triton_cmd(artifact, out, max_batch, instances, clips, crops, gpus, labels, video_batch, threads, no_validate):
     """Write a Triton model repository for ARTIFACT (checkpoint, ONNX export or TensorRT plan)."""
-    manifest = build_repository(artifact, out, max_batch=max_batch, instances=instances, clips=clips, crops=int(crops), gpus=gpus,
-                                labels=labels, video_batch=video_batch, threads=threads, validate=not no_validate)
+    manifest = build_repository(
+        artifact,
+        out,
+        max_batch=max_batch,
+        instances=instances,
+        clips=clips,
+        crops=int(crops),
+        gpus=gpus,
+        labels=labels,
+        video_batch=video_batch,
+        threads=threads,
+        validate=not no_validate,
+    )
     ok, skipped = servable(manifest)
-    click.echo(f"wrote {out}: {len(manifest['models'])} models" + ("" if no_validate else ", every config.pbtxt parsed by Triton's ModelConfig protobuf"))
+    click.echo(
+        f"wrote {out}: {len(manifest['models'])} models"
+        + ("" if no_validate else ", every config.pbtxt parsed by Triton's ModelConfig protobuf")
+    )
     click.echo(f"  runs on the bundled CPU server (slowfast serve): {', '.join(ok)}")
     for name, why in skipped.items():
         click.echo(f"  for a GPU server with the official container: {name} ({why})")
@@ -62,8 +93,15 @@ def _raise_interrupt(signum, frame):
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Server log file (default: a temporary file).")
 def serve(repo, http_port, grpc_port, metrics_port, models, timeout, log_path):
     """Start Triton (PyTriton's bundled tritonserver, Triton's own venv) on REPO on 127.0.0.1 until Ctrl-C."""
-    server = TritonServer(repo, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, models=list(models) or None,
-                          log_path=log_path, echo=lambda s: click.echo(s, err=True))
+    server = TritonServer(
+        repo,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        metrics_port=metrics_port,
+        models=list(models) or None,
+        log_path=log_path,
+        echo=lambda s: click.echo(s, err=True),
+    )
     server.check_ports()  # a busy port: one line, nothing started
     signal.signal(signal.SIGTERM, _raise_interrupt)
     click.echo(f"starting tritonserver on {server.repo} (log: {server.log_path}) ...", err=True)
@@ -100,27 +138,67 @@ def _batching(ctx, param, value):
 
 @click.command("serve")
 @click.argument("url")
-@click.option("--model", "models", multiple=True, required=True, help="Model to load-test (repeat for several: clips and videos in one run).")
+@click.option(
+    "--model", "models", multiple=True, required=True, help="Model to load-test (repeat for several: clips and videos in one run)."
+)
 @click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True, help="URL is this protocol's address.")
 @click.option("--concurrency", default="1,4,16", show_default=True, callback=_int_list, help="Client threads, one phase each.")
 @click.option("--duration", default=5.0, show_default=True, type=click.FloatRange(0.1, 600), help="Seconds per phase.")
 @click.option("--max-requests", default=5000, show_default=True, type=click.IntRange(1), help="Requests per phase at most.")
-@click.option("--batching", default="on", show_default=True, callback=_batching,
-              help="Dynamic batching settings to measure: on (the repository's), off (reloaded without it), or on,off.")
-@click.option("--videos", type=click.Path(dir_okay=False), help="Manifest of videos: sent whole to video models, decoded into clips for engine models.")
+@click.option(
+    "--batching",
+    default="on",
+    show_default=True,
+    callback=_batching,
+    help="Dynamic batching settings to measure: on (the repository's), off (reloaded without it), or on,off.",
+)
+@click.option(
+    "--videos",
+    type=click.Path(dir_okay=False),
+    help="Manifest of videos: sent whole to video models, decoded into clips for engine models.",
+)
 @click.option("--artifact", type=click.Path(dir_okay=False), help="The local artifact for score parity (default: no parity check).")
-@click.option("--parity-samples", default=4, show_default=True, type=click.IntRange(1), help="Inputs per model compared with the local engine.")
+@click.option(
+    "--parity-samples", default=4, show_default=True, type=click.IntRange(1), help="Inputs per model compared with the local engine."
+)
 @click.option("--metrics-url", help="Triton's Prometheus endpoint [default: http://HOST:8002/metrics].")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(1), help="Per-request timeout (s).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and serve.md here.")
-def bench_serve_cmd(url, models, protocol, concurrency, duration, max_requests, batching, videos, artifact, parity_samples, metrics_url, timeout, as_json, out_dir):
+def bench_serve_cmd(
+    url,
+    models,
+    protocol,
+    concurrency,
+    duration,
+    max_requests,
+    batching,
+    videos,
+    artifact,
+    parity_samples,
+    metrics_url,
+    timeout,
+    as_json,
+    out_dir,
+):
     """Bounded load test of MODELs on the Triton server at URL: req/s, latency, errors, server queue/compute, parity."""
     host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-    settings = {"url": url, "protocol": protocol, "models": list(models), "concurrency": concurrency, "duration": duration,
-                "max_requests": max_requests, "batching": batching, "timeout": timeout, "json": as_json, "parity_samples": parity_samples,
-                "videos": os.path.abspath(videos) if videos else None, "artifact": os.path.abspath(artifact) if artifact else None,
-                "metrics_url": metrics_url or f"http://{host}:8002/metrics", "out": os.path.abspath(out_dir) if out_dir else None}
+    settings = {
+        "url": url,
+        "protocol": protocol,
+        "models": list(models),
+        "concurrency": concurrency,
+        "duration": duration,
+        "max_requests": max_requests,
+        "batching": batching,
+        "timeout": timeout,
+        "json": as_json,
+        "parity_samples": parity_samples,
+        "videos": os.path.abspath(videos) if videos else None,
+        "artifact": os.path.abspath(artifact) if artifact else None,
+        "metrics_url": metrics_url or f"http://{host}:8002/metrics",
+        "out": os.path.abspath(out_dir) if out_dir else None,
+    }
     if client_available():
         code = bench_main([json.dumps(settings)])
     else:  # tritonclient needs numpy<2: run the load test from Triton's venv

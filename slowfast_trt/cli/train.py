@@ -1,4 +1,5 @@
 """`slowfast train` and `slowfast eval`: parse options, delegate to training.run."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,17 @@ from slowfast_trt.training.run import train as run_train
 
 @click.command("train")
 @click.option("--preset", required=True, help="Model preset (see `slowfast flops --list`).")
-@click.option("--train", "train_manifest", required=True, type=click.Path(dir_okay=False),
-              help="Training manifest (CSV), or an AVA label CSV to train the preset's detection variant.")
+@click.option(
+    "--train",
+    "train_manifest",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Training manifest (CSV), or an AVA label CSV to train the preset's detection variant.",
+)
 @click.option("--val", "val_manifest", type=click.Path(dir_okay=False), help="Validation manifest; enables best-checkpoint selection.")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoints/, metrics.csv, config.json.")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder: checkpoints/, metrics.csv, config.json."
+)
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Clips per process (the paper: 8 per GPU).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Base learning rate (default: 1.6 x global batch / 1024).")
@@ -28,7 +36,9 @@ from slowfast_trt.training.run import train as run_train
 @click.option("--keep-last", default=3, show_default=True, type=click.IntRange(1))
 @click.option("--val-clips", default=3, show_default=True, type=click.IntRange(1))
 @click.option("--val-crops", default=1, show_default=True, type=click.Choice(["1", "3"]))
-@click.option("--init", type=click.Path(dir_okay=False), help="Start from these weights (fine-tuning; any format `slowfast convert` reads).")
+@click.option(
+    "--init", type=click.Path(dir_okay=False), help="Start from these weights (fine-tuning; any format `slowfast convert` reads)."
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped (same data and options).")
 @click.option("--overwrite", is_flag=True, help="Delete the run already in --out, then start afresh (default: refuse a non-empty --out).")
 @click.option("--multilabel", is_flag=True, default=None, help="Train a multi-label model (sigmoid + BCE; rows may list ids as 3;7).")
@@ -36,22 +46,80 @@ from slowfast_trt.training.run import train as run_train
 @click.option("--skip-bad", is_flag=True, help="Skip videos that fail to decode (counted and reported) instead of stopping.")
 @click.option("--num-classes", type=click.IntRange(1), help="Override the class count (default: classes.txt).")
 @click.option("--crop", type=click.IntRange(32), help="Override the training crop (the test crop follows: crop * 8/7).")
-@click.option("--fast-input", type=click.Choice(["rgb", "gray", "time_diff", "half_res"]), help="Override the preset's Fast-pathway input (Table 5c).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), help="Override the preset's dropout before the classifier (the paper: 0.5).")
+@click.option(
+    "--fast-input", type=click.Choice(["rgb", "gray", "time_diff", "half_res"]), help="Override the preset's Fast-pathway input (Table 5c)."
+)
+@click.option(
+    "--dropout", type=click.FloatRange(0, 1, max_open=True), help="Override the preset's dropout before the classifier (the paper: 0.5)."
+)
 @click.option("--no-flip", is_flag=True, help="No random horizontal flip (for classes that depend on left/right, as in `data synth`).")
 @click.option("--max-steps", type=click.IntRange(1), help="Stop after this many steps (smoke runs).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(preset, train_manifest, val_manifest, out_dir, epochs, batch_size, lr, warmup_epochs, amp, device, seed, save_every,
-          keep_last, val_clips, val_crops, init, resume, overwrite, multilabel, threads, skip_bad, num_classes, crop, fast_input, dropout, no_flip, max_steps, quiet):
+def train(
+    preset,
+    train_manifest,
+    val_manifest,
+    out_dir,
+    epochs,
+    batch_size,
+    lr,
+    warmup_epochs,
+    amp,
+    device,
+    seed,
+    save_every,
+    keep_last,
+    val_clips,
+    val_crops,
+    init,
+    resume,
+    overwrite,
+    multilabel,
+    threads,
+    skip_bad,
+    num_classes,
+    crop,
+    fast_input,
+    dropout,
+    no_flip,
+    max_steps,
+    quiet,
+):
     """Train PRESET with the paper's recipe (SGD, warm-up + cosine, AMP) on DALI clips."""
-    overrides = {"num_classes": num_classes, "train_flip": False if no_flip else None, "fast_input": fast_input, "dropout": dropout,
-                 "multilabel": multilabel or None}
+    overrides = {
+        "num_classes": num_classes,
+        "train_flip": False if no_flip else None,
+        "fast_input": fast_input,
+        "dropout": dropout,
+        "multilabel": multilabel or None,
+    }
     if crop:
         overrides.update(crop_size=crop, test_crop_size=max(32, round(crop * 8 / 7 / 32) * 32))
-    summary = run_train(preset, train_manifest, out_dir, val_manifest=val_manifest, resume=resume, overwrite=overwrite, model_overrides=overrides,
-                        epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, amp=amp, device=device,
-                        seed=seed, save_every=save_every, keep_last=keep_last, val_clips=val_clips, val_crops=int(val_crops),
-                        init=init, threads=threads, skip_bad=skip_bad, max_steps=max_steps, progress=not quiet)
+    summary = run_train(
+        preset,
+        train_manifest,
+        out_dir,
+        val_manifest=val_manifest,
+        resume=resume,
+        overwrite=overwrite,
+        model_overrides=overrides,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_epochs=warmup_epochs,
+        amp=amp,
+        device=device,
+        seed=seed,
+        save_every=save_every,
+        keep_last=keep_last,
+        val_clips=val_clips,
+        val_crops=int(val_crops),
+        init=init,
+        threads=threads,
+        skip_bad=skip_bad,
+        max_steps=max_steps,
+        progress=not quiet,
+    )
     last = summary["history"][-1] if summary["history"] else {}
     click.echo(json.dumps({"last": last, "best": summary["best"], "checkpoint": summary["last_checkpoint"]}, indent=2))
 
@@ -59,8 +127,13 @@ def train(preset, train_manifest, val_manifest, out_dir, epochs, batch_size, lr,
 @click.command("eval")
 @click.option("--ckpt", type=click.Path(dir_okay=False), help="A checkpoint (or converted reference weights).")
 @click.option("--engine", "engine_path", type=click.Path(dir_okay=False), help="An exported ONNX model or TensorRT plan instead of --ckpt.")
-@click.option("--data", "manifest", required=True, type=click.Path(dir_okay=False),
-              help="Manifest of the test videos, or an AVA label CSV (frame mAP on its <stem>_proposals.csv).")
+@click.option(
+    "--data",
+    "manifest",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Manifest of the test videos, or an AVA label CSV (frame mAP on its <stem>_proposals.csv).",
+)
 @click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K uniformly spaced clips per video.")
 @click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]))
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch (each gives --crops views).")
@@ -68,13 +141,29 @@ def train(preset, train_manifest, val_manifest, out_dir, epochs, batch_size, lr,
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
 @click.option("--skip-bad", is_flag=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write eval.json and eval.md here.")
-@click.option("--qdq", type=click.Choice(["auto", "kernels", "emulate"]), default="auto", show_default=True,
-              help="INT8 ONNX only: ONNX Runtime's int8 kernels, or the Q/DQ semantics TensorRT implements (auto: emulate on CPUs without VNNI).")
+@click.option(
+    "--qdq",
+    type=click.Choice(["auto", "kernels", "emulate"]),
+    default="auto",
+    show_default=True,
+    help="INT8 ONNX only: ONNX Runtime's int8 kernels, or the Q/DQ semantics TensorRT implements (auto: emulate on CPUs without VNNI).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def eval_cmd(ckpt, engine_path, manifest, clips, crops, batch_size, device, threads, skip_bad, out_dir, qdq, quiet):
     """Top-1/top-5 (mAP for multi-label) for 1x1, 1x3, Kx1 and Kx3 views in one pass."""
     if bool(ckpt) == bool(engine_path):
         raise click.UsageError("give exactly one of --ckpt or --engine")
-    result = evaluate(engine_path or ckpt, manifest, num_clips=clips, num_crops=int(crops), batch_size=batch_size,
-                      device=device, threads=threads, skip_bad=skip_bad, out_dir=out_dir, qdq=qdq, progress=not quiet)
+    result = evaluate(
+        engine_path or ckpt,
+        manifest,
+        num_clips=clips,
+        num_crops=int(crops),
+        batch_size=batch_size,
+        device=device,
+        threads=threads,
+        skip_bad=skip_bad,
+        out_dir=out_dir,
+        qdq=qdq,
+        progress=not quiet,
+    )
     click.echo(detection_markdown(result) if result.get("per_class_ap") is not None else to_markdown(result))

@@ -1,4 +1,5 @@
 """Device selection shared by every entry point: "auto" picks CUDA when present."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """What every result file records about where it was measured: device, CPU/GPU model, library versions."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -15,7 +16,9 @@ def cpu_model() -> str:
     return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
-def versions(packages: tuple[str, ...] = ("torch", "numpy", "nvidia-dali-cuda120", "onnx", "onnxruntime", "tensorrt", "av")) -> dict[str, str | None]:
+def versions(
+    packages: tuple[str, ...] = ("torch", "numpy", "nvidia-dali-cuda120", "onnx", "onnxruntime", "tensorrt", "av"),
+) -> dict[str, str | None]:
     """Installed versions of the libraries that shape the numbers (None where absent)."""
     out: dict[str, str | None] = {}
     for name in packages:

@@ -4,6 +4,7 @@
 disk, a read-only or missing output folder, a folder another process owns): the input was fine, so it is never
 counted as a rejected file, and the fix is on the machine, not in the data.
 """
+
 from __future__ import annotations
 
 import errno
@@ -32,9 +33,13 @@ def environment_fault(e: OSError, path: str | os.PathLike | None = None, doing: 
     """A one-line EnvironmentFault for an OSError met while writing `path`, with the usual fix."""
     where = path if path is not None else (e.filename or "the output folder")
     reason = e.strerror or str(e) or type(e).__name__
-    fix = {errno.ENOSPC: "free disk space", errno.EDQUOT: "free disk space (quota exceeded)",
-           errno.EFBIG: "write to a file system that allows larger files",
-           errno.EROFS: "choose a writable output folder", errno.EACCES: "choose an output folder you may write to",
-           errno.EPERM: "choose an output folder you may write to",
-           errno.ENOENT: "check that the path exists"}.get(e.errno, "check the output folder")
+    fix = {
+        errno.ENOSPC: "free disk space",
+        errno.EDQUOT: "free disk space (quota exceeded)",
+        errno.EFBIG: "write to a file system that allows larger files",
+        errno.EROFS: "choose a writable output folder",
+        errno.EACCES: "choose an output folder you may write to",
+        errno.EPERM: "choose an output folder you may write to",
+        errno.ENOENT: "check that the path exists",
+    }.get(e.errno, "check the output folder")
     return EnvironmentFault(f"cannot {doing} {where}: {reason} (errno {e.errno}); {fix}, then run the same command again")

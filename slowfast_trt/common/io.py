@@ -4,6 +4,7 @@ A write goes to a temporary file in the target folder (named after the writing p
 tell a dead run's leftovers from a live one's), is fsynced, then renamed: a crash never leaves half a file.
 Every file is created with the permissions `open()` would give it (0666 minus the umask), whatever wrote it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,7 +58,7 @@ def clean_stale_temps(folder: str | os.PathLike, target: str | None = None) -> l
     folder = Path(folder)
     if not folder.is_dir():
         return removed
-    for p in (folder.glob(f".{glob.escape(target)}.pid*.tmp") if target else folder.iterdir()):
+    for p in folder.glob(f".{glob.escape(target)}.pid*.tmp") if target else folder.iterdir():
         m = _TEMP_NAME.match(p.name)
         if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
             with contextlib.suppress(OSError):

@@ -4,6 +4,7 @@ The lock is `fcntl.flock` on `<folder>/.lock`, so it is released by the kernel w
 SIGKILLed run never leaves the folder locked). The file names its holder (command, process id, host, start
 time), and the error a second writer gets quotes it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,9 +47,15 @@ def own_folder(folder: str | os.PathLike, command: str) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise EnvironmentFault(f"{folder} is in use by {_holder(path)}; wait for it to finish or choose another output folder") from None
-        holder = {"command": command, "pid": os.getpid(), "host": socket.gethostname(),
-                  "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+            raise EnvironmentFault(
+                f"{folder} is in use by {_holder(path)}; wait for it to finish or choose another output folder"
+            ) from None
+        holder = {
+            "command": command,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         clean_stale_temps(folder)

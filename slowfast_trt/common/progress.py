@@ -3,6 +3,7 @@
 A bar's carriage-return frames are noise in a log (`slowfast data synth ... 2>log`), so off a terminal the same calls
 write a line like `synth: 12/64 video (18.8%) 4.1 video/s` at most every 30 s and once at the end.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,8 +19,17 @@ LOG_INTERVAL_S = 30.0
 class LineProgress:
     """tqdm's interface (update, set_postfix, close, iteration, context manager) printing plain lines."""
 
-    def __init__(self, iterable: Iterable | None = None, *, total: int | None = None, initial: int = 0, desc: str = "",
-                 unit: str = "it", file: IO | None = None, interval: float = LOG_INTERVAL_S):
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        *,
+        total: int | None = None,
+        initial: int = 0,
+        desc: str = "",
+        unit: str = "it",
+        file: IO | None = None,
+        interval: float = LOG_INTERVAL_S,
+    ):
         self.iterable, self.total, self.n, self.desc, self.unit = iterable, total, initial, desc, unit
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             self.total = len(iterable)
@@ -82,8 +92,18 @@ class _Silent(LineProgress):
         return None
 
 
-def progress(iterable: Iterable | None = None, *, total: int | None = None, initial: int = 0, desc: str = "", unit: str = "it",
-             enabled: bool = True, leave: bool = True, file: IO | None = None, interval: float = LOG_INTERVAL_S):
+def progress(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    initial: int = 0,
+    desc: str = "",
+    unit: str = "it",
+    enabled: bool = True,
+    leave: bool = True,
+    file: IO | None = None,
+    interval: float = LOG_INTERVAL_S,
+):
     """A progress object for `iterable` or `total` units: a tqdm bar on a terminal, plain lines elsewhere, nothing when disabled."""
     stream = file or sys.stderr
     if not enabled:

@@ -25,6 +25,7 @@ outside their video, and malformed rows stop loading with `file:line` and what t
 Boxes within 0.01 of the border are clipped to [0, 1]. A labelled keyframe without proposals is not run:
 its ground truth counts as missed (reported as `keyframes_without_proposals`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -95,17 +96,19 @@ def looks_like_ava_csv(path: str | Path) -> bool:
 def _box(values: list[str], where: str) -> tuple[float, float, float, float]:
     x1, y1, x2, y2 = (float(v) for v in values)
     if any(v < -BOX_TOLERANCE or v > 1 + BOX_TOLERANCE for v in (x1, y1, x2, y2)):
-        raise SlowFastError(f"{where}: box ({x1}, {y1}, {x2}, {y2}) is outside [0, 1]; AVA boxes are normalised "
-                            "by the frame's width and height: divide pixel coordinates by them")
+        raise SlowFastError(
+            f"{where}: box ({x1}, {y1}, {x2}, {y2}) is outside [0, 1]; AVA boxes are normalised "
+            "by the frame's width and height: divide pixel coordinates by them"
+        )
     x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in (x1, y1, x2, y2))
     if x2 <= x1 or y2 <= y1:
-        raise SlowFastError(f"{where}: box ({x1}, {y1}, {x2}, {y2}) is empty (needs x1 < x2 and y1 < y2; "
-                            "the order is x1, y1, x2, y2)")
+        raise SlowFastError(f"{where}: box ({x1}, {y1}, {x2}, {y2}) is empty (needs x1 < x2 and y1 < y2; the order is x1, y1, x2, y2)")
     return x1, y1, x2, y2
 
 
-def read_ava_csv(path: str | Path, kind: str = "labels", num_classes: int | None = None,
-                 threshold: float = PROPOSAL_THRESHOLD) -> list[AvaRow]:
+def read_ava_csv(
+    path: str | Path, kind: str = "labels", num_classes: int | None = None, threshold: float = PROPOSAL_THRESHOLD
+) -> list[AvaRow]:
     """Rows of an AVA label CSV (`kind="labels"`) or proposal CSV (`kind="proposals"`, score >= `threshold`)."""
     path = Path(path)
     if not path.is_file():
@@ -117,8 +120,10 @@ def read_ava_csv(path: str | Path, kind: str = "labels", num_classes: int | None
                 continue
             where = f"{path}:{n}"
             if len(rec) not in (7, 8):
-                raise SlowFastError(f"{where}: expected 8 fields (video_id, timestamp, x1, y1, x2, y2, action_id, "
-                                    f"{'score' if kind == 'proposals' else 'person_id'}), got {len(rec)}")
+                raise SlowFastError(
+                    f"{where}: expected 8 fields (video_id, timestamp, x1, y1, x2, y2, action_id, "
+                    f"{'score' if kind == 'proposals' else 'person_id'}), got {len(rec)}"
+                )
             try:
                 video_id, ts = rec[0].strip(), float(rec[1])
                 box = _box(rec[2:6], where)
@@ -168,14 +173,17 @@ class AvaSet:
         return len(self.classes)
 
 
-def load_ava(labels_csv: str | Path, proposals_csv: str | Path | None = None, *, use_proposals: bool = False,
-             threshold: float = PROPOSAL_THRESHOLD) -> AvaSet:
+def load_ava(
+    labels_csv: str | Path, proposals_csv: str | Path | None = None, *, use_proposals: bool = False, threshold: float = PROPOSAL_THRESHOLD
+) -> AvaSet:
     """Read a split (labels + videos.csv beside them, and proposals when `use_proposals`); check every reference."""
     labels_csv = Path(labels_csv)
     videos_csv = labels_csv.with_name(VIDEOS_FILE)
     if not videos_csv.is_file():
-        raise SlowFastError(f"{videos_csv} not found: a detection set keeps its videos manifest beside the label CSV "
-                            "(see `slowfast data synth --detection`)")
+        raise SlowFastError(
+            f"{videos_csv} not found: a detection set keeps its videos manifest beside the label CSV "
+            "(see `slowfast data synth --detection`)"
+        )
     manifest = read_manifest(videos_csv)
     videos = to_videos(manifest)
     by_id: dict[str, Video] = {}
@@ -205,8 +213,10 @@ def load_ava(labels_csv: str | Path, proposals_csv: str | Path | None = None, *,
             v = by_id[vid]
             f = keyframe_frame(ts, v.fps)
             if not 0 <= f < v.frame_count:
-                raise SlowFastError(f"{src}: keyframe {vid} at {ts} s is frame {f}, outside the video's {v.frame_count} frames "
-                                    f"at {v.fps:g} fps; timestamps count seconds from the video's start (real AVA: subtract 900)")
+                raise SlowFastError(
+                    f"{src}: keyframe {vid} at {ts} s is frame {f}, outside the video's {v.frame_count} frames "
+                    f"at {v.fps:g} fps; timestamps count seconds from the video's start (real AVA: subtract 900)"
+                )
             k = frames[(vid, ts)] = Keyframe(len(frames), v, vid, ts, f)
         return k
 
@@ -261,8 +271,9 @@ def keyframe_plans(keyframes: list[Keyframe], cfg: SlowFastConfig) -> list[ClipP
     return plans
 
 
-def train_keyframe_plans(keyframes: list[Keyframe], cfg: SlowFastConfig, epoch: int, seed: int = 0, shard_id: int = 0,
-                         num_shards: int = 1) -> list[ClipPlan]:
+def train_keyframe_plans(
+    keyframes: list[Keyframe], cfg: SlowFastConfig, epoch: int, seed: int = 0, shard_id: int = 0, num_shards: int = 1
+) -> list[ClipPlan]:
     """The labelled keyframes of this shard in the epoch's shuffled order (the same permutation as classification)."""
     usable = [k for k in keyframes if k.gt_boxes]
     if not usable:
@@ -284,8 +295,9 @@ class KeyframeSource(PlanSource):
         return enc, frames, slow, meta, labels, size
 
 
-def build_keyframe_pipeline(source, cfg: SlowFastConfig, canvas: tuple[int, int], batch_size: int, device: str,
-                            threads: int = 2, prefetch: int = 2):
+def build_keyframe_pipeline(
+    source, cfg: SlowFastConfig, canvas: tuple[int, int], batch_size: int, device: str, threads: int = 2, prefetch: int = 2
+):
     """DALI graph: decode the Fast frames, resize to each video's size, normalise, pad to the canvas."""
     import nvidia.dali.fn as fn  # lazy: nvidia-dali, optional (extra [data]) and heavy
     import nvidia.dali.types as types  # lazy: nvidia-dali, optional (extra [data]) and heavy
@@ -294,11 +306,17 @@ def build_keyframe_pipeline(source, cfg: SlowFastConfig, canvas: tuple[int, int]
     gpu = device == "gpu"
     dtypes = [types.UINT8, types.INT32, types.INT32, types.INT64, types.FLOAT, types.FLOAT]
 
-    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=torch.cuda.current_device() if gpu else None, exec_dynamic=True,
-                  prefetch_queue_depth=prefetch)
+    @pipeline_def(
+        batch_size=batch_size,
+        num_threads=threads,
+        device_id=torch.cuda.current_device() if gpu else None,
+        exec_dynamic=True,
+        prefetch_queue_depth=prefetch,
+    )
     def graph():
-        enc, frames, slow_pos, meta, labels, size = fn.external_source(source=source, num_outputs=6, batch=True,
-                                                                        batch_info=True, dtype=dtypes, cycle=None)
+        enc, frames, slow_pos, meta, labels, size = fn.external_source(
+            source=source, num_outputs=6, batch=True, batch_info=True, dtype=dtypes, cycle=None
+        )
         video = fn.decoders.video(enc, device="mixed" if gpu else "cpu", frames=frames)
         video = fn.resize(video, size=size, antialias=False)
         clip = fn.pad(normalize_frames(video, cfg, fn, types), axis_names="HW", shape=list(canvas), fill_value=0.0)
@@ -312,25 +330,51 @@ class KeyframeLoader(ClipLoader):
     `box_keyframe` (K,) keyframe indices, `box_index` (K,) the box's position in its keyframe's list, and
     `targets` (K, classes) multi-hot for ground-truth boxes (training)."""
 
-    def __init__(self, keyframes: list[Keyframe], cfg: SlowFastConfig, batch_size: int, *, boxes: str = "gt",
-                 plans=None, device: str = "auto", threads: int = 2, skip_bad: bool = False, prefetch: int = 2,
-                 videos: list[Video] | None = None):
+    def __init__(
+        self,
+        keyframes: list[Keyframe],
+        cfg: SlowFastConfig,
+        batch_size: int,
+        *,
+        boxes: str = "gt",
+        plans=None,
+        device: str = "auto",
+        threads: int = 2,
+        skip_bad: bool = False,
+        prefetch: int = 2,
+        videos: list[Video] | None = None,
+    ):
         if boxes not in ("gt", "proposals"):
             raise SlowFastError(f"boxes must be 'gt' or 'proposals', got {boxes!r}")
         self.keyframes = {k.index: k for k in keyframes}
         self.box_source = boxes
         self.sizes = {k.video.index: resized_size(k.video, cfg.test_crop_size) for k in keyframes}
         self.canvas = canvas_size([k.video for k in keyframes], cfg.test_crop_size) if keyframes else (cfg.test_crop_size,) * 2
-        super().__init__(plans if plans is not None else keyframe_plans(keyframes, cfg), cfg, "test", batch_size, device=device,
-                         threads=threads, skip_bad=skip_bad, prefetch=prefetch, videos=videos, num_crops=1)
+        super().__init__(
+            plans if plans is not None else keyframe_plans(keyframes, cfg),
+            cfg,
+            "test",
+            batch_size,
+            device=device,
+            threads=threads,
+            skip_bad=skip_bad,
+            prefetch=prefetch,
+            videos=videos,
+            num_crops=1,
+        )
 
     def _iterator(self, plans: list[ClipPlan]):
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy  # lazy: nvidia-dali, optional (extra [data]) and heavy
 
         source = KeyframeSource(plans, self.batch_size, self.cfg, self.sizes, bad=self.bad)
         pipe = build_keyframe_pipeline(source, self.cfg, self.canvas, self.batch_size, self.device, self.threads, self.prefetch)
-        it = DALIGenericIterator(pipe, ["fast", "meta", "label", "slow_pos"], last_batch_policy=LastBatchPolicy.PARTIAL,
-                                 auto_reset=False, prepare_first_batch=False)
+        it = DALIGenericIterator(
+            pipe,
+            ["fast", "meta", "label", "slow_pos"],
+            last_batch_policy=LastBatchPolicy.PARTIAL,
+            auto_reset=False,
+            prepare_first_batch=False,
+        )
         return source, it
 
     def _boxes(self, k: Keyframe) -> list[tuple[float, float, float, float]]:
@@ -365,4 +409,3 @@ class KeyframeLoader(ClipLoader):
         if self.box_source == "gt":
             batch["targets"] = torch.tensor(targets, dtype=torch.float32).reshape(-1, self.cfg.num_classes)
         return batch
-

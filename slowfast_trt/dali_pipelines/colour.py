@@ -4,6 +4,7 @@ Measured on VP9: DALI converts with BT.601 limited-range coefficients and biline
 upsampling. FFmpeg's swscale (PyAV's `to_ndarray(format="rgb24")`) differs by up to 34 grey levels on
 saturated colour ramps; this conversion agrees with DALI to within 1 level (rounding) on ~99.8% of pixels.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -53,6 +54,6 @@ def frame_to_rgb(frame) -> np.ndarray:
     planes = frame.to_ndarray()
     h, w = frame.height, frame.width
     y = planes[:h]
-    u = planes[h:h + h // 4].reshape(h // 2, w // 2)
-    v = planes[h + h // 4:].reshape(h // 2, w // 2)
+    u = planes[h : h + h // 4].reshape(h // 2, w // 2)
+    v = planes[h + h // 4 :].reshape(h // 2, w // 2)
     return yuv420_to_rgb(y, u, v)

@@ -7,6 +7,7 @@ Yields dicts of torch tensors (on the GPU when DALI runs there): `slow` N,3,T,H,
 to decode is found by probing the samples of the failing batch, reported by name, and (with `skip_bad=True`)
 dropped with a count.
 """
+
 from __future__ import annotations
 
 import math
@@ -118,9 +119,20 @@ def ncthw_view(x: torch.Tensor) -> torch.Tensor:
 class ClipLoader:
     """Iterates one epoch of clip plans through DALI; `len()` is the number of batches in the epoch."""
 
-    def __init__(self, plans: list[ClipPlan] | Callable[[int], list[ClipPlan]], cfg: SlowFastConfig, mode: str, batch_size: int,
-                 device: str = "auto", threads: int = 2, skip_bad: bool | None = False, prefetch: int = 2, videos: list[Video] | None = None,
-                 num_crops: int = 3, spatial: str = "auto"):
+    def __init__(
+        self,
+        plans: list[ClipPlan] | Callable[[int], list[ClipPlan]],
+        cfg: SlowFastConfig,
+        mode: str,
+        batch_size: int,
+        device: str = "auto",
+        threads: int = 2,
+        skip_bad: bool | None = False,
+        prefetch: int = 2,
+        videos: list[Video] | None = None,
+        num_crops: int = 3,
+        spatial: str = "auto",
+    ):
         if mode not in ("train", "test", "decode"):
             raise SlowFastError(f"mode must be train, test or decode, got {mode!r}")
         if batch_size < 1:
@@ -139,7 +151,11 @@ class ClipLoader:
             preflight(videos, cfg, self.device)
         self.on_cpu: frozenset[str] = frozenset()  # files a GPU graph sends to DALI's CPU decoder (NVDEC's limits)
         if self.device == "gpu":
-            routing = nvdec.route_videos(videos) if videos is not None else nvdec.route([nvdec.probe_format(p) for p in sorted({q.path for q in self.plans})])
+            routing = (
+                nvdec.route_videos(videos)
+                if videos is not None
+                else nvdec.route([nvdec.probe_format(p) for p in sorted({q.path for q in self.plans})])
+            )
             self.on_cpu = routing.on_cpu
             announce(routing.summary())
 
@@ -162,13 +178,18 @@ class ClipLoader:
             LastBatchPolicy,
         )
 
-        source = PlanSource(plans, self.batch_size, self.cfg, self.mode, bad=self.bad, frames_only=self.spatial_in_torch, on_cpu=self.on_cpu)
-        pipe = build_pipeline(source, self.cfg, self.mode, self.batch_size, self.device, self.threads, self.prefetch, num_crops=self.num_crops)
+        source = PlanSource(
+            plans, self.batch_size, self.cfg, self.mode, bad=self.bad, frames_only=self.spatial_in_torch, on_cpu=self.on_cpu
+        )
+        pipe = build_pipeline(
+            source, self.cfg, self.mode, self.batch_size, self.device, self.threads, self.prefetch, num_crops=self.num_crops
+        )
         names = output_names(self.mode, self.num_crops, self.spatial_in_torch)
         if self.spatial_in_torch:  # uint8 frames, one size per video: a list of zero-copy tensors
             kinds = [DALIRaggedIterator.SPARSE_LIST_TAG] + [DALIRaggedIterator.DENSE_TAG] * (len(names) - 1)
-            it = DALIRaggedIterator(pipe, names, output_types=kinds, last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False,
-                                    prepare_first_batch=False)
+            it = DALIRaggedIterator(
+                pipe, names, output_types=kinds, last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False, prepare_first_batch=False
+            )
         else:
             it = DALIGenericIterator(pipe, names, last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False, prepare_first_batch=False)
         return source, it

@@ -8,6 +8,7 @@ Each file is then routed: inside the limits to NVDEC ('mixed'), outside them to 
 graph when it reads the codec (VP8/VP9/MJPEG), else the run is refused before it starts with one line that
 names the count, the limit and the fix.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -91,12 +92,24 @@ def probe_format(path: str) -> StreamFormat:
 
 class _DecodeCaps(ctypes.Structure):
     # CUVIDDECODECAPS (cuviddec.h, Video Codec SDK 12): IN codec/chroma/bit depth, OUT support and limits.
-    _fields_ = [("eCodecType", ctypes.c_int), ("eChromaFormat", ctypes.c_int), ("nBitDepthMinus8", ctypes.c_uint),
-                ("reserved1", ctypes.c_uint * 3), ("bIsSupported", ctypes.c_ubyte), ("nNumNVDECs", ctypes.c_ubyte),
-                ("nOutputFormatMask", ctypes.c_ushort), ("nMaxWidth", ctypes.c_uint), ("nMaxHeight", ctypes.c_uint),
-                ("nMaxMBCount", ctypes.c_uint), ("nMinWidth", ctypes.c_ushort), ("nMinHeight", ctypes.c_ushort),
-                ("bIsHistogramSupported", ctypes.c_ubyte), ("nCounterBitDepth", ctypes.c_ubyte),
-                ("nMaxHistogramBins", ctypes.c_ushort), ("reserved3", ctypes.c_uint * 10)]
+    _fields_ = [
+        ("eCodecType", ctypes.c_int),
+        ("eChromaFormat", ctypes.c_int),
+        ("nBitDepthMinus8", ctypes.c_uint),
+        ("reserved1", ctypes.c_uint * 3),
+        ("bIsSupported", ctypes.c_ubyte),
+        ("nNumNVDECs", ctypes.c_ubyte),
+        ("nOutputFormatMask", ctypes.c_ushort),
+        ("nMaxWidth", ctypes.c_uint),
+        ("nMaxHeight", ctypes.c_uint),
+        ("nMaxMBCount", ctypes.c_uint),
+        ("nMinWidth", ctypes.c_ushort),
+        ("nMinHeight", ctypes.c_ushort),
+        ("bIsHistogramSupported", ctypes.c_ubyte),
+        ("nCounterBitDepth", ctypes.c_ubyte),
+        ("nMaxHistogramBins", ctypes.c_ushort),
+        ("reserved3", ctypes.c_uint * 10),
+    ]
 
 
 def driver_caps(codec: str, chroma: str, bit_depth: int) -> tuple[bool, int, int, int, int] | None:
@@ -166,8 +179,10 @@ class Routing:
         if not self.on_cpu:
             return f"decoder: NVDEC for all {self.total} files"
         why = _count_reasons(self.reasons)
-        return (f"decoder: {len(self.on_cpu)} of {self.total} files outside NVDEC's limits ({why}) decode on DALI's CPU decoder "
-                "in the same graph, then move to the GPU; `slowfast data prepare --short-side 256` keeps them on NVDEC")
+        return (
+            f"decoder: {len(self.on_cpu)} of {self.total} files outside NVDEC's limits ({why}) decode on DALI's CPU decoder "
+            "in the same graph, then move to the GPU; `slowfast data prepare --short-side 256` keeps them on NVDEC"
+        )
 
 
 def _count_reasons(reasons: dict[str, str]) -> str:
@@ -199,10 +214,15 @@ def route(formats: list[StreamFormat], limits: Callable[[str, str, int], Limits 
     if refused:
         first = next(iter(refused))
         small = any("below" in r for r in refused.values())
-        fix = ("re-encode them larger: `slowfast data prepare MANIFEST OUT --short-side 256` (or `--codec vp9`, which DALI's CPU decoder reads)"
-               if small else "re-encode them: `slowfast data prepare MANIFEST OUT --codec h264` (or `--codec vp9`)")
-        raise SlowFastError(f"{len(refused)} of {len(formats)} files cannot be decoded on this GPU ({_count_reasons(refused)}; first: {first}) "
-                            f"and DALI's CPU decoder cannot read their codec; {fix}, or run with --device cpu")
+        fix = (
+            "re-encode them larger: `slowfast data prepare MANIFEST OUT --short-side 256` (or `--codec vp9`, which DALI's CPU decoder reads)"
+            if small
+            else "re-encode them: `slowfast data prepare MANIFEST OUT --codec h264` (or `--codec vp9`)"
+        )
+        raise SlowFastError(
+            f"{len(refused)} of {len(formats)} files cannot be decoded on this GPU ({_count_reasons(refused)}; first: {first}) "
+            f"and DALI's CPU decoder cannot read their codec; {fix}, or run with --device cpu"
+        )
     return Routing(frozenset(reasons), reasons, len(formats))
 
 

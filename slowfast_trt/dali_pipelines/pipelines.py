@@ -9,6 +9,7 @@ portrait video), and `crop_mirror_normalize` writes float. On the CPU the train 
 decoding and hand the uint8 frames to `dali_pipelines.spatial`, which does the same ops in torch's uint8
 kernels (DALI's CPU resize measured 8x slower than torch's; see that module).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -41,8 +42,16 @@ class PlanSource:
     black frames past the end of a truncated file instead of failing.
     """
 
-    def __init__(self, plans: list[ClipPlan], batch_size: int, cfg: SlowFastConfig, mode: str, bad: dict[str, str] | None = None,
-                 frames_only: bool = False, on_cpu: frozenset[str] | None = None):
+    def __init__(
+        self,
+        plans: list[ClipPlan],
+        batch_size: int,
+        cfg: SlowFastConfig,
+        mode: str,
+        bad: dict[str, str] | None = None,
+        frames_only: bool = False,
+        on_cpu: frozenset[str] | None = None,
+    ):
         self.plans, self.batch_size, self.cfg, self.mode = plans, batch_size, cfg, mode
         self.frames_only = frames_only  # serve (encoded, frames, meta, labels): the graph stops at the decoded frames
         # Files NVDEC cannot take (`nvdec.route`): with some but not all plans among them, a per-sample flag is
@@ -77,7 +86,9 @@ class PlanSource:
         n = self._frames[plan.path]
         need = int(plan.fast_idx.max()) + 1
         if n < need:
-            self.bad[plan.path] = f"has {n} decodable frames but the manifest promised more (clip needs frame {need - 1}); truncated or changed since the manifest was written"
+            self.bad[plan.path] = (
+                f"has {n} decodable frames but the manifest promised more (clip needs frame {need - 1}); truncated or changed since the manifest was written"
+            )
             return False
         return True
 
@@ -132,13 +143,26 @@ def normalize_frames(video, cfg: SlowFastConfig, fn, types, **crop):
     # Frames stay channel-last (FHWC): no transposition in DALI; the loader views the batch as N,C,T,H,W in
     # torch's channels_last_3d layout, which the trainer and torch engine use anyway.
     return fn.crop_mirror_normalize(
-        video, dtype=types.FLOAT, output_layout="FHWC",
-        mean=[255.0 * m for m in cfg.mean], std=[255.0 * s for s in cfg.std], **crop,
+        video,
+        dtype=types.FLOAT,
+        output_layout="FHWC",
+        mean=[255.0 * m for m in cfg.mean],
+        std=[255.0 * s for s in cfg.std],
+        **crop,
     )
 
 
-def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size: int, device: str, threads: int = 2, prefetch: int = 2, seed: int = 0,
-                   num_crops: int = 3):
+def build_pipeline(
+    source: Callable,
+    cfg: SlowFastConfig,
+    mode: str,
+    batch_size: int,
+    device: str,
+    threads: int = 2,
+    prefetch: int = 2,
+    seed: int = 0,
+    num_crops: int = 3,
+):
     """A DALI pipeline for `mode` on `device` ("cpu" | "gpu"), reading from `source`.
 
     Modes: "train" (scale jitter, crop, flip), "test" (short side, 3 crops), "decode" (the decoded Fast
@@ -184,8 +208,15 @@ def build_pipeline(source: Callable, cfg: SlowFastConfig, mode: str, batch_size:
             return video
         return fn.decoders.video(enc, device="mixed", frames=frames)
 
-    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, exec_dynamic=True,
-                  prefetch_queue_depth=prefetch, seed=seed, enable_conditionals=decoder == "split")
+    @pipeline_def(
+        batch_size=batch_size,
+        num_threads=threads,
+        device_id=device_id,
+        exec_dynamic=True,
+        prefetch_queue_depth=prefetch,
+        seed=seed,
+        enable_conditionals=decoder == "split",
+    )
     def graph():
         inputs = fn.external_source(source=source, num_outputs=len(dtypes), batch=True, batch_info=True, dtype=dtypes, cycle=None)
         enc, frames, slow_pos, meta, labels = (inputs[0], inputs[1], None, *inputs[2:4]) if frames_only else inputs[:5]

@@ -6,6 +6,7 @@ epoch is reproducible sample by sample, a resumed run sees exactly the clips an 
 and shards draw the same numbers as a single process would. The clip-index math comes from
 `dali_pipelines.sampling`, the one definition shared with the PyAV reference decoder and the tests.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -66,8 +67,9 @@ def short_side_size(height: int, width: int, short: int, at_least: int = 0) -> t
     return max(at_least, int(round(height * scale))), max(at_least, int(round(width * scale)))
 
 
-def train_window(height: int, width: int, crop: int, short_range: tuple[int, int], rng: np.random.Generator,
-                 allow_flip: bool = True) -> tuple[tuple[float, float, float, float], bool, tuple[int, int, int, int]]:
+def train_window(
+    height: int, width: int, crop: int, short_range: tuple[int, int], rng: np.random.Generator, allow_flip: bool = True
+) -> tuple[tuple[float, float, float, float], bool, tuple[int, int, int, int]]:
     """Scale jitter + random crop + random flip: (roi, flip, window).
 
     window = (rh, rw, y, x): the frame resized to rh x rw (short side drawn from `short_range`), then the crop x crop
@@ -96,7 +98,9 @@ def shard(order: np.ndarray, shard_id: int, num_shards: int) -> np.ndarray:
     return order[shard_id::num_shards]
 
 
-def train_plan(videos: list[Video], cfg: SlowFastConfig, epoch: int, seed: int = 0, shard_id: int = 0, num_shards: int = 1) -> list[ClipPlan]:
+def train_plan(
+    videos: list[Video], cfg: SlowFastConfig, epoch: int, seed: int = 0, shard_id: int = 0, num_shards: int = 1
+) -> list[ClipPlan]:
     """One random clip per video of this shard, in the epoch's shuffled order."""
     if not videos:
         raise SlowFastError("the manifest has no videos")
@@ -134,6 +138,8 @@ def calibration_plan(videos: list[Video], cfg: SlowFastConfig, num_clips: int, s
     if num_clips < 1:
         raise SlowFastError(f"--clips must be >= 1, got {num_clips}")
     if len(videos) < num_clips:
-        raise SlowFastError(f"calibration needs {num_clips} clips but the manifest has only {len(videos)} videos; pass --clips {len(videos)} or a larger manifest")
+        raise SlowFastError(
+            f"calibration needs {num_clips} clips but the manifest has only {len(videos)} videos; pass --clips {len(videos)} or a larger manifest"
+        )
     chosen = np.random.default_rng([seed, 0xCA1]).choice(len(videos), size=num_clips, replace=False)
     return [p for p in multiview_plan([videos[int(i)] for i in sorted(chosen)], cfg, num_clips=1)]

@@ -15,6 +15,7 @@ The backend is DALI whenever it can decode the files on this machine (all codecs
 on the CPU); otherwise (say H.264 without a GPU) the PyAV reference decoder, which applies the same steps,
 is used and the report says so.
 """
+
 from __future__ import annotations
 
 import os
@@ -86,8 +87,14 @@ def pick_backend(backend: str, codecs: list[str], device: str) -> tuple[str, str
         return "pyav", "cpu", "NVIDIA DALI is not usable here; showing the PyAV reference decoder's clips (same plans and steps)"
     blocked = sorted({c for c in codecs if c not in DALI_CPU_CODECS}) if dev == "cpu" else []
     if blocked and backend == "auto":
-        return "pyav", "cpu", (f"DALI cannot decode {', '.join(blocked)} on the CPU; showing the PyAV reference decoder's clips "
-                               "(same plans and steps); transcode with `slowfast data prepare --codec vp9` to preview through DALI")
+        return (
+            "pyav",
+            "cpu",
+            (
+                f"DALI cannot decode {', '.join(blocked)} on the CPU; showing the PyAV reference decoder's clips "
+                "(same plans and steps); transcode with `slowfast data prepare --codec vp9` to preview through DALI"
+            ),
+        )
     return "dali", dev, None
 
 
@@ -95,8 +102,10 @@ def _dali_samples(plans: list, cfg, mode: str, device: str, videos: list):
     """(frames, slow, fast) per plan from the DALI pipeline: raw decoded Fast frames, then the model inputs."""
     decode = ClipLoader(plans, cfg, "decode", batch_size=1, device=device, videos=videos, skip_bad=None)  # checks files and codecs first
     raw = [b["fast"][0].cpu().numpy() for b in decode]
-    views = [(b["slow"].cpu().numpy() if "slow" in b else None, b["fast"].cpu().numpy() if "fast" in b else None)
-             for b in ClipLoader(plans, cfg, mode, batch_size=1, device=device, skip_bad=None)]
+    views = [
+        (b["slow"].cpu().numpy() if "slow" in b else None, b["fast"].cpu().numpy() if "fast" in b else None)
+        for b in ClipLoader(plans, cfg, mode, batch_size=1, device=device, skip_bad=None)
+    ]
     if len(raw) != len(plans) or len(views) != len(plans):
         raise SlowFastError(f"DALI returned {len(views)} clips for {len(plans)} plans; run `slowfast data check` on the manifest")
     return [(r, s, f) for r, (s, f) in zip(raw, views)]
@@ -113,8 +122,17 @@ def _pyav_samples(plans: list, cfg, mode: str):
     return out
 
 
-def preview(manifest: str | os.PathLike, out: str | os.PathLike, mode: str = "train", n: int = 4, preset: str = DEFAULT_PRESET,
-            seed: int = 0, backend: str = "auto", device: str = "auto", **overrides) -> PreviewReport:
+def preview(
+    manifest: str | os.PathLike,
+    out: str | os.PathLike,
+    mode: str = "train",
+    n: int = 4,
+    preset: str = DEFAULT_PRESET,
+    seed: int = 0,
+    backend: str = "auto",
+    device: str = "auto",
+    **overrides,
+) -> PreviewReport:
     """Write a contact sheet (PNG) and the arrays (NPZ) of `n` clips of MANIFEST as the model sees them.
 
     `overrides` are model config fields (num_frames, tau, alpha, crop_size, test_crop_size, sampling, ...)
@@ -140,9 +158,16 @@ def preview(manifest: str | os.PathLike, out: str | os.PathLike, mode: str = "tr
         stem = f"{k:03d}_{Path(p.path).stem}"
         label = p.label if isinstance(p.label, int) else list(p.label)
         label_name = m.classes[label] if isinstance(label, int) else ",".join(m.classes[i] for i in label)
-        arrays = {"video": np.array(p.path), "label": np.array(label), "fast_indices": p.fast_idx.astype(np.int64),
-                  "slow_indices": p.slow_idx.astype(np.int64), "slow_positions": p.slow_pos.astype(np.int64),
-                  "frames": np.asarray(frames, dtype=np.uint8), "mode": np.array(mode), "backend": np.array(name)}
+        arrays = {
+            "video": np.array(p.path),
+            "label": np.array(label),
+            "fast_indices": p.fast_idx.astype(np.int64),
+            "slow_indices": p.slow_idx.astype(np.int64),
+            "slow_positions": p.slow_pos.astype(np.int64),
+            "frames": np.asarray(frames, dtype=np.uint8),
+            "mode": np.array(mode),
+            "backend": np.array(name),
+        }
         if slow is not None:
             arrays["slow"] = slow.astype(np.float32)
         if fast is not None:
@@ -151,7 +176,9 @@ def preview(manifest: str | os.PathLike, out: str | os.PathLike, mode: str = "tr
             arrays["roi"] = np.asarray(p.roi, dtype=np.float64)
         npz = out / f"{stem}.npz"
         np.savez_compressed(npz, **arrays)
-        title = f"{Path(p.path).name}  label {label} ({label_name})  {mode}  {cfg.name} {cfg.num_frames}x{cfg.tau} alpha={cfg.alpha}  [{name}]"
+        title = (
+            f"{Path(p.path).name}  label {label} ({label_name})  {mode}  {cfg.name} {cfg.num_frames}x{cfg.tau} alpha={cfg.alpha}  [{name}]"
+        )
         png = contact_sheet(out / f"{stem}.png", title, cfg, slow, fast, p.slow_idx, p.fast_idx)
         report.samples.append((png, npz))
     return report

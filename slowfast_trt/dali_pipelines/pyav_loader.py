@@ -5,6 +5,7 @@ compare frames. Baseline: `PyAVClips` is a PySlowFast-style loader (PyAV decode 
 swscale RGB, frame selection, short-side resize, crop, flip, normalise in torch), run serially or in a
 torch DataLoader with workers, for the throughput comparison in `slowfast bench pipeline`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,7 +45,9 @@ def decode_frames(path: str, indices, exact: bool = False) -> np.ndarray:
         raise SlowFastError(f"{path}: cannot decode ({e}); run `slowfast data check`") from None
     missing = sorted(wanted - set(got))
     if missing:
-        raise SlowFastError(f"{path}: has no frame {missing[0]} (decoded {len(got)} of the {len(wanted)} needed); the manifest's frame count is wrong or the file is truncated")
+        raise SlowFastError(
+            f"{path}: has no frame {missing[0]} (decoded {len(got)} of the {len(wanted)} needed); the manifest's frame count is wrong or the file is truncated"
+        )
     return np.stack([got[int(i)] for i in indices])
 
 
@@ -82,7 +85,7 @@ def test_crops(frames: np.ndarray, cfg: SlowFastConfig, num_crops: int = 3) -> l
     out = []
     for pos in crop_positions(num_crops):
         y, x = crop_anchor(nh, size, pos), crop_anchor(nw, size, pos)
-        out.append(_normalise(t[:, :, y:y + size, x:x + size].permute(0, 2, 3, 1), cfg))
+        out.append(_normalise(t[:, :, y : y + size, x : x + size].permute(0, 2, 3, 1), cfg))
     return out
 
 
@@ -104,7 +107,19 @@ class PyAVClips(torch.utils.data.Dataset):
         label = torch.tensor(p.label if not isinstance(p.label, (list, tuple)) else p.label[0])
         if self.mode == "train":
             fast = train_clip(frames, p, self.cfg)
-            return {"slow": fast.index_select(1, pos), "fast": make_fast_input(fast[None], self.cfg)[0], "label": label, "video": p.video, "clip": p.clip}
+            return {
+                "slow": fast.index_select(1, pos),
+                "fast": make_fast_input(fast[None], self.cfg)[0],
+                "label": label,
+                "video": p.video,
+                "clip": p.clip,
+            }
         views = test_crops(frames, self.cfg, self.num_crops)
         fast = torch.stack(views)
-        return {"slow": fast.index_select(2, pos), "fast": make_fast_input(fast, self.cfg), "label": label, "video": p.video, "clip": p.clip}
+        return {
+            "slow": fast.index_select(2, pos),
+            "fast": make_fast_input(fast, self.cfg),
+            "label": label,
+            "video": p.video,
+            "clip": p.clip,
+        }

@@ -5,6 +5,7 @@ the tests. Two conventions: "pyslowfast" reproduces the reference code (a trunca
 clip for Fast, and a truncated linspace over the Fast frames for Slow; needed to match the zoo weights);
 "strided" is the textbook reading (Fast every tau/alpha frames, Slow every tau frames).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -8,6 +8,7 @@ frames to torch zero-copy, and finish here; GPU pipelines keep every op inside D
 `crop x crop` window at `(y, x)`, mirror it if asked; testing resizes the short side and cuts crops at
 `pipelines.crop_positions`.
 """
+
 from __future__ import annotations
 
 import math
@@ -85,7 +86,7 @@ def train_crop(frames: torch.Tensor, plan: ClipPlan, crop: int) -> torch.Tensor:
     c = min(w, math.floor((x + crop - 0.5) / sx - 0.5) + 3)
     if (b == y + crop and rh != h) or (c == x + crop and rw != w):
         # The uint8 kernel copies an axis whose input and output sizes agree, whatever the scale: resize it all.
-        out = _resize(frames, (rh, rw))[:, :, y:y + crop, x:x + crop]
+        out = _resize(frames, (rh, rw))[:, :, y : y + crop, x : x + crop]
     else:
         part = frames.permute(0, 3, 1, 2)[:, :, :b, :c]  # F,C,H,W view (channels_last memory, as the uint8 kernel wants)
         out = torch.ops.aten.upsample_bilinear2d(part, [y + crop, x + crop], False, sy, sx)[:, :, y:, x:]
@@ -101,7 +102,7 @@ def test_crops(frames: torch.Tensor, size: int, positions: tuple[float, ...]) ->
     out = []
     for pos in positions:
         y, x = crop_anchor(nh, size, pos), crop_anchor(nw, size, pos)
-        out.append(short[:, y:y + size, x:x + size])
+        out.append(short[:, y : y + size, x : x + size])
     return out
 
 
@@ -115,8 +116,9 @@ def _normalize_clip(clip: torch.Tensor, slow_pos, cfg: SlowFastConfig, fast: tor
     normalize(clip.index_select(0, torch.as_tensor(slow_pos, dtype=torch.long)), cfg, out=slow)
 
 
-def train_batch(frames: list[torch.Tensor], plans: list[ClipPlan], cfg: SlowFastConfig, pool: BufferPool | None = None,
-                batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def train_batch(
+    frames: list[torch.Tensor], plans: list[ClipPlan], cfg: SlowFastConfig, pool: BufferPool | None = None, batch_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoded uint8 Fast frames (one F,H,W,C tensor per plan) -> normalised float (slow, fast), N,T,H,W,C and N,F,H,W,C.
 
     `pool` recycles the output buffers (sized for `batch_size` clips, so a short last batch reuses them too)."""
@@ -128,8 +130,14 @@ def train_batch(frames: list[torch.Tensor], plans: list[ClipPlan], cfg: SlowFast
     return slow, fast
 
 
-def test_batch(frames: list[torch.Tensor], plans: list[ClipPlan], cfg: SlowFastConfig, positions: tuple[float, ...],
-               pool: BufferPool | None = None, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def test_batch(
+    frames: list[torch.Tensor],
+    plans: list[ClipPlan],
+    cfg: SlowFastConfig,
+    positions: tuple[float, ...],
+    pool: BufferPool | None = None,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoded uint8 Fast frames -> every crop of every clip, normalised: (slow, fast) with crop c of clip i at c*N + i."""
     size, n, full = cfg.test_crop_size, len(frames), len(positions) * max(len(frames), batch_size or 0)
     fast = _output(pool, (full, frames[0].shape[0], size, size, 3), len(positions) * n)

@@ -1,9 +1,10 @@
 """Run time: one interface over PyTorch, ONNX Runtime and TensorRT.
 
-    from slowfast_trt import engines
-    engine = engines.load("model.onnx")        # or a checkpoint, or a .plan
-    scores = engine(slow, fast)                  # N, num_classes; engine.info is the sidecar
+from slowfast_trt import engines
+engine = engines.load("model.onnx")        # or a checkpoint, or a .plan
+scores = engine(slow, fast)                  # N, num_classes; engine.info is the sidecar
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,16 @@ from slowfast_trt.engines.torch_engine import TorchEngine
 from slowfast_trt.engines.trt_engine import TrtEngine
 
 
-def load(path: str | os.PathLike, *, device: str = "auto", precision: str = "fp32", compile: bool = False,
-         threads: int | None = None, qdq: str = "auto", tune: bool = False) -> Engine:
+def load(
+    path: str | os.PathLike,
+    *,
+    device: str = "auto",
+    precision: str = "fp32",
+    compile: bool = False,
+    threads: int | None = None,
+    qdq: str = "auto",
+    tune: bool = False,
+) -> Engine:
     """Open an artifact by its kind: a checkpoint (torch), `.onnx` (ONNX Runtime) or `.plan`/`.engine` (TensorRT).
 
     `qdq` picks how ONNX Runtime runs an INT8 Q/DQ model ("auto", "kernels", "emulate"; `engines.ort_engine`).

@@ -1,4 +1,5 @@
 """The one runtime interface: `engine(slow, fast) -> scores`, with `engine.info` (the sidecar)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,8 +36,14 @@ class Engine:
     def name(self) -> str:
         return f"{self.backend}-{self.precision}"
 
-    def __call__(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None,
-                 boxes: torch.Tensor | None = None, *, sampling: str | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        slow: torch.Tensor | None = None,
+        fast: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        *,
+        sampling: str | None = None,
+    ) -> torch.Tensor:
         """Scores `N, num_classes` for a batch of clips (detection models: one row per box of `boxes`, K x 5);
         `sampling` (the clips' frame-index convention), when given, is checked too."""
         given = {"slow": slow, "fast": fast, "boxes": boxes}
@@ -47,7 +54,9 @@ class Engine:
             check_sampling(self.info, sampling, artifact=artifact)
         n = next(iter(inputs.values())).shape[0]
         if self.max_batch is not None and n > self.max_batch:
-            raise SlowFastError(f"{self.info.get('path', self.backend)}: batch {n} exceeds the engine's profile (max {self.max_batch}); rebuild with a larger --max-batch or send smaller batches")
+            raise SlowFastError(
+                f"{self.info.get('path', self.backend)}: batch {n} exceeds the engine's profile (max {self.max_batch}); rebuild with a larger --max-batch or send smaller batches"
+            )
         return self._run([inputs[k] for k in self.input_names])
 
     def _run(self, inputs: list[torch.Tensor]) -> torch.Tensor:  # pragma: no cover - abstract

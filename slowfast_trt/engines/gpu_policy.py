@@ -8,6 +8,7 @@ alternative is cached per machine, as `training.amp` does for the CPU's bf16, an
 sidecars. `conv3d_regression` times one conv3d of the network's own shape in fp16 and fp32 and names a
 half-precision path that is not faster, with the version facts, so a slow install is reported instead of silently used.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,10 +57,10 @@ def candidates(precision: str, mode: str = "infer", graphs: bool = True) -> list
     precs = ("fp32", "fp16", "bf16") if precision == "auto" else (precision,)
     out = []
     for p in precs:
-        for half_weights in ((False, True) if p != "fp32" and mode == "infer" else (False,)):
+        for half_weights in (False, True) if p != "fp32" and mode == "infer" else (False,):
             for cl in (True, False):
                 for bench in (False, True):
-                    for g in ((False, True) if graphs and mode == "infer" else (False,)):
+                    for g in (False, True) if graphs and mode == "infer" else (False,):
                         out.append(Setting(p, half_weights, cl, bench, g))
     return out
 
@@ -74,8 +75,13 @@ class Decision:
     regression: str | None = None
 
     def to_dict(self) -> dict:
-        return {"choice": self.setting.name, "setting": asdict(self.setting), "timings_ms": self.timings_ms,
-                "reason": self.reason, "regression": self.regression}
+        return {
+            "choice": self.setting.name,
+            "setting": asdict(self.setting),
+            "timings_ms": self.timings_ms,
+            "reason": self.reason,
+            "regression": self.regression,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Decision:
@@ -107,8 +113,10 @@ def regression_verdict(fp16_s: float, fp32_s: float, facts: str, shape: str) -> 
     """One line when half-precision conv3d is not faster than fp32 (tensor cores should make it ~2x faster); else None."""
     if fp16_s < fp32_s:
         return None
-    return (f"warning: conv3d {shape} in fp16 takes {fp16_s / max(fp32_s, 1e-12):.2f}x the fp32/TF32 time on {facts} "
-            "(known cuDNN 3D-convolution regressions: pytorch#166122, #174051); the measured fastest path is used instead")
+    return (
+        f"warning: conv3d {shape} in fp16 takes {fp16_s / max(fp32_s, 1e-12):.2f}x the fp32/TF32 time on {facts} "
+        "(known cuDNN 3D-convolution regressions: pytorch#166122, #174051); the measured fastest path is used instead"
+    )
 
 
 def time_cuda(fn: Callable[[], object], warmup: int = 3, iters: int = 10) -> float:
@@ -233,8 +241,13 @@ class GraphedCall:
         return self.static_out.clone()
 
 
-def measure_inference(net: torch.nn.Module, names: list[str], example: list[torch.Tensor], settings: list[Setting],
-                      timer: Callable[[Callable], float] = time_cuda) -> dict[Setting, float | None]:
+def measure_inference(
+    net: torch.nn.Module,
+    names: list[str],
+    example: list[torch.Tensor],
+    settings: list[Setting],
+    timer: Callable[[Callable], float] = time_cuda,
+) -> dict[Setting, float | None]:
     """Seconds per call of a copy of `net` on `example` under each setting (None where a setting fails to run)."""
     out: dict[Setting, float | None] = {}
     for s in settings:
@@ -254,8 +267,9 @@ def measure_inference(net: torch.nn.Module, names: list[str], example: list[torc
     return out
 
 
-def measure_training(step: Callable[[Setting], Callable[[], object]], settings: list[Setting],
-                     timer: Callable[[Callable], float] = time_cuda) -> dict[Setting, float | None]:
+def measure_training(
+    step: Callable[[Setting], Callable[[], object]], settings: list[Setting], timer: Callable[[Callable], float] = time_cuda
+) -> dict[Setting, float | None]:
     """Seconds per training step under each setting; `step(s)` returns a zero-argument step laid out for `s`."""
     out: dict[Setting, float | None] = {}
     for s in settings:

@@ -8,6 +8,7 @@ convolutions use 8-bit multiply instructions whose 16-bit intermediate sums satu
 of top-1 below the same graph's Q/DQ semantics on the synthetic set (README, Export) and says nothing about the
 graph TensorRT will run. The engine's name and info say which was used.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ A sidecar names the model config (preset, alpha/tau/T, crop, mean/std, sampling 
 names and shapes, the precision, calibration settings, the source checkpoint's hash, library versions,
 and for TensorRT plans the TensorRT version and GPU. Engines check inputs against it before running.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -88,7 +89,9 @@ def read_sidecar(artifact: str | os.PathLike) -> dict[str, Any]:
     """Read and sanity-check the sidecar of `artifact`; a missing or malformed one is a clear error."""
     path = sidecar_path(artifact)
     if not path.exists():
-        raise SlowFastError(f"{artifact}: no sidecar {path.name} beside it; re-export with `slowfast export` so the engine knows its inputs")
+        raise SlowFastError(
+            f"{artifact}: no sidecar {path.name} beside it; re-export with `slowfast export` so the engine knows its inputs"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -101,10 +104,14 @@ def read_sidecar(artifact: str | os.PathLike) -> dict[str, Any]:
     try:
         expected = sidecar_config(data).input_names
     except (SlowFastError, TypeError, ValueError, KeyError) as e:
-        raise SlowFastError(f"{path}: the sidecar's model config is invalid ({str(e).splitlines()[0][:200]}); re-export the artifact") from None
+        raise SlowFastError(
+            f"{path}: the sidecar's model config is invalid ({str(e).splitlines()[0][:200]}); re-export the artifact"
+        ) from None
     if list(data["input_names"]) != expected or sorted(data["inputs"]) != sorted(expected):
-        raise SlowFastError(f"{path}: the sidecar names inputs {data['input_names']} but its {data['config'].get('arch')} model takes {expected}; "
-                            "the sidecar does not belong to this artifact, re-export it")
+        raise SlowFastError(
+            f"{path}: the sidecar names inputs {data['input_names']} but its {data['config'].get('arch')} model takes {expected}; "
+            "the sidecar does not belong to this artifact, re-export it"
+        )
     return data
 
 
@@ -146,21 +153,28 @@ def graph_inputs(onnx_path: str | os.PathLike) -> dict[str, list[int | str]]:
     try:
         m = onnx.load(str(onnx_path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError and friends for a file that is not an ONNX model
-        raise SlowFastError(f"{onnx_path}: not a readable ONNX model ({str(e).splitlines()[0][:200] or type(e).__name__}); re-export it") from None
+        raise SlowFastError(
+            f"{onnx_path}: not a readable ONNX model ({str(e).splitlines()[0][:200] or type(e).__name__}); re-export it"
+        ) from None
     inits = {i.name for i in m.graph.initializer}
     return {
         i.name: [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in i.type.tensor_type.shape.dim]
-        for i in m.graph.input if i.name not in inits
+        for i in m.graph.input
+        if i.name not in inits
     }
 
 
 def check_graph_inputs(graph: dict[str, list[int | str]], sidecar: dict[str, Any], artifact: str = "model") -> None:
     """Fail when a graph's inputs (names, rank, fixed dims) are not the ones its sidecar describes."""
     if sorted(graph) != sorted(sidecar["input_names"]):
-        raise SlowFastError(f"{artifact}: the graph's inputs {sorted(graph)} do not match its sidecar {sidecar['input_names']}; "
-                            "export the model with `slowfast export onnx` (inputs 'slow', 'fast')")
+        raise SlowFastError(
+            f"{artifact}: the graph's inputs {sorted(graph)} do not match its sidecar {sidecar['input_names']}; "
+            "export the model with `slowfast export onnx` (inputs 'slow', 'fast')"
+        )
     for name, dims in graph.items():
         want = sidecar["inputs"][name]["shape"]
         if len(dims) != len(want) or any(isinstance(g, int) and isinstance(w, int) and g != w for g, w in zip(dims, want)):
-            raise SlowFastError(f"{artifact}: input '{name}' of the graph has shape {dims} but its sidecar says {want}; "
-                                "the sidecar does not belong to this model, re-export it")
+            raise SlowFastError(
+                f"{artifact}: input '{name}' of the graph has shape {dims} but its sidecar says {want}; "
+                "the sidecar does not belong to this model, re-export it"
+            )

@@ -4,6 +4,7 @@ With `tune=True` on a GPU the engine measures, per input shape, how to run the a
 (`engines.gpu_policy`: memory format, cuDNN autotuning, autocast or cast weights, CUDA graphs), caches the
 decision per machine and records it with the measured alternatives in `info["gpu_policy"]`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,8 +27,18 @@ class TorchEngine(Engine):
 
     backend = "torch"
 
-    def __init__(self, net: SlowFast, *, device: str = "auto", precision: str = "fp32", compile: bool = False,
-                 channels_last: bool | None = None, outputs: str = "logits", source: str | None = None, tune: bool = False):
+    def __init__(
+        self,
+        net: SlowFast,
+        *,
+        device: str = "auto",
+        precision: str = "fp32",
+        compile: bool = False,
+        channels_last: bool | None = None,
+        outputs: str = "logits",
+        source: str | None = None,
+        tune: bool = False,
+    ):
         if precision not in DTYPES:
             raise SlowFastError(f"torch precision must be one of {tuple(DTYPES)}, got {precision!r}")
         self.device = resolve_device(device)
@@ -38,7 +49,9 @@ class TorchEngine(Engine):
         cfg = net.config
         if cfg.head_act != "none":  # the head itself averages per-position probabilities (PySlowFast's eval head)
             self.outputs = outputs = "probs"
-        self.info = make_sidecar(cfg, kind="checkpoint", precision=precision, size=cfg.test_crop_size, batch="dynamic", outputs=outputs, source=source)
+        self.info = make_sidecar(
+            cfg, kind="checkpoint", precision=precision, size=cfg.test_crop_size, batch="dynamic", outputs=outputs, source=source
+        )
         for spec in self.info["inputs"].values():  # any spatial size runs through the fully convolutional net
             if len(spec["shape"]) == 5:  # clips (not detection boxes)
                 spec["shape"][3:] = ["height", "width"]
@@ -81,7 +94,9 @@ class TorchEngine(Engine):
             fn = gpu_policy.forward_fn(net, s, names)
             runner = gpu_policy.GraphedCall(fn, gpu_policy.prepare_inputs(xs, s)) if s.cuda_graphs else fn
             self._tuned[shapes] = (s, runner)
-            self.info.setdefault("gpu_policy", {})[f"batch {xs[0].shape[0]} {[list(x.shape[1:]) for x in xs]}"] = decision.to_dict() | {"cached": cached}
+            self.info.setdefault("gpu_policy", {})[f"batch {xs[0].shape[0]} {[list(x.shape[1:]) for x in xs]}"] = decision.to_dict() | {
+                "cached": cached
+            }
         return self._tuned[shapes]
 
     def _run(self, inputs: list[torch.Tensor]) -> torch.Tensor:
@@ -91,7 +106,10 @@ class TorchEngine(Engine):
             logits = runner(*gpu_policy.prepare_inputs(xs, s))
         else:
             fmt = torch.channels_last_3d if self.channels_last else torch.contiguous_format
-            xs = [x.to(self.device, non_blocking=True).contiguous(memory_format=fmt if x.dim() == 5 else torch.contiguous_format) for x in inputs]
+            xs = [
+                x.to(self.device, non_blocking=True).contiguous(memory_format=fmt if x.dim() == 5 else torch.contiguous_format)
+                for x in inputs
+            ]
             kwargs = dict(zip(self.info["input_names"], xs))
             use_amp = self.precision != "fp32"
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=DTYPES[self.precision], enabled=use_amp):

@@ -4,6 +4,7 @@ DALI's CUDA tensors (and any CUDA torch tensor) pass straight through without co
 is checked against the running TensorRT version and GPU before deserialising, because a plan built
 elsewhere either fails to load or, worse, runs with wrong assumptions.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,9 +50,13 @@ class TrtEngine(Engine):
         built = info.get("tensorrt", {})
         here = gpu_identity()
         if not built:
-            raise SlowFastError(f"{path}: its sidecar is not a TensorRT plan's (kind {info.get('kind')!r}); build plans with `slowfast export engine`")
+            raise SlowFastError(
+                f"{path}: its sidecar is not a TensorRT plan's (kind {info.get('kind')!r}); build plans with `slowfast export engine`"
+            )
         if built.get("version") != trt.__version__:
-            raise SlowFastError(f"{path} was built with TensorRT {built.get('version')}, this is {trt.__version__}; rebuild it with `slowfast export engine`")
+            raise SlowFastError(
+                f"{path} was built with TensorRT {built.get('version')}, this is {trt.__version__}; rebuild it with `slowfast export engine`"
+            )
         if built.get("gpu") != here["gpu"]:
             raise SlowFastError(f"{path} was built for {built.get('gpu')}, this GPU is {here['gpu']}; rebuild it on this GPU")
         self.device = torch.device("cuda", torch.cuda.current_device())
@@ -70,7 +75,9 @@ class TrtEngine(Engine):
         ins = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if sorted(ins) != sorted(info["input_names"]) or len(outs) != 1:
-            raise SlowFastError(f"{path}: the plan's inputs {ins} / outputs {outs} do not match its sidecar {info['input_names']}; rebuild it")
+            raise SlowFastError(
+                f"{path}: the plan's inputs {ins} / outputs {outs} do not match its sidecar {info['input_names']}; rebuild it"
+            )
         self.output_name = outs[0]
         self._dtypes = {n: _TORCH_DTYPES[self.engine.get_tensor_dtype(n).name] for n in names}
 
@@ -78,7 +85,9 @@ class TrtEngine(Engine):
         xs = [x.to(self.device, dtype=self._dtypes[n]).contiguous() for n, x in zip(self.input_names, inputs)]
         for name, x in zip(self.input_names, xs):
             if not self.context.set_input_shape(name, tuple(x.shape)):
-                raise SlowFastError(f"{self.info['path']}: input '{name}' shape {tuple(x.shape)} is outside the plan's optimization profile")
+                raise SlowFastError(
+                    f"{self.info['path']}: input '{name}' shape {tuple(x.shape)} is outside the plan's optimization profile"
+                )
             self.context.set_tensor_address(name, x.data_ptr())
         out = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=self._dtypes[self.output_name], device=self.device)
         self.context.set_tensor_address(self.output_name, out.data_ptr())
@@ -89,5 +98,13 @@ class TrtEngine(Engine):
 
 
 # TensorRT DataType names -> torch dtypes (the plan's I/O types; FP16/INT8 plans keep float32 I/O here).
-_TORCH_DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16, "BF16": torch.bfloat16, "INT32": torch.int32,
-                 "INT64": torch.int64, "INT8": torch.int8, "BOOL": torch.bool, "UINT8": torch.uint8}
+_TORCH_DTYPES = {
+    "FLOAT": torch.float32,
+    "HALF": torch.float16,
+    "BF16": torch.bfloat16,
+    "INT32": torch.int32,
+    "INT64": torch.int64,
+    "INT8": torch.int8,
+    "BOOL": torch.bool,
+    "UINT8": torch.uint8,
+}

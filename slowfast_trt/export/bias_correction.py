@@ -1,4 +1,5 @@
 """Empirical bias correction: fold each quantized Conv's mean output shift, measured on calibration clips, into its bias."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,7 +62,9 @@ def bias_correct(pre: Path, int8: Path, batches: list[dict[str, np.ndarray]], in
         w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
         mean_x, mean_xq = sums[x_name][0] / sums[x_name][2], sums[x_name][1] / sums[x_name][2]
         shape = (1, -1, *[1] * (w.ndim - 2))
-        shift = (wq * mean_xq.reshape(shape)).sum(axis=tuple(range(1, w.ndim))) - (w * mean_x.reshape(shape)).sum(axis=tuple(range(1, w.ndim)))
+        shift = (wq * mean_xq.reshape(shape)).sum(axis=tuple(range(1, w.ndim))) - (w * mean_x.reshape(shape)).sum(
+            axis=tuple(range(1, w.ndim))
+        )
         bias = numpy_helper.to_array(inits[node.input[2]])
         inits[node.input[2]].CopyFrom(numpy_helper.from_array((bias - shift).astype(bias.dtype), node.input[2]))
     onnx.save(m, str(out))

@@ -1,4 +1,5 @@
 """Calibration data for INT8: the DALI calibration feed over a manifest, and the reader ONNX Runtime's calibrators pull from."""
+
 from __future__ import annotations
 
 import os
@@ -45,7 +46,7 @@ class CalibrationReader:
             self.count += 1
             arrays = {n: np.ascontiguousarray(batch[n], dtype=np.float32) for n in self._names}
             n = len(arrays[self._names[0]])
-            self._pending = [{k: v[i:i + 1] for k, v in arrays.items()} for i in range(n)] if self._split else [arrays]
+            self._pending = [{k: v[i : i + 1] for k, v in arrays.items()} for i in range(n)] if self._split else [arrays]
         return self._pending.pop(0)
 
     def rewind(self):  # entropy/percentile calibrators may ask; we feed each batch once
@@ -89,7 +90,6 @@ def calibration_feed(
         raise SlowFastError(f"calibration manifest {manifest_path} not found")
     cfg = sidecar_config(side)
     if side["crop_size"] != cfg.test_crop_size:  # exported at another size than the config's test crop
-
         cfg = replace(cfg, test_crop_size=side["crop_size"])
     videos = to_videos(read_manifest(manifest_path))
     plans = calibration_plan(videos, cfg, clips, seed=seed)  # too few videos for `clips`: a one-line error
@@ -101,8 +101,17 @@ def calibration_feed(
         raise SlowFastError(f"--calib-crops must be 1 or 3, got {crops}")
     if isinstance(side["batch"], int) and crops != 1:
         raise SlowFastError(f"{src} has a fixed batch of {batch}; calibrate it with --calib-crops 1")
-    loader = ClipLoader(plans, cfg, "test", batch, device=device, threads=threads, num_crops=crops, skip_bad=None,
-                        videos=[v for v in videos if v.index in chosen])
+    loader = ClipLoader(
+        plans,
+        cfg,
+        "test",
+        batch,
+        device=device,
+        threads=threads,
+        num_crops=crops,
+        skip_bad=None,
+        videos=[v for v in videos if v.index in chosen],
+    )
 
     def feed() -> Iterator[dict[str, np.ndarray]]:
         with progress_bar(total=clips * crops, desc="calibrate", unit="clip", enabled=progress, leave=False) as bar:

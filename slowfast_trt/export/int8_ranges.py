@@ -1,4 +1,5 @@
 """Activation ranges beyond ONNX Runtime's calibrators: the MSE-optimal symmetric int8 range per tensor, from FP32 activations."""
+
 from __future__ import annotations
 
 from pathlib import Path

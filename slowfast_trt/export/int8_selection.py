@@ -1,4 +1,5 @@
 """`--method auto`: build several calibrations and keep the one whose outputs on the calibration clips are closest to FP32's."""
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,9 @@ def quantize_auto(src: Path, calibration: Iterable[dict[str, np.ndarray]], out: 
             scores[name] = mean_kl(ref, probabilities(path, cached))
         best = min(scores, key=scores.get)
         side = read_sidecar(Path(work) / f"{best}.onnx")
-        side["calibration"].update(selected_by="auto: lowest mean KL divergence from FP32 on the calibration clips",
-                                   candidates_kl=scores, chosen=best)
+        side["calibration"].update(
+            selected_by="auto: lowest mean KL divergence from FP32 on the calibration clips", candidates_kl=scores, chosen=best
+        )
         os.replace(Path(work) / f"{best}.onnx", out)
     try:
         write_sidecar(out, side)

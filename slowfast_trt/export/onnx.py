@@ -1,4 +1,5 @@
 """torch -> ONNX: a two-input graph (`slow`, `fast`) with a dynamic batch axis, checked and compared with PyTorch."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,6 +25,8 @@ OUTPUTS = ("logits", "probs")
 def input_names(cfg) -> list[str]:
     """Graph inputs in order: the pathways (`slow`, `fast`), then `boxes` for detection models."""
     return cfg.input_names
+
+
 DEFAULT_OPSET = 17
 
 
@@ -69,7 +72,9 @@ def _load_net(src: str | os.PathLike | nn.Module) -> tuple[SlowFast, str | None,
     return model.load(path), str(path), file_sha256(path)
 
 
-def compare_with_torch(onnx_path: str | os.PathLike, net: SlowFast, outputs: str, size: int, batches: tuple[int, ...], seed: int = 0) -> dict:
+def compare_with_torch(
+    onnx_path: str | os.PathLike, net: SlowFast, outputs: str, size: int, batches: tuple[int, ...], seed: int = 0
+) -> dict:
     """Run ONNX Runtime (CPU) and PyTorch on the same random inputs; max abs difference and top-1 agreement."""
     import onnxruntime as ort  # lazy: onnxruntime, optional (extra [export])
 
@@ -138,12 +143,28 @@ def export_onnx(
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapped, tuple(example.values()), tmp, input_names=names, output_names=["scores"],
-                dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True,
+                wrapped,
+                tuple(example.values()),
+                tmp,
+                input_names=names,
+                output_names=["scores"],
+                dynamic_axes=dynamic,
+                opset_version=opset,
+                dynamo=False,
+                do_constant_folding=True,
             )
         onnx.checker.check_model(tmp)
-        sidecar = make_sidecar(cfg, kind="onnx", precision="fp32", size=size, batch=batch, outputs=outputs,
-                               source=source, source_sha256=source_sha, extra={"opset": opset})
+        sidecar = make_sidecar(
+            cfg,
+            kind="onnx",
+            precision="fp32",
+            size=size,
+            batch=batch,
+            outputs=outputs,
+            source=source,
+            source_sha256=source_sha,
+            extra={"opset": opset},
+        )
         if verify:
             batches = (1, 4) if batch == "dynamic" else (batch,)
             sidecar["parity"] = compare_with_torch(tmp, net, outputs, size, batches)

@@ -1,4 +1,5 @@
 """Where Q/DQ pairs go in the graph, and a summary of what a Q/DQ model quantizes (for tests and `export int8`)."""
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ def activation_tensors(model_path: Path, placement: str, exclude: list[str]) -> 
     names = []
     for n in m.graph.node:
         if n.op_type in QUANTIZED_OPS and n.name not in exclude:
-            for t in [*n.input[:2 if n.op_type == "MatMul" else 1], *(n.output[:1] if placement == "inputs+outputs" else [])]:
+            for t in [*n.input[: 2 if n.op_type == "MatMul" else 1], *(n.output[:1] if placement == "inputs+outputs" else [])]:
                 if t and t not in inits and t not in names:
                     names.append(t)
     return names
@@ -63,16 +64,33 @@ def qdq_summary(onnx_path: str | os.PathLike) -> dict:
         out_ch = numpy_helper.to_array(inits[w]).shape[0] if w in inits else None
         axis = next((a.i for a in wdq.attribute if a.name == "axis"), 1)
         per_channel &= scale(wdq).shape == (out_ch,) and axis == 0
-    activation_dq = [n for n in m.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
-                     and n.input[0] not in inits and (n.input[0] not in producers or producers[n.input[0]].op_type != "QuantizeLinear"
-                                                      or producers[n.input[0]].input[0] not in inits)]
+    activation_dq = [
+        n
+        for n in m.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+        and n.input[0] not in inits
+        and (
+            n.input[0] not in producers or producers[n.input[0]].op_type != "QuantizeLinear" or producers[n.input[0]].input[0] not in inits
+        )
+    ]
     per_tensor = all(scale(n).size == 1 for n in activation_dq)
-    consumers = sorted({n.op_type for n in m.graph.node for i in n.input
-                        if i in producers and producers[i].op_type == "DequantizeLinear"})
-    q_out = sorted({(producers[n.input[0]].op_type if n.input[0] in producers else "input") for n in m.graph.node
-                    if n.op_type == "QuantizeLinear" and n.input[0] not in inits})
-    return {"convs": len(convs), "quantized_convs": len(quantized), "unquantized": [c.name for c in convs if c not in quantized],
-            "quantized_names": [c.name for c in quantized],
-            "symmetric": symmetric, "per_channel_weights": per_channel and bool(quantized), "per_tensor_activations": per_tensor,
-            "qdq_consumers": consumers, "quantized_outputs": q_out,
-            "qdq_nodes": sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node)}
+    consumers = sorted({n.op_type for n in m.graph.node for i in n.input if i in producers and producers[i].op_type == "DequantizeLinear"})
+    q_out = sorted(
+        {
+            (producers[n.input[0]].op_type if n.input[0] in producers else "input")
+            for n in m.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+        }
+    )
+    return {
+        "convs": len(convs),
+        "quantized_convs": len(quantized),
+        "unquantized": [c.name for c in convs if c not in quantized],
+        "quantized_names": [c.name for c in quantized],
+        "symmetric": symmetric,
+        "per_channel_weights": per_channel and bool(quantized),
+        "per_tensor_activations": per_tensor,
+        "qdq_consumers": consumers,
+        "quantized_outputs": q_out,
+        "qdq_nodes": sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node),
+    }

@@ -5,6 +5,7 @@ every Conv/Gemm/MatMul (`qdq`), calibrated on clips from the DALI feed (`calibra
 calibrators (`int8_selection`), `mse` ranges come from `int8_ranges`, and `bias_correction` removes the mean shift that
 rounding leaves. docs/int8.md has the measurements behind every default.
 """
+
 from __future__ import annotations
 
 import functools
@@ -71,8 +72,14 @@ def quantize_int8(
     if out.resolve() == src.resolve():
         raise SlowFastError(f"--out {out} is the FP32 model itself; pick another output name")
     if method == "auto":
-        build = functools.partial(quantize_int8, placement=placement, exclude=exclude, ranges=ranges,
-                                  bias_correction=bias_correction, calibration_info=calibration_info)
+        build = functools.partial(
+            quantize_int8,
+            placement=placement,
+            exclude=exclude,
+            ranges=ranges,
+            bias_correction=bias_correction,
+            calibration_info=calibration_info,
+        )
         return quantize_auto(src, calibration, out, build)
     batches = iter(calibration)
     first = next(batches, None)
@@ -84,22 +91,39 @@ def quantize_int8(
         batches = iter(cached[1:])
     split = histogram and not isinstance(side.get("batch"), int)
     reader = CalibrationReader(itertools.chain([first], batches), side["input_names"], split=split)
-    calib_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
-                    "mse": CalibrationMethod.MinMax}[method]
-    overrides = {"TensorQuantOverrides": {t: [{"rmin": np.array(-v, np.float32), "rmax": np.array(v, np.float32)}]
-                                          for t, v in (ranges or {}).items()}} if ranges else {}
+    calib_method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+        "mse": CalibrationMethod.MinMax,
+    }[method]
+    overrides = (
+        {
+            "TensorQuantOverrides": {
+                t: [{"rmin": np.array(-v, np.float32), "rmax": np.array(v, np.float32)}] for t, v in (ranges or {}).items()
+            }
+        }
+        if ranges
+        else {}
+    )
 
     with tempfile.TemporaryDirectory(dir=out.parent) as work:
         pre = Path(work) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         if method == "mse":
             thresholds = mse_thresholds(pre, cached, side["input_names"], activation_tensors(pre, placement, exclude))
-            overrides = {"TensorQuantOverrides": {t: [{"rmin": np.array(-v, np.float32), "rmax": np.array(v, np.float32)}]
-                                                  for t, v in thresholds.items()}}
+            overrides = {
+                "TensorQuantOverrides": {
+                    t: [{"rmin": np.array(-v, np.float32), "rmax": np.array(v, np.float32)}] for t, v in thresholds.items()
+                }
+            }
         tmp = Path(work) / "int8.onnx"
+
         def run_quantizer(model: Path, rd, extra: dict) -> None:
             quantize_static(
-                str(model), str(tmp), rd,
+                str(model),
+                str(tmp),
+                rd,
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS),
                 nodes_to_exclude=exclude,
@@ -107,27 +131,37 @@ def quantize_int8(
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=calib_method,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                               **({"CalibPercentile": percentile} if method == "percentile" else {}),
-                               **({"CalibMovingAverage": True} if method == "minmax" and moving_average else {}),
-                               **({"OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)} if placement == "inputs" else {}),
-                               **extra},
+                extra_options={
+                    "ActivationSymmetric": True,
+                    "WeightSymmetric": True,
+                    **({"CalibPercentile": percentile} if method == "percentile" else {}),
+                    **({"CalibMovingAverage": True} if method == "minmax" and moving_average else {}),
+                    **({"OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)} if placement == "inputs" else {}),
+                    **extra,
+                },
             )
 
         run_quantizer(pre, reader, overrides)
         if bias_correction:
             corrected, pinned = bias_correct(pre, tmp, cached, side["input_names"], Path(work) / "corrected.onnx")
-            run_quantizer(corrected, CalibrationReader(iter(cached), side["input_names"], split=split),
-                          {"TensorQuantOverrides": pinned})
+            run_quantizer(corrected, CalibrationReader(iter(cached), side["input_names"], split=split), {"TensorQuantOverrides": pinned})
         os.replace(tmp, out)
     side.update(
         kind="onnx-int8",
         precision="int8",
         source_onnx=str(src),
         source_onnx_sha256=file_sha256(src),
-        calibration={"method": method, **({"percentile": percentile} if method == "percentile" else {}),
-                     **({"moving_average": moving_average} if method == "minmax" else {}), "batches": reader.count, "placement": placement, "bias_correction": bias_correction,
-                     **({"excluded_nodes": exclude} if exclude else {}), "library": "onnxruntime.quantization (QDQ, symmetric, per-channel weights)", **(calibration_info or {})},
+        calibration={
+            "method": method,
+            **({"percentile": percentile} if method == "percentile" else {}),
+            **({"moving_average": moving_average} if method == "minmax" else {}),
+            "batches": reader.count,
+            "placement": placement,
+            "bias_correction": bias_correction,
+            **({"excluded_nodes": exclude} if exclude else {}),
+            "library": "onnxruntime.quantization (QDQ, symmetric, per-channel weights)",
+            **(calibration_info or {}),
+        },
     )
     side.pop("parity", None)
     try:
@@ -164,6 +198,17 @@ def quantize_from_manifest(
         raise SlowFastError(f"--method must be one of {METHODS}, got {method!r}")
     if placement not in PLACEMENTS:
         raise SlowFastError(f"--placement must be one of {PLACEMENTS}, got {placement!r}")
-    feed, info = calibration_feed(onnx_path, manifest_path, clips=clips, seed=seed, crops=crops, device=device, threads=threads, progress=progress)
-    return quantize_int8(onnx_path, feed, out, method=method, percentile=percentile, moving_average=moving_average,
-                         placement=placement, bias_correction=bias_correction, calibration_info=info)
+    feed, info = calibration_feed(
+        onnx_path, manifest_path, clips=clips, seed=seed, crops=crops, device=device, threads=threads, progress=progress
+    )
+    return quantize_int8(
+        onnx_path,
+        feed,
+        out,
+        method=method,
+        percentile=percentile,
+        moving_average=moving_average,
+        placement=placement,
+        bias_correction=bias_correction,
+        calibration_info=info,
+    )

@@ -7,6 +7,7 @@ batch range, a timing cache is reused across builds, and the plan is written ato
 TensorRT is imported lazily; without it (or without a GPU) the build stops with a message saying how to
 get it.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,6 +20,8 @@ from slowfast_trt.engines.trt_engine import gpu_identity, import_tensorrt
 
 PRECISIONS = ("fp32", "fp16", "int8")
 OPT_BOXES_PER_CLIP, MAX_BOXES_PER_CLIP = 4, 32  # detection plans: boxes per clip at the opt / max profile point
+
+
 def _fp16_onnx(src: Path, dst: Path) -> None:
     """Write a float16 copy of an FP32 ONNX model that keeps float32 inputs and outputs."""
     import onnx  # lazy: onnx, optional (extra [export])
@@ -56,7 +59,9 @@ def build_engine(
     if precision != "int8" and side["kind"] == "onnx-int8":
         raise SlowFastError(f"{src} is an INT8 Q/DQ model; build it with --precision int8")
     if side["batch"] != "dynamic" and not (min_batch == opt_batch == max_batch == side["batch"]):
-        raise SlowFastError(f"{src} was exported with a fixed batch of {side['batch']}; re-export with --batch-size dynamic for a batch range")
+        raise SlowFastError(
+            f"{src} was exported with a fixed batch of {side['batch']}; re-export with --batch-size dynamic for a batch range"
+        )
     trt = import_tensorrt()
     gpu = gpu_identity()
     out = Path(out) if out else src.with_name(f"{src.name.split('.')[0]}.{precision}.plan")
@@ -106,8 +111,10 @@ def build_engine(
     cache = config.create_timing_cache(cache_bytes)  # b"" gives an empty cache
     # ignore_mismatch=False: a cache from another TensorRT version or GPU is refused, not silently mixed in.
     if cache is None or not config.set_timing_cache(cache, False):
-        raise SlowFastError(f"timing cache {cache_path} was written by another TensorRT version or GPU (or is corrupt); "
-                            "delete it or pass another --timing-cache")
+        raise SlowFastError(
+            f"timing cache {cache_path} was written by another TensorRT version or GPU (or is corrupt); "
+            "delete it or pass another --timing-cache"
+        )
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
@@ -120,8 +127,13 @@ def build_engine(
         precision=precision,
         source_onnx=str(src),
         source_onnx_sha256=file_sha256(src),
-        tensorrt={"version": trt.__version__, **gpu, "profile": {"min": min_batch, "opt": opt_batch, "max": max_batch},
-                  "workspace_mb": workspace_mb, "strongly_typed": True},
+        tensorrt={
+            "version": trt.__version__,
+            **gpu,
+            "profile": {"min": min_batch, "opt": opt_batch, "max": max_batch},
+            "workspace_mb": workspace_mb,
+            "strongly_typed": True,
+        },
     )
     side.pop("parity", None)
     try:

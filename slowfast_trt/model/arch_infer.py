@@ -6,6 +6,7 @@ lateral and its kernel and channel ratio (the fuse conv's shape), the number of 
 non-local blocks (their keys). Not recoverable: T, tau and, for a T-conv lateral, alpha (its temporal stride is
 not a weight): PySlowFast's 8x8 and 16x8 R101 have identical tensors. Those come from a preset.
 """
+
 from __future__ import annotations
 
 import re
@@ -86,7 +87,9 @@ def infer(shapes: Mapping[str, tuple]) -> Inferred:
             raise SlowFastError(f"res4 temporal kernels {kts} match neither R101 variant (50_50: first {n} temporal; 101_101_101: all)")
 
     if "slow" in paths and _shape(shapes, "stem.slow.conv.weight")[0] != STEM_WIDTH:
-        raise SlowFastError(f"the Slow stem has {_shape(shapes, 'stem.slow.conv.weight')[0]} channels; only ResNet widths ({STEM_WIDTH}) are supported")
+        raise SlowFastError(
+            f"the Slow stem has {_shape(shapes, 'stem.slow.conv.weight')[0]} channels; only ResNet widths ({STEM_WIDTH}) are supported"
+        )
     if "fast" in paths:
         fast_out, fast_in = _shape(shapes, "stem.fast.conv.weight")[:2]
         if STEM_WIDTH % fast_out == 0:

@@ -1,4 +1,5 @@
 """Composable building blocks of the two pathways: stem, bottleneck, residual stage, non-local block."""
+
 from __future__ import annotations
 
 import torch

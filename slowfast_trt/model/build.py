@@ -1,4 +1,5 @@
 """The public builder: a preset name or a config in, an nn.Module carrying its config out."""
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ Weights and training state live in one file, so one atomic rename (temporary fil
 together: a crash leaves either the previous checkpoint or the new one, never a mix or half a file. Nothing is
 unpickled on load.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -39,6 +40,7 @@ STATE_PREFIX = "__training_state__/"
 
 
 # ----- training state <-> JSON + tensors -----
+
 
 def _encode(obj: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     """JSON-able form of `obj`; tensors and numpy arrays move to `tensors` and are referenced by key."""
@@ -86,8 +88,8 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 # ----- save / load -----
 
-def save(net: nn.Module, path: str | os.PathLike, training_state: dict | None = None,
-         extra_metadata: dict | None = None) -> Path:
+
+def save(net: nn.Module, path: str | os.PathLike, training_state: dict | None = None, extra_metadata: dict | None = None) -> Path:
     """Write `net` (a SlowFast module with `.config`), its config and optional training state to `path`, atomically.
 
     `training_state` (optimizer, grad-scaler and scheduler state_dicts, epoch, step, RNG states, ...) may hold
@@ -145,7 +147,8 @@ def _read_metadata(path: Path) -> dict[str, str]:
     if meta.get("format") != FORMAT:
         raise SlowFastError(
             f"{path}: a safetensors file without a SlowFast-TRT config; convert plain weights with "
-            "`slowfast convert SRC DST` (model.convert), which infers the architecture")
+            "`slowfast convert SRC DST` (model.convert), which infers the architecture"
+        )
     version = meta.get("format_version", "?")
     if version != str(FORMAT_VERSION):
         raise SlowFastError(f"{path}: checkpoint format version {version}, this version reads {FORMAT_VERSION}; use a matching release")

@@ -4,6 +4,7 @@ Names follow the paper: `alpha` (frame-rate ratio Fast/Slow), `beta_inv` (1/beta
 ratio), `tau` (Slow temporal stride), `num_frames` (T, the Slow pathway's frames). The config travels
 inside every checkpoint and every exported artifact's sidecar.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -12,6 +12,7 @@ do (`head_pool="reference"`) with its origin's eval activation (softmax for PySl
 so it reproduces the reference outputs; what was inferred and what was assumed is kept in
 `net.config.extra["conversion"]`.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,16 @@ FORMATS = ("auto",) + layouts.LAYOUTS
 PREFERRED_PRESETS = ("slowfast_r101_16x8", "slow_r50_8x8")
 _WRAPPER_KEYS = ("model_state", "state_dict", "model")  # PySlowFast/PyTorchVideo, Lightning-style, plain
 _PREFIXES = ("module.", "model.")  # DDP, and PyTorchVideo copies published beside PySlowFast
-_CONV_WEIGHT_SUFFIXES = ("conv.weight", "conv_a.weight", "conv_b.weight", "conv_c.weight",
-                         "theta.weight", "phi.weight", "g.weight", "out.weight")
+_CONV_WEIGHT_SUFFIXES = (
+    "conv.weight",
+    "conv_a.weight",
+    "conv_b.weight",
+    "conv_c.weight",
+    "theta.weight",
+    "phi.weight",
+    "g.weight",
+    "out.weight",
+)
 
 
 @dataclass
@@ -56,6 +65,7 @@ class _Source:
 
 
 # ----- reading -----
+
 
 def _looks_like_safetensors(head: bytes) -> bool:
     return len(head) >= 9 and 2 <= int.from_bytes(head[:8], "little") < 100_000_000 and head[8:9] == b"{"
@@ -88,7 +98,8 @@ def _read_file(path: Path) -> tuple[Any, bool]:
         return obj, False
     raise SlowFastError(
         f"{path}: not a checkpoint (neither a PyTorch .pyth/.pt file, a safetensors file nor a Caffe2 .pkl pickle; "
-        f"it starts with {head[:8]!r})")
+        f"it starts with {head[:8]!r})"
+    )
 
 
 def _weights_of(obj: Any, label: str) -> tuple[dict[str, Any], bool]:
@@ -108,8 +119,10 @@ def _weights_of(obj: Any, label: str) -> tuple[dict[str, Any], bool]:
         return dict(obj), True
     tensors = [k for k, v in obj.items() if isinstance(v, torch.Tensor)]
     if not tensors:
-        raise SlowFastError(f"{label}: no model weights found (top-level keys: {listing(sorted(map(str, obj)), 8)}); "
-                            "expected model_state, a state dict, or Caffe2 blobs")
+        raise SlowFastError(
+            f"{label}: no model weights found (top-level keys: {listing(sorted(map(str, obj)), 8)}); "
+            "expected model_state, a state dict, or Caffe2 blobs"
+        )
     odd = [f"{k} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     raise SlowFastError(f"{label}: the state dict has entries that are not tensors: {listing(odd)}")
 
@@ -122,8 +135,8 @@ def _strip_prefixes(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, st
         changed = False
         for prefix in _PREFIXES:
             if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
-                original = {k[len(prefix):]: v for k, v in original.items()}
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                original = {k[len(prefix) :]: v for k, v in original.items()}
                 changed = True
     return state, original
 
@@ -160,14 +173,18 @@ def read_source(src: str | os.PathLike | Mapping, fmt: str = "auto") -> _Source 
     if detected is None:
         raise SlowFastError(
             f"{label}: the key names match no known layout (e.g. {listing(sorted(state), 3)}); expected PySlowFast "
-            "(s1.pathway0_stem...), PyTorchVideo (blocks.0...) or Caffe2 (conv1_w...) names")
+            "(s1.pathway0_stem...), PyTorchVideo (blocks.0...) or Caffe2 (conv1_w...) names"
+        )
     if fmt != "auto" and fmt != detected:
-        raise SlowFastError(f"{label}: --from {fmt} was given, but the weights are in the {detected} layout "
-                            f"(keys like {listing(sorted(state), 2)}); use --from {detected} or auto")
+        raise SlowFastError(
+            f"{label}: --from {fmt} was given, but the weights are in the {detected} layout "
+            f"(keys like {listing(sorted(state), 2)}); use --from {detected} or auto"
+        )
     return _Source(state, detected, label, original)
 
 
 # ----- renaming -----
+
 
 def _layout_for(source: _Source) -> layouts.Layout | None:
     if source.layout == "project":
@@ -201,6 +218,7 @@ def _to_ours(source: _Source) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 # ----- choosing the config -----
 
+
 def _fits(cfg: SlowFastConfig, inferred: Inferred) -> bool:
     return all(inferred.allows(k, getattr(cfg, k)) for k in inferred.fields if k != "num_classes")
 
@@ -225,14 +243,22 @@ def _origin_act(layout: str, cfg: SlowFastConfig) -> str:
     return cfg.head_act
 
 
-def _resolve(source: _Source, state: dict[str, torch.Tensor], names: dict[str, str], preset: str | None,
-             num_classes: int | None, head_act: str | None) -> SlowFastConfig:
+def _resolve(
+    source: _Source,
+    state: dict[str, torch.Tensor],
+    names: dict[str, str],
+    preset: str | None,
+    num_classes: int | None,
+    head_act: str | None,
+) -> SlowFastConfig:
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     inferred = infer(shapes)
     weights_classes = inferred.fields["num_classes"]
     if num_classes is not None and num_classes != weights_classes:
-        raise SlowFastError(f"{source.label}: --num-classes {num_classes}, but the classifier "
-                            f"{names.get('head.projection.weight', 'head.projection.weight')} has {weights_classes} classes")
+        raise SlowFastError(
+            f"{source.label}: --num-classes {num_classes}, but the classifier "
+            f"{names.get('head.projection.weight', 'head.projection.weight')} has {weights_classes} classes"
+        )
     if preset is not None:
         base = get_preset(preset).config
         if num_classes is not None:
@@ -248,8 +274,11 @@ def _resolve(source: _Source, state: dict[str, torch.Tensor], names: dict[str, s
         overrides = {k: v for k, v in inferred.fields.items() if not inferred.allows(k, getattr(base, k))}
         cfg = base.replace(**overrides)
         chosen = found.name if found else "converted"
-        assumed_from = (f"preset {found.name}, which the weights fit; pass --preset to choose another" if found
-                        else "the library defaults; pass --preset to set them")
+        assumed_from = (
+            f"preset {found.name}, which the weights fit; pass --preset to choose another"
+            if found
+            else "the library defaults; pass --preset to set them"
+        )
     if head_act is not None and head_act not in HEAD_ACTS:
         raise SlowFastError(f"head_act must be one of {HEAD_ACTS}, got {head_act!r}")
     act = head_act or _origin_act(source.layout, cfg)
@@ -286,8 +315,15 @@ def _namer(source: _Source, names: dict[str, str], cfg: SlowFastConfig):
 
 # ----- public API -----
 
-def convert(src: str | os.PathLike | Mapping, fmt: str = "auto", preset: str | None = None,
-            num_classes: int | None = None, *, head_act: str | None = None) -> SlowFast:
+
+def convert(
+    src: str | os.PathLike | Mapping,
+    fmt: str = "auto",
+    preset: str | None = None,
+    num_classes: int | None = None,
+    *,
+    head_act: str | None = None,
+) -> SlowFast:
     """A SlowFast network (eval mode) holding the weights of a PySlowFast `.pyth`, PyTorchVideo `.pyth`/state dict,
     or PySlowFast Caffe2 `.pkl` file (or an in-memory state dict / checkpoint dict).
 

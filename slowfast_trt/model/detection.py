@@ -5,6 +5,7 @@ scaled to the res5 grid), spatial max pooling over the RoI bins; then concatenat
 PySlowFast's `ResNetRoIHead` order. Pooling time first is the same as replicating each 2D box along time,
 aligning every frame and averaging (RoIAlign is linear in the features), at 1/T of the cost.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,16 @@ class RoIHead(nn.Module):
     eval mode (the reference head's behaviour); the default returns logits.
     """
 
-    def __init__(self, in_channels: list[int], num_classes: int, dropout: float, scales: list[int], resolution: int = 7,
-                 sampling_ratio: int = 2, act: str = "none"):
+    def __init__(
+        self,
+        in_channels: list[int],
+        num_classes: int,
+        dropout: float,
+        scales: list[int],
+        resolution: int = 7,
+        sampling_ratio: int = 2,
+        act: str = "none",
+    ):
         super().__init__()
         self.scales = list(scales)
         self.resolution, self.sampling_ratio, self.act = resolution, sampling_ratio, act

@@ -4,6 +4,7 @@
 batch 1, one view of size x size (256 by default, the paper's test crop). BatchNorm, ReLU, pooling, add
 and concat are not counted. torch's FlopCounterMode counts 2 FLOPs per multiply-add; we halve it.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -58,7 +59,7 @@ def count(preset_or_config: str | SlowFastConfig, size: int = 256, **overrides) 
     prefix = type(net).__name__ + "."
     part_flops: dict[str, float] = defaultdict(float)
     for name, ops in mode.get_flop_counts().items():
-        short = name[len(prefix):] if name.startswith(prefix) else ""
+        short = name[len(prefix) :] if name.startswith(prefix) else ""
         if short in _part_roots(net):
             part_flops[_part_of(short)] += sum(ops.values()) / 2
     total = mode.get_total_flops() / 2

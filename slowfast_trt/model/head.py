@@ -1,4 +1,5 @@
 """Classification head: per-pathway average pool, concatenation, dropout, fully-connected classifier."""
+
 from __future__ import annotations
 
 import torch
@@ -18,8 +19,9 @@ class Head(nn.Module):
     training mode the head always returns logits (the losses take logits).
     """
 
-    def __init__(self, in_features: int, num_classes: int, dropout: float, pool: str = "global", window: tuple[int, ...] = (),
-                 act: str = "none"):
+    def __init__(
+        self, in_features: int, num_classes: int, dropout: float, pool: str = "global", window: tuple[int, ...] = (), act: str = "none"
+    ):
         super().__init__()
         self.pool_mode = pool
         self.act = act

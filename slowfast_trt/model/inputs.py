@@ -1,4 +1,5 @@
 """Input facts in one place: tensor shapes per pathway, and the Fast-pathway input variants of Table 5c."""
+
 from __future__ import annotations
 
 import torch
@@ -60,7 +61,9 @@ def normalize(frames: torch.Tensor, cfg: SlowFastConfig, out: torch.Tensor | Non
     if out is None:
         out = torch.empty(frames.shape, dtype=torch.float32, device=frames.device)
     elif out.shape != frames.shape or out.dtype != torch.float32 or not out.is_contiguous():
-        raise SlowFastError(f"normalize needs a contiguous float32 output of shape {tuple(frames.shape)}; got {out.dtype} {tuple(out.shape)}")
+        raise SlowFastError(
+            f"normalize needs a contiguous float32 output of shape {tuple(frames.shape)}; got {out.dtype} {tuple(out.shape)}"
+        )
     mean = torch.tensor(cfg.mean, dtype=torch.float32, device=frames.device)
     std = torch.tensor(cfg.std, dtype=torch.float32, device=frames.device)
     width = frames.shape[-2]
@@ -89,4 +92,6 @@ def make_fast_input(frames: torch.Tensor, cfg: SlowFastConfig) -> torch.Tensor:
     if kind == "time_diff":
         prev = torch.cat([gray[:, :, :1], gray[:, :, :-1]], dim=2)
         return gray - prev
-    raise SlowFastError(f"fast_input={kind!r} needs precomputed optical flow, which the pipelines do not produce; use rgb, gray, time_diff or half_res")
+    raise SlowFastError(
+        f"fast_input={kind!r} needs precomputed optical flow, which the pipelines do not produce; use rgb, gray, time_diff or half_res"
+    )

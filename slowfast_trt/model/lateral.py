@@ -1,4 +1,5 @@
 """Lateral connections Fast -> Slow (Sec. 3.3-3.4): time-to-channel, time-strided sampling, time-strided conv."""
+
 from __future__ import annotations
 
 import torch

@@ -8,6 +8,7 @@ placeholders for the pathway {P}, stage {S}, block {J}, bottleneck conv {C}, Bat
 and weight/bias {W}; a layout encodes some placeholders differently (pathway "slow" is `0` in PySlowFast, an empty
 prefix in Caffe2; stage k is `blocks.{k-1}` in PyTorchVideo).
 """
+
 from __future__ import annotations
 
 import re
@@ -41,8 +42,7 @@ class _Code:
 
 def _table(mapping: dict[str, str]) -> _Code:
     inverse = {v: k for k, v in mapping.items()}
-    return _Code("|".join(re.escape(v) for v in sorted(mapping.values(), key=len, reverse=True)),
-                 mapping.get, inverse.__getitem__)
+    return _Code("|".join(re.escape(v) for v in sorted(mapping.values(), key=len, reverse=True)), mapping.get, inverse.__getitem__)
 
 
 _PATHWAY_INDEX = _table({"slow": "0", "fast": "1"})
@@ -55,7 +55,7 @@ _C2_WB = _table({"weight": "w", "bias": "b"})
 def _compile(template: str, codes: dict[str, str]) -> re.Pattern:
     out, pos = [], 0
     for m in re.finditer(r"\{(\w)\}", template):
-        out.append(re.escape(template[pos:m.start()]))
+        out.append(re.escape(template[pos : m.start()]))
         out.append(f"(?P<{m.group(1)}>{codes[m.group(1)]})")
         pos = m.end()
     out.append(re.escape(template[pos:]))
@@ -102,49 +102,62 @@ class Layout:
             m = theirs_re.match(key)
             if not m:
                 continue
-            values = {k: (self.codes[k].decode(v) if k in self.codes else v)
-                      for k, v in m.groupdict().items() if k not in self.derived_regex}
+            values = {
+                k: (self.codes[k].decode(v) if k in self.codes else v) for k, v in m.groupdict().items() if k not in self.derived_regex
+            }
             return ours_t.format(**values)
         return None
 
 
-PYSLOWFAST = Layout("pyslowfast", [
-    ("stem.{P}.conv.weight", "s1.pathway{P}_stem.conv.weight"),
-    ("stem.{P}.bn.{X}", "s1.pathway{P}_stem.bn.{X}"),
-    ("fuse{S}.conv.weight", "s{S}_fuse.conv_f2s.weight"),
-    ("fuse{S}.bn.{X}", "s{S}_fuse.bn.{X}"),
-    ("res{S}.{P}.blocks.{J}.shortcut.conv.weight", "s{S}.pathway{P}_res{J}.branch1.weight"),
-    ("res{S}.{P}.blocks.{J}.shortcut.bn.{X}", "s{S}.pathway{P}_res{J}.branch1_bn.{X}"),
-    ("res{S}.{P}.blocks.{J}.conv_{C}.weight", "s{S}.pathway{P}_res{J}.branch2.{C}.weight"),
-    ("res{S}.{P}.blocks.{J}.bn_{C}.{X}", "s{S}.pathway{P}_res{J}.branch2.{C}_bn.{X}"),
-    ("res{S}.{P}.nonlocals.{J}.{N}.{W}", "s{S}.pathway{P}_nonlocal{J}.conv_{N}.{W}"),
-    ("res{S}.{P}.nonlocals.{J}.bn.{X}", "s{S}.pathway{P}_nonlocal{J}.bn.{X}"),
-    ("head.projection.{W}", "head.projection.{W}"),
-], codes={"P": _PATHWAY_INDEX})
+PYSLOWFAST = Layout(
+    "pyslowfast",
+    [
+        ("stem.{P}.conv.weight", "s1.pathway{P}_stem.conv.weight"),
+        ("stem.{P}.bn.{X}", "s1.pathway{P}_stem.bn.{X}"),
+        ("fuse{S}.conv.weight", "s{S}_fuse.conv_f2s.weight"),
+        ("fuse{S}.bn.{X}", "s{S}_fuse.bn.{X}"),
+        ("res{S}.{P}.blocks.{J}.shortcut.conv.weight", "s{S}.pathway{P}_res{J}.branch1.weight"),
+        ("res{S}.{P}.blocks.{J}.shortcut.bn.{X}", "s{S}.pathway{P}_res{J}.branch1_bn.{X}"),
+        ("res{S}.{P}.blocks.{J}.conv_{C}.weight", "s{S}.pathway{P}_res{J}.branch2.{C}.weight"),
+        ("res{S}.{P}.blocks.{J}.bn_{C}.{X}", "s{S}.pathway{P}_res{J}.branch2.{C}_bn.{X}"),
+        ("res{S}.{P}.nonlocals.{J}.{N}.{W}", "s{S}.pathway{P}_nonlocal{J}.conv_{N}.{W}"),
+        ("res{S}.{P}.nonlocals.{J}.bn.{X}", "s{S}.pathway{P}_nonlocal{J}.bn.{X}"),
+        ("head.projection.{W}", "head.projection.{W}"),
+    ],
+    codes={"P": _PATHWAY_INDEX},
+)
 
 # create_slowfast: blocks.0 = stems (+ fusion 1), blocks.1..4 = res2..res5 (+ fusions 2..4), blocks.6 = head.
-PYTORCHVIDEO_SLOWFAST = Layout("pytorchvideo", [
-    ("stem.{P}.conv.weight", "blocks.0.multipathway_blocks.{P}.conv.weight"),
-    ("stem.{P}.bn.{X}", "blocks.0.multipathway_blocks.{P}.norm.{X}"),
-    ("fuse{S}.conv.weight", "blocks.{S}.multipathway_fusion.conv_fast_to_slow.weight"),
-    ("fuse{S}.bn.{X}", "blocks.{S}.multipathway_fusion.norm.{X}"),
-    ("res{S}.{P}.blocks.{J}.shortcut.conv.weight", "blocks.{S}.multipathway_blocks.{P}.res_blocks.{J}.branch1_conv.weight"),
-    ("res{S}.{P}.blocks.{J}.shortcut.bn.{X}", "blocks.{S}.multipathway_blocks.{P}.res_blocks.{J}.branch1_norm.{X}"),
-    ("res{S}.{P}.blocks.{J}.conv_{C}.weight", "blocks.{S}.multipathway_blocks.{P}.res_blocks.{J}.branch2.conv_{C}.weight"),
-    ("res{S}.{P}.blocks.{J}.bn_{C}.{X}", "blocks.{S}.multipathway_blocks.{P}.res_blocks.{J}.branch2.norm_{C}.{X}"),
-    ("head.projection.{W}", "blocks.6.proj.{W}"),
-], codes={"P": _PATHWAY_INDEX, "S": _STAGE_MINUS_ONE})
+PYTORCHVIDEO_SLOWFAST = Layout(
+    "pytorchvideo",
+    [
+        ("stem.{P}.conv.weight", "blocks.0.multipathway_blocks.{P}.conv.weight"),
+        ("stem.{P}.bn.{X}", "blocks.0.multipathway_blocks.{P}.norm.{X}"),
+        ("fuse{S}.conv.weight", "blocks.{S}.multipathway_fusion.conv_fast_to_slow.weight"),
+        ("fuse{S}.bn.{X}", "blocks.{S}.multipathway_fusion.norm.{X}"),
+        ("res{S}.{P}.blocks.{J}.shortcut.conv.weight", "blocks.{S}.multipathway_blocks.{P}.res_blocks.{J}.branch1_conv.weight"),
+        ("res{S}.{P}.blocks.{J}.shortcut.bn.{X}", "blocks.{S}.multipathway_blocks.{P}.res_blocks.{J}.branch1_norm.{X}"),
+        ("res{S}.{P}.blocks.{J}.conv_{C}.weight", "blocks.{S}.multipathway_blocks.{P}.res_blocks.{J}.branch2.conv_{C}.weight"),
+        ("res{S}.{P}.blocks.{J}.bn_{C}.{X}", "blocks.{S}.multipathway_blocks.{P}.res_blocks.{J}.branch2.norm_{C}.{X}"),
+        ("head.projection.{W}", "blocks.6.proj.{W}"),
+    ],
+    codes={"P": _PATHWAY_INDEX, "S": _STAGE_MINUS_ONE},
+)
 
 # create_resnet (Slow-only): blocks.0 = stem, blocks.1..4 = res2..res5, blocks.5 = head.
-PYTORCHVIDEO_RESNET = Layout("pytorchvideo", [
-    ("stem.slow.conv.weight", "blocks.0.conv.weight"),
-    ("stem.slow.bn.{X}", "blocks.0.norm.{X}"),
-    ("res{S}.slow.blocks.{J}.shortcut.conv.weight", "blocks.{S}.res_blocks.{J}.branch1_conv.weight"),
-    ("res{S}.slow.blocks.{J}.shortcut.bn.{X}", "blocks.{S}.res_blocks.{J}.branch1_norm.{X}"),
-    ("res{S}.slow.blocks.{J}.conv_{C}.weight", "blocks.{S}.res_blocks.{J}.branch2.conv_{C}.weight"),
-    ("res{S}.slow.blocks.{J}.bn_{C}.{X}", "blocks.{S}.res_blocks.{J}.branch2.norm_{C}.{X}"),
-    ("head.projection.{W}", "blocks.5.proj.{W}"),
-], codes={"S": _STAGE_MINUS_ONE})
+PYTORCHVIDEO_RESNET = Layout(
+    "pytorchvideo",
+    [
+        ("stem.slow.conv.weight", "blocks.0.conv.weight"),
+        ("stem.slow.bn.{X}", "blocks.0.norm.{X}"),
+        ("res{S}.slow.blocks.{J}.shortcut.conv.weight", "blocks.{S}.res_blocks.{J}.branch1_conv.weight"),
+        ("res{S}.slow.blocks.{J}.shortcut.bn.{X}", "blocks.{S}.res_blocks.{J}.branch1_norm.{X}"),
+        ("res{S}.slow.blocks.{J}.conv_{C}.weight", "blocks.{S}.res_blocks.{J}.branch2.conv_{C}.weight"),
+        ("res{S}.slow.blocks.{J}.bn_{C}.{X}", "blocks.{S}.res_blocks.{J}.branch2.norm_{C}.{X}"),
+        ("head.projection.{W}", "blocks.5.proj.{W}"),
+    ],
+    codes={"S": _STAGE_MINUS_ONE},
+)
 
 
 def _c2_last_block(values: dict[str, str], context: dict) -> str:
@@ -156,22 +169,27 @@ def _c2_last_block(values: dict[str, str], context: dict) -> str:
 
 
 # PySlowFast's Caffe2 zoo blobs ("t_" marks the Fast pathway). BatchNorm is stored as _s/_b/_rm/_riv.
-CAFFE2 = Layout("caffe2", [
-    ("stem.{P}.conv.weight", "{P}conv1_w"),
-    ("stem.{P}.bn.{X}", "{P}res_conv1_bn_{X}"),
-    ("fuse1.conv.weight", "t_pool1_subsample_w"),
-    ("fuse1.bn.{X}", "t_pool1_subsample_bn_{X}"),
-    ("fuse{S}.conv.weight", "t_res{S}_{L}_branch2c_bn_subsample_w"),
-    ("fuse{S}.bn.{X}", "t_res{S}_{L}_branch2c_bn_subsample_bn_{X}"),
-    ("res{S}.{P}.blocks.{J}.shortcut.conv.weight", "{P}res{S}_{J}_branch1_w"),
-    ("res{S}.{P}.blocks.{J}.shortcut.bn.{X}", "{P}res{S}_{J}_branch1_bn_{X}"),
-    ("res{S}.{P}.blocks.{J}.conv_{C}.weight", "{P}res{S}_{J}_branch2{C}_w"),
-    ("res{S}.{P}.blocks.{J}.bn_{C}.{X}", "{P}res{S}_{J}_branch2{C}_bn_{X}"),
-    ("res{S}.slow.nonlocals.{J}.{N}.{W}", "nonlocal_conv{S}_{J}_{N}_{W}"),
-    ("res{S}.slow.nonlocals.{J}.bn.{X}", "nonlocal_conv{S}_{J}_bn_{X}"),
-    ("head.projection.{W}", "pred_{W}"),
-], codes={"P": _C2_PATHWAY, "X": _C2_BN, "W": _C2_WB},
-    derived={"L": _c2_last_block}, derived_regex={"L": r"\d+"})
+CAFFE2 = Layout(
+    "caffe2",
+    [
+        ("stem.{P}.conv.weight", "{P}conv1_w"),
+        ("stem.{P}.bn.{X}", "{P}res_conv1_bn_{X}"),
+        ("fuse1.conv.weight", "t_pool1_subsample_w"),
+        ("fuse1.bn.{X}", "t_pool1_subsample_bn_{X}"),
+        ("fuse{S}.conv.weight", "t_res{S}_{L}_branch2c_bn_subsample_w"),
+        ("fuse{S}.bn.{X}", "t_res{S}_{L}_branch2c_bn_subsample_bn_{X}"),
+        ("res{S}.{P}.blocks.{J}.shortcut.conv.weight", "{P}res{S}_{J}_branch1_w"),
+        ("res{S}.{P}.blocks.{J}.shortcut.bn.{X}", "{P}res{S}_{J}_branch1_bn_{X}"),
+        ("res{S}.{P}.blocks.{J}.conv_{C}.weight", "{P}res{S}_{J}_branch2{C}_w"),
+        ("res{S}.{P}.blocks.{J}.bn_{C}.{X}", "{P}res{S}_{J}_branch2{C}_bn_{X}"),
+        ("res{S}.slow.nonlocals.{J}.{N}.{W}", "nonlocal_conv{S}_{J}_{N}_{W}"),
+        ("res{S}.slow.nonlocals.{J}.bn.{X}", "nonlocal_conv{S}_{J}_bn_{X}"),
+        ("head.projection.{W}", "pred_{W}"),
+    ],
+    codes={"P": _C2_PATHWAY, "X": _C2_BN, "W": _C2_WB},
+    derived={"L": _c2_last_block},
+    derived_regex={"L": r"\d+"},
+)
 
 # Caffe2 blobs that are training bookkeeping, not weights: SGD momentum, the learning rate, the iteration,
 # and BatchNorm's saved batch statistics.
@@ -203,7 +221,9 @@ def detect(keys: Iterable[str]) -> str | None:
     votes = {
         "pyslowfast": share(lambda k: re.match(r"s\d(\.pathway\d_|_fuse\.)", k) is not None),
         "pytorchvideo": share(lambda k: k.startswith("blocks.")),
-        "caffe2": share(lambda k: re.match(r"(t_)?(conv1_|res_conv1_|res\d_\d+_branch|pool1_subsample)|nonlocal_conv\d|pred_", k) is not None),
+        "caffe2": share(
+            lambda k: re.match(r"(t_)?(conv1_|res_conv1_|res\d_\d+_branch|pool1_subsample)|nonlocal_conv\d|pred_", k) is not None
+        ),
         "project": share(lambda k: re.match(r"(stem|res\d|fuse\d)\.", k) is not None),
     }
     best = max(votes, key=votes.get)

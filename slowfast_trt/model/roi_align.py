@@ -9,6 +9,7 @@ offered. Bilinear sampling is separable: each box's samples form a (rows x colum
 against `arange`. That is two batched matmuls per box set, no scatter, no loops, and a dynamic box count.
 torchvision (which could not be installed beside this project's CPU torch 2.13 wheel) is not needed.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,8 +45,14 @@ def _sample_coords(start: torch.Tensor, length: torch.Tensor, bins: int, ratio: 
     return start.unsqueeze(1) + step.unsqueeze(0) * (length / bins).unsqueeze(1)
 
 
-def roi_align(features: torch.Tensor, boxes: torch.Tensor, output_size: int | tuple[int, int], spatial_scale: float,
-              sampling_ratio: int = 2, aligned: bool = True) -> torch.Tensor:
+def roi_align(
+    features: torch.Tensor,
+    boxes: torch.Tensor,
+    output_size: int | tuple[int, int],
+    spatial_scale: float,
+    sampling_ratio: int = 2,
+    aligned: bool = True,
+) -> torch.Tensor:
     """RoIAlign of `features` `(N, C, H, W)` over `boxes` `(K, 5)` = [batch_index, x1, y1, x2, y2] in input pixels.
 
     Returns `(K, C, out_h, out_w)`: each bin is the mean of `sampling_ratio`^2 bilinear samples. `spatial_scale`

@@ -5,6 +5,7 @@ extra global admitted is yacs' `CfgNode` (PySlowFast stores its config as one), 
 that yields a plain OrderedDict. Caffe2 `.pkl` files go through an unpickler whose `find_class` admits only
 numpy's array reconstruction and plain containers. Anything else is refused with a one-line error naming it.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -117,8 +118,7 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         if (module, name) in _PLAIN_GLOBALS:
             return getattr(importlib.import_module(module), name)
         raise SlowFastError(
-            f"refused to unpickle {module}.{name}: Caffe2 .pkl checkpoints hold only numpy arrays "
-            "(nothing from the file was executed)"
+            f"refused to unpickle {module}.{name}: Caffe2 .pkl checkpoints hold only numpy arrays (nothing from the file was executed)"
         )
 
     def persistent_load(self, pid: Any) -> Any:
@@ -154,8 +154,18 @@ def load_numpy_pickle(path: str | os.PathLike) -> Any:
         return NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1", limit=len(data)).load()
     except SlowFastError as e:
         raise SlowFastError(f"{path}: {e}") from None
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            UnicodeDecodeError, MemoryError, OverflowError) as e:
+    except (
+        EOFError,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        UnicodeDecodeError,
+        MemoryError,
+        OverflowError,
+    ) as e:
         raise SlowFastError(f"{path}: truncated or corrupt pickle ({type(e).__name__}: {str(e)[:120] or 'no detail'})") from None
 
 

@@ -1,4 +1,5 @@
 """The SlowFast network (and its Slow-only / Fast-only members) assembled from blocks, per Table 1."""
+
 from __future__ import annotations
 
 import torch
@@ -71,8 +72,9 @@ class SlowFast(nn.Module):
 
         if cfg.detection:
             scales = [cfg.spatial_stride * (cfg.fast_spatial_ratio if p == "fast" else 1) for p in paths]
-            self.head = RoIHead(list(cin.values()), cfg.num_classes, cfg.dropout, scales, cfg.roi_resolution,
-                                cfg.roi_sampling_ratio, act=cfg.head_act)
+            self.head = RoIHead(
+                list(cin.values()), cfg.num_classes, cfg.dropout, scales, cfg.roi_resolution, cfg.roi_sampling_ratio, act=cfg.head_act
+            )
             return
         window = []
         s = cfg.crop_size // 32
@@ -102,8 +104,9 @@ class SlowFast(nn.Module):
             x = getattr(self, stage)(x)
         return [x[p] for p in self.config.pathways]
 
-    def forward(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None,
-                boxes: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None, boxes: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits `N, classes`; detection models take `boxes` (K, 5) too and return `K, classes`, one row per box."""
         if self.config.detection:
             if boxes is None:

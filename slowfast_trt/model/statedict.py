@@ -1,4 +1,5 @@
 """Loading a state dict into a fresh network, with one-line errors that name the keys and shapes at fault."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -44,8 +45,10 @@ def compare(expected: Mapping[str, tuple], got: Mapping[str, tuple], name: Calla
     mismatched = [k for k in expected if k in got and tuple(got[k]) != tuple(expected[k])]
     problems = []
     if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatch(es): " + listing(
-            [f"{name(k)} (file {shape_str(got[k])}, model {shape_str(expected[k])})" for k in mismatched]))
+        problems.append(
+            f"{len(mismatched)} shape mismatch(es): "
+            + listing([f"{name(k)} (file {shape_str(got[k])}, model {shape_str(expected[k])})" for k in mismatched])
+        )
     if missing:
         problems.append(f"{len(missing)} missing key(s): " + listing([name(k) for k in missing]))
     if unexpected:
@@ -53,8 +56,7 @@ def compare(expected: Mapping[str, tuple], got: Mapping[str, tuple], name: Calla
     return problems
 
 
-def build_with_state(cfg: SlowFastConfig, state: dict[str, torch.Tensor], what: str,
-                     name: Callable[[str], str] = str) -> SlowFast:
+def build_with_state(cfg: SlowFastConfig, state: dict[str, torch.Tensor], what: str, name: Callable[[str], str] = str) -> SlowFast:
     """A network for `cfg` holding exactly the tensors of `state` (our layout), in eval mode.
 
     Built on the meta device and filled with `assign=True`, so no random initialisation runs and no second

@@ -9,6 +9,7 @@ folder. Errors a client can cause come back as `TritonError`s naming the problem
 - PlanModel, DaliCpuModel, ClassifyModel: the steps of the DALI ensemble (plan -> dali -> classify); DaliCpuModel
   runs the serialized DALI pipeline (its CPU variant) in the Python backend, where the `dali` backend is absent.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,8 +63,9 @@ def _answer(scores: np.ndarray, labels: list[str], topk: int):
     k = min(topk, scores.shape[1])
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k].astype(np.int64)
     names = np.array([[labels[i].encode() for i in row] for row in top], dtype=object)
-    return pb.InferenceResponse(output_tensors=[pb.Tensor("SCORES", scores.astype(np.float32)), pb.Tensor("TOP_IDS", top),
-                                                pb.Tensor("TOP_LABELS", names)])
+    return pb.InferenceResponse(
+        output_tensors=[pb.Tensor("SCORES", scores.astype(np.float32)), pb.Tensor("TOP_IDS", top), pb.Tensor("TOP_LABELS", names)]
+    )
 
 
 class EngineModel:
@@ -88,7 +90,7 @@ class EngineModel:
             return [_error(str(e)) for _ in requests]
         out, start = [], 0
         for n in sizes:
-            out.append(pb.InferenceResponse(output_tensors=[pb.Tensor(self.output, np.ascontiguousarray(scores[start:start + n]))]))
+            out.append(pb.InferenceResponse(output_tensors=[pb.Tensor(self.output, np.ascontiguousarray(scores[start : start + n]))]))
             start += n
         return out
 
@@ -106,18 +108,29 @@ class VideoModel:
         threads = int(p.get("threads", "0") or 0)
         self.engine = engines.load(folder / p["artifact"], device=p.get("device", "auto"), threads=threads or None)
         self.clips, self.crops, self.topk = int(p["clips"]), int(p["crops"]), int(p.get("topk", "5"))
-        self.batch, self.dali_threads, self.dali_device = int(p.get("batch", "8")), int(p.get("dali_threads", "2")), p.get("dali_device", "auto")
+        self.batch, self.dali_threads, self.dali_device = (
+            int(p.get("batch", "8")),
+            int(p.get("dali_threads", "2")),
+            p.get("dali_device", "auto"),
+        )
         self.labels = _labels(folder, self.engine.info["output"]["num_classes"])
 
     def execute(self, requests):
         pb = _pb()
         rows = [_video_rows(pb, r) for r in requests]
         flat = [b for rs in rows for b in rs]
-        results = score_videos(self.engine, flat, num_clips=self.clips, num_crops=self.crops, batch_size=self.batch,
-                               device=self.dali_device, threads=self.dali_threads)
+        results = score_videos(
+            self.engine,
+            flat,
+            num_clips=self.clips,
+            num_crops=self.crops,
+            batch_size=self.batch,
+            device=self.dali_device,
+            threads=self.dali_threads,
+        )
         out, i = [], 0
         for rs in rows:
-            mine = results[i:i + len(rs)]
+            mine = results[i : i + len(rs)]
             i += len(rs)
             bad = [r.error for r in mine if r.error]
             out.append(_error(f"VIDEO: {bad[0]}") if bad else _answer(np.stack([r.scores for r in mine]), self.labels, self.topk))
@@ -143,8 +156,15 @@ class PlanModel:
                 continue
             width = max(len(p[0]) for p in plans)  # FRAMES is padded with its last frame to one length per request
             frames = np.stack([np.pad(p[0], (0, width - len(p[0])), mode="edge") for p in plans])
-            out.append(pb.InferenceResponse(output_tensors=[pb.Tensor("FRAMES", frames), pb.Tensor("FAST_POS", np.stack([p[1] for p in plans])),
-                                                            pb.Tensor("SLOW_POS", np.stack([p[2] for p in plans]))]))
+            out.append(
+                pb.InferenceResponse(
+                    output_tensors=[
+                        pb.Tensor("FRAMES", frames),
+                        pb.Tensor("FAST_POS", np.stack([p[1] for p in plans])),
+                        pb.Tensor("SLOW_POS", np.stack([p[2] for p in plans])),
+                    ]
+                )
+            )
         return out
 
 
@@ -154,7 +174,9 @@ class DaliCpuModel:
     def initialize(self, args):
         config, p, folder = _setup(args)
         self.max_batch = max(1, int(config.get("max_batch_size", 1)))
-        self.pipe = load_serialized(folder / p.get("pipeline", "model.cpu.dali"), batch_size=self.max_batch, threads=int(p.get("dali_threads", "2")))
+        self.pipe = load_serialized(
+            folder / p.get("pipeline", "model.cpu.dali"), batch_size=self.max_batch, threads=int(p.get("dali_threads", "2"))
+        )
         self.outputs = [o["name"] for o in config["output"]]
 
     def execute(self, requests):
@@ -189,8 +211,11 @@ class ClassifyModel:
         n = next(iter(views.values())).shape[0]
         parts = []
         for s in range(0, n, self.engine_batch):
-            req = pb.InferenceRequest(model_name=self.engine, requested_output_names=[self.info["output"]["name"]],
-                                      inputs=[pb.Tensor(k, np.ascontiguousarray(v[s:s + self.engine_batch])) for k, v in views.items()])
+            req = pb.InferenceRequest(
+                model_name=self.engine,
+                requested_output_names=[self.info["output"]["name"]],
+                inputs=[pb.Tensor(k, np.ascontiguousarray(v[s : s + self.engine_batch])) for k, v in views.items()],
+            )
             resp = req.exec()
             if resp.has_error():
                 raise RuntimeError(f"engine model {self.engine}: {resp.error().message()}")

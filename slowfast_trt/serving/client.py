@@ -2,6 +2,7 @@
 
 Every call has a timeout, so a dead server ends a request with an error instead of a hang.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,13 +47,25 @@ def model_config(client, protocol: str, model: str) -> dict:
     return client.get_model_config(model)
 
 
-def infer(client, protocol: str, model: str, inputs: dict[str, np.ndarray], outputs: list[str], timeout: float = TIMEOUT_S) -> dict[str, np.ndarray]:
+def infer(
+    client, protocol: str, model: str, inputs: dict[str, np.ndarray], outputs: list[str], timeout: float = TIMEOUT_S
+) -> dict[str, np.ndarray]:
     """One request; numpy arrays out. Raises tritonclient's InferenceServerException on a server-side error."""
     m = _module(protocol)
     tensors = []
     for name, arr in inputs.items():
-        dtype = "BYTES" if arr.dtype == object else {np.dtype(np.float32): "FP32", np.dtype(np.uint8): "UINT8", np.dtype(np.int32): "INT32",
-                                                       np.dtype(np.int64): "INT64", np.dtype(np.float64): "FP64", np.dtype(np.float16): "FP16"}[arr.dtype]
+        dtype = (
+            "BYTES"
+            if arr.dtype == object
+            else {
+                np.dtype(np.float32): "FP32",
+                np.dtype(np.uint8): "UINT8",
+                np.dtype(np.int32): "INT32",
+                np.dtype(np.int64): "INT64",
+                np.dtype(np.float64): "FP64",
+                np.dtype(np.float16): "FP16",
+            }[arr.dtype]
+        )
         t = m.InferInput(name, list(arr.shape), dtype)
         if protocol == "http":
             t.set_data_from_numpy(arr, binary_data=True)

@@ -12,6 +12,7 @@ views crop-major (view c*K + k), the order `serving.backend.ClassifyModel` aggre
 `model.dali` uses the 'mixed' decoder and cannot be built without a GPU; `model.cpu.dali` is the same graph with
 the CPU decoder (VP8/VP9/MJPEG), serialized beside it for the CPU check and the Python-backend stand-in.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_bytes
-from slowfast_trt.dali_pipelines.pipelines import normalize_frames, crop_positions
+from slowfast_trt.dali_pipelines.pipelines import crop_positions, normalize_frames
 from slowfast_trt.model.inputs import GRAY_WEIGHTS
 
 INPUTS = ("VIDEO", "FRAMES", "FAST_POS", "SLOW_POS")
@@ -33,8 +34,10 @@ def dali_graph(cfg, num_clips: int, num_crops: int, *, device: str, batch_size: 
     from nvidia.dali import pipeline_def  # lazy: nvidia-dali, optional (extra [data]) and heavy
 
     if cfg.fast_input not in ("rgb", "gray", "time_diff"):
-        raise SlowFastError(f"the dali model implements the rgb, gray and time_diff Fast inputs, not {cfg.fast_input!r}; "
-                            "serve this model through its Python-backend video model")
+        raise SlowFastError(
+            f"the dali model implements the rgb, gray and time_diff Fast inputs, not {cfg.fast_input!r}; "
+            "serve this model through its Python-backend video model"
+        )
     if cfg.detection:
         raise SlowFastError("detection models take boxes per clip; the video models serve classification artifacts only")
     gpu = device == "gpu"
@@ -65,7 +68,7 @@ def dali_graph(cfg, num_clips: int, num_crops: int, *, device: str, batch_size: 
             w = GRAY_WEIGHTS
             gray = fast[:, :, :, :, 0] * w[0] + fast[:, :, :, :, 1] * w[1] + fast[:, :, :, :, 2] * w[2]  # views, F, S, S
             if cfg.fast_input == "time_diff":  # frame t minus frame t-1; frame 0 minus itself
-                gray = gray - fn.cat(gray[:, 0:1], gray[:, 0:f - 1], axis=1)
+                gray = gray - fn.cat(gray[:, 0:1], gray[:, 0 : f - 1], axis=1)
             fast = fn.expand_dims(gray, axes=[1])
         out["fast"] = fast
         return tuple(out[p] for p in cfg.pathways)
@@ -84,8 +87,9 @@ def load_serialized(path: str | Path, *, batch_size: int, threads: int = 2):
     """Deserialize and build a pipeline written by `serialize` (the CPU variant, on a CPU)."""
     from nvidia.dali import Pipeline  # lazy: nvidia-dali, optional (extra [data]) and heavy
 
-    pipe = Pipeline.deserialize(filename=str(path), batch_size=batch_size, num_threads=threads, device_id=None,
-                                exec_dynamic=True, prefetch_queue_depth=1)
+    pipe = Pipeline.deserialize(
+        filename=str(path), batch_size=batch_size, num_threads=threads, device_id=None, exec_dynamic=True, prefetch_queue_depth=1
+    )
     pipe.build()
     return pipe
 

@@ -11,6 +11,7 @@ The Python-backend stub links `libpython3.X.so.1.0`; with a pyenv interpreter th
 libpython instead and the stub dies (`'_thread.RLock' object has no attribute '_recursion_count'` on 3.11.7), so
 `server_env()` puts the interpreter's LIBDIR first on LD_LIBRARY_PATH and the venv's bin/ first on PATH.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -36,8 +37,18 @@ PYTRITON = "nvidia-pytriton==0.7.0"
 TRITONCLIENT = "tritonclient[grpc,http]==2.51.0"  # [all] also wants cuda-python, which has no use on a CPU
 TORCH = "torch==2.13.0"
 REQUIREMENTS = [
-    "numpy<2", PYTRITON, TRITONCLIENT, TORCH, "onnxruntime>=1.17", "onnx>=1.15", "nvidia-dali-cuda120>=1.40",
-    "safetensors>=0.4", "av>=12", "click>=8.0", "tqdm>=4.60", "pillow>=9",
+    "numpy<2",
+    PYTRITON,
+    TRITONCLIENT,
+    TORCH,
+    "onnxruntime>=1.17",
+    "onnx>=1.15",
+    "nvidia-dali-cuda120>=1.40",
+    "safetensors>=0.4",
+    "av>=12",
+    "click>=8.0",
+    "tqdm>=4.60",
+    "pillow>=9",
 ]
 STAMP = ".slowfast-triton-stamp"
 
@@ -95,7 +106,9 @@ class TritonEnv:
     def client_env(self) -> dict[str, str]:
         """The environment for client tools run from the venv (perf_analyzer needs libb64 and libcudart from PyTriton)."""
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = ":".join(p for p in (str(self.perf_libs), str(self.site / "nvidia_pytriton.libs"), env.get("LD_LIBRARY_PATH")) if p)
+        env["LD_LIBRARY_PATH"] = ":".join(
+            p for p in (str(self.perf_libs), str(self.site / "nvidia_pytriton.libs"), env.get("LD_LIBRARY_PATH")) if p
+        )
         env["PYTHONNOUSERSITE"] = "1"
         return env
 
@@ -136,9 +149,18 @@ def current_env() -> TritonEnv | None:
         return None
     if any(importlib.util.find_spec(m) is None for m in ("pytriton", "tritonclient", "torch", "nvidia.dali", "onnxruntime")):
         return None
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slowfast-triton" / f"py{sys.version_info[0]}.{sys.version_info[1]}"
-    return TritonEnv(Path(sys.prefix), sysconfig.get_config_var("LIBDIR"), sysconfig.get_paths()["purelib"],
-                     f"{sys.version_info[0]}.{sys.version_info[1]}", cache=cache)
+    cache = (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        / "slowfast-triton"
+        / f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    )
+    return TritonEnv(
+        Path(sys.prefix),
+        sysconfig.get_config_var("LIBDIR"),
+        sysconfig.get_paths()["purelib"],
+        f"{sys.version_info[0]}.{sys.version_info[1]}",
+        cache=cache,
+    )
 
 
 def ensure_env(echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> TritonEnv:
@@ -183,13 +205,17 @@ def _build(venv: Path, echo: Callable[[str], None]) -> dict:
                     _pip(py, args, echo)
                     break
             else:
-                raise SlowFastError("no CPU build of torch 2.13.0 found (local wheels or download.pytorch.org/whl/cpu); "
-                                    "install one into the Triton venv by hand or set SLOWFAST_TRITON_VENV to a ready venv")
+                raise SlowFastError(
+                    "no CPU build of torch 2.13.0 found (local wheels or download.pytorch.org/whl/cpu); "
+                    "install one into the Triton venv by hand or set SLOWFAST_TRITON_VENV to a ready venv"
+                )
     _pip(py, REQUIREMENTS, echo)
     _pip(py, ["--no-deps", "-e", str(ROOT)], echo)
-    probe = ("import json, sysconfig, numpy, tritonclient.grpc, tritonclient.http, pytriton; "
-             "print(json.dumps({'libdir': sysconfig.get_config_var('LIBDIR'), 'purelib': sysconfig.get_paths()['purelib'], "
-             "'numpy': numpy.__version__, 'version': '%d.%d' % __import__('sys').version_info[:2]}))")
+    probe = (
+        "import json, sysconfig, numpy, tritonclient.grpc, tritonclient.http, pytriton; "
+        "print(json.dumps({'libdir': sysconfig.get_config_var('LIBDIR'), 'purelib': sysconfig.get_paths()['purelib'], "
+        "'numpy': numpy.__version__, 'version': '%d.%d' % __import__('sys').version_info[:2]}))"
+    )
     r = subprocess.run([str(py), "-c", probe], capture_output=True, text=True)
     if r.returncode:
         raise SlowFastError(f"the Triton venv {venv} does not import its packages: {(r.stderr.strip().splitlines() or ['?'])[-1][:300]}")
@@ -242,11 +268,13 @@ def client_available() -> bool:
     return int(numpy.__version__.split(".")[0]) < 2
 
 
-def run_module(module: str, args: list[str], *, env: TritonEnv | None = None, timeout: float | None = None,
-               capture: bool = False) -> subprocess.CompletedProcess:
+def run_module(
+    module: str, args: list[str], *, env: TritonEnv | None = None, timeout: float | None = None, capture: bool = False
+) -> subprocess.CompletedProcess:
     """Run `python -m module args` in the Triton venv (argument list, no shell)."""
     env = env or ensure_env()
     e = env.client_env()
     e["PYTHONPATH"] = str(ROOT) + (":" + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
-    return subprocess.run([str(env.python), "-m", module, *args], env=e, timeout=timeout, capture_output=capture, text=capture,
-                          cwd=str(ROOT))
+    return subprocess.run(
+        [str(env.python), "-m", module, *args], env=e, timeout=timeout, capture_output=capture, text=capture, cwd=str(ROOT)
+    )

@@ -16,6 +16,7 @@ For an artifact named N the repository holds (`serving.json` lists them with wha
 Engine models take the sidecar's inputs (`slow`, `fast`: FP32, batch first) and return `scores`; video models take
 VIDEO (uint8 encoded bytes, one video per request row) and return SCORES, TOP_IDS, TOP_LABELS.
 """
+
 from __future__ import annotations
 
 import json
@@ -109,9 +110,21 @@ def _video_outputs(num_classes: int) -> list[str]:
     return [_tensor("SCORES", "TYPE_FP32", [num_classes]), _tensor("TOP_IDS", "TYPE_INT64", [k]), _tensor("TOP_LABELS", "TYPE_STRING", [k])]
 
 
-def build_repository(artifact: str | Path, out: str | Path, *, max_batch: int = 8, instances: int = 1, clips: int = 10, crops: int = 3,
-                     gpus: list[int] | None = None, labels: str | Path | None = None, video_batch: int = 4, delay_us: int = 2000,
-                     threads: int = 0, validate: bool = True) -> dict:
+def build_repository(
+    artifact: str | Path,
+    out: str | Path,
+    *,
+    max_batch: int = 8,
+    instances: int = 1,
+    clips: int = 10,
+    crops: int = 3,
+    gpus: list[int] | None = None,
+    labels: str | Path | None = None,
+    video_batch: int = 4,
+    delay_us: int = 2000,
+    threads: int = 0,
+    validate: bool = True,
+) -> dict:
     """Write the repository into `out` (a new or previously generated folder); returns its manifest (serving.json)."""
     src = Path(artifact)
     if not src.is_file():
@@ -159,8 +172,13 @@ def build_repository(artifact: str | Path, out: str | Path, *, max_batch: int = 
         if profile_max and profile_max < max_batch:
             engine_batch = int(profile_max)  # a plan cannot take more than its optimisation profile's max
     inputs, outputs = _engine_io(side)
-    body = (f'platform: "{platform}"\nmax_batch_size: {engine_batch}\n' + _io("input", inputs) + _io("output", outputs)
-            + _batching(engine_batch, delay_us) + _instances(instances, gpus))
+    body = (
+        f'platform: "{platform}"\nmax_batch_size: {engine_batch}\n'
+        + _io("input", inputs)
+        + _io("output", outputs)
+        + _batching(engine_batch, delay_us)
+        + _instances(instances, gpus)
+    )
     if platform == "onnxruntime_onnx" and threads:
         body += _params({"intra_op_thread_count": threads})
     _write_model(repo, name, body)
@@ -168,9 +186,18 @@ def build_repository(artifact: str | Path, out: str | Path, *, max_batch: int = 
 
     # --- the same artifact through engines.load (Python backend) ------------------------------------------------------
     py = f"{name}_py"
-    folder = _write_model(repo, py, 'backend: "python"\n' + f"max_batch_size: {engine_batch}\n" + _io("input", inputs) + _io("output", outputs)
-                          + _batching(engine_batch, delay_us) + _instances(instances, None)
-                          + _params({"artifact": src.name, "threads": threads}), model_py=("EngineModel", f"{src.name} through engines.load"))
+    folder = _write_model(
+        repo,
+        py,
+        'backend: "python"\n'
+        + f"max_batch_size: {engine_batch}\n"
+        + _io("input", inputs)
+        + _io("output", outputs)
+        + _batching(engine_batch, delay_us)
+        + _instances(instances, None)
+        + _params({"artifact": src.name, "threads": threads}),
+        model_py=("EngineModel", f"{src.name} through engines.load"),
+    )
     shutil.copy2(src, folder / src.name)
     if suffix not in CHECKPOINTS:
         shutil.copy2(sidecar_path(src), folder / sidecar_path(src).name)
@@ -191,24 +218,51 @@ def build_repository(artifact: str | Path, out: str | Path, *, max_batch: int = 
 
     # --- encoded video in, scores out: the Python-backend video model ---------------------------------------------
     vpy = f"{name}_video_py"
-    _write_model(repo, vpy, 'backend: "python"\n' + f"max_batch_size: {video_batch}\n" + _io("input", video_in) + _io("output", _video_outputs(nc))
-                 + _batching(video_batch, delay_us) + _instances(1, None)
-                 + _params({"artifact": rel_artifact, **common, "batch": max_batch, "threads": threads, "dali_threads": 2}),
-                 files=extra, model_py=("VideoModel", "encoded video -> DALI test pipeline -> engine -> per-video scores"))
+    _write_model(
+        repo,
+        vpy,
+        'backend: "python"\n'
+        + f"max_batch_size: {video_batch}\n"
+        + _io("input", video_in)
+        + _io("output", _video_outputs(nc))
+        + _batching(video_batch, delay_us)
+        + _instances(1, None)
+        + _params({"artifact": rel_artifact, **common, "batch": max_batch, "threads": threads, "dali_threads": 2}),
+        files=extra,
+        model_py=("VideoModel", "encoded video -> DALI test pipeline -> engine -> per-video scores"),
+    )
     models[vpy] = {"role": "video", "backend": "python", "clips": clips, "crops": crops}
 
     # --- the DALI ensemble -------------------------------------------------------------------------------------------
     k, t, f, s = clips, cfg.num_frames, cfg.fast_frames, cfg.test_crop_size
     views = clips * crops
-    plan_out = [_tensor("FRAMES", "TYPE_INT32", [-1]), _tensor("FAST_POS", "TYPE_INT32", [k * f]), _tensor("SLOW_POS", "TYPE_INT32", [k * t])]
+    plan_out = [
+        _tensor("FRAMES", "TYPE_INT32", [-1]),
+        _tensor("FAST_POS", "TYPE_INT32", [k * f]),
+        _tensor("SLOW_POS", "TYPE_INT32", [k * t]),
+    ]
     view_shapes = {"slow": [views, 3, t, s, s], "fast": [views, cfg.fast_channels_in, f, s, s]}
     view_tensors = [_tensor(p.upper(), "TYPE_FP32", view_shapes[p]) for p in cfg.pathways]
-    _write_model(repo, f"{name}_plan", 'backend: "python"\n' + f"max_batch_size: {video_batch}\n" + _io("input", video_in) + _io("output", plan_out)
-                 + _batching(video_batch, delay_us) + _instances(1, None) + _params({"clips": clips}),
-                 files={"sidecar.json": side_text}, model_py=("PlanModel", "ensemble step: the frames of the K test clips"))
+    _write_model(
+        repo,
+        f"{name}_plan",
+        'backend: "python"\n'
+        + f"max_batch_size: {video_batch}\n"
+        + _io("input", video_in)
+        + _io("output", plan_out)
+        + _batching(video_batch, delay_us)
+        + _instances(1, None)
+        + _params({"clips": clips}),
+        files={"sidecar.json": side_text},
+        model_py=("PlanModel", "ensemble step: the frames of the K test clips"),
+    )
     models[f"{name}_plan"] = {"role": "ensemble-step", "backend": "python"}
-    dali_in = [_tensor("VIDEO", "TYPE_UINT8", [-1], ragged=True), _tensor("FRAMES", "TYPE_INT32", [-1], ragged=True),
-               _tensor("FAST_POS", "TYPE_INT32", [k * f]), _tensor("SLOW_POS", "TYPE_INT32", [k * t])]
+    dali_in = [
+        _tensor("VIDEO", "TYPE_UINT8", [-1], ragged=True),
+        _tensor("FRAMES", "TYPE_INT32", [-1], ragged=True),
+        _tensor("FAST_POS", "TYPE_INT32", [k * f]),
+        _tensor("SLOW_POS", "TYPE_INT32", [k * t]),
+    ]
     dali_note = None
     try:
         dali_dir = repo / f"{name}_dali" / "1"
@@ -219,35 +273,87 @@ def build_repository(artifact: str | Path, out: str | Path, *, max_batch: int = 
         dali_note = str(e)
         shutil.rmtree(repo / f"{name}_dali", ignore_errors=True)
     if dali_note is None:
-        _write_model(repo, f"{name}_dali", 'backend: "dali"\n' + f"max_batch_size: {video_batch}\n" + _io("input", dali_in) + _io("output", view_tensors)
-                     + _batching(video_batch, delay_us) + _instances(1, gpus or [0]) + _params({"num_threads": 2}))
+        _write_model(
+            repo,
+            f"{name}_dali",
+            'backend: "dali"\n'
+            + f"max_batch_size: {video_batch}\n"
+            + _io("input", dali_in)
+            + _io("output", view_tensors)
+            + _batching(video_batch, delay_us)
+            + _instances(1, gpus or [0])
+            + _params({"num_threads": 2}),
+        )
         models[f"{name}_dali"] = {"role": "ensemble-step", "backend": "dali", "pipeline": "model.dali", "cpu_variant": "model.cpu.dali"}
-        _write_model(repo, f"{name}_dali_cpu", 'backend: "python"\n' + f"max_batch_size: {video_batch}\n" + _io("input", dali_in) + _io("output", view_tensors)
-                     + _batching(video_batch, delay_us) + _instances(1, None)
-                     + _params({"pipeline": f"../../{name}_dali/1/model.cpu.dali", "dali_threads": 2}),
-                     model_py=("DaliCpuModel", f"the serialized pipeline of {name}_dali (CPU variant) in the Python backend"))
+        _write_model(
+            repo,
+            f"{name}_dali_cpu",
+            'backend: "python"\n'
+            + f"max_batch_size: {video_batch}\n"
+            + _io("input", dali_in)
+            + _io("output", view_tensors)
+            + _batching(video_batch, delay_us)
+            + _instances(1, None)
+            + _params({"pipeline": f"../../{name}_dali/1/model.cpu.dali", "dali_threads": 2}),
+            model_py=("DaliCpuModel", f"the serialized pipeline of {name}_dali (CPU variant) in the Python backend"),
+        )
         models[f"{name}_dali_cpu"] = {"role": "ensemble-step", "backend": "python", "stands_in_for": f"{name}_dali"}
         for suffix_, engine, pre in (("", name, f"{name}_dali"), ("_cpu", py, f"{name}_dali_cpu")):
             classify = f"{name}_classify{suffix_}"
-            _write_model(repo, classify, 'backend: "python"\n' + f"max_batch_size: {video_batch}\n" + _io("input", view_tensors)
-                         + _io("output", _video_outputs(nc)) + _batching(video_batch, delay_us) + _instances(1, None)
-                         + _params({"engine": engine, **common, "engine_batch": engine_batch}),
-                         files={"sidecar.json": side_text, **extra}, model_py=("ClassifyModel", f"ensemble step: views through {engine}, aggregated per video"))
+            _write_model(
+                repo,
+                classify,
+                'backend: "python"\n'
+                + f"max_batch_size: {video_batch}\n"
+                + _io("input", view_tensors)
+                + _io("output", _video_outputs(nc))
+                + _batching(video_batch, delay_us)
+                + _instances(1, None)
+                + _params({"engine": engine, **common, "engine_batch": engine_batch}),
+                files={"sidecar.json": side_text, **extra},
+                model_py=("ClassifyModel", f"ensemble step: views through {engine}, aggregated per video"),
+            )
             models[classify] = {"role": "ensemble-step", "backend": "python", "engine": engine}
-            steps = [_step(f"{name}_plan", {"VIDEO": "VIDEO"}, {"FRAMES": "frames", "FAST_POS": "fast_pos", "SLOW_POS": "slow_pos"}),
-                     _step(pre, {"VIDEO": "VIDEO", "FRAMES": "frames", "FAST_POS": "fast_pos", "SLOW_POS": "slow_pos"},
-                           {p.upper(): f"views_{p}" for p in cfg.pathways}),
-                     _step(classify, {p.upper(): f"views_{p}" for p in cfg.pathways}, {o: o for o in ("SCORES", "TOP_IDS", "TOP_LABELS")})]
+            steps = [
+                _step(f"{name}_plan", {"VIDEO": "VIDEO"}, {"FRAMES": "frames", "FAST_POS": "fast_pos", "SLOW_POS": "slow_pos"}),
+                _step(
+                    pre,
+                    {"VIDEO": "VIDEO", "FRAMES": "frames", "FAST_POS": "fast_pos", "SLOW_POS": "slow_pos"},
+                    {p.upper(): f"views_{p}" for p in cfg.pathways},
+                ),
+                _step(classify, {p.upper(): f"views_{p}" for p in cfg.pathways}, {o: o for o in ("SCORES", "TOP_IDS", "TOP_LABELS")}),
+            ]
             ens = f"{name}_video{suffix_}"
-            _write_model(repo, ens, 'platform: "ensemble"\n' + f"max_batch_size: {video_batch}\n" + _io("input", [_tensor("VIDEO", "TYPE_UINT8", [-1])])
-                         + _io("output", _video_outputs(nc)) + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n")
+            _write_model(
+                repo,
+                ens,
+                'platform: "ensemble"\n'
+                + f"max_batch_size: {video_batch}\n"
+                + _io("input", [_tensor("VIDEO", "TYPE_UINT8", [-1])])
+                + _io("output", _video_outputs(nc))
+                + "ensemble_scheduling {\n  step [\n"
+                + ",\n".join(steps)
+                + "\n  ]\n}\n",
+            )
             models[ens] = {"role": "video", "backend": "ensemble", "steps": [f"{name}_plan", pre, classify], "clips": clips, "crops": crops}
     manifest = _read_manifest(repo)
     manifest["models"] = {m: v for m, v in manifest.get("models", {}).items() if not m.startswith(name)} | models
-    manifest["artifacts"] = manifest.get("artifacts", {}) | {name: {
-        "source": str(src.resolve()), "kind": side["kind"], "precision": side["precision"], "preset": side.get("preset"),
-        "clips": clips, "crops": crops, "max_batch": engine_batch, "instances": instances, "gpus": gpus or None,
-        "inputs": {n: side["inputs"][n]["shape"] for n in side["input_names"]}, "num_classes": nc, "dali_model": dali_note or "written"}}
+    manifest["artifacts"] = manifest.get("artifacts", {}) | {
+        name: {
+            "source": str(src.resolve()),
+            "kind": side["kind"],
+            "precision": side["precision"],
+            "preset": side.get("preset"),
+            "clips": clips,
+            "crops": crops,
+            "max_batch": engine_batch,
+            "instances": instances,
+            "gpus": gpus or None,
+            "inputs": {n: side["inputs"][n]["shape"] for n in side["input_names"]},
+            "num_classes": nc,
+            "dali_model": dali_note or "written",
+        }
+    }
     atomic_write_text(repo / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     if validate:
         validate_repository(repo)
@@ -350,5 +456,12 @@ def check_configs(repo: str | Path) -> dict:
         missing = [o.name for o in cfg.output if o.name not in produced]
         if missing:
             raise SlowFastError(f"ensemble {cfg.name}: outputs {missing} are produced by no step")
-    return {n: {"backend": c.backend or c.platform, "max_batch_size": c.max_batch_size, "inputs": [i.name for i in c.input],
-                "outputs": [o.name for o in c.output]} for n, c in configs.items()}
+    return {
+        n: {
+            "backend": c.backend or c.platform,
+            "max_batch_size": c.max_batch_size,
+            "inputs": [i.name for i in c.input],
+            "outputs": [o.name for o in c.output],
+        }
+        for n, c in configs.items()
+    }

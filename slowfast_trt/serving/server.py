@@ -5,6 +5,7 @@ venv (`serving.env`). The server listens on 127.0.0.1 only, loads the models of 
 can run (`serving.repository.servable`: the Python-backend models and the CPU ensemble here), and `start()` returns
 once every one of them is READY. A busy port is refused before anything starts.
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,18 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 class TritonServer:
     """One tritonserver process on `repo` (a context manager: start on enter, stop on exit)."""
 
-    def __init__(self, repo: str | Path, *, http_port: int = 8000, grpc_port: int = 8001, metrics_port: int = 8002,
-                 models: list[str] | None = None, log_path: str | Path | None = None, env=None, echo=None):
+    def __init__(
+        self,
+        repo: str | Path,
+        *,
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        models: list[str] | None = None,
+        log_path: str | Path | None = None,
+        env=None,
+        echo=None,
+    ):
         self.repo = Path(repo).resolve()
         manifest = read_manifest(self.repo)
         loadable, self.skipped = servable(manifest)
@@ -106,12 +117,37 @@ class TritonServer:
 
     def command(self) -> list[str]:
         env = self._env
-        cmd = [str(env.tritonserver), "--model-repository", str(self.repo), "--backend-directory", str(env.backends),
-               "--http-address", HOST, "--http-port", str(self.ports["http"]),
-               "--grpc-address", HOST, "--grpc-port", str(self.ports["grpc"]),
-               "--metrics-address", HOST, "--metrics-port", str(self.ports["metrics"]), "--allow-metrics", "true",
-               "--model-control-mode", "explicit", "--strict-readiness", "true", "--exit-timeout-secs", "30",
-               "--log-verbose", "0", "--backend-config", "python,shm-default-byte-size=16777216"]
+        cmd = [
+            str(env.tritonserver),
+            "--model-repository",
+            str(self.repo),
+            "--backend-directory",
+            str(env.backends),
+            "--http-address",
+            HOST,
+            "--http-port",
+            str(self.ports["http"]),
+            "--grpc-address",
+            HOST,
+            "--grpc-port",
+            str(self.ports["grpc"]),
+            "--metrics-address",
+            HOST,
+            "--metrics-port",
+            str(self.ports["metrics"]),
+            "--allow-metrics",
+            "true",
+            "--model-control-mode",
+            "explicit",
+            "--strict-readiness",
+            "true",
+            "--exit-timeout-secs",
+            "30",
+            "--log-verbose",
+            "0",
+            "--backend-config",
+            "python,shm-default-byte-size=16777216",
+        ]
         for m in self.models:
             cmd += ["--load-model", m]
         return cmd
@@ -122,8 +158,9 @@ class TritonServer:
             self._env = ensure_env(self.echo)
         log = open(self.log_path, "wb")
         try:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self._env.server_env(),
-                                         cwd=str(self.repo), start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=self._env.server_env(), cwd=str(self.repo), start_new_session=True
+            )
         finally:
             log.close()
         self.started = time.perf_counter()
@@ -154,13 +191,17 @@ class TritonServer:
         pending = list(self.models)
         while True:
             if self.proc.poll() is not None:
-                raise SlowFastError(f"tritonserver exited with status {self.proc.returncode} while loading: {self.failure()} (log: {self.log_path})")
+                raise SlowFastError(
+                    f"tritonserver exited with status {self.proc.returncode} while loading: {self.failure()} (log: {self.log_path})"
+                )
             pending = [m for m in pending if http_get(f"{self.http_url}/v2/models/{m}/ready", 1.0)[0] != 200]
             if not pending and http_get(f"{self.http_url}/v2/health/ready", 1.0)[0] == 200:
                 self.ready_s = time.perf_counter() - self.started
                 return
             if time.perf_counter() > deadline:
-                raise SlowFastError(f"tritonserver did not get {pending} ready within {timeout:.0f} s: {self.failure()} (log: {self.log_path})")
+                raise SlowFastError(
+                    f"tritonserver did not get {pending} ready within {timeout:.0f} s: {self.failure()} (log: {self.log_path})"
+                )
             time.sleep(0.2)
 
     def alive(self) -> bool:

@@ -1,4 +1,5 @@
 """`python -m slowfast_trt.serving.validate REPO` (in Triton's venv): parse every config.pbtxt with Triton's ModelConfig protobuf; JSON out."""
+
 from __future__ import annotations
 
 import json

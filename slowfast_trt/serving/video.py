@@ -6,6 +6,7 @@ sampling config), the `ClipLoader` test pipeline (DALI decode; C crops), the eng
 Triton Python-backend video model and the local reference of `slowfast bench serve` both call `score_videos`;
 the plan step of the DALI ensemble calls `decode_plan`.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,9 @@ def setting(num_clips: int, num_crops: int) -> str:
 def _score_files(engine, paths: list[str], num_clips: int, num_crops: int, batch_size: int, device: str, threads: int) -> np.ndarray:
     cfg = engine.config
     videos = [_probe(p, i)[0] for i, p in enumerate(paths)]
-    loader = ClipLoader(multiview_plan(videos, cfg, num_clips), cfg, "test", batch_size, device=device, threads=threads,
-                        videos=videos, num_crops=num_crops)
+    loader = ClipLoader(
+        multiview_plan(videos, cfg, num_clips), cfg, "test", batch_size, device=device, threads=threads, videos=videos, num_crops=num_crops
+    )
     agg = ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel)
     for batch in loader:
         clips = {p: batch[p] for p in cfg.pathways}
@@ -60,8 +62,9 @@ def _score_files(engine, paths: list[str], num_clips: int, num_crops: int, batch
     return agg.video_scores(setting(num_clips, num_crops)).astype(np.float32)
 
 
-def score_videos(engine, blobs: list[bytes], *, num_clips: int, num_crops: int, batch_size: int = 8, device: str = "auto",
-                 threads: int = 2) -> list[VideoScores]:
+def score_videos(
+    engine, blobs: list[bytes], *, num_clips: int, num_crops: int, batch_size: int = 8, device: str = "auto", threads: int = 2
+) -> list[VideoScores]:
     """Scores of each encoded video in `blobs` (one decode pass for all); a bad video gets its reason, the rest their scores."""
     with tempfile.TemporaryDirectory(prefix="slowfast-serve-") as tmp:
         paths = []

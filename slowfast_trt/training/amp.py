@@ -4,6 +4,7 @@ CPU autocast in bfloat16 was ~50x slower than float32 on this project's 2-core A
 bf16), so the CPU default is decided by timing one training step of the actual model both ways; the
 result is cached per CPU model and torch version so the measurement runs once per machine.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,9 @@ def measure_cpu_bf16(net: torch.nn.Module, inputs: dict[str, torch.Tensor], repe
     return times
 
 
-def choose_policy(choice: str, device: torch.device, net: torch.nn.Module | None = None,
-                  inputs: dict[str, torch.Tensor] | None = None) -> AmpPolicy:
+def choose_policy(
+    choice: str, device: torch.device, net: torch.nn.Module | None = None, inputs: dict[str, torch.Tensor] | None = None
+) -> AmpPolicy:
     """Resolve `--amp auto|fp32|fp16|bf16` for `device`; on the CPU `auto` uses (and caches) a measurement."""
     if choice not in CHOICES:
         raise SlowFastError(f"--amp must be one of {CHOICES}, got {choice!r}")
@@ -94,4 +96,9 @@ def choose_policy(choice: str, device: torch.device, net: torch.nn.Module | None
     t = known[key]
     if t["bf16"] < 0.9 * t["fp32"]:  # a clear win only: bf16 also costs accuracy headroom
         return AmpPolicy("cpu", torch.bfloat16, False, f"CPU: bfloat16 measured faster ({t['bf16']:.3f}s vs {t['fp32']:.3f}s per step)")
-    return AmpPolicy("cpu", None, False, f"CPU: float32, bfloat16 measured {t['bf16'] / max(t['fp32'], 1e-9):.2f}x the time ({t['bf16']:.3f}s vs {t['fp32']:.3f}s per step)")
+    return AmpPolicy(
+        "cpu",
+        None,
+        False,
+        f"CPU: float32, bfloat16 measured {t['bf16'] / max(t['fp32'], 1e-9):.2f}x the time ({t['bf16']:.3f}s vs {t['fp32']:.3f}s per step)",
+    )

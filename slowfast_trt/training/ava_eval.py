@@ -9,6 +9,7 @@ monotone, summed at each recall change). Classes without ground truth get no AP 
 (the evaluator's `nanmean`); classes with ground truth but no detections get AP 0. No per-frame detection cap.
 Boxes are `(x1, y1, x2, y2)`; IoU uses areas without the +1 of pixel-index conventions, as the evaluator.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -42,8 +43,9 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def tp_fp_one_frame(det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndarray,
-                    threshold: float = IOU_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+def tp_fp_one_frame(
+    det_boxes: np.ndarray, det_scores: np.ndarray, gt_boxes: np.ndarray, threshold: float = IOU_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray]:
     """(scores, is_true_positive) of one class's detections on one keyframe, in descending score order."""
     order = np.argsort(np.asarray(det_scores, dtype=np.float64))[::-1]  # the evaluator's sort_by_field order
     scores = np.asarray(det_scores, dtype=np.float64)[order]
@@ -75,8 +77,7 @@ def average_precision(scores: np.ndarray, tp: np.ndarray, num_gt: int) -> float:
     return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
 
 
-def frame_map(groundtruth: Iterable[Box], detections: Iterable[Box], num_classes: int,
-              threshold: float = IOU_THRESHOLD) -> dict:
+def frame_map(groundtruth: Iterable[Box], detections: Iterable[Box], num_classes: int, threshold: float = IOU_THRESHOLD) -> dict:
     """Per-class AP and their mean over the classes that have ground truth; see the module docstring."""
     gt = defaultdict(list)  # (class, key) -> boxes
     num_gt = np.zeros(num_classes, dtype=np.int64)
@@ -89,8 +90,12 @@ def frame_map(groundtruth: Iterable[Box], detections: Iterable[Box], num_classes
     scores = [[] for _ in range(num_classes)]
     hits = [[] for _ in range(num_classes)]
     for (label, key), ds in det.items():
-        s, tp = tp_fp_one_frame(np.array([d.box for d in ds]), np.array([d.score for d in ds]),
-                                np.array(gt.get((label, key), []), dtype=np.float64).reshape(-1, 4), threshold)
+        s, tp = tp_fp_one_frame(
+            np.array([d.box for d in ds]),
+            np.array([d.score for d in ds]),
+            np.array(gt.get((label, key), []), dtype=np.float64).reshape(-1, 4),
+            threshold,
+        )
         scores[label].append(s)
         hits[label].append(tp)
     per_class = []

@@ -6,6 +6,7 @@ the boxes. Evaluation: the proposals (score >= threshold) of every keyframe go t
 ONNX, TensorRT plan), each proposal gets one score per class, and frame mAP at IoU 0.5 is computed as the
 official AVA evaluator does (`training.ava_eval`).
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,7 @@ from slowfast_trt.training.trainer import Trainer, TrainOptions
 class DetectionTrainer(Trainer):
     """The classification trainer with keyframe clips, box inputs, per-box targets and frame-mAP validation."""
 
-    def __init__(self, cfg: SlowFastConfig, opts: TrainOptions, train_set: AvaSet, val_set: AvaSet | None = None,
-                 resume: bool = False):
+    def __init__(self, cfg: SlowFastConfig, opts: TrainOptions, train_set: AvaSet, val_set: AvaSet | None = None, resume: bool = False):
         if not cfg.detection:
             raise SlowFastError(f"{cfg.name} is not a detection model; build it with model.detection.detection_config")
         self.train_set, self.val_set = train_set, val_set
@@ -44,12 +44,16 @@ class DetectionTrainer(Trainer):
         try:
             missing, unexpected = fresh.load_state_dict(backbone, strict=False)
         except RuntimeError as e:
-            raise SlowFastError(f"--init weights do not fit the {cfg.name} detection backbone ({str(e).splitlines()[1].strip()[:200]}); "
-                                "use weights of the same preset") from None
+            raise SlowFastError(
+                f"--init weights do not fit the {cfg.name} detection backbone ({str(e).splitlines()[1].strip()[:200]}); "
+                "use weights of the same preset"
+            ) from None
         missing = [k for k in missing if not k.startswith("head.")]
         if missing or unexpected:
-            raise SlowFastError(f"--init weights do not fit the {cfg.name} detection backbone: "
-                                f"{len(missing)} missing, {len(unexpected)} unexpected tensors; use weights of the same preset")
+            raise SlowFastError(
+                f"--init weights do not fit the {cfg.name} detection backbone: "
+                f"{len(missing)} missing, {len(unexpected)} unexpected tensors; use weights of the same preset"
+            )
         return fresh
 
     def _plan(self, epoch: int):
@@ -60,33 +64,56 @@ class DetectionTrainer(Trainer):
         return plans
 
     def _make_loader(self, train_videos: list[Video]) -> KeyframeLoader:
-        return KeyframeLoader(self.train_set.keyframes, self.cfg, self.opts.batch_size, boxes="gt", plans=self._plan,
-                              device=self.opts.device, threads=self.opts.threads, skip_bad=self.opts.skip_bad, videos=train_videos)
+        return KeyframeLoader(
+            self.train_set.keyframes,
+            self.cfg,
+            self.opts.batch_size,
+            boxes="gt",
+            plans=self._plan,
+            device=self.opts.device,
+            threads=self.opts.threads,
+            skip_bad=self.opts.skip_bad,
+            videos=train_videos,
+        )
 
     def _step_inputs(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
-        inputs = {p: batch[p].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d) for p in self.cfg.pathways}
+        inputs = {
+            p: batch[p].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d) for p in self.cfg.pathways
+        }
         inputs["boxes"] = batch["boxes"].to(self.device)
         return inputs, batch["targets"].to(self.device), len(batch["keyframe"])
 
     def _validate(self) -> dict:
         was_training = self.module.training
         engine = TorchEngine(self.module, device=str(self.device), precision="fp32", channels_last=False)
-        res = evaluate_detection(engine, self.val_set, batch_size=self.opts.batch_size, device=self.opts.device,
-                                 threads=self.opts.threads, skip_bad=self.opts.skip_bad, progress=False)
+        res = evaluate_detection(
+            engine,
+            self.val_set,
+            batch_size=self.opts.batch_size,
+            device=self.opts.device,
+            threads=self.opts.threads,
+            skip_bad=self.opts.skip_bad,
+            progress=False,
+        )
         self.module.train(was_training)
         return res
 
 
-def evaluate_detection(engine, data: AvaSet, *, batch_size: int = 8, device: str = "auto", threads: int = 2,
-                       skip_bad: bool = False, progress: bool = True) -> dict:
+def evaluate_detection(
+    engine, data: AvaSet, *, batch_size: int = 8, device: str = "auto", threads: int = 2, skip_bad: bool = False, progress: bool = True
+) -> dict:
     """Frame mAP at IoU 0.5 of `engine` on `data`'s proposals against its ground truth; returns a result dict."""
     cfg = engine.config
     if not cfg.detection:
-        raise SlowFastError(f"{engine.info.get('path', engine.name)} is a classification model; detection evaluation needs "
-                            "a detection checkpoint (trained with `slowfast train` on AVA-format labels)")
+        raise SlowFastError(
+            f"{engine.info.get('path', engine.name)} is a classification model; detection evaluation needs "
+            "a detection checkpoint (trained with `slowfast train` on AVA-format labels)"
+        )
     if cfg.num_classes != data.num_classes:
-        raise SlowFastError(f"the model has {cfg.num_classes} classes but {data.labels_csv.parent}/classes.txt lists "
-                            f"{data.num_classes}; evaluate on the set it was trained for")
+        raise SlowFastError(
+            f"the model has {cfg.num_classes} classes but {data.labels_csv.parent}/classes.txt lists "
+            f"{data.num_classes}; evaluate on the set it was trained for"
+        )
     if data.proposals_csv is None:
         raise SlowFastError("detection evaluation needs proposals; load the set with use_proposals=True")
     run = [k for k in data.keyframes if k.proposals]
@@ -97,8 +124,16 @@ def evaluate_detection(engine, data: AvaSet, *, batch_size: int = 8, device: str
     if run:
         by_index = {k.index: k for k in run}
         used = {k.video.index for k in run}
-        loader = KeyframeLoader(run, cfg, batch_size, boxes="proposals", device=device, threads=threads, skip_bad=skip_bad,
-                                videos=[v for v in data.videos if v.index in used])
+        loader = KeyframeLoader(
+            run,
+            cfg,
+            batch_size,
+            boxes="proposals",
+            device=device,
+            threads=threads,
+            skip_bad=skip_bad,
+            videos=[v for v in data.videos if v.index in used],
+        )
         for batch in progress_bar(loader, desc="detect", unit="batch", enabled=progress, leave=False):
             scores = engine(**{p: batch[p] for p in cfg.pathways}, boxes=batch["boxes"]).float()
             if outputs_kind == "logits":
@@ -138,9 +173,15 @@ def evaluate_detection(engine, data: AvaSet, *, batch_size: int = 8, device: str
 def detection_markdown(result: dict) -> str:
     """A Markdown summary of one detection evaluation: frame mAP and AP per class."""
     m = result["results"]["frame"]["mAP"]
-    lines = [f"Engine `{result['engine']}` ({result['artifact']}), {result['keyframes']} keyframes "
-             f"({result['keyframes_without_proposals']} without proposals), {result['proposal_boxes']} proposals", "",
-             f"**frame mAP@{result['iou_threshold']}: {m:.2f}**", "", "| class | GT boxes | AP |", "|---|---:|---:|"]
+    lines = [
+        f"Engine `{result['engine']}` ({result['artifact']}), {result['keyframes']} keyframes "
+        f"({result['keyframes_without_proposals']} without proposals), {result['proposal_boxes']} proposals",
+        "",
+        f"**frame mAP@{result['iou_threshold']}: {m:.2f}**",
+        "",
+        "| class | GT boxes | AP |",
+        "|---|---:|---:|",
+    ]
     for name, ap in result["per_class_ap"].items():
         lines.append(f"| {name} | {result['num_gt'][name]} | {'n/a' if ap is None else f'{ap:.2f}'} |")
     return "\n".join(lines) + "\n"
@@ -149,4 +190,3 @@ def detection_markdown(result: dict) -> str:
 def write_detection_eval(result: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write `eval.json` (environment, settings, per-class AP) and `eval.md` into `out_dir`."""
     return write_eval(result, out_dir, benchmark="detection", markdown=detection_markdown)
-

@@ -1,4 +1,5 @@
 """torchrun / DistributedDataParallel set-up: NCCL on GPUs, gloo on CPUs; rank 0 writes files."""
+
 from __future__ import annotations
 
 import os

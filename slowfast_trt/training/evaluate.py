@@ -3,6 +3,7 @@
 One pass produces all four view settings (1x1, 1x3, Kx1, Kx3; the KxN run contains the others). Any
 engine (checkpoint, ONNX, TensorRT plan) goes through the same code, so their accuracies are comparable.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,22 +30,55 @@ def check_model_labels(videos: list[Video], cfg) -> None:
         labels = list(v.label) if isinstance(v.label, (list, tuple)) else [v.label]
         bad = [lab for lab in labels if not 0 <= int(lab) < cfg.num_classes]
         if bad:
-            raise SlowFastError(f"{v.path} has label {bad[0]} but the model knows {cfg.num_classes} classes (0..{cfg.num_classes - 1}); "
-                                "evaluate on data labelled with the model's classes")
+            raise SlowFastError(
+                f"{v.path} has label {bad[0]} but the model knows {cfg.num_classes} classes (0..{cfg.num_classes - 1}); "
+                "evaluate on data labelled with the model's classes"
+            )
         if len(labels) > 1 and not cfg.multilabel:
-            raise SlowFastError(f"{v.path} has several labels ({';'.join(map(str, labels))}) but the model is single-label; "
-                                "evaluate a multi-label model, or give each row one label")
+            raise SlowFastError(
+                f"{v.path} has several labels ({';'.join(map(str, labels))}) but the model is single-label; "
+                "evaluate a multi-label model, or give each row one label"
+            )
 
 
-def evaluate_engine(engine, videos: list[Video], *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
-                    device: str = "auto", threads: int = 2, skip_bad: bool = False, progress: bool = True) -> dict:
+def evaluate_engine(
+    engine,
+    videos: list[Video],
+    *,
+    num_clips: int = 10,
+    num_crops: int = 3,
+    batch_size: int = 4,
+    device: str = "auto",
+    threads: int = 2,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> dict:
     """Accuracy per view setting of `engine` (callable slow, fast -> logits/probs) on `videos`; returns a result dict."""
-    return evaluate_engines({"engine": engine}, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size,
-                            device=device, threads=threads, skip_bad=skip_bad, progress=progress)["engine"]
+    return evaluate_engines(
+        {"engine": engine},
+        videos,
+        num_clips=num_clips,
+        num_crops=num_crops,
+        batch_size=batch_size,
+        device=device,
+        threads=threads,
+        skip_bad=skip_bad,
+        progress=progress,
+    )["engine"]
 
 
-def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
-                     device: str = "auto", threads: int = 2, skip_bad: bool = False, progress: bool = True) -> dict[str, dict]:
+def evaluate_engines(
+    engines: dict,
+    videos: list[Video],
+    *,
+    num_clips: int = 10,
+    num_crops: int = 3,
+    batch_size: int = 4,
+    device: str = "auto",
+    threads: int = 2,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> dict[str, dict]:
     """`evaluate_engine` for several engines over one decode: every batch of views goes through each engine in turn.
 
     The engines must take the same inputs (pathways, shapes, sampling); the clips are decoded once with the first
@@ -56,8 +90,17 @@ def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10,
         if e.info["inputs"] != first.info["inputs"] or e.config.sampling != cfg.sampling or e.config.pathways != cfg.pathways:
             raise SlowFastError(f"{name} takes other inputs than {next(iter(engines))}; evaluate exports of the same model together")
     check_model_labels(videos, cfg)
-    loader = ClipLoader(multiview_plan(videos, cfg, num_clips), cfg, "test", batch_size, device=device, threads=threads,
-                        skip_bad=skip_bad, videos=videos, num_crops=num_crops)
+    loader = ClipLoader(
+        multiview_plan(videos, cfg, num_clips),
+        cfg,
+        "test",
+        batch_size,
+        device=device,
+        threads=threads,
+        skip_bad=skip_bad,
+        videos=videos,
+        num_crops=num_crops,
+    )
     index = {v.index: i for i, v in enumerate(videos)}
     aggs = {k: ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel) for k in engines}
     engine_s = dict.fromkeys(engines, 0.0)
@@ -72,8 +115,10 @@ def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10,
                 torch.cuda.synchronize(scores.device)
             engine_s[name] += time.perf_counter() - t0
             if not torch.isfinite(scores).all():
-                raise SlowFastError(f"{name} gave non-finite scores (NaN or inf) on {sorted({videos[i].path for i in vids})[0]}; "
-                                    "its weights are probably NaN (a diverged or corrupt checkpoint): evaluate another checkpoint")
+                raise SlowFastError(
+                    f"{name} gave non-finite scores (NaN or inf) on {sorted({videos[i].path for i in vids})[0]}; "
+                    "its weights are probably NaN (a diverged or corrupt checkpoint): evaluate another checkpoint"
+                )
             scores = to_probabilities(scores, engine.info, cfg.multilabel)
             aggs[name].add(vids, batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy(), scores.cpu().numpy())
         views += len(vids)
@@ -83,22 +128,25 @@ def evaluate_engines(engines: dict, videos: list[Video], *, num_clips: int = 10,
         aggs = {k: a.subset(keep) for k, a in aggs.items()}
         videos = [videos[i] for i in keep]
     labels = _labels(videos, cfg)
-    return {name: {
-        "engine": engine.name,
-        "artifact": engine.info.get("path"),
-        "precision": engine.precision,
-        "videos": len(videos),
-        "skipped": sorted(loader.bad),
-        "clips": num_clips,
-        "crops": num_crops,
-        # decode + every engine's inference, end to end (so with several engines this is the shared pass's rate)
-        "views_per_s": views / elapsed if elapsed else None,
-        "engine_views_per_s": views / engine_s[name] if engine_s[name] else None,  # inside engine(slow, fast) only
-        "batch_size": batch_size,
-        "results": aggs[name].results(labels),
-        "predictions": aggs[name].predictions(),
-        "video_paths": [v.path for v in videos],
-    } for name, engine in engines.items()}
+    return {
+        name: {
+            "engine": engine.name,
+            "artifact": engine.info.get("path"),
+            "precision": engine.precision,
+            "videos": len(videos),
+            "skipped": sorted(loader.bad),
+            "clips": num_clips,
+            "crops": num_crops,
+            # decode + every engine's inference, end to end (so with several engines this is the shared pass's rate)
+            "views_per_s": views / elapsed if elapsed else None,
+            "engine_views_per_s": views / engine_s[name] if engine_s[name] else None,  # inside engine(slow, fast) only
+            "batch_size": batch_size,
+            "results": aggs[name].results(labels),
+            "predictions": aggs[name].predictions(),
+            "video_paths": [v.path for v in videos],
+        }
+        for name, engine in engines.items()
+    }
 
 
 def to_probabilities(scores: torch.Tensor, info: dict, multilabel: bool) -> torch.Tensor:
@@ -120,7 +168,9 @@ def agreement(a: dict, b: dict, setting: str) -> float:
         if setting not in r["predictions"]:
             raise SlowFastError(f"view setting {setting!r} is not in the result (has {sorted(r['predictions'])})")
     if a["video_paths"] != b["video_paths"]:
-        raise SlowFastError("the two evaluations cover different videos (or another order); compare runs on the same manifest without skipped files")
+        raise SlowFastError(
+            "the two evaluations cover different videos (or another order); compare runs on the same manifest without skipped files"
+        )
     pa, pb = a["predictions"][setting], b["predictions"][setting]
     if not pa:
         raise SlowFastError("no videos to compare")
@@ -139,8 +189,12 @@ def _labels(videos: list[Video], cfg) -> np.ndarray:
 def to_markdown(result: dict) -> str:
     """A Markdown table of one evaluation: one row per view setting."""
     metric_keys = sorted({k for r in result["results"].values() for k in r})
-    lines = [f"Engine `{result['engine']}` ({result['artifact']}), {result['videos']} videos, {result['clips']} clips x {result['crops']} crops", "",
-             "| views | " + " | ".join(metric_keys) + " |", "|---|" + "---:|" * len(metric_keys)]
+    lines = [
+        f"Engine `{result['engine']}` ({result['artifact']}), {result['videos']} videos, {result['clips']} clips x {result['crops']} crops",
+        "",
+        "| views | " + " | ".join(metric_keys) + " |",
+        "|---|" + "---:|" * len(metric_keys),
+    ]
     for setting, r in result["results"].items():
         lines.append(f"| {setting} | " + " | ".join(f"{r[k]:.2f}" for k in metric_keys) + " |")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
 """Accuracy metrics and multi-view aggregation: top-k, mean average precision, 1x1 / 1x3 / Kx1 / Kx3 views."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -57,7 +58,9 @@ class ViewAggregator:
 
     def add(self, video: np.ndarray, clip: np.ndarray, crop: np.ndarray, scores: np.ndarray) -> None:
         """Add a batch of view scores (probabilities) with their video, clip and crop indices."""
-        for v, k, c, s in zip(np.asarray(video).reshape(-1), np.asarray(clip).reshape(-1), np.asarray(crop).reshape(-1), np.asarray(scores)):
+        for v, k, c, s in zip(
+            np.asarray(video).reshape(-1), np.asarray(clip).reshape(-1), np.asarray(crop).reshape(-1), np.asarray(scores)
+        ):
             key = (int(k), int(c))
             if key in self._scores[int(v)]:
                 raise SlowFastError(f"video {int(v)} received view clip={key[0]} crop={key[1]} twice; the test pipeline repeated a sample")

@@ -1,4 +1,5 @@
 """Entry points behind `slowfast train` and `slowfast eval`: manifests in, a run folder or an evaluation out."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,13 +31,24 @@ def resolve_config(preset: str, manifest, overrides: dict) -> SlowFastConfig:
     if manifest is not None and not cfg.multilabel:
         row = next((e for e in manifest.entries if isinstance(e.label, tuple)), None)
         if row is not None:
-            raise SlowFastError(f"{row.path} has several labels ({';'.join(map(str, row.label))}) but {cfg.name} is single-label; "
-                                "pass --multilabel to train a multi-label model, or give the row one label")
+            raise SlowFastError(
+                f"{row.path} has several labels ({';'.join(map(str, row.label))}) but {cfg.name} is single-label; "
+                "pass --multilabel to train a multi-label model, or give the row one label"
+            )
     return cfg
 
 
-def train(preset: str, train_manifest: str, out_dir: str, *, val_manifest: str | None = None, resume: bool = False,
-          overwrite: bool = False, model_overrides: dict | None = None, **options) -> dict:
+def train(
+    preset: str,
+    train_manifest: str,
+    out_dir: str,
+    *,
+    val_manifest: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    model_overrides: dict | None = None,
+    **options,
+) -> dict:
     """Train `preset` on `train_manifest` into `out_dir` (checkpoints, metrics.csv, config.json); returns the summary.
 
     The run owns `out_dir` (training/run_folder.py): a folder holding another run is refused unless `resume`
@@ -56,29 +68,57 @@ def train(preset: str, train_manifest: str, out_dir: str, *, val_manifest: str |
         return Trainer(cfg, opts, train_videos, val_videos, resume=resume).run()
 
 
-def evaluate(artifact: str, manifest: str, *, num_clips: int = 10, num_crops: int = 3, batch_size: int = 4,
-             device: str = "auto", threads: int = 2, skip_bad: bool = False, out_dir: str | None = None, progress: bool = True,
-             qdq: str = "auto") -> dict:
+def evaluate(
+    artifact: str,
+    manifest: str,
+    *,
+    num_clips: int = 10,
+    num_crops: int = 3,
+    batch_size: int = 4,
+    device: str = "auto",
+    threads: int = 2,
+    skip_bad: bool = False,
+    out_dir: str | None = None,
+    progress: bool = True,
+    qdq: str = "auto",
+) -> dict:
     """Multi-view accuracy of a checkpoint, ONNX model or TensorRT plan on `manifest`; writes eval.json/.md to `out_dir`.
 
     `qdq`: how ONNX Runtime runs an INT8 Q/DQ model (`engines.ort_engine`)."""
     if Path(manifest).is_file() and looks_like_ava_csv(manifest):
-        return _evaluate_detection(artifact, manifest, batch_size=batch_size, device=device, threads=threads,
-                                   skip_bad=skip_bad, out_dir=out_dir, progress=progress, qdq=qdq)
+        return _evaluate_detection(
+            artifact,
+            manifest,
+            batch_size=batch_size,
+            device=device,
+            threads=threads,
+            skip_bad=skip_bad,
+            out_dir=out_dir,
+            progress=progress,
+            qdq=qdq,
+        )
     if out_dir:
         probe_writable(out_dir)  # a read-only or full --out fails now, not after the whole evaluation
     _, videos = load_manifest_videos(manifest, "evaluation")
     engine = engines.load(artifact, device=device, qdq=qdq)
-    result = evaluate_engine(engine, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size,
-                             device=device, threads=threads, skip_bad=skip_bad, progress=progress)
+    result = evaluate_engine(
+        engine,
+        videos,
+        num_clips=num_clips,
+        num_crops=num_crops,
+        batch_size=batch_size,
+        device=device,
+        threads=threads,
+        skip_bad=skip_bad,
+        progress=progress,
+    )
     if out_dir:
         result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
     return result
 
 
 # ----- action detection (AVA-format label CSVs; see dali_pipelines/ava.py) -----
-def _train_detection(preset: str, labels_csv: str, out_dir: str, val_csv: str | None, resume: bool, overrides: dict,
-                     options: dict) -> dict:
+def _train_detection(preset: str, labels_csv: str, out_dir: str, val_csv: str | None, resume: bool, overrides: dict, options: dict) -> dict:
     """Train the detection variant of `preset` on ground-truth boxes; validate with frame mAP on the val proposals."""
     train_set = load_ava(labels_csv)
     val_set = None
@@ -87,21 +127,32 @@ def _train_detection(preset: str, labels_csv: str, out_dir: str, val_csv: str | 
             raise SlowFastError(f"--train is an AVA label CSV, so --val must be one too; {val_csv} is not")
         val_set = load_ava(val_csv, use_proposals=True)
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    cfg = detection_config(get_config(preset, **{k: v for k, v in overrides.items() if k != "num_classes"}),
-                           num_classes=overrides.get("num_classes", train_set.num_classes))
+    cfg = detection_config(
+        get_config(preset, **{k: v for k, v in overrides.items() if k != "num_classes"}),
+        num_classes=overrides.get("num_classes", train_set.num_classes),
+    )
     opts = TrainOptions(out_dir=out_dir, model_overrides=overrides, **options)
     return DetectionTrainer(cfg, opts, train_set, val_set, resume=resume).run()
 
 
-def _evaluate_detection(artifact: str, labels_csv: str, *, batch_size: int, device: str, threads: int, skip_bad: bool,
-                        out_dir: str | None, progress: bool, qdq: str = "auto") -> dict:
+def _evaluate_detection(
+    artifact: str,
+    labels_csv: str,
+    *,
+    batch_size: int,
+    device: str,
+    threads: int,
+    skip_bad: bool,
+    out_dir: str | None,
+    progress: bool,
+    qdq: str = "auto",
+) -> dict:
     """Frame mAP of a detection checkpoint / ONNX model / plan on a label CSV and its proposals."""
     if out_dir:
         probe_writable(out_dir)
     data = load_ava(labels_csv, use_proposals=True)
     engine = engines.load(artifact, device=device, qdq=qdq)
-    result = evaluate_detection(engine, data, batch_size=batch_size, device=device, threads=threads, skip_bad=skip_bad,
-                                progress=progress)
+    result = evaluate_detection(engine, data, batch_size=batch_size, device=device, threads=threads, skip_bad=skip_bad, progress=progress)
     if out_dir:
         result["files"] = {k: str(v) for k, v in write_detection_eval(result, out_dir).items()}
     return result

@@ -5,6 +5,7 @@ folder that already holds files, so checkpoints, metrics and `best.safetensors` 
 `--resume` continues the run that is there, `--overwrite` deletes it first. The manifests a run reads are
 fingerprinted (path and content hash) so that `--resume` can refuse other data.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,10 @@ def claim_run_folder(out_dir: str | os.PathLike, resume: bool, overwrite: bool, 
         if contents and not resume:
             if not overwrite:
                 names = ", ".join(p.name for p in contents[:4]) + (", ..." if len(contents) > 4 else "")
-                raise SlowFastError(f"{folder} already holds files ({names}); pass --resume to continue that run, "
-                                    "--overwrite to delete it and start afresh, or choose another --out")
+                raise SlowFastError(
+                    f"{folder} already holds files ({names}); pass --resume to continue that run, "
+                    "--overwrite to delete it and start afresh, or choose another --out"
+                )
             for p in contents:
                 if p.is_dir() and not p.is_symlink():
                     shutil.rmtree(p)

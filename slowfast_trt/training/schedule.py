@@ -1,4 +1,5 @@
 """The paper's learning-rate recipe: linear scaling with the global batch, linear warm-up, half-period cosine."""
+
 from __future__ import annotations
 
 import math

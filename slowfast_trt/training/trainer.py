@@ -5,6 +5,7 @@ Every source of randomness is seeded and saved: the data plan is a pure function
 (see dali_pipelines.plan), and torch/numpy/python RNG states travel in each checkpoint, so a run killed
 at any point and resumed reproduces the uninterrupted run's weights and metrics.
 """
+
 from __future__ import annotations
 
 import copy
@@ -74,8 +75,21 @@ class TrainOptions:
 
 
 # Options whose change would make a resumed run differ from the uninterrupted one; --resume refuses a change.
-RESULT_OPTIONS = ("epochs", "batch_size", "lr", "warmup_epochs", "warmup_start_lr", "momentum", "weight_decay", "amp", "seed",
-                  "skip_bad", "val_clips", "val_crops", "val_every")
+RESULT_OPTIONS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "warmup_epochs",
+    "warmup_start_lr",
+    "momentum",
+    "weight_decay",
+    "amp",
+    "seed",
+    "skip_bad",
+    "val_clips",
+    "val_crops",
+    "val_every",
+)
 STEP_FILE = re.compile(r"step_\d{8}\.safetensors")
 
 
@@ -99,8 +113,10 @@ class Checkpoints:
             except (ValueError, KeyError, TypeError, OSError):
                 name = None
             if name is not None and not (isinstance(name, str) and STEP_FILE.fullmatch(name)):
-                raise SlowFastError(f"{pointer} points at {name!r}, which is not a step checkpoint in {self.dir}; "
-                                    "delete latest.json to resume from the newest step file")
+                raise SlowFastError(
+                    f"{pointer} points at {name!r}, which is not a step checkpoint in {self.dir}; "
+                    "delete latest.json to resume from the newest step file"
+                )
             if name is not None and (self.dir / name).exists():
                 return self.dir / name
         steps = sorted(self.dir.glob("step_*.safetensors"))
@@ -114,15 +130,18 @@ class Checkpoints:
             atomic_write_text(self.dir / "latest.json", json.dumps({"file": path.name, "step": step}) + "\n")
         except OSError as e:
             then = "then --resume" if previous else "then run the same command with --overwrite (there is no checkpoint to resume from yet)"
-            raise EnvironmentFault(f"could not write checkpoint {path} ({e.strerror or e}); "
-                                   f"the previous checkpoint {previous or '(none)'} is intact; free disk space, {then}") from None
+            raise EnvironmentFault(
+                f"could not write checkpoint {path} ({e.strerror or e}); "
+                f"the previous checkpoint {previous or '(none)'} is intact; free disk space, {then}"
+            ) from None
         if best:
             best_path = self.dir.parent / "best.safetensors"
             try:
                 model.save(net, best_path, training_state=None)
             except OSError as e:
-                raise EnvironmentFault(f"could not write {best_path} ({e.strerror or e}); checkpoint {path} was saved; "
-                                       "free disk space, then --resume") from None
+                raise EnvironmentFault(
+                    f"could not write {best_path} ({e.strerror or e}); checkpoint {path} was saved; free disk space, then --resume"
+                ) from None
         for old in sorted(self.dir.glob("step_*.safetensors"))[: -self.keep_last or None]:
             if old != path:
                 for f in old.parent.glob(old.stem + "*"):
@@ -150,8 +169,12 @@ def data_wait_share(acc: dict) -> float:
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": json.dumps(_np_state()), "python": json.dumps(_py_state()),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": json.dumps(_np_state()),
+        "python": json.dumps(_py_state()),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def _np_state():
@@ -189,13 +212,22 @@ def check_labels(videos: list[Video], cfg: SlowFastConfig, what: str) -> None:
         labels = v.label if isinstance(v.label, (list, tuple)) else [v.label]
         bad = [lab for lab in labels if not 0 <= int(lab) < cfg.num_classes]
         if bad:
-            raise SlowFastError(f"{what}: {v.path} has label {bad[0]} outside [0, {cfg.num_classes - 1}]; fix the manifest or pass --num-classes")
+            raise SlowFastError(
+                f"{what}: {v.path} has label {bad[0]} outside [0, {cfg.num_classes - 1}]; fix the manifest or pass --num-classes"
+            )
 
 
 class Trainer:
     """Runs one training job; `run()` returns the final metrics."""
 
-    def __init__(self, cfg: SlowFastConfig, opts: TrainOptions, train_videos: list[Video], val_videos: list[Video] | None = None, resume: bool = False):
+    def __init__(
+        self,
+        cfg: SlowFastConfig,
+        opts: TrainOptions,
+        train_videos: list[Video],
+        val_videos: list[Video] | None = None,
+        resume: bool = False,
+    ):
         self.opts, self.out = opts, Path(opts.out_dir)
         self.device = resolve_device(opts.device)
         self.dist = dist_util.init(self.device)
@@ -221,8 +253,10 @@ class Trainer:
             have, want = net.config.to_dict(), cfg.to_dict()
             if have != want:
                 field_ = next(k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
-                raise SlowFastError(f"--resume: {latest} holds a model that differs from the requested {cfg.name} in {field_} "
-                                    f"({have.get(field_)!r} there, {want.get(field_)!r} now); use the same preset and options")
+                raise SlowFastError(
+                    f"--resume: {latest} holds a model that differs from the requested {cfg.name} in {field_} "
+                    f"({have.get(field_)!r} there, {want.get(field_)!r} now); use the same preset and options"
+                )
             if state is None:
                 raise SlowFastError(f"--resume: {latest} has no training state; start a new run from it with --init")
             self._check_resume(state)
@@ -266,8 +300,16 @@ class Trainer:
 
     # ----- set-up helpers (detection overrides the loader, inputs and validation: training/detect.py) -----
     def _make_loader(self, train_videos: list[Video]) -> ClipLoader:
-        return ClipLoader(self._plan, self.cfg, "train", self.opts.batch_size, device=self.opts.device, threads=self.opts.threads,
-                          skip_bad=self.opts.skip_bad, videos=train_videos)
+        return ClipLoader(
+            self._plan,
+            self.cfg,
+            "train",
+            self.opts.batch_size,
+            device=self.opts.device,
+            threads=self.opts.threads,
+            skip_bad=self.opts.skip_bad,
+            videos=train_videos,
+        )
 
     def _step_inputs(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
         """(model inputs, loss target, clips in the batch) of one training batch."""
@@ -290,7 +332,9 @@ class Trainer:
         key = gpu_policy.cache_key(self.cfg.name, "train", precision, self.opts.batch_size, shapes)
 
         def step(s: gpu_policy.Setting):
-            net = copy.deepcopy(self.module).train().to(memory_format=torch.channels_last_3d if s.channels_last else torch.contiguous_format)
+            net = (
+                copy.deepcopy(self.module).train().to(memory_format=torch.channels_last_3d if s.channels_last else torch.contiguous_format)
+            )
             torch.backends.cudnn.benchmark = s.cudnn_benchmark
             xs = gpu_policy.prepare_inputs(list(inputs.values()), s)
 
@@ -298,6 +342,7 @@ class Trainer:
                 with torch.autocast("cuda", dtype=gpu_policy.HALF.get(s.precision, torch.float32), enabled=s.precision != "fp32"):
                     loss = net(**dict(zip(inputs, xs))).float().square().mean()
                 loss.backward()
+
             return run
 
         def measure() -> gpu_policy.Decision:
@@ -337,17 +382,21 @@ class Trainer:
             raise SlowFastError("--resume needs the same --batch-size and number of processes as the interrupted run")
         for k in RESULT_OPTIONS:
             if k in saved and saved[k] != getattr(self.opts, k):
-                raise SlowFastError(f"--resume: {k} was {saved[k]!r} in the interrupted run and is {getattr(self.opts, k)!r} now; "
-                                    "resume with the same options, or start a new run in another --out")
+                raise SlowFastError(
+                    f"--resume: {k} was {saved[k]!r} in the interrupted run and is {getattr(self.opts, k)!r} now; "
+                    "resume with the same options, or start a new run in another --out"
+                )
         saved_data = json.loads(state["data"]) if "data" in state else self.opts.data  # (older checkpoints did not record it)
         for which in sorted(set(saved_data) | set(self.opts.data)):
             have, want = saved_data.get(which) or {}, self.opts.data.get(which) or {}
             for k in ("path", "sha256"):
                 if have.get(k) != want.get(k):
                     what = "content" if k == "sha256" else "path"
-                    raise SlowFastError(f"--resume: the {which} manifest's {what} differs from the interrupted run's "
-                                        f"({have.get('path')} then, {want.get('path')} now); resume with the same data, "
-                                        "or start a new run in another --out")
+                    raise SlowFastError(
+                        f"--resume: the {which} manifest's {what} differs from the interrupted run's "
+                        f"({have.get('path')} then, {want.get('path')} now); resume with the same data, "
+                        "or start a new run in another --out"
+                    )
 
     def _restore(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -361,11 +410,19 @@ class Trainer:
 
     def _state(self) -> dict:
         return {
-            "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-            "rng": _rng_state(), "history": json.dumps(self.history), "seen": json.dumps(self.seen), "epoch_sums": json.dumps(self.acc), "best": json.dumps(self.best),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "rng": _rng_state(),
+            "history": json.dumps(self.history),
+            "seen": json.dumps(self.seen),
+            "epoch_sums": json.dumps(self.acc),
+            "best": json.dumps(self.best),
             "options": {k: v for k, v in asdict(self.opts).items() if isinstance(v, (int, float, str, bool, type(None)))},
-            "world_size": self.dist.world_size, "data": json.dumps(self.opts.data, sort_keys=True),
+            "world_size": self.dist.world_size,
+            "data": json.dumps(self.opts.data, sort_keys=True),
         }
 
     # ----- the loop -----
@@ -402,23 +459,45 @@ class Trainer:
                 with open(self.out / "data_log.jsonl", "a") as f:  # on a replayed epoch (resume), the last line counts
                     f.write(json.dumps({"epoch": self.epoch + 1, "videos_per_rank": per_rank}) + "\n")
             except OSError as e:
-                raise EnvironmentFault(f"could not write {self.out / 'data_log.jsonl'} ({e.strerror or e}); free disk space, then {self._then()}") from None
+                raise EnvironmentFault(
+                    f"could not write {self.out / 'data_log.jsonl'} ({e.strerror or e}); free disk space, then {self._then()}"
+                ) from None
 
     def _validate(self) -> dict:
         was_training = self.module.training
         engine = TorchEngine(self.module, device=str(self.device), precision="fp32", channels_last=False)
-        res = evaluate_engine(engine, self.val_videos, num_clips=self.opts.val_clips, num_crops=self.opts.val_crops,
-                              batch_size=self.opts.batch_size, device=self.opts.device, threads=self.opts.threads,
-                              skip_bad=self.opts.skip_bad, progress=False)
+        res = evaluate_engine(
+            engine,
+            self.val_videos,
+            num_clips=self.opts.val_clips,
+            num_crops=self.opts.val_crops,
+            batch_size=self.opts.batch_size,
+            device=self.opts.device,
+            threads=self.opts.threads,
+            skip_bad=self.opts.skip_bad,
+            progress=False,
+        )
         self.module.train(was_training)
         return res
 
     def run(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
-            self._write_text("config.json", json.dumps({"model": self.cfg.to_dict(), "options": asdict(self.opts),
-                                                                    "amp": self.amp.reason, "base_lr": self.base_lr, "gpu_policy": self.gpu_policy},
-                                                                   indent=2, default=str) + "\n")
+            self._write_text(
+                "config.json",
+                json.dumps(
+                    {
+                        "model": self.cfg.to_dict(),
+                        "options": asdict(self.opts),
+                        "amp": self.amp.reason,
+                        "base_lr": self.base_lr,
+                        "gpu_policy": self.gpu_policy,
+                    },
+                    indent=2,
+                    default=str,
+                )
+                + "\n",
+            )
         stop = False
         while self.epoch < self.opts.epochs and not stop:
             stop = self._run_epoch()
@@ -432,10 +511,15 @@ class Trainer:
         self.loader.set_epoch(self.epoch)
         skip = self.step_in_epoch
         if skip:
-            self.loader.plans = self.loader.plans[skip * self.opts.batch_size:]
+            self.loader.plans = self.loader.plans[skip * self.opts.batch_size :]
         self.module.train()
-        bar = progress_bar(total=self.steps_per_epoch, initial=skip, desc=f"epoch {self.epoch + 1}/{self.opts.epochs}",
-                       unit="step", enabled=self.opts.progress and self.dist.is_main)
+        bar = progress_bar(
+            total=self.steps_per_epoch,
+            initial=skip,
+            desc=f"epoch {self.epoch + 1}/{self.opts.epochs}",
+            unit="step",
+            enabled=self.opts.progress and self.dist.is_main,
+        )
         acc, t0 = self.acc, time.perf_counter() - self.acc["seconds"]  # sums over the epoch survive a resume
         stop = False
         batches = iter(self.loader)
@@ -455,8 +539,10 @@ class Trainer:
                 logits = self.net(**clips)
             loss = self.loss_fn(logits.float(), target.float() if self.cfg.multilabel else target)
             if not torch.isfinite(loss):
-                raise SlowFastError(f"loss is {loss.item()} at step {self.global_step} (epoch {self.epoch + 1}); "
-                                    f"last good checkpoint: {self.last_good or 'none yet'}; lower --lr or use --amp fp32, then --resume")
+                raise SlowFastError(
+                    f"loss is {loss.item()} at step {self.global_step} (epoch {self.epoch + 1}); "
+                    f"last good checkpoint: {self.last_good or 'none yet'}; lower --lr or use --amp fp32, then --resume"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -475,7 +561,9 @@ class Trainer:
                 self.tb.add_scalar("train/lr", lr, self.global_step)
             bar.update(1)
             stop = bool(self.opts.max_steps and self.global_step >= self.opts.max_steps)
-            if self.step_in_epoch < self.steps_per_epoch and (stop or (self.opts.save_every and self.global_step % self.opts.save_every == 0)):
+            if self.step_in_epoch < self.steps_per_epoch and (
+                stop or (self.opts.save_every and self.global_step % self.opts.save_every == 0)
+            ):
                 self._save()
             if stop:
                 break
@@ -483,9 +571,14 @@ class Trainer:
         if stop and self.step_in_epoch < self.steps_per_epoch:
             return True  # stopped by max_steps mid-epoch (checkpoint written above)
         # Otherwise the epoch is over, even when skipped bad videos made it shorter than planned.
-        row = {"epoch": self.epoch + 1, "step": self.global_step, "lr": lr_at(self.global_step - 1, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr),
-               "train_loss": dist_util.all_reduce_mean(torch.tensor(acc["loss_sum"] / max(acc["n_loss"], 1)), self.dist).item(),
-               "train_clips_per_s": acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9), "data_wait": data_wait_share(acc)}
+        row = {
+            "epoch": self.epoch + 1,
+            "step": self.global_step,
+            "lr": lr_at(self.global_step - 1, self.total_steps, self.base_lr, self.warmup_steps, self.opts.warmup_start_lr),
+            "train_loss": dist_util.all_reduce_mean(torch.tensor(acc["loss_sum"] / max(acc["n_loss"], 1)), self.dist).item(),
+            "train_clips_per_s": acc["clips"] * self.dist.world_size / max(acc["seconds"], 1e-9),
+            "data_wait": data_wait_share(acc),
+        }
         is_best = False
         if self.val_videos and ((self.epoch + 1) % self.opts.val_every == 0 or self.epoch + 1 == self.opts.epochs):
             res = self._validate()
