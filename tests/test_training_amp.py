@@ -46,6 +46,9 @@ def test_cpu_auto_follows_the_measurement_and_caches_it(tmp_path, monkeypatch, t
     again = amp.choose_policy("auto", torch.device("cpu"), net, x)
     assert again.dtype == expect and len(calls) == 1  # cached: measured once per machine
     assert json.loads((tmp_path / "slowfast-trt" / "cpu_amp.json").read_text())
+    other = model.build("slow_r50_4x16", num_classes=2)  # another workload is measured, not taken from the first
+    amp.choose_policy("auto", torch.device("cpu"), other, random_inputs(other.config, 32, 1))
+    assert len(calls) == 2
 
 
 def test_real_measurement_returns_both_timings():

@@ -2,7 +2,7 @@
 
 CPU autocast in bfloat16 was ~50x slower than float32 on this project's 2-core AVX2 machines (no native
 bf16), so the CPU default is decided by timing one training step of the actual model both ways; the
-result is cached per CPU model and torch version so the measurement runs once per machine.
+result is cached per CPU model, torch version, thread count, preset and input shape, so it runs once per workload.
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ def measure_cpu_bf16(net: torch.nn.Module, inputs: dict[str, torch.Tensor], repe
     return times
 
 
+def _workload(net: torch.nn.Module | None, inputs: dict[str, torch.Tensor] | None) -> str:
+    """What the measurement timed: the preset and input shapes (a test's tiny model must not decide for the demo's)."""
+    preset = getattr(getattr(net, "config", None), "name", None) or type(net).__name__
+    shapes = ",".join(f"{k}{list(v.shape)}" for k, v in sorted((inputs or {}).items()))
+    return f"{preset} {shapes}"
+
+
 def choose_policy(
     choice: str, device: torch.device, net: torch.nn.Module | None = None, inputs: dict[str, torch.Tensor] | None = None
 ) -> AmpPolicy:
@@ -79,7 +86,7 @@ def choose_policy(
         return AmpPolicy("cpu", None, False, "CPU: float32 as asked")
     if choice == "bf16":
         return AmpPolicy("cpu", torch.bfloat16, False, "CPU: bfloat16 autocast as asked")
-    key = f"{cpu_model()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    key = f"{cpu_model()}|torch {torch.__version__}|threads {torch.get_num_threads()}|{_workload(net, inputs)}"
     cache = _cache_file()
     try:
         known = json.loads(cache.read_text())
