@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -62,3 +65,10 @@ def read_index(frame) -> int:
 
     row = np.asarray(frame)[BIT_BLOCK, :, :].mean(axis=-1)
     return int(sum(1 << b for b in range(8) if row[b * BIT_BLOCK + BIT_BLOCK // 2] > 127))
+
+
+def train_cmd(preset: str, data: Path, out: Path, *extra: str) -> list[str]:
+    """`slowfast train` of `preset` on DATA/train.csv into OUT: 2 epochs, batch 4, fp32 on one CPU thread, a checkpoint every step."""
+    return [sys.executable, "-m", "slowfast_trt", "train", "--preset", preset, "--train", str(data / "train.csv"), "--out", str(out),
+            "--epochs", "2", "--batch-size", "4", "--lr", "0.05", "--amp", "fp32", "--device", "cpu", "--threads", "1",
+            "--save-every", "1", "--quiet", *extra]  # fmt: skip

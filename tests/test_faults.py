@@ -36,6 +36,7 @@ from slowfast_trt.data.synth import synth
 from slowfast_trt.engines.sidecar import read_sidecar
 from slowfast_trt.model.checkpoint import read_info
 from slowfast_trt.training.run import resolve_config, train
+from tests.helpers import train_cmd
 
 av = pytest.importorskip("av")
 
@@ -132,34 +133,7 @@ def test_concurrent_train_is_refused_naming_the_holder_and_a_sigkill_frees_the_f
     out = tmp_path / "run"
     opts = dict(epochs=2, batch_size=4, lr=0.05, amp="fp32", device="cpu", threads=1, progress=False)
     train(PRESET, str(data / "train.csv"), str(out), max_steps=1, **opts)
-    cmd = [
-        sys.executable,
-        "-m",
-        "slowfast_trt",
-        "train",
-        "--preset",
-        PRESET,
-        "--train",
-        str(data / "train.csv"),
-        "--out",
-        str(out),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "4",
-        "--lr",
-        "0.05",
-        "--amp",
-        "fp32",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--save-every",
-        "1",
-        "--quiet",
-        "--resume",
-    ]
+    cmd = train_cmd(PRESET, data, out, "--resume")
     p = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.time() + 120

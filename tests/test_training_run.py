@@ -23,6 +23,7 @@ from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.data.manifest import read_manifest, write_manifest
 from slowfast_trt.data.synth import synth
 from slowfast_trt.training.run import train
+from tests.helpers import train_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = "slowfast_tiny_4x16"
@@ -35,37 +36,6 @@ def data(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
     synth(out, videos=16, seed=5, frames=72, val_fraction=0.25, workers=2, progress=False)
     return out
-
-
-def _cmd(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "slowfast_trt",
-        "train",
-        "--preset",
-        PRESET,
-        "--train",
-        str(data / "train.csv"),
-        "--out",
-        str(out),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "4",
-        "--lr",
-        "0.05",
-        "--amp",
-        "fp32",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--save-every",
-        "1",
-        "--quiet",
-        *extra,
-    ]
 
 
 def _final_weights(out: Path) -> dict[str, torch.Tensor]:
@@ -82,9 +52,11 @@ def _history(out: Path) -> list[dict]:
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(data, tmp_path):
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(_cmd(data, ref), cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=300)
+    subprocess.run(train_cmd(PRESET, data, ref), cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=300)
 
-    p = subprocess.Popen(_cmd(data, cut), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen(
+        train_cmd(PRESET, data, cut), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     target = cut / "checkpoints" / "step_00000002.safetensors"  # 3 steps per epoch: step 2 is mid-epoch 1
     deadline = time.time() + 240
     while not target.exists() and p.poll() is None and time.time() < deadline:
@@ -100,7 +72,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(data, tmp_pa
         if f.suffix == ".safetensors":
             model.load(f)
 
-    subprocess.run(_cmd(data, cut, "--resume"), cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=300)
+    subprocess.run(train_cmd(PRESET, data, cut, "--resume"), cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=300)
     a, b = _final_weights(ref), _final_weights(cut)
     assert a.keys() == b.keys()
     worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
