@@ -5,20 +5,19 @@ its frame count, fps, size or codec differ from its manifest row. Files DALI can
 (H.264 and friends need NVDEC) are counted separately: they are fine on a GPU. `--write-clean` writes a
 manifest of the good files only, with every optional column filled in from the files themselves.
 """
+
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import probe_writable
+from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import Entry, read_manifest, with_info, write_manifest
-from slowfast_trt.data.video_io import DALI_CPU_CODECS, VideoError, verify
-from slowfast_trt.data.video_io import VideoInfo
+from slowfast_trt.data.video_io import DALI_CPU_CODECS, VideoError, VideoInfo, verify
 
 FPS_TOLERANCE = 0.01  # relative: 29.97 and 30000/1001 agree
 
@@ -67,8 +66,9 @@ def check_one(job: CheckJob) -> dict:
     return {"num_frames": info.num_frames, "fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec}
 
 
-def check(manifest: str | os.PathLike, write_clean: str | os.PathLike | None = None, workers: int | None = None,
-          progress: bool = True) -> CheckReport:
+def check(
+    manifest: str | os.PathLike, write_clean: str | os.PathLike | None = None, workers: int | None = None, progress: bool = True
+) -> CheckReport:
     """Verify every file of MANIFEST; optionally write the good rows to `write_clean` (with classes.txt beside it)."""
     m = read_manifest(manifest)
     if not m.entries:

@@ -1,4 +1,5 @@
 """Contact sheets: the Slow and Fast clips of one sample, de-normalised, as one PNG with frame numbers."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,11 +43,10 @@ def _tiles(frames: np.ndarray, numbers, caption: str, draw_font):
 
 
 def _rows(tiles: list) -> list[list]:
-    return [tiles[i:i + PER_ROW] for i in range(0, len(tiles), PER_ROW)]
+    return [tiles[i : i + PER_ROW] for i in range(0, len(tiles), PER_ROW)]
 
 
-def contact_sheet(path: str | Path, title: str, cfg, slow: np.ndarray | None, fast: np.ndarray | None,
-                  slow_idx, fast_idx) -> Path:
+def contact_sheet(path: str | Path, title: str, cfg, slow: np.ndarray | None, fast: np.ndarray | None, slow_idx, fast_idx) -> Path:
     """Write a PNG: for each view, a row of Slow frames, then the Fast frames in rows of 8; returns the path."""
     from PIL import Image, ImageDraw, ImageFont  # lazy: Pillow, optional (extra [data])
 

@@ -9,6 +9,7 @@ Layouts, chosen by what SRC is:
 - one of our manifests (`path,label,...` header), e.g. to transcode a prepared set again.
 Rows that point at nothing become rejects with a reason; they never stop the run.
 """
+
 from __future__ import annotations
 
 import csv
@@ -94,8 +95,9 @@ def not_a_file_reason(p: Path) -> str:
     return "not a regular file (a FIFO, socket or device); give the video file itself"
 
 
-def _collection(rows: list[tuple[str, int | tuple[int, ...], str]], classes: list[str], layout: str,
-                rejects: list[tuple[str, str]]) -> Collection:
+def _collection(
+    rows: list[tuple[str, int | tuple[int, ...], str]], classes: list[str], layout: str, rejects: list[tuple[str, str]]
+) -> Collection:
     # Output names and class names are written into UTF-8 files: bytes of non-UTF-8 file names become \xNN escapes.
     names = unique_names([printable(n) for _, _, n in rows])
     classes = [printable(c) for c in classes]

@@ -5,6 +5,7 @@ manifest; a multi-label row lists its ids separated by ';'. Relative paths are r
 folder, so a prepared data set can be moved or copied as a whole. The optional columns are what the DALI
 pipelines need without opening the file (frames counted from packets; WebM containers do not declare them).
 """
+
 from __future__ import annotations
 
 import csv
@@ -85,9 +86,17 @@ def format_entries(entries: list[Entry]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for e in entries:
-        w.writerow([e.path, _label_text(e.label),
-                    "" if e.num_frames is None else e.num_frames, "" if e.fps is None else _fps_text(e.fps),
-                    "" if e.width is None else e.width, "" if e.height is None else e.height, e.codec or ""])
+        w.writerow(
+            [
+                e.path,
+                _label_text(e.label),
+                "" if e.num_frames is None else e.num_frames,
+                "" if e.fps is None else _fps_text(e.fps),
+                "" if e.width is None else e.width,
+                "" if e.height is None else e.height,
+                e.codec or "",
+            ]
+        )
     return buf.getvalue()
 
 
@@ -95,7 +104,7 @@ def write_manifest(path: str | os.PathLike, entries: list[Entry], classes: list[
     """Write the manifest CSV atomically, and `classes.txt` beside it when `classes` is given."""
     path = Path(path)
     for e in entries:
-        for lab in (e.label if isinstance(e.label, tuple) else (e.label,)):
+        for lab in e.label if isinstance(e.label, tuple) else (e.label,):
             if classes is not None and not 0 <= lab < len(classes):
                 raise SlowFastError(f"label {lab} of {e.path} is not a class id (0..{len(classes) - 1})")
     atomic_write_text(path, format_entries(entries))
@@ -140,8 +149,10 @@ def _opt(row: dict, key: str, kind, where: str):
     except ValueError:
         raise SlowFastError(f"{where}: column {key}={text!r} is not a valid {kind.__name__}") from None
     if kind in (int, float) and not (math.isfinite(value) and value > 0):
-        raise SlowFastError(f"{where}: column {key}={text!r} must be a finite number > 0; fix it, or leave it empty "
-                            "and let `slowfast data check --write-clean` fill it in")
+        raise SlowFastError(
+            f"{where}: column {key}={text!r} must be a finite number > 0; fix it, or leave it empty "
+            "and let `slowfast data check --write-clean` fill it in"
+        )
     return value
 
 
@@ -158,8 +169,10 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     header = next(csv.reader(io.StringIO(text)), [])
     if [h.strip() for h in header[:2]] != ["path", "label"]:
         case = " (lower-case)" if [h.strip().lower() for h in header[:2]] == ["path", "label"] else ""
-        raise SlowFastError(f"{path} is not a manifest: its header must start with path,label{case} (got {','.join(header[:7])!r}); "
-                            "convert lists with `slowfast data prepare`")
+        raise SlowFastError(
+            f"{path} is not a manifest: its header must start with path,label{case} (got {','.join(header[:7])!r}); "
+            "convert lists with `slowfast data prepare`"
+        )
     unknown = [h for h in header if h.strip() not in COLUMNS]
     if unknown:
         raise SlowFastError(f"{path}: unknown manifest column(s) {unknown}; known: {','.join(COLUMNS)}")
@@ -170,23 +183,33 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         p = (row.get("path") or "").strip()
         if not p:
             raise SlowFastError(f"{where}: empty path")
-        entry = Entry(p, _parse_label((row.get("label") or "").strip(), where),
-                      _opt(row, "num_frames", int, where), _opt(row, "fps", float, where),
-                      _opt(row, "width", int, where), _opt(row, "height", int, where),
-                      (row.get("codec") or "").strip() or None)
+        entry = Entry(
+            p,
+            _parse_label((row.get("label") or "").strip(), where),
+            _opt(row, "num_frames", int, where),
+            _opt(row, "fps", float, where),
+            _opt(row, "width", int, where),
+            _opt(row, "height", int, where),
+            (row.get("codec") or "").strip() or None,
+        )
         key = os.path.normpath(os.path.join(root, p))
         if key in first_line:  # the same video twice would count twice in every epoch and every metric
             j, label = first_line[key]
             if label != entry.label:
-                raise SlowFastError(f"{where}: {p} is listed again with label {_label_text(entry.label)} "
-                                    f"(line {j} says {_label_text(label)}); keep one row per video")
+                raise SlowFastError(
+                    f"{where}: {p} is listed again with label {_label_text(entry.label)} "
+                    f"(line {j} says {_label_text(label)}); keep one row per video"
+                )
             dropped.append(i)
             continue
         first_line[key] = (i, entry.label)
         entries.append(entry)
     if dropped:
-        print(f"warning: {path}: dropped {len(dropped)} duplicate row(s) (line {', '.join(map(str, dropped[:5]))}"
-              f"{', ...' if len(dropped) > 5 else ''}); each video is used once", file=sys.stderr)
+        print(
+            f"warning: {path}: dropped {len(dropped)} duplicate row(s) (line {', '.join(map(str, dropped[:5]))}"
+            f"{', ...' if len(dropped) > 5 else ''}); each video is used once",
+            file=sys.stderr,
+        )
     classes_path = path.parent / CLASSES_FILE
     if classes_path.is_file():
         classes = read_classes(classes_path)
@@ -194,9 +217,11 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         top = max((max(e.label) if isinstance(e.label, tuple) else e.label for e in entries), default=-1)
         classes = [str(i) for i in range(top + 1)]
     for e in entries:
-        for lab in (e.label if isinstance(e.label, tuple) else (e.label,)):
+        for lab in e.label if isinstance(e.label, tuple) else (e.label,):
             if not 0 <= lab < len(classes):
-                raise SlowFastError(f"{path}: label {lab} of {e.path} is outside {CLASSES_FILE}'s {len(classes)} classes; fix the label or {classes_path}")
+                raise SlowFastError(
+                    f"{path}: label {lab} of {e.path} is outside {CLASSES_FILE}'s {len(classes)} classes; fix the label or {classes_path}"
+                )
     return Manifest(entries, classes, root)
 
 

@@ -7,15 +7,17 @@ rejected, while the other files carry on. On Ctrl-C the workers stop at once and
 output; when the parent process is killed outright, the workers notice within a fraction of a second and
 exit too, so nothing keeps writing after a SIGKILL.
 """
+
 from __future__ import annotations
 
 import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from slowfast_trt.common.errors import ENVIRONMENT_ERRNOS, EnvironmentFault
 from slowfast_trt.data.video_io import VideoError
@@ -147,7 +149,9 @@ def _run_parallel(fn, jobs, workers, interrupts: _Interrupts):
                         broken = True
                         continue
                     if environment:
-                        raise EnvironmentFault(f"{reason}; free disk space or choose a writable output folder, then run the same command again")
+                        raise EnvironmentFault(
+                            f"{reason}; free disk space or choose a writable output folder, then run the same command again"
+                        )
                     done.add(futures[fut])
                     yield futures[fut], result, reason
             if broken:

@@ -15,6 +15,7 @@ a fixed frame rate, audio dropped. Work runs in parallel worker processes and is
 Files that cannot be used go to `OUT/rejects.csv` (path,reason) and never stop the run. The run succeeds
 when at least one video is in the manifest; it fails (SlowFastError) when none is.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -31,15 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.errors import ENVIRONMENT_ERRNOS, EnvironmentFault, SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.common.lock import own_folder
+from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.data import parallel
 from slowfast_trt.data.layouts import printable, read_collection
 from slowfast_trt.data.manifest import Entry, write_manifest
-from slowfast_trt.data.video_io import (GOP, VideoError, VideoWriter, check_complete, codec_spec, iter_frames, probe,
-                                    short_side_size, verify)
+from slowfast_trt.data.video_io import GOP, VideoError, VideoWriter, check_complete, codec_spec, iter_frames, probe, short_side_size, verify
 
 STATE_DIR = ".prepare"
 VIDEOS_DIR = "videos"
@@ -107,10 +106,14 @@ def trial_encode(settings: Settings, folder: Path) -> None:
         verify(str(path))
     except Exception as e:  # noqa: BLE001 - classified below: the machine, or the options
         if getattr(e, "errno", None) in ENVIRONMENT_ERRNOS:
-            raise EnvironmentFault(f"cannot write {folder}: {getattr(e, 'strerror', None) or e}; free disk space or choose a "
-                                   "writable OUT, then run the same command again") from None
-        raise SlowFastError(f"the {settings.codec} encoder refused these settings (quality={settings.quality}, gop={settings.gop}): "
-                            f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}; change the options") from None
+            raise EnvironmentFault(
+                f"cannot write {folder}: {getattr(e, 'strerror', None) or e}; free disk space or choose a "
+                "writable OUT, then run the same command again"
+            ) from None
+        raise SlowFastError(
+            f"the {settings.codec} encoder refused these settings (quality={settings.quality}, gop={settings.gop}): "
+            f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}; change the options"
+        ) from None
     finally:
         with contextlib.suppress(OSError):
             path.unlink()
@@ -159,8 +162,10 @@ def transcode(job: Job) -> dict:
             raise VideoError("no frame could be decoded")
         out_info, out_decoded = verify(job.tmp)
         if out_info.num_frames != written or out_decoded != written:
-            raise VideoError(f"output failed verification: wrote {written} frames, the file has {out_info.num_frames} packets "
-                             f"and {out_decoded} decodable frames")
+            raise VideoError(
+                f"output failed verification: wrote {written} frames, the file has {out_info.num_frames} packets "
+                f"and {out_decoded} decodable frames"
+            )
         with open(job.tmp, "rb") as f:
             os.fsync(f.fileno())
         Path(job.dst).parent.mkdir(parents=True, exist_ok=True)
@@ -170,9 +175,15 @@ def transcode(job: Job) -> dict:
         with contextlib.suppress(OSError):
             os.unlink(job.tmp)
         raise
-    return {"num_frames": out_info.num_frames, "fps": round(float(rate_out), 6), "width": out_info.width,
-            "height": out_info.height, "codec": out_info.codec, "size": os.path.getsize(job.dst),
-            "source_frames": decoded}
+    return {
+        "num_frames": out_info.num_frames,
+        "fps": round(float(rate_out), 6),
+        "width": out_info.width,
+        "height": out_info.height,
+        "codec": out_info.codec,
+        "size": os.path.getsize(job.dst),
+        "source_frames": decoded,
+    }
 
 
 def _fsync_dir(path: Path) -> None:
@@ -234,9 +245,18 @@ def write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def prepare(src: str | os.PathLike, out: str | os.PathLike, short_side: int = 256, codec: str = "vp9", fps: float | None = None,
-            workers: int | None = None, root: str | os.PathLike | None = None, gop: int = GOP, quality: int | None = None,
-            progress: bool = True) -> PrepareReport:
+def prepare(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    short_side: int = 256,
+    codec: str = "vp9",
+    fps: float | None = None,
+    workers: int | None = None,
+    root: str | os.PathLike | None = None,
+    gop: int = GOP,
+    quality: int | None = None,
+    progress: bool = True,
+) -> PrepareReport:
     """Transcode the collection SRC into OUT (videos/, manifest.csv, classes.txt, rejects.csv); resumable."""
     settings = check_settings(Settings(codec, short_side, fps, gop, quality))
     spec = codec_spec(codec)
@@ -276,8 +296,10 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, short_side: int = 25
         rejects = list(collection.rejects)
         bar = _progress(len(jobs), len(records), progress)
         try:
-            with open(log, "a", encoding="utf-8") as f, contextlib.closing(
-                    parallel.run_parallel(transcode, [j for _, j in todo], workers)) as results:
+            with (
+                open(log, "a", encoding="utf-8") as f,
+                contextlib.closing(parallel.run_parallel(transcode, [j for _, j in todo], workers)) as results,
+            ):
                 for i, info, reason in results:
                     rel, job = todo[i]
                     if reason is not None:

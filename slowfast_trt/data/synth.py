@@ -31,6 +31,7 @@ frames apart (all 4x16 and 8x8 presets, both sampling conventions).
 Same seed, same arguments: byte-identical manifests and identical decoded frames (libvpx/x264 with one
 thread and FFmpeg's bitexact muxing make the files byte-identical too, on the same library versions).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,18 +39,17 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.common.lock import LOCK_FILE, own_folder
+from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import Entry, write_manifest
 from slowfast_trt.data.video_io import GOP, VideoWriter, codec_spec, count_frames
@@ -131,7 +131,9 @@ def _home(rng: np.random.Generator, height: int, width: int, margin: int, n: int
     return (x - x % 2, y - y % 2) if n is not None else (int(x - x % 2), int(y - y % 2))
 
 
-def trajectory(label: int, rng: np.random.Generator, frames: int, height: int, width: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def trajectory(
+    label: int, rng: np.random.Generator, frames: int, height: int, width: int, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Object centre (x, y) per frame (even pixel coordinates, on a torus) and its visibility, for class `label`.
 
     Inside each Slow-ambiguous pair both classes draw from the same distributions and differ only in how
@@ -186,7 +188,7 @@ def render(label: int, seed: int, index: int, frames: int, height: int, width: i
     for _ in range(int(rng.integers(0, 3))):  # static distractor boxes, the same in every frame
         h, w = (int(v) for v in rng.integers(3, 8, 2) * 2)
         y, x = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
-        bg[y:y + h, x:x + w] = rng.integers(0, 256, 3)
+        bg[y : y + h, x : x + w] = rng.integers(0, 256, 3)
     bg = np.clip(bg, 0, 255).astype(np.uint8)
     colour = contrasting_colour(rng, bg_colour).astype(np.uint8)
     size = int(rng.choice(OBJECT_SIZES))
@@ -279,8 +281,18 @@ def missing(jobs: list) -> list:
     return [j for j in jobs if not Path(j.path).is_file()]
 
 
-def synth(out: str | os.PathLike, videos: int = 480, seed: int = 0, codec: str = "vp9", size: str | tuple[int, int] = "64x80",
-          frames: int = 96, fps: int = 30, val_fraction: float = 0.2, workers: int | None = None, progress: bool = True) -> SynthReport:
+def synth(
+    out: str | os.PathLike,
+    videos: int = 480,
+    seed: int = 0,
+    codec: str = "vp9",
+    size: str | tuple[int, int] = "64x80",
+    frames: int = 96,
+    fps: int = 30,
+    val_fraction: float = 0.2,
+    workers: int | None = None,
+    progress: bool = True,
+) -> SynthReport:
     """Generate the synthetic set in OUT: videos/<class>/<index>, manifest.csv, train.csv, val.csv, classes.txt, README.md."""
     codec_spec(codec, SYNTH_CODECS)
     height, width = parse_size(size) if isinstance(size, str) else size
@@ -294,10 +306,31 @@ def synth(out: str | os.PathLike, videos: int = 480, seed: int = 0, codec: str =
         raise SlowFastError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     t0 = time.perf_counter()
     out = Path(out)
-    params = {"videos": videos, "seed": seed, "codec": codec, "size": [height, width], "frames": frames, "fps": fps,
-              "val_fraction": val_fraction}
+    params = {
+        "videos": videos,
+        "seed": seed,
+        "codec": codec,
+        "size": [height, width],
+        "frames": frames,
+        "fps": fps,
+        "val_fraction": val_fraction,
+    }
     with synth_folder(out, params):
         return _synth(out, params, workers, progress, t0)
+
+
+def encode_missing(jobs: list, make: Callable, out: Path, workers: int | None, progress: bool) -> None:
+    """Encode the jobs whose videos are not there yet (a killed run resumes), in parallel, then drop OUT/.tmp."""
+    todo = missing(jobs)
+    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), unit="video", desc="synth", enabled=progress)
+    try:
+        for i, _result, reason in parallel.run_parallel(make, todo, workers):
+            if reason is not None:
+                raise SlowFastError(f"could not write synthetic video {todo[i].path}: {reason}")
+            bar.update(1)
+    finally:
+        bar.close()
+    shutil.rmtree(out / ".tmp", ignore_errors=True)
 
 
 def _synth(out: Path, params: dict, workers: int | None, progress: bool, t0: float) -> SynthReport:
@@ -308,18 +341,10 @@ def _synth(out: Path, params: dict, workers: int | None, progress: bool, t0: flo
     jobs = []
     for i, lab in enumerate(labels.tolist()):
         rel = f"videos/{CLASSES[lab]}/{i:05d}{spec.extension}"
-        jobs.append(SynthJob(i, seed, height, width, frames, fps, codec, str(out / rel), str(out / ".tmp" / f"{i:05d}{spec.extension}"), label=lab))
-    todo = missing(jobs)
-
-    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), unit="video", desc="synth", enabled=progress)
-    try:
-        for i, _result, reason in parallel.run_parallel(make_video, todo, workers):
-            if reason is not None:
-                raise SlowFastError(f"could not write synthetic video {todo[i].path}: {reason}")
-            bar.update(1)
-    finally:
-        bar.close()
-    shutil.rmtree(out / ".tmp", ignore_errors=True)
+        jobs.append(
+            SynthJob(i, seed, height, width, frames, fps, codec, str(out / rel), str(out / ".tmp" / f"{i:05d}{spec.extension}"), label=lab)
+        )
+    encode_missing(jobs, make_video, out, workers, progress)
     entries = [Entry(os.path.relpath(j.path, out), j.label, frames, float(fps), width, height, codec) for j in jobs]
     val = split(labels, params["val_fraction"], seed)
     write_manifest(out / "manifest.csv", entries, list(CLASSES))
@@ -333,5 +358,7 @@ def _synth(out: Path, params: dict, workers: int | None, progress: bool, t0: flo
 def readme(videos: int, seed: int, codec: str, height: int, width: int, frames: int, fps: int) -> str:
     """The README written beside the set: how it was made and the class table with the Slow-only argument."""
     doc = __doc__.split("\n\n", 1)[1]
-    return (f"# Synthetic motion set\n\n`slowfast data synth --videos {videos} --seed {seed} --codec {codec} "
-            f"--size {height}x{width} --frames {frames} --fps {fps}`\n\n{doc}")
+    return (
+        f"# Synthetic motion set\n\n`slowfast data synth --videos {videos} --seed {seed} --codec {codec} "
+        f"--size {height}x{width} --frames {frames} --fps {fps}`\n\n{doc}"
+    )

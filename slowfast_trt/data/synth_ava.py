@@ -21,25 +21,33 @@ person detector: per actor a box with Gaussian corner noise (sigma 6% of its siz
 8% of actors are missed; 15% of keyframes get a low-score false box (dropped by the 0.8 threshold) and 5% a
 high-score one (kept: a false positive for evaluation). Same seed and arguments: identical CSVs and frames.
 """
+
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
-from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import Entry, write_manifest
-from slowfast_trt.data.synth import CLASSES as MOTIONS, MARKER, SYNTH_CODECS, EncodeJob, contrasting_colour, synth_folder, missing, encode, parse_size, trajectory
+from slowfast_trt.data.synth import CLASSES as MOTIONS
+from slowfast_trt.data.synth import (
+    MARKER,
+    SYNTH_CODECS,
+    EncodeJob,
+    contrasting_colour,
+    encode,
+    encode_missing,
+    parse_size,
+    synth_folder,
+    trajectory,
+)
 from slowfast_trt.data.video_io import codec_spec
-import shutil
 
 ACTIONS = (*MOTIONS, "moves", "changes_fast")
 MOVES, CHANGES_FAST = len(MOTIONS), len(MOTIONS) + 1
@@ -75,7 +83,7 @@ def scene(seed: int, index: int, frames: int, height: int, width: int) -> tuple[
     for _ in range(int(rng.integers(0, 3))):
         h, w = (int(v) for v in rng.integers(2, 5, 2) * 2)
         y, x = int(rng.integers(0, height - h)), int(rng.integers(0, width - w))
-        bg[y:y + h, x:x + w] = rng.integers(0, 256, 3)
+        bg[y : y + h, x : x + w] = rng.integers(0, 256, 3)
     n = int(rng.integers(2, 4))
     edges = np.linspace(0, width, n + 1).astype(int)
     actors = []
@@ -159,9 +167,18 @@ def _csv(rows: list[list]) -> str:
     return "".join(",".join(str(v) for v in r) + "\n" for r in rows)
 
 
-def synth_detection(out: str | os.PathLike, videos: int = 160, seed: int = 0, codec: str = "vp9", size: str | tuple[int, int] = "64x96",
-                    frames: int = 128, fps: int = 30, val_fraction: float = 0.25, workers: int | None = None,
-                    progress: bool = True) -> dict:
+def synth_detection(
+    out: str | os.PathLike,
+    videos: int = 160,
+    seed: int = 0,
+    codec: str = "vp9",
+    size: str | tuple[int, int] = "64x96",
+    frames: int = 128,
+    fps: int = 30,
+    val_fraction: float = 0.25,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Write the detection set to OUT: videos/, videos.csv, classes.txt, train/val label and proposal CSVs, README.md."""
     codec_spec(codec, SYNTH_CODECS)
     height, width = parse_size(size) if isinstance(size, str) else size
@@ -175,8 +192,16 @@ def synth_detection(out: str | os.PathLike, videos: int = 160, seed: int = 0, co
         raise SlowFastError(f"--val-fraction must be in (0, 1) for a detection set, got {val_fraction}")
     t0 = time.perf_counter()
     out = Path(out)
-    params = {"detection": True, "videos": videos, "seed": seed, "codec": codec, "size": [height, width], "frames": frames,
-              "fps": fps, "val_fraction": val_fraction}
+    params = {
+        "detection": True,
+        "videos": videos,
+        "seed": seed,
+        "codec": codec,
+        "size": [height, width],
+        "frames": frames,
+        "fps": fps,
+        "val_fraction": val_fraction,
+    }
     with synth_folder(out, params, "slowfast data synth --detection"):
         return _synth_detection(out, params, workers, progress, t0)
 
@@ -185,22 +210,23 @@ def _synth_detection(out: Path, params: dict, workers: int | None, progress: boo
     videos, seed, codec, frames, fps = params["videos"], params["seed"], params["codec"], params["frames"], params["fps"]
     (height, width), val_fraction = params["size"], params["val_fraction"]
     spec = codec_spec(codec)
-    jobs = [EncodeJob(i, seed, height, width, frames, fps, codec, str(out / f"videos/vid{i:05d}{spec.extension}"),
-                         str(out / ".tmp" / f"vid{i:05d}{spec.extension}")) for i in range(videos)]
-    todo = missing(jobs)
-
-    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), unit="video", desc="synth", enabled=progress)
-    try:
-        for i, _result, reason in parallel.run_parallel(make_detection_video, todo, workers):
-            if reason is not None:
-                raise SlowFastError(f"could not write synthetic video {todo[i].path}: {reason}")
-            bar.update(1)
-    finally:
-        bar.close()
-
-    shutil.rmtree(out / ".tmp", ignore_errors=True)
+    jobs = [
+        EncodeJob(
+            i,
+            seed,
+            height,
+            width,
+            frames,
+            fps,
+            codec,
+            str(out / f"videos/vid{i:05d}{spec.extension}"),
+            str(out / ".tmp" / f"vid{i:05d}{spec.extension}"),
+        )
+        for i in range(videos)
+    ]
+    encode_missing(jobs, make_detection_video, out, workers, progress)
     is_val = np.zeros(videos, dtype=bool)
-    is_val[np.random.default_rng([seed, 0x5B117]).permutation(videos)[:max(1, int(round(val_fraction * videos)))]] = True
+    is_val[np.random.default_rng([seed, 0x5B117]).permutation(videos)[: max(1, int(round(val_fraction * videos)))]] = True
     entries, rows = [], {"train": ([], []), "val": ([], [])}
     for j in jobs:
         vid = Path(j.path).stem
@@ -215,9 +241,20 @@ def _synth_detection(out: Path, params: dict, workers: int | None, progress: boo
         atomic_write_text(out / f"{split}.csv", _csv(labels))
         atomic_write_text(out / f"{split}_proposals.csv", _csv(proposals))
     doc = __doc__.split("\n\n", 1)[1]
-    atomic_write_text(out / "README.md", f"# Synthetic AVA-style detection set\n\n`slowfast data synth --detection --videos {videos} "
-                                         f"--seed {seed} --codec {codec} --size {height}x{width} --frames {frames} --fps {fps}`\n\n{doc}")
+    atomic_write_text(
+        out / "README.md",
+        f"# Synthetic AVA-style detection set\n\n`slowfast data synth --detection --videos {videos} "
+        f"--seed {seed} --codec {codec} --size {height}x{width} --frames {frames} --fps {fps}`\n\n{doc}",
+    )
     atomic_write_text(out / MARKER, json.dumps(params, sort_keys=True) + "\n")
     n_val = int(is_val.sum())
-    return {"out": out, "videos": videos, "train": videos - n_val, "val": n_val, "classes": list(ACTIONS),
-            "train_boxes": len(rows["train"][0]), "val_boxes": len(rows["val"][0]), "seconds": time.perf_counter() - t0}
+    return {
+        "out": out,
+        "videos": videos,
+        "train": videos - n_val,
+        "val": n_val,
+        "classes": list(ACTIONS),
+        "train_boxes": len(rows["train"][0]),
+        "val_boxes": len(rows["val"][0]),
+        "seconds": time.perf_counter() - t0,
+    }

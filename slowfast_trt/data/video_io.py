@@ -4,13 +4,14 @@ Frame counts come from demuxing packets (milliseconds; WebM containers report 0 
 them up front and no DALI operator reports them without decoding. Problems with one file raise `VideoError`,
 whose message is the one-line reason that `rejects.csv` and `data check` print.
 """
+
 from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterator
 
 import numpy as np
 
@@ -36,8 +37,15 @@ class CodecSpec:
 
 CODECS: dict[str, CodecSpec] = {
     # Constant quality (crf with b=0), realtime speed: fast on a few cores, about 5% larger than 'good'.
-    "vp9": CodecSpec("vp9", "libvpx-vp9", "webm", ".webm", "yuv420p",
-                     {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0", "row-mt": "1"}, dali_cpu=True),
+    "vp9": CodecSpec(
+        "vp9",
+        "libvpx-vp9",
+        "webm",
+        ".webm",
+        "yuv420p",
+        {"deadline": "realtime", "cpu-used": "8", "crf": "30", "b": "0", "row-mt": "1"},
+        dali_cpu=True,
+    ),
     # For GPU decoding (NVDEC); moov atom first so readers need not seek to the end.
     "h264": CodecSpec("h264", "libx264", "mp4", ".mp4", "yuv420p", {"preset": "veryfast", "crf": "23"}),
     # Intra-only: every frame is a keyframe (seeking is free), about 5-10x larger than VP9.
@@ -75,8 +83,18 @@ class VideoWriter:
     give byte-identical files (used by `data synth`). `threads=1` keeps libvpx deterministic too.
     """
 
-    def __init__(self, path: str | os.PathLike, spec: CodecSpec, width: int, height: int, fps: Fraction | float,
-                 gop: int = GOP, threads: int = 1, bitexact: bool = True, quality: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        spec: CodecSpec,
+        width: int,
+        height: int,
+        fps: Fraction | float,
+        gop: int = GOP,
+        threads: int = 1,
+        bitexact: bool = True,
+        quality: int | None = None,
+    ):
         import av  # lazy: PyAV, optional (extra [data])
 
         rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
@@ -138,7 +156,7 @@ class VideoWriter:
             pass
         self._c = None
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -182,8 +200,10 @@ def _sniff(path: str) -> str | None:
                     return f"corrupt MP4: box at byte {offset} has an impossible size {n}"
                 if offset + n > size:
                     name = kind.decode("latin-1")
-                    return (f"truncated MP4: box '{name}' at byte {offset} needs {n} bytes but the file ends after {size - offset}"
-                            " (the download or copy stopped early)")
+                    return (
+                        f"truncated MP4: box '{name}' at byte {offset} needs {n} bytes but the file ends after {size - offset}"
+                        " (the download or copy stopped early)"
+                    )
                 offset += n
     printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
     if printable == len(head):
