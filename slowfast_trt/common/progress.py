@@ -17,7 +17,7 @@ LOG_INTERVAL_S = 30.0
 
 
 class LineProgress:
-    """tqdm's interface (update, set_postfix, close, iteration, context manager) printing plain lines."""
+    """The part of tqdm's interface the project uses (update, set_postfix, close, iteration, context manager), as plain lines."""
 
     def __init__(
         self,
@@ -59,18 +59,9 @@ class LineProgress:
             self._last = now
             self._write()
 
-    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
-        self.postfix = text
-
     def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> None:
         items = {**(ordered_dict or {}), **kwargs}
         self.postfix = ", ".join(f"{k}={v}" for k, v in items.items())
-
-    def set_description(self, desc: str, refresh: bool = True) -> None:
-        self.desc = desc
-
-    def refresh(self) -> None:
-        return None
 
     def close(self) -> None:
         if not self._closed:
@@ -85,11 +76,6 @@ class LineProgress:
         rate = f" {(self.n - self._initial) / elapsed:.1f} {self.unit}/s"
         tail = f" {self.postfix}" if self.postfix else ""
         print(f"{self.desc}: {done} {self.unit}{pct}{rate}{tail}", file=self.file, flush=True)
-
-
-class _Silent(LineProgress):
-    def _write(self) -> None:
-        return None
 
 
 def progress(
@@ -107,7 +93,7 @@ def progress(
     """A progress object for `iterable` or `total` units: a tqdm bar on a terminal, plain lines elsewhere, nothing when disabled."""
     stream = file or sys.stderr
     if not enabled:
-        return _Silent(iterable, total=total, initial=initial, desc=desc, unit=unit, file=stream)
+        return tqdm(iterable, total=total, initial=initial, disable=True)
     if getattr(stream, "isatty", lambda: False)():
         return tqdm(iterable, total=total, initial=initial, desc=desc, unit=unit, leave=leave, file=stream, dynamic_ncols=True)
     return LineProgress(iterable, total=total, initial=initial, desc=desc, unit=unit, file=stream, interval=interval)
