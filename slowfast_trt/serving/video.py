@@ -1,8 +1,8 @@
 """Encoded video bytes -> per-video scores, exactly as `slowfast eval` computes them.
 
-The same pieces as `training.evaluate`: `multiview_plan` (K uniformly spaced clips with the artifact's own
-sampling config), the `ClipLoader` test pipeline (DALI decode; C crops), the engine, `to_probabilities` and
-`ViewAggregator` (softmax averaged over the K x C views, or sigmoid max-pooled for multi-label models). The
+`training.evaluate.view_scores` does the work: `multiview_plan` (K uniformly spaced clips with the artifact's own
+sampling config), the `ClipLoader` test pipeline (DALI decode; C crops), the engine, and the `ViewAggregator`
+(softmax averaged over the K x C views, or sigmoid max-pooled for multi-label models). The
 Triton Python-backend video model and the local reference of `slowfast bench serve` both call `score_videos`;
 the plan step of the DALI ensemble calls `decode_plan`.
 """
@@ -18,12 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from slowfast_trt.common.errors import SlowFastError
-from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import multiview_plan
 from slowfast_trt.data.manifest import Video
 from slowfast_trt.data.video_io import VideoError, probe
-from slowfast_trt.training.evaluate import to_probabilities
-from slowfast_trt.training.metrics import ViewAggregator
+from slowfast_trt.training.evaluate import view_scores
 
 
 @dataclass
@@ -48,16 +46,10 @@ def setting(num_clips: int, num_crops: int) -> str:
 
 
 def _score_files(engine, paths: list[str], num_clips: int, num_crops: int, batch_size: int, device: str, threads: int) -> np.ndarray:
-    cfg = engine.config
     videos = [_probe(p, i)[0] for i, p in enumerate(paths)]
-    loader = ClipLoader(
-        multiview_plan(videos, cfg, num_clips), cfg, "test", batch_size, device=device, threads=threads, videos=videos, num_crops=num_crops
-    )
-    agg = ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel)
-    for batch in loader:
-        clips = {p: batch[p] for p in cfg.pathways}
-        scores = to_probabilities(engine(**clips, sampling=loader.cfg.sampling).float(), engine.info, cfg.multilabel)
-        agg.add(batch["video"].cpu().numpy(), batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy(), scores.cpu().numpy())
+    agg = view_scores(
+        {"engine": engine}, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device, threads=threads
+    ).aggs["engine"]
     agg.check_complete()
     return agg.video_scores(setting(num_clips, num_crops)).astype(np.float32)
 

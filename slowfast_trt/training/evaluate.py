@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,70 @@ def evaluate_engines(
         if e.info["inputs"] != first.info["inputs"] or e.config.sampling != cfg.sampling or e.config.pathways != cfg.pathways:
             raise SlowFastError(f"{name} takes other inputs than {next(iter(engines))}; evaluate exports of the same model together")
     check_model_labels(videos, cfg)
+    run = view_scores(
+        engines,
+        videos,
+        num_clips=num_clips,
+        num_crops=num_crops,
+        batch_size=batch_size,
+        device=device,
+        threads=threads,
+        skip_bad=skip_bad,
+        progress=progress,
+    )
+    aggs, engine_s, views, elapsed, bad = run.aggs, run.engine_seconds, run.views, run.seconds, run.skipped
+    if bad:
+        keep = [i for i, v in enumerate(videos) if v.path not in bad]
+        aggs = {k: a.subset(keep) for k, a in aggs.items()}
+        videos = [videos[i] for i in keep]
+    labels = _labels(videos, cfg)
+    return {
+        name: {
+            "engine": engine.name,
+            "artifact": engine.info.get("path"),
+            "precision": engine.precision,
+            "videos": len(videos),
+            "skipped": sorted(bad),
+            "clips": num_clips,
+            "crops": num_crops,
+            # decode + every engine's inference, end to end (so with several engines this is the shared pass's rate)
+            "views_per_s": views / elapsed if elapsed else None,
+            "engine_views_per_s": views / engine_s[name] if engine_s[name] else None,  # inside engine(slow, fast) only
+            "batch_size": batch_size,
+            "results": aggs[name].results(labels),
+            "predictions": aggs[name].predictions(),
+            "video_paths": [v.path for v in videos],
+        }
+        for name, engine in engines.items()
+    }
+
+
+@dataclass
+class ViewPass:
+    """One decode of K x C views per video through one or more engines: the aggregated scores and the timings."""
+
+    aggs: dict[str, ViewAggregator]
+    engine_seconds: dict[str, float]  # inside engine(slow, fast) only
+    views: int
+    seconds: float  # decode + every engine, end to end
+    skipped: dict[str, str]  # path -> reason, for files skipped with skip_bad
+
+
+def view_scores(
+    engines: dict,
+    videos: list[Video],
+    *,
+    num_clips: int,
+    num_crops: int,
+    batch_size: int = 4,
+    device: str = "auto",
+    threads: int = 2,
+    skip_bad: bool = False,
+    progress: bool = False,
+) -> ViewPass:
+    """Every engine's per-view probabilities of `videos`, aggregated per video (the part of evaluation without labels;
+    the Triton video models call it too). Non-finite scores stop the pass with the engine's name."""
+    cfg = next(iter(engines.values())).config
     loader = ClipLoader(
         multiview_plan(videos, cfg, num_clips),
         cfg,
@@ -123,30 +188,7 @@ def evaluate_engines(
             aggs[name].add(vids, batch["clip"].cpu().numpy(), batch["crop"].cpu().numpy(), scores.cpu().numpy())
         views += len(vids)
     elapsed = time.perf_counter() - start
-    if loader.bad:
-        keep = [i for i, v in enumerate(videos) if v.path not in loader.bad]
-        aggs = {k: a.subset(keep) for k, a in aggs.items()}
-        videos = [videos[i] for i in keep]
-    labels = _labels(videos, cfg)
-    return {
-        name: {
-            "engine": engine.name,
-            "artifact": engine.info.get("path"),
-            "precision": engine.precision,
-            "videos": len(videos),
-            "skipped": sorted(loader.bad),
-            "clips": num_clips,
-            "crops": num_crops,
-            # decode + every engine's inference, end to end (so with several engines this is the shared pass's rate)
-            "views_per_s": views / elapsed if elapsed else None,
-            "engine_views_per_s": views / engine_s[name] if engine_s[name] else None,  # inside engine(slow, fast) only
-            "batch_size": batch_size,
-            "results": aggs[name].results(labels),
-            "predictions": aggs[name].predictions(),
-            "video_paths": [v.path for v in videos],
-        }
-        for name, engine in engines.items()
-    }
+    return ViewPass(aggs, engine_s, views, elapsed, dict(loader.bad))
 
 
 def to_probabilities(scores: torch.Tensor, info: dict, multilabel: bool) -> torch.Tensor:
