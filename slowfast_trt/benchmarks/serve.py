@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from slowfast_trt import engines
-from slowfast_trt.benchmarks.results import fmt, write_result
+from slowfast_trt.benchmarks.results import fmt, latency_stats, write_result
 from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.loader import ClipLoader
@@ -113,7 +113,6 @@ def run_phase(
     for t in threads:
         t.join(duration + timeout + 10)
     elapsed = time.perf_counter() - t0
-    lat = np.asarray(latencies) * 1e3
     row = {
         "model": model,
         "concurrency": concurrency,
@@ -123,16 +122,9 @@ def run_phase(
         "seconds": elapsed,
         "requests_per_s": len(latencies) / elapsed if elapsed else None,
     }
-    if lat.size:
-        p50, p95, p99 = np.percentile(lat, [50, 95, 99])
-        row |= {
-            "latency_ms_p50": float(p50),
-            "latency_ms_p95": float(p95),
-            "latency_ms_p99": float(p99),
-            "latency_ms_mean": float(lat.mean()),
-        }
-    else:
-        row |= dict.fromkeys(("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_ms_mean"))
+    keys = ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_ms_mean")
+    stats = latency_stats(latencies, 1) if latencies else dict.fromkeys(keys)
+    row |= {k: stats[k] for k in keys}
     if state["gone"]:
         row["aborted"] = state["gone"]
     return row
