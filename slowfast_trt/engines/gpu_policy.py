@@ -12,8 +12,6 @@ half-precision path that is not faster, with the version facts, so a slow instal
 from __future__ import annotations
 
 import copy
-import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,7 +20,7 @@ from pathlib import Path
 import torch
 
 from slowfast_trt.common.errors import SlowFastError
-from slowfast_trt.common.io import atomic_write_text
+from slowfast_trt.common.measurements import cache_path, cached
 
 MARGIN = 0.03  # a setting with more moving parts (graphs, half weights, autotuning) must be >= 3% faster to be kept
 HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -158,30 +156,18 @@ def cache_key(preset: str, mode: str, precision: str, batch: int, shape: tuple[i
     return f"{version_facts()}|{preset}|{mode}|{precision}|batch {batch}|shape {list(shape)}"
 
 
-def cache_file() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "slowfast-trt" / "gpu_policy.json"
-
-
 def decide(key: str, measure: Callable[[], Decision], path: Path | None = None) -> tuple[Decision, bool]:
     """The cached decision for `key`, or `measure()` stored under it; also whether it came from the cache."""
-    path = path or cache_file()
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key in known:
+
+    def valid(d: dict) -> bool:
         try:
-            return Decision.from_dict(known[key]), True
-        except (KeyError, TypeError):
-            pass  # an entry from another version of this file: measure again
-    d = measure()
-    known[key] = d.to_dict()
-    try:
-        atomic_write_text(path, json.dumps(known, indent=2))
-    except OSError:
-        pass  # a read-only home only loses the cache, not the decision
-    return d, False
+            Decision.from_dict(d)
+            return True
+        except (KeyError, TypeError, ValueError):
+            return False  # an entry from another version of this file: measure again
+
+    entry, hit = cached(path or cache_path("gpu_policy"), key, lambda: measure().to_dict(), valid)
+    return Decision.from_dict(entry), hit
 
 
 def apply_setting(net: torch.nn.Module, s: Setting) -> torch.nn.Module:

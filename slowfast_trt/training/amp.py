@@ -7,17 +7,14 @@ result is cached per CPU model, torch version, thread count, preset and input sh
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from slowfast_trt.common.environment import cpu_model
 from slowfast_trt.common.errors import SlowFastError
-from slowfast_trt.common.io import atomic_write_text
+from slowfast_trt.common.measurements import cache_path, cached
 
 CHOICES = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -38,11 +35,6 @@ class AmpPolicy:
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
-
-
-def _cache_file() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "slowfast-trt" / "cpu_amp.json"
 
 
 def measure_cpu_bf16(net: torch.nn.Module, inputs: dict[str, torch.Tensor], repeats: int = 2) -> dict[str, float]:
@@ -87,20 +79,9 @@ def choose_policy(
     if choice == "bf16":
         return AmpPolicy("cpu", torch.bfloat16, False, "CPU: bfloat16 autocast as asked")
     key = f"{cpu_model()}|torch {torch.__version__}|threads {torch.get_num_threads()}|{_workload(net, inputs)}"
-    cache = _cache_file()
-    try:
-        known = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if key not in known:
-        if net is None or inputs is None:
-            return AmpPolicy("cpu", None, False, "CPU: float32 (no measurement available)")
-        known[key] = measure_cpu_bf16(net, inputs)
-        try:
-            atomic_write_text(cache, json.dumps(known, indent=2))
-        except OSError:
-            pass  # a read-only home only loses the cache, not the decision
-    t = known[key]
+    if net is None or inputs is None:
+        return AmpPolicy("cpu", None, False, "CPU: float32 (no measurement available)")
+    t, _ = cached(cache_path("cpu_amp"), key, lambda: measure_cpu_bf16(net, inputs), lambda d: {"fp32", "bf16"} <= set(d))
     if t["bf16"] < 0.9 * t["fp32"]:  # a clear win only: bf16 also costs accuracy headroom
         return AmpPolicy("cpu", torch.bfloat16, False, f"CPU: bfloat16 measured faster ({t['bf16']:.3f}s vs {t['fp32']:.3f}s per step)")
     return AmpPolicy(
