@@ -9,7 +9,7 @@ import click
 from slowfast_trt.benchmarks import accuracy, e2e, pipeline, throughput
 from slowfast_trt.benchmarks.report import write_report
 from slowfast_trt.cli.flops import flops
-from slowfast_trt.cli.options import batch_size_option
+from slowfast_trt.cli.options import batch_size_option, int_list
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.model.zoo import get_config
 
@@ -59,18 +59,6 @@ def pipeline_cmd(manifest, preset, crop, batch, threads, clips, budget, loaders,
         click.echo(f"wrote {paths['json']} and {paths['markdown']}", err=True)
 
 
-def _int_list(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        out = [int(v) for v in str(value).split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter("a comma-separated list of integers, e.g. 1,8,32") from None
-    if not out or min(out) < 1:
-        raise click.BadParameter("batch sizes must be >= 1")
-    return out
-
-
 def _emit(result: dict, markdown: str, as_json: bool, out_dir: str | None, write) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else markdown)
     if out_dir:
@@ -90,7 +78,7 @@ def _progress(quiet: bool):
 
 @bench.command("model")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@batch_size_option("batches", callback=_int_list, help="Comma-separated batch sizes [default: 1,8,32 on a GPU, 1,4 on the CPU].")
+@batch_size_option("batches", callback=int_list, help="Comma-separated batch sizes [default: 1,8,32 on a GPU, 1,4 on the CPU].")
 @click.option("--warmup", type=click.IntRange(0), help="Untimed calls per batch size [default: 10 GPU, 2 CPU].")
 @click.option("--iters", type=click.IntRange(1), help="Timed calls per batch size [default: 50 GPU, 5 CPU].")
 @click.option(

@@ -32,3 +32,16 @@ def batch_size_option(dest: str = "batch_size", **kwargs) -> Callable:
         return click.option("--batch-size", dest, **kwargs)(wrapper)
 
     return decorate
+
+
+def int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """Callback for options such as `--batch-size 1,8,32` or `--concurrency 1,4,16`: positive integers, comma-separated."""
+    if value is None:
+        return None
+    try:
+        out = [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter("a comma-separated list of integers, e.g. 1,8,32") from None
+    if not out or min(out) < 1:
+        raise click.BadParameter("values must be >= 1")
+    return out

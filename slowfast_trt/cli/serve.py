@@ -11,6 +11,7 @@ import time
 import click
 
 from slowfast_trt.benchmarks.serve import main as bench_main
+from slowfast_trt.cli.options import int_list
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.serving.env import client_available, run_module
 from slowfast_trt.serving.repository import build_repository, servable
@@ -119,16 +120,6 @@ def serve(repo, http_port, grpc_port, metrics_port, models, timeout, log_path):
         click.echo(f"stopped (tritonserver exit status {status})")
 
 
-def _int_list(ctx, param, value):
-    try:
-        out = [int(v) for v in str(value).split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter("a comma-separated list of integers, e.g. 1,4,16") from None
-    if not out or min(out) < 1:
-        raise click.BadParameter("values must be >= 1")
-    return out
-
-
 def _batching(ctx, param, value):
     out = [v.strip() for v in value.split(",") if v.strip()]
     if not out or any(v not in ("on", "off") for v in out):
@@ -142,7 +133,7 @@ def _batching(ctx, param, value):
     "--model", "models", multiple=True, required=True, help="Model to load-test (repeat for several: clips and videos in one run)."
 )
 @click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True, help="URL is this protocol's address.")
-@click.option("--concurrency", default="1,4,16", show_default=True, callback=_int_list, help="Client threads, one phase each.")
+@click.option("--concurrency", default="1,4,16", show_default=True, callback=int_list, help="Client threads, one phase each.")
 @click.option("--duration", default=5.0, show_default=True, type=click.FloatRange(0.1, 600), help="Seconds per phase.")
 @click.option("--max-requests", default=5000, show_default=True, type=click.IntRange(1), help="Requests per phase at most.")
 @click.option(
