@@ -8,16 +8,9 @@ import pytest
 
 from slowfast_trt import model
 from slowfast_trt.common.errors import SlowFastError
-from slowfast_trt.dali_pipelines.ava import (
-    AvaRow,
-    canvas_size,
-    clip_indices,
-    keyframe_frame,
-    load_ava,
-    looks_like_ava_csv,
-    read_ava_csv,
-    resized_size,
-)
+from slowfast_trt.dali_pipelines.ava import canvas_size, clip_indices, resized_size
+from slowfast_trt.dali_pipelines.spec import FeedSpec
+from slowfast_trt.data.ava import AvaRow, keyframe_frame, load_ava, looks_like_ava_csv, read_ava_csv
 from slowfast_trt.data.manifest import Entry, Video, write_manifest
 from slowfast_trt.data.synth_ava import ACTIONS, actions_of, actor_box, render_scene, scene, synth_detection
 from slowfast_trt.model.detection import detection_config
@@ -149,7 +142,7 @@ def test_keyframe_loader_yields_clips_and_boxes_in_canvas_pixels(small_set):
 
     s = load_ava(small_set["out"] / "val.csv", use_proposals=True)
     cfg = detection_config(TINY.replace(crop_size=32, test_crop_size=32), s.num_classes)
-    loader = KeyframeLoader(s.keyframes, cfg, 4, boxes="gt", device="cpu", videos=s.videos)
+    loader = KeyframeLoader(s.keyframes, cfg, FeedSpec(batch_size=4, device="cpu"), boxes="gt", videos=s.videos)
     batch = next(iter(loader))
     assert batch["slow"].shape == (4, 3, 4, 32, 64) and batch["fast"].shape == (4, 3, 32, 32, 64)
     k = s.keyframes[int(batch["keyframe"][0])]

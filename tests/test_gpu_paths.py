@@ -26,6 +26,7 @@ from slowfast_trt.common.errors import SlowFastError  # noqa: E402
 from slowfast_trt.dali_pipelines import nvdec  # noqa: E402
 from slowfast_trt.dali_pipelines.loader import ClipLoader  # noqa: E402
 from slowfast_trt.dali_pipelines.plan import multiview_plan, train_plan  # noqa: E402
+from slowfast_trt.dali_pipelines.spec import FeedSpec  # noqa: E402
 from slowfast_trt.data.manifest import Video  # noqa: E402
 from tests.helpers import randomize_, read_index, write_indexed_video  # noqa: E402
 
@@ -47,8 +48,8 @@ def big_vp9(tmp_path_factory):
 def test_gpu_decode_equals_cpu_decode_of_the_same_vp9_frames(big_vp9):
     cfg = model.get_config("slowfast_r50_4x16")
     plans = multiview_plan(big_vp9, cfg, num_clips=2)
-    gpu = ClipLoader(plans, cfg, "decode", batch_size=1, device="cuda", videos=big_vp9)
-    cpu = ClipLoader(plans, cfg, "decode", batch_size=1, device="cpu")
+    gpu = ClipLoader(plans, cfg, "decode", FeedSpec(batch_size=1, device="cuda"), videos=big_vp9)
+    cpu = ClipLoader(plans, cfg, "decode", FeedSpec(batch_size=1, device="cpu"))
     assert gpu.device == "gpu" and not gpu.on_cpu  # every file on NVDEC
     n = 0
     for g, c, plan in zip(gpu, cpu, plans, strict=True):
@@ -66,8 +67,8 @@ def test_gpu_decode_equals_cpu_decode_of_the_same_vp9_frames(big_vp9):
 def test_gpu_graphs_equal_the_cpu_pipelines(big_vp9, mode):
     cfg = model.get_config("slowfast_r50_4x16", crop_size=96, test_crop_size=128)
     plans = train_plan(big_vp9, cfg, epoch=0, seed=11) if mode == "train" else multiview_plan(big_vp9, cfg, num_clips=1)
-    gpu = ClipLoader(plans, cfg, mode, batch_size=3, device="cuda")
-    cpu = ClipLoader(plans, cfg, mode, batch_size=3, device="cpu")
+    gpu = ClipLoader(plans, cfg, mode, FeedSpec(batch_size=3, device="cuda", num_crops=3))
+    cpu = ClipLoader(plans, cfg, mode, FeedSpec(batch_size=3, device="cpu", num_crops=3))
     grey = 255 * cfg.std[0]
     n = 0
     for g, c in zip(gpu, cpu, strict=True):
@@ -90,7 +91,7 @@ def test_too_small_vp9_is_routed_to_dalis_cpu_decoder_in_the_gpu_graph(tmp_path,
     assert caps is not None and caps[0] and caps[1] >= 64  # the driver answers, and VP9 has a minimum
     cfg = model.get_config("slowfast_r50_4x16")
     plans = multiview_plan(videos, cfg, num_clips=2)
-    loader = ClipLoader(plans, cfg, "decode", batch_size=2, device="cuda", videos=videos)
+    loader = ClipLoader(plans, cfg, "decode", FeedSpec(batch_size=2, device="cuda"), videos=videos)
     assert loader.on_cpu == {str(small)}
     assert "1 of 2 files outside NVDEC's limits" in capsys.readouterr().err
     seen = 0
@@ -101,7 +102,7 @@ def test_too_small_vp9_is_routed_to_dalis_cpu_decoder_in_the_gpu_graph(tmp_path,
             seen += 1
     assert seen == len(plans)
     # An all-small set runs the whole graph on the CPU decoder (then the GPU).
-    only = ClipLoader(multiview_plan(videos[:1], cfg, 1), cfg, "train", batch_size=1, device="cuda", videos=videos[:1])
+    only = ClipLoader(multiview_plan(videos[:1], cfg, 1), cfg, "train", FeedSpec(batch_size=1, device="cuda"), videos=videos[:1])
     assert next(iter(only))["fast"].is_cuda
 
 
@@ -111,7 +112,7 @@ def test_too_small_h264_is_refused_before_the_run(tmp_path):
     v = [Video(0, str(path), 0, 80, 30.0, 32, 16)]
     cfg = model.get_config("slowfast_r50_4x16")
     with pytest.raises(SlowFastError, match=r"1 of 1 files .*H264 below .*--short-side"):
-        ClipLoader(multiview_plan(v, cfg, 1), cfg, "decode", batch_size=1, device="cuda", videos=v)
+        ClipLoader(multiview_plan(v, cfg, 1), cfg, "decode", FeedSpec(batch_size=1, device="cuda"), videos=v)
 
 
 def test_default_synthetic_set_trains_on_the_gpu(tmp_path):
@@ -119,13 +120,16 @@ def test_default_synthetic_set_trains_on_the_gpu(tmp_path):
     from slowfast_trt.data.manifest import read_manifest, to_videos
     from slowfast_trt.data.synth import synth
     from slowfast_trt.training.run import resolve_config
+    from slowfast_trt.training.task import Classification
     from slowfast_trt.training.trainer import Trainer, TrainOptions
 
     synth(tmp_path / "data", videos=16, seed=1, frames=72, workers=2, progress=False)
     m = read_manifest(tmp_path / "data" / "train.csv")
     cfg = resolve_config("slowfast_tiny_4x16", m, {})
     trainer = Trainer(
-        cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp16", device="cuda", progress=False), to_videos(m)
+        cfg,
+        TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp16", device="cuda", progress=False),
+        Classification(to_videos(m)),
     )
     assert trainer.loader.on_cpu  # every 64x80 VP9 file goes to DALI's CPU decoder
     assert trainer.amp.dtype == torch.float16 and trainer.scaler.is_enabled()
@@ -138,6 +142,7 @@ def test_auto_amp_is_chosen_by_measurement_and_recorded(tmp_path, monkeypatch):
     from slowfast_trt.data.manifest import read_manifest, to_videos
     from slowfast_trt.data.synth import synth
     from slowfast_trt.training.run import resolve_config
+    from slowfast_trt.training.task import Classification
     from slowfast_trt.training.trainer import Trainer, TrainOptions
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -145,7 +150,9 @@ def test_auto_amp_is_chosen_by_measurement_and_recorded(tmp_path, monkeypatch):
     m = read_manifest(tmp_path / "data" / "train.csv")
     cfg = resolve_config("slowfast_tiny_4x16", m, {})
     trainer = Trainer(
-        cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="auto", device="cuda", progress=False), to_videos(m)
+        cfg,
+        TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="auto", device="cuda", progress=False),
+        Classification(to_videos(m)),
     )
     pol = trainer.gpu_policy
     assert pol and len(pol["timings_ms"]) == 12 and pol["choice"].split("-")[0].split("/")[0] == trainer.amp.name
@@ -181,8 +188,8 @@ def test_multiview_eval_on_the_gpu_matches_the_cpu(big_vp9):
 
     net = randomize_(model.build("slowfast_tiny_4x16", num_classes=3))
     kw = dict(num_clips=2, num_crops=3, batch_size=2, progress=False)
-    gpu = evaluate_engine(TorchEngine(net, device="cuda", precision="fp32"), big_vp9, device="cuda", **kw)
-    cpu = evaluate_engine(TorchEngine(net, device="cpu", precision="fp32"), big_vp9, device="cpu", **kw)
+    gpu = evaluate_engine(TorchEngine(net, device="cuda", precision="fp32"), big_vp9, FeedSpec(device="cuda", **kw))
+    cpu = evaluate_engine(TorchEngine(net, device="cpu", precision="fp32"), big_vp9, FeedSpec(device="cpu", **kw))
     assert agreement(gpu, cpu, "2x3") == 100.0
 
 
@@ -231,11 +238,13 @@ def test_bench_pipeline_and_e2e_finish_within_a_minute(tmp_path):
     threads = os.cpu_count() or 4
     cfg = model.get_config("slowfast_r50_4x16")
     t0 = time.perf_counter()
-    r = bench_pipeline(videos, cfg, batch=8, threads=threads, clips=256, device="cuda", progress=lambda _s: None)
+    r = bench_pipeline(videos, cfg, FeedSpec(device="cuda", batch_size=8, threads=threads), clips=256, progress=lambda _s: None)
     assert time.perf_counter() - t0 < 60 and "pyav_dataloader" in r["rows"] and r["rows"]["dali_train"]["decoded_frames_per_s"] > 0
     ckpt = model.save(model.build("slowfast_r50_4x16", num_classes=8), tmp_path / "r50.safetensors")
     t0 = time.perf_counter()
-    e = bench_e2e(videos, ckpt, batch=8, clips=256, precision="fp16", device="cuda", threads=threads, progress=lambda _s: None)
+    e = bench_e2e(
+        videos, ckpt, FeedSpec(device="cuda", batch_size=8, threads=threads), clips=256, precision="fp16", progress=lambda _s: None
+    )
     assert time.perf_counter() - t0 < 60 and {x["pipeline"] for x in e["rows"]} == {"dali", "pyav"}
     keep = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "gpu-tests"
     keep.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import pytest
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines import nvdec
 from slowfast_trt.dali_pipelines.nvdec import Limits, StreamFormat, limits_for, pix_fmt_facts, route, violation
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 
 
 def fmt(path: str, codec: str, w: int, h: int, chroma: str = "420", bits: int = 8) -> StreamFormat:
@@ -127,7 +128,7 @@ def test_split_graph_serves_a_flag_and_decodes_like_the_plain_graph(tmp_path):
     pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed")
     from slowfast_trt import model
     from slowfast_trt.dali_pipelines.loader import ClipLoader
-    from slowfast_trt.dali_pipelines.pipelines import PlanSource
+    from slowfast_trt.dali_pipelines.pipelines import PlanSource, graph_spec
     from slowfast_trt.dali_pipelines.plan import multiview_plan
     from slowfast_trt.data.manifest import Video
     from tests.helpers import read_index, write_indexed_video
@@ -140,15 +141,16 @@ def test_split_graph_serves_a_flag_and_decodes_like_the_plain_graph(tmp_path):
     cfg = model.get_config("slowfast_r50_4x16")
     plans = multiview_plan(videos, cfg, num_clips=1)
     on_cpu = frozenset({videos[0].path, videos[2].path})
-    src = PlanSource(plans, 3, cfg, "decode", on_cpu=on_cpu)
-    assert src.decoder == "split"
-    served = src(None)
+    feed = FeedSpec(device="cpu", batch_size=3)
+    graph = graph_spec("decode", feed, plans, on_cpu, cfg.multilabel)
+    assert graph.decoder == "split" and graph.fields[-1].name == "on_cpu"  # the flag is served last
+    served = PlanSource(plans, graph, cfg, on_cpu=on_cpu)(None)
     assert [bool(f) for f in served[-1]] == [True, False, True]
-    assert PlanSource(plans[:1], 3, cfg, "decode", on_cpu=on_cpu).decoder == "cpu"
-    assert PlanSource(plans, 3, cfg, "decode").decoder == "nvdec"
+    assert graph_spec("decode", feed, plans[:1], on_cpu, cfg.multilabel).decoder == "cpu"
+    assert graph_spec("decode", feed, plans, frozenset(), cfg.multilabel).decoder == "nvdec"
 
-    plain = ClipLoader(plans, cfg, "decode", batch_size=1, device="cpu")
-    split = ClipLoader(plans, cfg, "decode", batch_size=1, device="cpu")
+    plain = ClipLoader(plans, cfg, "decode", FeedSpec(batch_size=1, device="cpu"))
+    split = ClipLoader(plans, cfg, "decode", FeedSpec(batch_size=1, device="cpu"))
     split.on_cpu = on_cpu  # what a GPU loader gets from `nvdec.route`; on the CPU both branches use the CPU decoder
     n = 0
     for a, b in zip(plain, split, strict=True):

@@ -19,6 +19,7 @@ import pytest
 
 from slowfast_trt import engines, model
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.model.checkpoint import save
 from tests.helpers import randomize_, write_indexed_video
 
@@ -129,7 +130,13 @@ def test_serialized_dali_pipeline_matches_the_python_backend_preprocessing(repo,
             ["SLOW", "FAST"],
         )
         video = _probe(str(path), 0)[0]
-        batch = next(iter(ClipLoader(multiview_plan([video], cfg, CLIPS), cfg, "test", 8, device="cpu", videos=[video], num_crops=CROPS)))
+        batch = next(
+            iter(
+                ClipLoader(
+                    multiview_plan([video], cfg, CLIPS), cfg, "test", FeedSpec(batch_size=8, device="cpu", num_crops=CROPS), videos=[video]
+                )
+            )
+        )
         for name in ("slow", "fast"):
             ref = batch[name].contiguous().numpy()
             assert got[name.upper()][0].shape == ref.shape  # views crop-major, N,C,T,H,W
@@ -155,9 +162,8 @@ def _eval_top1(tiny, n):
     from slowfast_trt.training.evaluate import evaluate_engine
 
     videos = to_videos(read_manifest(tiny / "data" / "manifest.csv"))[:n]
-    r = evaluate_engine(
-        engines.load(tiny / "tiny.safetensors", device="cpu"), videos, num_clips=CLIPS, num_crops=CROPS, device="cpu", progress=False
-    )
+    feed = FeedSpec(device="cpu", batch_size=4, num_clips=CLIPS, num_crops=CROPS)
+    r = evaluate_engine(engines.load(tiny / "tiny.safetensors", device="cpu"), videos, feed)
     return r["predictions"][f"{CLIPS}x{CROPS}"]
 
 

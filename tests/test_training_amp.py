@@ -63,13 +63,16 @@ def test_cuda_training_uses_fp16_convolutions_with_an_active_loss_scale(tmp_path
     from slowfast_trt.data.manifest import read_manifest, to_videos
     from slowfast_trt.data.synth import synth
     from slowfast_trt.training.run import resolve_config
+    from slowfast_trt.training.task import Classification
     from slowfast_trt.training.trainer import Trainer, TrainOptions
 
     synth(tmp_path / "data", videos=16, seed=1, frames=72, workers=2, progress=False)
     m = read_manifest(tmp_path / "data" / "train.csv")
     cfg = resolve_config("slowfast_tiny_4x16", m, {})
     trainer = Trainer(
-        cfg, TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp16", device="cuda", progress=False), to_videos(m)
+        cfg,
+        TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp16", device="cuda", progress=False),
+        Classification(to_videos(m)),
     )
     assert trainer.amp.dtype == torch.float16 and trainer.amp.use_scaler
     dtypes = set()

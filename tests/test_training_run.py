@@ -284,6 +284,7 @@ def test_data_wait_share_measures_time_blocked_on_the_loader(data, tmp_path):
     """metrics.csv's data_wait is the share of step time spent waiting for batches: a loader slowed by 1 s a batch shows all of it."""
     from slowfast_trt.data.manifest import to_videos
     from slowfast_trt.training.run import resolve_config
+    from slowfast_trt.training.task import Classification
     from slowfast_trt.training.trainer import Trainer, TrainOptions, data_wait_share
 
     m = read_manifest(data / "train.csv")
@@ -291,7 +292,7 @@ def test_data_wait_share_measures_time_blocked_on_the_loader(data, tmp_path):
     t = Trainer(
         cfg,
         TrainOptions(out_dir=str(tmp_path / "run"), epochs=1, batch_size=4, amp="fp32", device="cpu", threads=1, progress=False),
-        to_videos(m),
+        Classification(to_videos(m)),
     )
     inner = t.loader
 

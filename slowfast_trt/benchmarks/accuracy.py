@@ -18,6 +18,7 @@ from slowfast_trt.benchmarks.throughput import CHECKPOINT_SUFFIXES, engine_devic
 from slowfast_trt.common.device import resolve_device
 from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import Video
 from slowfast_trt.model.flops import count
 from slowfast_trt.training.evaluate import agreement, evaluate_engine
@@ -35,61 +36,26 @@ def _agreement(a: dict, b: dict, setting: str) -> float | None:
     return agreement(a, b, setting)
 
 
-def bench_accuracy(
-    videos: list[Video],
-    artifacts: list[str],
-    *,
-    num_clips: int = 3,
-    num_crops: int = 3,
-    precisions: list[str] | None = None,
-    batch_size: int = 4,
-    device: str = "auto",
-    threads: int = 2,
-    manifest: str | None = None,
-    progress: Callable[[str], None] = print,
-    show_bars: bool = True,
-) -> dict:
-    """Evaluate every artifact (x precision) on `videos` with `num_clips` x `num_crops` views; returns the result dict."""
-    if not artifacts:
-        raise SlowFastError("give at least one artifact (checkpoint, .onnx or .plan)")
-    if not videos:
-        raise SlowFastError(f"{manifest or 'the manifest'} has no videos")
-    dev = resolve_device(device)
-    precisions = list(precisions or ["fp32"])
-    evaluations, rows, skipped = [], [], []
-    for artifact in artifacts:
-        path = Path(artifact)
-        if not path.exists():
-            raise SlowFastError(f"artifact {path} not found; pass a checkpoint (.safetensors), an .onnx export or a TensorRT .plan")
-        if path.suffix.lower() in CHECKPOINT_SUFFIXES:
-            variants = []
-            for prec in precisions:
-                reason = torch_precision_support(prec, dev)
-                if reason:
-                    skipped.append({"artifact": str(path), "engine": f"torch-{prec}", "reason": reason})
-                else:
-                    variants.append(lambda prec=prec, path=path: engines.load(path, device=device, precision=prec))
+def _openers(artifact: str, precisions: list[str], feed: FeedSpec, dev) -> tuple[list[Callable], list[dict]]:
+    """How to open each variant of `artifact` (a checkpoint once per torch precision `dev` supports), and the skipped ones."""
+    path = Path(artifact)
+    if not path.exists():
+        raise SlowFastError(f"artifact {path} not found; pass a checkpoint (.safetensors), an .onnx export or a TensorRT .plan")
+    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        return [lambda: engines.load(path, device=engine_device(path, feed.device))], []
+    openers, skipped = [], []
+    for prec in precisions:
+        reason = torch_precision_support(prec, dev)
+        if reason:
+            skipped.append({"artifact": str(path), "engine": f"torch-{prec}", "reason": reason})
         else:
-            variants = [lambda path=path: engines.load(path, device=engine_device(path, device))]
-        for opener in variants:
-            engine = open_engine(path, opener)
-            progress(f"evaluating {path.name} ({engine.name}): {len(videos)} videos x {num_clips} clips x {num_crops} crops")
-            ev = evaluate_engine(
-                engine,
-                videos,
-                num_clips=num_clips,
-                num_crops=num_crops,
-                batch_size=batch_size,
-                device=device,
-                threads=threads,
-                progress=show_bars,
-            )
-            gflops = count(engine.config, size=input_size(engine))["gflops"]
-            ev.update(artifact=str(path), preset=engine.config.name, backend=engine.backend, gflops_per_view=gflops)
-            evaluations.append(ev)
-    if not evaluations:
-        raise SlowFastError("nothing could be evaluated: " + "; ".join(f"{s['engine']}: {s['reason']}" for s in skipped))
-    ref = evaluations[0]
+            openers.append(lambda prec=prec: engines.load(path, device=feed.device, precision=prec))
+    return openers, skipped
+
+
+def _rows(evaluations: list[dict]) -> list[dict]:
+    """One table row per evaluation x view setting: metrics, the paper's cost (GFLOPs x views), agreement with the first."""
+    ref, rows = evaluations[0], []
     for ev in evaluations:
         for setting, metrics in ev["results"].items():
             k, c = _views(setting)
@@ -108,23 +74,57 @@ def bench_accuracy(
                     "videos": ev["videos"],
                 }
             )
+    return rows
+
+
+def bench_accuracy(
+    videos: list[Video],
+    artifacts: list[str],
+    feed: FeedSpec,
+    *,
+    precisions: list[str] | None = None,
+    manifest: str | None = None,
+    progress: Callable[[str], None] = print,
+) -> dict:
+    """Evaluate every artifact (x precision) on `videos` with `feed`'s `num_clips` x `num_crops` views; returns the result dict."""
+    if not artifacts:
+        raise SlowFastError("give at least one artifact (checkpoint, .onnx or .plan)")
+    if not videos:
+        raise SlowFastError(f"{manifest or 'the manifest'} has no videos")
+    dev = resolve_device(feed.device)
+    precisions = list(precisions or ["fp32"])
+    evaluations, skipped = [], []
+    for artifact in artifacts:
+        path = Path(artifact)
+        openers, skips = _openers(artifact, precisions, feed, dev)
+        skipped += skips
+        for opener in openers:
+            engine = open_engine(path, opener)
+            progress(f"evaluating {path.name} ({engine.name}): {len(videos)} videos x {feed.num_clips} clips x {feed.num_crops} crops")
+            ev = evaluate_engine(engine, videos, feed)
+            gflops = count(engine.config, size=input_size(engine))["gflops"]
+            ev.update(artifact=str(path), preset=engine.config.name, backend=engine.backend, gflops_per_view=gflops)
+            evaluations.append(ev)
+    if not evaluations:
+        raise SlowFastError("nothing could be evaluated: " + "; ".join(f"{s['engine']}: {s['reason']}" for s in skipped))
+    for ev in evaluations:
         progress(
             f"{Path(ev['artifact']).name} {ev['engine']}: "
             + ", ".join(f"{s} " + "/".join(f"{v:.1f}" for v in m.values()) for s, m in ev["results"].items())
         )
     for s in skipped:
         progress(f"skipped {Path(s['artifact']).name} {s['engine']}: {s['reason']}")
-    env = environment()
+    ref = evaluations[0]
     return {
         "benchmark": "accuracy",
-        **env,
+        **environment(),
         "settings": {
             "manifest": manifest,
             "artifacts": [str(a) for a in artifacts],
-            "clips": num_clips,
-            "crops": num_crops,
+            "clips": feed.num_clips,
+            "crops": feed.num_crops,
             "precisions": precisions,
-            "batch": batch_size,
+            "batch": feed.batch_size,
             "device": str(dev),
             "videos": len(videos),
             "reference": f"{Path(ref['artifact']).name} ({ref['engine']})",
@@ -133,7 +133,7 @@ def bench_accuracy(
             if any("predictions" in e for e in evaluations)
             else "not computed: evaluate_engine here returns no per-video predictions",
         },
-        "rows": rows,
+        "rows": _rows(evaluations),
         "skipped": skipped,
         "evaluations": evaluations,
     }

@@ -21,6 +21,7 @@ from slowfast_trt.common.environment import environment
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import multiview_plan
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.training.evaluate import agreement, evaluate_engines
 
@@ -45,70 +46,34 @@ def compare(
     int8: str | os.PathLike,
     manifest: str | os.PathLike,
     out_dir: str | os.PathLike,
+    feed: FeedSpec,
     *,
     extra: Sequence[str | os.PathLike] = (),
-    num_clips: int = 10,
-    num_crops: int = 3,
-    batch_size: int = 4,
-    device: str = "cpu",
-    threads: int = 2,
     engine_threads: int | None = None,
     repeats: int = 10,
     qdq: str = "auto",
     with_kernels: bool = False,
-    progress: bool = True,
 ) -> dict:
-    """Evaluate `fp32`, `int8` and any `extra` artifacts on `manifest` over one decode; write result.json and result.md.
+    """Evaluate `fp32`, `int8` and any `extra` artifacts on `manifest` over one decode with `feed`'s views; write
+    result.json and result.md.
 
     Each view goes through every engine (`training.evaluate.evaluate_engines`), so all see identical clips.
     `qdq` says how ONNX Runtime runs the INT8 model (`engines.ort_engine`); `with_kernels` adds, when that is
     the Q/DQ emulation, the same INT8 file through ONNX Runtime's int8 kernels as a row named "int8-ort-kernels".
     """
     _, videos = load_manifest_videos(str(manifest), "evaluation")
+    device = feed.device
     paths = {"fp32": fp32, "int8": int8, **{Path(x).name: x for x in extra}}
     loaded = {k: engines.load(v, device=device, threads=engine_threads, qdq=qdq) for k, v in paths.items()}
     if with_kernels and getattr(loaded["int8"], "qdq", None) == "emulate":
         paths["int8-ort-kernels"] = int8
         loaded["int8-ort-kernels"] = engines.load(int8, device=device, threads=engine_threads, qdq="kernels")
-    evals = evaluate_engines(
-        loaded, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device, threads=threads, progress=progress
-    )
+    evals = evaluate_engines(loaded, videos, feed)
     cfg = loaded["fp32"].config
-    batch = next(
-        iter(
-            ClipLoader(
-                multiview_plan(videos[:SPEED_BATCH], cfg, 1), cfg, "test", SPEED_BATCH, device=device, threads=threads, num_crops=num_crops
-            )
-        )
-    )
+    speed_feed = feed.but(batch_size=SPEED_BATCH, skip_bad=False)
+    batch = next(iter(ClipLoader(multiview_plan(videos[:SPEED_BATCH], cfg, 1), cfg, "test", speed_feed)))
     clips = {p: batch[p] for p in cfg.pathways}
-    views = int(batch["video"].shape[0])
     times = _speed(loaded, clips, repeats)
-
-    accuracy = {}
-    for s in evals["fp32"]["results"]:
-        ref = evals["fp32"]["results"][s]
-        key = "top1" if "top1" in ref else "mAP"
-        row = {"metric": key, "fp32": ref[key]}
-        for name in list(paths)[1:]:
-            got = evals[name]["results"][s][key]
-            entry = {"value": got, "delta": got - ref[key], "top1_agreement": agreement(evals["fp32"], evals[name], s)}
-            if name == "int8":
-                row.update(int8=got, delta=entry["delta"], top1_agreement=entry["top1_agreement"])
-            else:
-                row.setdefault("others", {})[name] = entry
-        accuracy[s] = row
-    speed = {
-        k: {
-            "batch_views": views,
-            "median_s": statistics.median(t),
-            "clips_per_s": views / statistics.median(t),
-            "eval_engine_clips_per_s": evals[k]["engine_views_per_s"],
-        }
-        for k, t in times.items()
-    }
-    for k in list(paths)[1:]:
-        speed[k]["vs_fp32"] = speed[k]["clips_per_s"] / speed["fp32"]["clips_per_s"]
     result = {
         "benchmark": "int8-vs-fp32",
         **environment(),
@@ -118,17 +83,17 @@ def compare(
         "settings": {
             "manifest": str(manifest),
             "videos": len(videos),
-            "clips": num_clips,
-            "crops": num_crops,
-            "batch_size": batch_size,
+            "clips": feed.num_clips,
+            "crops": feed.num_crops,
+            "batch_size": feed.batch_size,
             "device": device,
-            "dali_threads": threads,
+            "dali_threads": feed.threads,
             "engine_threads": engine_threads,
             "speed_repeats": repeats,
             "end_to_end_views_per_s": evals["fp32"]["views_per_s"],
         },
-        "accuracy": accuracy,
-        "speed": speed,
+        "accuracy": _accuracy(evals, list(paths)[1:]),
+        "speed": _speed_table(evals, times, int(batch["video"].shape[0]), list(paths)[1:]),
         "samples": {"speed_s": times},
         "evaluations": evals,
     }
@@ -136,6 +101,40 @@ def compare(
     atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out / "result.md", to_markdown(result))
     return result
+
+
+def _accuracy(evals: dict[str, dict], others: list[str]) -> dict[str, dict]:
+    """Per view setting: FP32's top-1 (mAP), each other engine's value, its difference and its top-1 agreement with FP32."""
+    accuracy = {}
+    for s in evals["fp32"]["results"]:
+        ref = evals["fp32"]["results"][s]
+        key = "top1" if "top1" in ref else "mAP"
+        row = {"metric": key, "fp32": ref[key]}
+        for name in others:
+            got = evals[name]["results"][s][key]
+            entry = {"value": got, "delta": got - ref[key], "top1_agreement": agreement(evals["fp32"], evals[name], s)}
+            if name == "int8":
+                row.update(int8=got, delta=entry["delta"], top1_agreement=entry["top1_agreement"])
+            else:
+                row.setdefault("others", {})[name] = entry
+        accuracy[s] = row
+    return accuracy
+
+
+def _speed_table(evals: dict[str, dict], times: dict[str, list[float]], views: int, others: list[str]) -> dict[str, dict]:
+    """Clips/s of each engine on the interleaved batch (and inside the evaluation), the others relative to FP32."""
+    speed = {
+        k: {
+            "batch_views": views,
+            "median_s": statistics.median(t),
+            "clips_per_s": views / statistics.median(t),
+            "eval_engine_clips_per_s": evals[k]["engine_views_per_s"],
+        }
+        for k, t in times.items()
+    }
+    for k in others:
+        speed[k]["vs_fp32"] = speed[k]["clips_per_s"] / speed["fp32"]["clips_per_s"]
+    return speed
 
 
 def to_markdown(result: dict) -> str:

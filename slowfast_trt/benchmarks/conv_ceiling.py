@@ -21,11 +21,10 @@ from slowfast_trt.benchmarks.results import fmt, write_result
 from slowfast_trt.common.device import resolve_device
 from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.precision import dtype_of, memory_format
 from slowfast_trt.engines.gpu_policy import version_facts
 from slowfast_trt.model.build import build as model_build
 from slowfast_trt.model.inputs import random_inputs
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def conv_shapes(preset: str, size: int, batch: int) -> Counter:
@@ -92,13 +91,12 @@ def conv_ceiling(
     progress: Callable[[str], None] = print,
 ) -> dict:
     """Time each distinct conv3d of `preset` alone; the summed time per batch gives the convolutions' clips/s ceiling."""
-    if precision not in DTYPES:
-        raise SlowFastError(f"--precision must be one of {tuple(DTYPES)}, got {precision!r}")
+    dtype = dtype_of(precision, "--precision")
     dev = resolve_device(device)
     if dev.type == "cpu" and precision == "fp16":
         raise SlowFastError("fp16 convolutions are a GPU measurement; use --precision fp32 (or bf16) on the CPU")
     shapes = conv_shapes(preset, size, batch)
-    fmt_ = torch.channels_last_3d if channels_last else torch.contiguous_format
+    fmt_ = memory_format(channels_last)
     saved = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = cudnn_benchmark
     timer = _timer(dev, warmup, iters)
@@ -106,8 +104,8 @@ def conv_ceiling(
     try:
         for shape, count in sorted(shapes.items(), key=lambda kv: -conv_gflops(kv[0]) * kv[1]):
             in_shape, out_c, k, s, p, g = shape
-            conv = torch.nn.Conv3d(in_shape[1], out_c, k, s, p, groups=g, bias=False).to(dev, DTYPES[precision]).to(memory_format=fmt_)
-            x = torch.randn(in_shape, device=dev, dtype=DTYPES[precision]).contiguous(memory_format=fmt_)
+            conv = torch.nn.Conv3d(in_shape[1], out_c, k, s, p, groups=g, bias=False).to(dev, dtype).to(memory_format=fmt_)
+            x = torch.randn(in_shape, device=dev, dtype=dtype).contiguous(memory_format=fmt_)
             with torch.inference_mode():
                 t = timer(lambda conv=conv, x=x: conv(x))
             gf = conv_gflops(shape)

@@ -10,6 +10,7 @@ checkpoint).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import shutil
@@ -25,6 +26,7 @@ from slowfast_trt.benchmarks.report import write_report
 from slowfast_trt.benchmarks.serve_demo import serving_stage
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write, atomic_write_text
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import read_manifest, to_videos
 from slowfast_trt.data.synth import synth
 from slowfast_trt.engines.sidecar import read_sidecar
@@ -103,6 +105,11 @@ class Demo:
         self.t0 = time.perf_counter()
         self.step, self.total = 0, 14
         self.skipped_reasons: dict[str, str] = {}
+
+    @functools.cached_property
+    def feed(self) -> FeedSpec:
+        """The demo's feed (DALI where it runs, 2 threads), decided once; each stage sets its batch and views on it."""
+        return FeedSpec(device="auto", threads=2)
 
     # --- paths -------------------------------------------------------------------------------------------
     @property
@@ -223,8 +230,7 @@ class Demo:
         result = accuracy.bench_accuracy(
             self._videos(),
             [str(a) for a in artifacts],
-            num_clips=self.settings.eval_clips,
-            num_crops=3,
+            self.feed.but(batch_size=4, num_clips=self.settings.eval_clips, num_crops=3, progress=True),
             manifest=str(self.data / "val.csv"),
             progress=self._indent,
         )
@@ -244,12 +250,10 @@ class Demo:
         quantize_from_manifest(
             self.onnx(SLOWFAST),
             self.data / "train.csv",
+            self.feed.but(skip_bad=None, progress=self.progress),
             clips=self.settings.calib_clips,
             seed=0,
             out=self.onnx(SLOWFAST, int8=True),
-            device="auto",
-            threads=2,
-            progress=self.progress,
         )
 
     def tensorrt_unavailable(self) -> str | None:
@@ -279,7 +283,7 @@ class Demo:
 
     def _bench_pipeline(self) -> None:
         result = pipeline.bench_pipeline(
-            self._videos(), get_config(SLOWFAST), batch=8, clips=self.settings.pipeline_clips, progress=self._indent
+            self._videos(), get_config(SLOWFAST), self.feed.but(batch_size=8), clips=self.settings.pipeline_clips, progress=self._indent
         )
         pipeline.write_results(result, self.bench("pipeline"))
 
@@ -291,7 +295,7 @@ class Demo:
         result = e2e.bench_e2e(
             self._videos(),
             artifact,
-            batch=4,
+            self.feed.but(batch_size=4),
             clips=self.settings.e2e_clips,
             precision=precision,
             manifest=str(self.data / "val.csv"),

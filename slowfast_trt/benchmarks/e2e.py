@@ -28,6 +28,7 @@ from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import multiview_plan
 from slowfast_trt.dali_pipelines.pyav_loader import PyAVClips, decode_frames
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import Video
 from slowfast_trt.data.video_io import count_packets
 
@@ -185,108 +186,110 @@ def _pyav_batches(loader: Iterable, crops: int, pathways: tuple[str, ...]):
         yield {p: b[p].flatten(0, 1) for p in pathways if p in b}
 
 
-def bench_e2e(
-    videos: list[Video],
-    artifact: str | Path,
-    *,
-    batch: int = 4,
-    clips: int = 32,
-    crops: int = 1,
-    precision: str = "fp32",
-    device: str = "auto",
-    threads: int = 2,
-    manifest: str | None = None,
-    loaders: tuple[str, ...] = LOADERS,
-    budget: float = 6.0,
-    progress: Callable[[str], None] = print,
-) -> dict:
-    """Run the stage passes of `loaders` (DALI, PyAV) on the same `clips` clips, at most `budget` seconds a pass; returns the result dict."""
-    if batch < 1 or clips < 1:
-        raise SlowFastError("--batch-size and --clips must be >= 1")
-    if budget <= 0:
-        raise SlowFastError(f"--budget must be a positive number of seconds, got {budget}")
-    loaders = parse_loaders(",".join(loaders))
-    artifact = Path(artifact)
+def _dali_row(plans, cfg, engine, feed: FeedSpec, videos: list[Video], clips: int, budget: float, progress) -> tuple[dict, dict[str, str]]:
+    """The DALI stage passes (decode only, loader, inference only, end to end) over `plans`; the row and the files skipped."""
+    batch, crops, pathways, dev = feed.batch_size, feed.num_crops, tuple(engine.input_names), engine.device
+    feed = feed.but(skip_bad=True)
+    progress(f"DALI: decode-only pass over {clips} clips")
+    dec_loader = ClipLoader(plans, cfg, "decode", feed, videos=videos)
+    decode = _timed_pass(dec_loader, 1, dev, budget=budget)
+    progress("DALI: loader pass (decode + preprocess)")
+    test_loader = ClipLoader(plans, cfg, "test", feed, videos=videos)
+    load = _timed_pass(test_loader, crops, dev, budget=budget)
+    first = next(iter(test_loader))
+    n_batches = max(1, len(load[2]))
+    progress(f"DALI: inference-only pass ({n_batches} calls, batch {batch} x {crops} crops)")
+    t_inf, s_inf = _inference_pass(engine, first, pathways, n_batches)
+    infer = (t_inf, _clip_count(first, crops) * n_batches, s_inf)
+    progress("DALI: end-to-end pass")
+    e2e = _e2e_pass(ClipLoader(plans, cfg, "test", feed, videos=videos), engine, pathways, crops, budget=budget)
+    row = _stage_row("dali", decode, load, infer, e2e, f"DALI {test_loader.device}, {feed.threads} threads")
+    return row, dict(dec_loader.bad) | dict(test_loader.bad)
+
+
+def _pyav_row(good, cfg, engine, feed: FeedSpec, budget: float, progress) -> dict:
+    """The PyAV stage passes: decode, loader and inference serially, end to end in a DataLoader with `feed.threads` workers."""
+    batch, crops, threads, pathways, dev = feed.batch_size, feed.num_crops, feed.threads, tuple(engine.input_names), engine.device
+    progress("PyAV: decode-only pass (serial)")
+    p_decode = _pyav_decode_pass(good, batch, budget)
+    progress("PyAV: loader pass (serial)")
+    serial = torch.utils.data.DataLoader(PyAVClips(good, cfg, "test", num_crops=crops), batch_size=batch, num_workers=0)
+    p_load = _timed_pass(_pyav_batches(serial, crops, pathways), crops, torch.device("cpu"), budget=budget)
+    pfirst = next(_pyav_batches(serial, crops, pathways))
+    pfirst = {k: v.to(dev) for k, v in pfirst.items()}
+    t_pinf, s_pinf = _inference_pass(engine, pfirst, pathways, max(1, len(p_load[2])))
+    p_infer = (t_pinf, _clip_count(pfirst, crops) * max(1, len(p_load[2])), s_pinf)
+    progress(f"PyAV: end-to-end pass (DataLoader, {threads} workers)")
+    workers = torch.utils.data.DataLoader(
+        PyAVClips(good, cfg, "test", num_crops=crops), batch_size=batch, num_workers=threads, persistent_workers=False
+    )
+    p_e2e = _e2e_pass(_pyav_batches(workers, crops, pathways), engine, pathways, crops, budget=budget)
+    note = f"PyAV: stage passes serial (one process), end-to-end in a DataLoader with {threads} workers"
+    return _stage_row("pyav", p_decode, p_load, p_infer, p_e2e, note)
+
+
+def _open(artifact: Path, feed: FeedSpec, precision: str):
+    """The engine for `artifact`, refused when its batch or input size cannot take the test pipeline's views."""
     if not artifact.exists():
         raise SlowFastError(f"artifact {artifact} not found; pass a checkpoint (.safetensors), an .onnx export or a TensorRT .plan")
-
-    check_batches(artifact, [batch * crops])  # the engine sees batch x crops views per call
-    engine = open_engine(artifact, lambda: engines.load(artifact, device=engine_device(artifact, device), precision=precision))
-    cfg, pathways = engine.config, tuple(engine.input_names)
+    check_batches(artifact, [feed.batch_size * feed.num_crops])  # the engine sees batch x crops views per call
+    engine = open_engine(artifact, lambda: engines.load(artifact, device=engine_device(artifact, feed.device), precision=precision))
+    cfg = engine.config
     if input_size(engine) != cfg.test_crop_size:
         raise SlowFastError(
             f"{artifact}: built for {input_size(engine)}-pixel inputs but the test pipeline crops "
             f"{cfg.test_crop_size}; re-export it at --size {cfg.test_crop_size}"
         )
+    return engine
+
+
+def bench_e2e(
+    videos: list[Video],
+    artifact: str | Path,
+    feed: FeedSpec,
+    *,
+    clips: int = 32,
+    precision: str = "fp32",
+    manifest: str | None = None,
+    loaders: tuple[str, ...] = LOADERS,
+    budget: float = 6.0,
+    progress: Callable[[str], None] = print,
+) -> dict:
+    """Run the stage passes of `loaders` (DALI, PyAV) on the same `clips` clips with `feed`'s batch, crops, device and
+    threads, at most `budget` seconds a pass; returns the result dict."""
+    if clips < 1:
+        raise SlowFastError("--batch-size and --clips must be >= 1")
+    if budget <= 0:
+        raise SlowFastError(f"--budget must be a positive number of seconds, got {budget}")
+    loaders = parse_loaders(",".join(loaders))
+    artifact = Path(artifact)
+    engine = _open(artifact, feed, precision)
+    cfg, batch = engine.config, feed.batch_size
     videos = decodable(videos, manifest or "the manifest", progress)
     per_video = -(-(clips + batch) // len(videos))  # one extra batch for warm-up
     plans = multiview_plan(videos, cfg, num_clips=per_video)
     # Interleave videos (clip 0 of every video, then clip 1, ...) so few clips still cover many files.
     plans = sorted(plans, key=lambda p: (p.clip, p.video))[: clips + batch]
-    dev = engine.device
-
-    def loader(mode: str) -> ClipLoader:
-        return ClipLoader(plans, cfg, mode, batch, device=device, threads=threads, skip_bad=True, videos=videos, num_crops=crops)
-
-    rows, bad, dali_device = [], {}, "-"
+    rows, bad = [], {}
     if "dali" in loaders:
-        progress(f"DALI: decode-only pass over {clips} clips")
-        dec_loader = loader("decode")
-        decode = _timed_pass(dec_loader, 1, dev, budget=budget)
-        progress("DALI: loader pass (decode + preprocess)")
-        test_loader = loader("test")
-        load = _timed_pass(test_loader, crops, dev, budget=budget)
-        first = next(iter(test_loader))
-        n_batches = max(1, len(load[2]))
-        progress(f"DALI: inference-only pass ({n_batches} calls, batch {batch} x {crops} crops)")
-        t_inf, s_inf = _inference_pass(engine, first, pathways, n_batches)
-        infer = (t_inf, _clip_count(first, crops) * n_batches, s_inf)
-        progress("DALI: end-to-end pass")
-        e2e = _e2e_pass(loader("test"), engine, pathways, crops, budget=budget)
-        dali_device = test_loader.device
-        rows.append(_stage_row("dali", decode, load, infer, e2e, f"DALI {test_loader.device}, {threads} threads"))
-        bad = dict(dec_loader.bad) | dict(test_loader.bad)
-
+        row, bad = _dali_row(plans, cfg, engine, feed, videos, clips, budget, progress)
+        rows.append(row)
     if "pyav" in loaders:
-        progress("PyAV: decode-only pass (serial)")
-        good = [p for p in plans if p.path not in bad]
-        p_decode = _pyav_decode_pass(good, batch, budget)
-        progress("PyAV: loader pass (serial)")
-        serial = torch.utils.data.DataLoader(PyAVClips(good, cfg, "test", num_crops=crops), batch_size=batch, num_workers=0)
-        p_load = _timed_pass(_pyav_batches(serial, crops, pathways), crops, torch.device("cpu"), budget=budget)
-        pfirst = next(_pyav_batches(serial, crops, pathways))
-        pfirst = {k: v.to(dev) for k, v in pfirst.items()}
-        t_pinf, s_pinf = _inference_pass(engine, pfirst, pathways, max(1, len(p_load[2])))
-        p_infer = (t_pinf, _clip_count(pfirst, crops) * max(1, len(p_load[2])), s_pinf)
-        progress(f"PyAV: end-to-end pass (DataLoader, {threads} workers)")
-        workers = torch.utils.data.DataLoader(
-            PyAVClips(good, cfg, "test", num_crops=crops), batch_size=batch, num_workers=threads, persistent_workers=False
-        )
-        p_e2e = _e2e_pass(_pyav_batches(workers, crops, pathways), engine, pathways, crops, budget=budget)
-        rows.append(
-            _stage_row(
-                "pyav",
-                p_decode,
-                p_load,
-                p_infer,
-                p_e2e,
-                f"PyAV: stage passes serial (one process), end-to-end in a DataLoader with {threads} workers",
-            )
-        )
+        rows.append(_pyav_row([p for p in plans if p.path not in bad], cfg, engine, feed, budget, progress))
     for r in rows:
         progress(
             f"{r['pipeline']:5s} e2e {fmt(r['e2e_clips_per_s'])} clips/s; decode {fmt(r['decode_ms_per_clip'])} ms, "
             f"preprocess {fmt(r['preprocess_ms_per_clip'])} ms, inference {fmt(r['inference_ms_per_clip'])} ms per clip; "
             f"bound by {r['bound']}"
         )
-    if bad:
-        for path, reason in bad.items():
-            print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    for path, reason in bad.items():
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     env = environment()
+    dali_device = feed.dali_device if "dali" in loaders else "-"
     return {
         "benchmark": "e2e",
         **env,
-        "device": f"{engine.backend} on {dev.type} / DALI {dali_device} / {env['device']}",
+        "device": f"{engine.backend} on {engine.device.type} / DALI {dali_device} / {env['device']}",
         "settings": {
             "manifest": manifest,
             "artifact": str(artifact),
@@ -294,8 +297,8 @@ def bench_e2e(
             "preset": cfg.name,
             "batch": batch,
             "clips": clips,
-            "crops": crops,
-            "threads": threads,
+            "crops": feed.num_crops,
+            "threads": feed.threads,
             "videos": len(videos),
             "crop": cfg.test_crop_size,
             "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}",

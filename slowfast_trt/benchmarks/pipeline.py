@@ -26,9 +26,10 @@ from slowfast_trt.benchmarks.results import write_result
 from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.loader import ClipLoader
-from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline
+from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline, graph_spec
 from slowfast_trt.dali_pipelines.plan import multiview_plan, train_plan
 from slowfast_trt.dali_pipelines.pyav_loader import PyAVClips
+from slowfast_trt.dali_pipelines.spec import FeedSpec, GraphSpec
 from slowfast_trt.data.manifest import Video
 from slowfast_trt.data.video_io import keyframe_indices
 from slowfast_trt.model.config import SlowFastConfig
@@ -81,7 +82,9 @@ def external_source_cost(plans, cfg: SlowFastConfig, batch: int) -> dict[str, fl
 
     Two passes over the same plans: the first opens every file (as a first epoch does), the second runs on
     the in-memory cache (as later epochs do for small data sets)."""
-    source = PlanSource(plans, batch, cfg, "train")
+    source = PlanSource(
+        plans, GraphSpec("train", FeedSpec(device="cpu", batch_size=batch, spatial="dali")), cfg
+    )  # every field a train graph reads
     out = {}
     for name in ("first_pass_ms_per_batch", "cached_ms_per_batch"):
         source.rewind()
@@ -124,12 +127,10 @@ def _rate(batches, warmup: int = 1, budget: float = float("inf"), views: int = 1
     return (n / elapsed if elapsed > 0 and n else 0.0), n
 
 
-def _decode_rate(
-    plans, cfg: SlowFastConfig, batch: int, device: str, threads: int, budget: float = float("inf"), on_cpu: frozenset[str] = frozenset()
-) -> tuple[float, int]:
-    """Clips/s of DALI decoding alone: the decode graph run directly, its outputs left inside DALI."""
-    source = PlanSource(plans, batch, cfg, "decode", on_cpu=on_cpu)
-    pipe = build_pipeline(source, cfg, "decode", batch, device, threads, prefetch=2)
+def _decode_rate(plans, cfg: SlowFastConfig, loader: ClipLoader, budget: float = float("inf")) -> tuple[float, int]:
+    """Clips/s of DALI decoding alone: the decode graph of `loader`'s feed and routing run directly, its outputs left inside DALI."""
+    graph = graph_spec("decode", loader.feed, plans, loader.on_cpu, cfg.multilabel)
+    pipe = build_pipeline(PlanSource(plans, graph, cfg, on_cpu=loader.on_cpu), cfg, graph)
     pipe.build()
     pipe.run()  # warm-up batch
     n, start = 0, time.perf_counter()
@@ -143,105 +144,130 @@ def _decode_rate(
     return (n / elapsed if elapsed > 0 and n else 0.0), n
 
 
-def bench_pipeline(
-    videos: list[Video],
-    cfg: SlowFastConfig,
-    *,
-    batch: int = 8,
-    threads: int = 2,
-    clips: int = 64,
-    device: str = "auto",
-    seed: int = 0,
-    loaders: tuple[str, ...] = LOADERS,
-    budget: float = 8.0,
-    progress=print,
-) -> dict:
-    """Measure each of `loaders` on `clips` clips of `videos` (at most `budget` seconds a row); returns the result dict (see module docstring)."""
-    if not videos:
-        raise SlowFastError("the manifest has no videos")
-    if budget <= 0:
-        raise SlowFastError(f"--budget must be a positive number of seconds, got {budget}")
-    loaders = parse_loaders(",".join(loaders))
-    clips = max(clips, 2 * batch)
-    plans = _plans(videos, cfg, clips + batch, seed)  # one extra batch for warm-up
-    seek = seek_overhead(plans[batch:])
-    rows: dict[str, dict] = {}
+class _Rows:
+    """The measured rows of one run, each printed as it is recorded."""
 
-    def record(name: str, rate_n: tuple[float, int], note: str = "") -> None:
-        per_clip = seek["pyav_frames_decoded_per_clip" if name in PYAV_ROWS else "dali_frames_decoded_per_clip"]
-        rows[name] = {
+    def __init__(self, seek: dict[str, float], progress):
+        self.seek, self.progress, self.rows = seek, progress, {}
+
+    def record(self, name: str, rate_n: tuple[float, int], note: str = "") -> None:
+        per_clip = self.seek["pyav_frames_decoded_per_clip" if name in PYAV_ROWS else "dali_frames_decoded_per_clip"]
+        self.rows[name] = {
             "clips_per_s": rate_n[0],
             "clips": rate_n[1],
             "decoded_frames_per_s": rate_n[0] * per_clip,
             "frames_decoded_per_clip": per_clip,
             "note": note,
         }
-        progress(
+        self.progress(
             f"{name:28s} {rate_n[0]:8.2f} clips/s {rate_n[0] * per_clip:9.0f} frames/s  ({rate_n[1]} clips){'  ' + note if note else ''}"
         )
 
-    loader = ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, videos=videos)
-    dali_device = loader.device
+
+def _dali_rows(rows: _Rows, loader: ClipLoader, test_plans, cfg: SlowFastConfig, loaders: tuple[str, ...], budget: float) -> None:
+    """The DALI rows: training and test pipelines, on the CPU also with every op in the graph, and decoding alone."""
+    feed = loader.feed
     how = "DALI decode, torch uint8 resize/crop/flip/normalise" if loader.spatial_in_torch else "every op in the DALI graph"
     if "dali_train" in loaders:
-        record("dali_train", _rate(loader, budget=budget), how)
-    test_plans = multiview_plan(videos, cfg, num_clips=max(1, -(-(clips + batch) // len(videos))))[: clips + batch]
+        rows.record("dali_train", _rate(loader, budget=budget), how)
     if "dali_test" in loaders:
-        test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads)
-        record("dali_test", _rate(test, budget=budget, views=test.views_per_sample), f"{test.views_per_sample} crops per clip; {how}")
+        test = ClipLoader(test_plans, cfg, "test", feed.but(num_crops=3))
+        rows.record("dali_test", _rate(test, budget=budget, views=test.views_per_sample), f"{test.views_per_sample} crops per clip; {how}")
     if loader.spatial_in_torch:  # the same pipelines with every op in the DALI graph (the GPU graph, run on the CPU)
+        graph_only = feed.but(spatial="dali", num_crops=3)
         if "dali_train_graph_only" in loaders:
-            record(
+            rows.record(
                 "dali_train_graph_only",
-                _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, spatial="dali"), budget=budget),
+                _rate(ClipLoader(loader.plans, cfg, "train", graph_only), budget=budget),
                 "every op in the DALI graph (DALI's CPU resize)",
             )
         if "dali_test_graph_only" in loaders:
-            graph_test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads, spatial="dali")
-            record(
+            graph_test = ClipLoader(test_plans, cfg, "test", graph_only)
+            rows.record(
                 "dali_test_graph_only", _rate(graph_test, budget=budget, views=graph_test.views_per_sample), "every op in the DALI graph"
             )
     if "dali_decode_only" in loaders:
-        record(
+        rows.record(
             "dali_decode_only",
-            _decode_rate(plans, cfg, batch, dali_device, threads, budget, loader.on_cpu),
+            _decode_rate(loader.plans, cfg, loader, budget),
             "decoding the clips' frames inside DALI, outputs not handed to torch: the ceiling",
         )
+
+
+def _pyav_rows(rows: _Rows, plans, cfg: SlowFastConfig, feed: FeedSpec, loaders: tuple[str, ...], budget: float) -> None:
+    """The PyAV baselines: PySlowFast's loader in one process, and in a DataLoader with `feed.threads` workers."""
     if "pyav_serial" in loaders:
-        record(
+        rows.record(
             "pyav_serial",
-            _rate(PyAVClips(plans, cfg, "train"), warmup=batch, budget=budget),
+            _rate(PyAVClips(plans, cfg, "train"), warmup=feed.batch_size, budget=budget),
             "PySlowFast-style: PyAV decode + torch crop/flip/normalise, one process",
         )
     if "pyav_dataloader" in loaders:
-        dl = torch.utils.data.DataLoader(PyAVClips(plans, cfg, "train"), batch_size=batch, num_workers=threads, persistent_workers=False)
-        record("pyav_dataloader", _rate(dl, budget=budget), f"torch DataLoader, {threads} workers")
+        dl = torch.utils.data.DataLoader(
+            PyAVClips(plans, cfg, "train"), batch_size=feed.batch_size, num_workers=feed.threads, persistent_workers=False
+        )
+        rows.record("pyav_dataloader", _rate(dl, budget=budget), f"torch DataLoader, {feed.threads} workers")
+
+
+RATIOS = (
+    ("dali_train", "pyav_serial"),
+    ("dali_train", "pyav_dataloader"),
+    ("dali_train", "dali_decode_only"),
+    ("dali_train", "dali_train_graph_only"),
+    ("dali_test", "dali_test_graph_only"),
+)
+
+
+def _ratios(rows: dict[str, dict]) -> dict[str, float]:
+    """Clips/s ratios of the rows measured in this run (RATIOS where both rows ran)."""
+    ratios = {}
+    for a, b in RATIOS:
+        if a in rows and b in rows:
+            key = f"{a}_vs_graph_only" if b.endswith("graph_only") else f"{a}_vs_{b.removeprefix('dali_')}"
+            ratios[key] = rows[a]["clips_per_s"] / max(rows[b]["clips_per_s"], 1e-9)
+    return ratios
+
+
+def bench_pipeline(
+    videos: list[Video],
+    cfg: SlowFastConfig,
+    feed: FeedSpec,
+    *,
+    clips: int = 64,
+    seed: int = 0,
+    loaders: tuple[str, ...] = LOADERS,
+    budget: float = 8.0,
+    progress=print,
+) -> dict:
+    """Measure each of `loaders` on `clips` clips of `videos` with `feed`'s device, batch and threads (at most `budget`
+    seconds a row); returns the result dict (see module docstring). The test rows take 3 crops per clip."""
+    if not videos:
+        raise SlowFastError("the manifest has no videos")
+    if budget <= 0:
+        raise SlowFastError(f"--budget must be a positive number of seconds, got {budget}")
+    loaders = parse_loaders(",".join(loaders))
+    batch = feed.batch_size
+    clips = max(clips, 2 * batch)
+    plans = _plans(videos, cfg, clips + batch, seed)  # one extra batch for warm-up
+    rows = _Rows(seek_overhead(plans[batch:]), progress)
+    loader = ClipLoader(plans, cfg, "train", feed, videos=videos)
+    test_plans = multiview_plan(videos, cfg, num_clips=max(1, -(-(clips + batch) // len(videos))))[: clips + batch]
+    _dali_rows(rows, loader, test_plans, cfg, loaders, budget)
+    _pyav_rows(rows, plans, cfg, feed, loaders, budget)
     source_cost = external_source_cost(plans, cfg, batch)
     progress(
         f"{'external source':28s} {source_cost['first_pass_ms_per_batch']:8.2f} ms/batch first pass, "
         f"{source_cost['cached_ms_per_batch']:.2f} ms/batch cached"
     )
-
-    ratios = {}
-    for a, b in (
-        ("dali_train", "pyav_serial"),
-        ("dali_train", "pyav_dataloader"),
-        ("dali_train", "dali_decode_only"),
-        ("dali_train", "dali_train_graph_only"),
-        ("dali_test", "dali_test_graph_only"),
-    ):
-        if a in rows and b in rows:
-            key = f"{a}_vs_graph_only" if b.endswith("graph_only") else f"{a}_vs_{b.removeprefix('dali_')}"
-            ratios[key] = rows[a]["clips_per_s"] / max(rows[b]["clips_per_s"], 1e-9)
     env = environment()
     return {
         "benchmark": "pipeline",
         **env,
-        "device": f"DALI {dali_device} / {env['device']}",
+        "device": f"DALI {feed.dali_device} / {env['device']}",
         "settings": {
             "preset": cfg.name,
             "batch": batch,
-            "threads": threads,
+            "threads": feed.threads,
             "spatial_ops": "torch" if loader.spatial_in_torch else "dali",
             "clips": clips,
             "crop": cfg.crop_size,
@@ -251,13 +277,13 @@ def bench_pipeline(
             "sizes": sorted({f"{v.width}x{v.height}" for v in videos}),
             "budget_s": budget,
             "loaders": list(loaders),
-            "decoder": "cpu" if dali_device == "cpu" else f"NVDEC, {len(loader.on_cpu)} files on DALI's CPU decoder",
+            "decoder": "cpu" if feed.dali_device == "cpu" else f"NVDEC, {len(loader.on_cpu)} files on DALI's CPU decoder",
         },
-        **{f"{name}_clips_per_s": r["clips_per_s"] for name, r in rows.items() if not name.endswith("graph_only")},
-        "seek": seek,
+        **{f"{name}_clips_per_s": r["clips_per_s"] for name, r in rows.rows.items() if not name.endswith("graph_only")},
+        "seek": rows.seek,
         "external_source": source_cost,
-        "ratios": ratios,
-        "rows": rows,
+        "ratios": _ratios(rows.rows),
+        "rows": rows.rows,
     }
 
 

@@ -30,6 +30,7 @@ from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import multiview_plan
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import read_manifest, to_videos
 from slowfast_trt.serving.client import infer, is_video_model, make_client, model_config, params, video_request
 from slowfast_trt.serving.server import http_get
@@ -268,7 +269,7 @@ def _clip_inputs(config: dict, engine, manifest: str | None, n: int, seed: int =
     if manifest and engine is not None:
         cfg = engine.config
         videos = to_videos(read_manifest(manifest))[: max(1, n)]
-        loader = ClipLoader(multiview_plan(videos, cfg, 1), cfg, "test", 1, device="cpu", videos=videos, num_crops=1)
+        loader = ClipLoader(multiview_plan(videos, cfg, 1), cfg, "test", FeedSpec(device="cpu", batch_size=1), videos=videos)
         out = []
         for batch in loader:
             out.append({k: np.ascontiguousarray(batch[k].contiguous().numpy()) for k in names})
@@ -297,9 +298,8 @@ def parity(client, protocol: str, model: str, config: dict, requests: list[dict]
         return {"checked": False, "reason": "pass --artifact to compare with the local engine"}
     if video:
         k, c = _video_params(client, protocol, model, config)
-        local = np.stack(
-            [r.scores for r in score_videos(engine, [r["VIDEO"].tobytes() for r in requests], num_clips=k, num_crops=c, device="cpu")]
-        )
+        feed = FeedSpec(device="cpu", num_clips=k, num_crops=c)
+        local = np.stack([r.scores for r in score_videos(engine, [r["VIDEO"].tobytes() for r in requests], feed)])
         got = np.concatenate([infer(client, protocol, model, r, ["SCORES"])["SCORES"] for r in requests])
     else:
         out = config["output"][0]["name"]

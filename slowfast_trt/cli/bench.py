@@ -9,7 +9,8 @@ import click
 from slowfast_trt.benchmarks import accuracy, e2e, pipeline, throughput
 from slowfast_trt.benchmarks.report import write_report
 from slowfast_trt.cli.flops import flops
-from slowfast_trt.cli.options import batch_size_option, int_list
+from slowfast_trt.cli.options import batch_size_option, clips_option, crops_option, device_option, int_list, threads_option
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.model.zoo import get_config
 
@@ -29,11 +30,11 @@ bench.add_command(flops)
 )
 @click.option("--crop", type=click.IntRange(32, 1024), help="Override the training crop (the test crop scales with it).")
 @batch_size_option("batch", default=8, show_default=True, type=click.IntRange(1), help="Clips per batch.")
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
-@click.option("--clips", default=64, show_default=True, type=click.IntRange(1), help="Clips timed per loader (at most).")
+@threads_option("DALI threads (and PyAV DataLoader workers).")
+@clips_option(64, help="Clips timed per loader (at most).")
 @click.option("--budget", default=8.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per loader (at most).")
 @click.option("--loaders", help=f"Comma-separated rows to measure [default: all]: {', '.join(pipeline.LOADERS)} (hyphens allowed).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and pipeline.md here.")
 @click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
@@ -45,10 +46,8 @@ def pipeline_cmd(manifest, preset, crop, batch, threads, clips, budget, loaders,
     result = pipeline.bench_pipeline(
         videos,
         cfg,
-        batch=batch,
-        threads=threads,
+        FeedSpec(device=device, batch_size=batch, threads=threads),
         clips=clips,
-        device=device,
         budget=budget,
         loaders=pipeline.parse_loaders(loaders),
         progress=_progress(quiet),
@@ -100,7 +99,7 @@ def _progress(quiet: bool):
     show_default=True,
     help="On a GPU, also time checkpoints with settings chosen by measurement (memory format, cuDNN autotuning, half weights, CUDA graphs).",
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option(
     "--threads",
     type=click.IntRange(1),
@@ -130,8 +129,8 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, tune, dev
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @batch_size_option("batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
-@click.option("--clips", default=32, show_default=True, type=click.IntRange(1), help="Clips timed per pass.")
-@click.option("--crops", default=1, show_default=True, type=click.Choice(["1", "3"]), help="Test crops per clip.")
+@clips_option(32, help="Clips timed per pass.")
+@crops_option(1, help="Test crops per clip.")
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16", "fp16"]),
@@ -139,10 +138,10 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, tune, dev
     show_default=True,
     help="Torch precision (checkpoints only).",
 )
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads (and PyAV DataLoader workers).")
+@threads_option("DALI threads (and PyAV DataLoader workers).")
 @click.option("--budget", default=6.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per pass (at most).")
 @click.option("--loaders", help="Comma-separated pipelines to measure: dali, pyav [default: both].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and e2e.md here.")
 @click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
@@ -151,12 +150,9 @@ def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, budget,
     result = e2e.bench_e2e(
         load_manifest_videos(manifest, "benchmark")[1],
         artifact,
-        batch=batch,
+        FeedSpec(device=device, batch_size=batch, threads=threads, num_crops=crops),
         clips=clips,
-        crops=int(crops),
         precision=precision,
-        device=device,
-        threads=threads,
         manifest=manifest,
         loaders=e2e.parse_loaders(loaders),
         budget=budget,
@@ -168,8 +164,8 @@ def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, budget,
 @bench.command("accuracy")
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K: clips per video (the paper: 10).")
-@click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]), help="Spatial crops per clip.")
+@clips_option(10, help="K: clips per video (the paper: 10).")
+@crops_option(3)
 @click.option(
     "--precision",
     "precisions",
@@ -178,8 +174,8 @@ def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, budget,
     help="Torch precisions for checkpoints (repeatable) [default: fp32].",
 )
 @batch_size_option("batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@threads_option("DALI threads.")
+@device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and accuracy.md here.")
 @click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-row progress lines.")
@@ -188,12 +184,8 @@ def accuracy_cmd(manifest, artifacts, clips, crops, precisions, batch, threads, 
     result = accuracy.bench_accuracy(
         load_manifest_videos(manifest, "benchmark")[1],
         list(artifacts),
-        num_clips=clips,
-        num_crops=int(crops),
+        FeedSpec(device=device, batch_size=batch, threads=threads, num_clips=clips, num_crops=crops, progress=True),
         precisions=list(precisions) or None,
-        batch_size=batch,
-        device=device,
-        threads=threads,
         manifest=manifest,
         progress=_progress(quiet),
     )

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from slowfast_trt.cli.options import device_option
 from slowfast_trt.dali_pipelines.preview import preview
 from slowfast_trt.data.check import check
 from slowfast_trt.data.prepare import prepare
@@ -181,7 +182,7 @@ def check_cmd(manifest: str, write_clean: str | None, workers: int | None, quiet
     type=click.Choice(["auto", "dali", "pyav"]),
     help="auto: DALI where it can decode the files here, else the PyAV reference.",
 )
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option()
 def preview_cmd(
     manifest: str,
     out: str,

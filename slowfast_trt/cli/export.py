@@ -7,7 +7,8 @@ import json
 import click
 
 from slowfast_trt.benchmarks.compare import compare, to_markdown
-from slowfast_trt.cli.options import batch_size_option
+from slowfast_trt.cli.options import batch_size_option, clips_option, crops_option, device_option, threads_option
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.engines.sidecar import read_sidecar
 from slowfast_trt.export.calibration import DEFAULT_CALIB_CROPS
 from slowfast_trt.export.onnx import export_onnx
@@ -100,8 +101,8 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Which videos are drawn.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: NAME.int8.onnx beside ONNX).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where DALI decodes.")
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
+@device_option(help="Where DALI decodes.")
+@threads_option()
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def int8_cmd(
     onnx_path: str,
@@ -121,21 +122,19 @@ def int8_cmd(
 ) -> None:
     """Quantize an FP32 ONNX export to a symmetric int8 Q/DQ model calibrated on DALI clips."""
     placement, method = placement or DEFAULT_PLACEMENT, method or DEFAULT_METHOD
+    feed = FeedSpec(device=device, threads=threads, num_crops=int(calib_crops or DEFAULT_CALIB_CROPS), skip_bad=None, progress=not quiet)
     path = quantize_from_manifest(
         onnx_path,
         manifest,
+        feed,
         clips=clips,
         method=method,
         percentile=percentile,
         moving_average=moving_average,
         placement=placement,
         bias_correction=DEFAULT_BIAS_CORRECTION if bias_correction is None else bias_correction,
-        crops=int(calib_crops or DEFAULT_CALIB_CROPS),
         seed=seed,
         out=out,
-        device=device,
-        threads=threads,
-        progress=not quiet,
     )
     s = qdq_summary(path)
     cal = read_sidecar(path)["calibration"]
@@ -189,11 +188,11 @@ def engine_cmd(
 @click.argument("extra", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--data", "manifest", required=True, type=click.Path(dir_okay=False), help="Manifest of the test videos.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Write result.json and result.md here.")
-@click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K clips per video.")
-@click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]))
+@clips_option(10, help="K clips per video.")
+@crops_option(3)
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads.")
+@device_option("cpu")
+@threads_option("DALI threads.")
 @click.option("--engine-threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: its own).")
 @click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="Interleaved speed calls per engine.")
 @click.option(
@@ -210,22 +209,9 @@ def compare_cmd(
     fp32, int8, extra, manifest, out_dir, clips, crops, batch_size, device, threads, engine_threads, repeats, qdq, with_kernels, quiet
 ) -> None:
     """FP32 vs INT8 (and any EXTRA artifacts) in one run over one decode: accuracy per view, top-1 agreement, clips/s."""
+    feed = FeedSpec(device=device, batch_size=batch_size, threads=threads, num_clips=clips, num_crops=crops, progress=not quiet)
     r = compare(
-        fp32,
-        int8,
-        manifest,
-        out_dir,
-        extra=extra,
-        num_clips=clips,
-        num_crops=int(crops),
-        batch_size=batch_size,
-        device=device,
-        threads=threads,
-        engine_threads=engine_threads,
-        repeats=repeats,
-        qdq=qdq,
-        with_kernels=with_kernels,
-        progress=not quiet,
+        fp32, int8, manifest, out_dir, feed, extra=extra, engine_threads=engine_threads, repeats=repeats, qdq=qdq, with_kernels=with_kernels
     )
     click.echo(to_markdown(r))
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import click
 
+from slowfast_trt.common.device import DEVICES
+
 
 def batch_size_option(dest: str = "batch_size", **kwargs) -> Callable:
     """`--batch-size` (clips per batch), with the old `--batch` still accepted and a deprecation note on stderr."""
@@ -45,3 +47,30 @@ def int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> l
     if not out or min(out) < 1:
         raise click.BadParameter("values must be >= 1")
     return out
+
+
+def clips_option(default: int, help: str = "K uniformly spaced clips per video.") -> Callable:
+    """`--clips K` (temporal clips per video, or clips timed per pass in the benchmarks)."""
+    return click.option("--clips", default=default, show_default=True, type=click.IntRange(1), help=help)
+
+
+def crops_option(default: int = 3, help: str = "Spatial crops per clip (1 centre, or 3).") -> Callable:
+    """`--crops 1|3`, handed to the command as an int."""
+    return click.option(
+        "--crops", default=str(default), show_default=True, type=click.Choice(["1", "3"]), callback=lambda _c, _p, v: int(v), help=help
+    )
+
+
+def device_option(default: str = "auto", help: str | None = None) -> Callable:
+    """`--device auto|cpu|cuda` (auto: CUDA when present)."""
+    return click.option("--device", type=click.Choice(list(DEVICES)), default=default, show_default=True, help=help)
+
+
+def threads_option(help: str = "DALI threads per process.") -> Callable:
+    """`--threads N`: the run's one DALI thread count (`FeedSpec.threads`)."""
+    return click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help=help)
+
+
+def skip_bad_option() -> Callable:
+    """`--skip-bad`: drop videos that fail to decode (counted and reported) instead of stopping (`FeedSpec.skip_bad`)."""
+    return click.option("--skip-bad", is_flag=True, help="Skip videos that fail to decode (counted and reported) instead of stopping.")

@@ -11,7 +11,7 @@ import time
 import click
 
 from slowfast_trt.benchmarks.serve import main as bench_main
-from slowfast_trt.cli.options import int_list
+from slowfast_trt.cli.options import clips_option, crops_option, int_list
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.serving.env import client_available, run_module
 from slowfast_trt.serving.repository import build_repository, servable
@@ -40,8 +40,8 @@ def _gpus(ctx, param, value):
 @click.option(
     "--instances", default=1, show_default=True, type=click.IntRange(1), help="Instances per engine model (instance_group count)."
 )
-@click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K: test clips per video in the video models.")
-@click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]), help="C: spatial crops per clip.")
+@clips_option(10, help="K: test clips per video in the video models.")
+@crops_option(3, help="C: spatial crops per clip.")
 @click.option("--gpus", callback=_gpus, help="GPU ids for KIND_GPU instance groups of the native models (default: KIND_CPU).")
 @click.option(
     "--labels", type=click.Path(dir_okay=False), help="Class names, one a line (e.g. the data set's classes.txt), for TOP_LABELS."
@@ -63,7 +63,7 @@ def triton_cmd(artifact, out, max_batch, instances, clips, crops, gpus, labels, 
         max_batch=max_batch,
         instances=instances,
         clips=clips,
-        crops=int(crops),
+        crops=crops,
         gpus=gpus,
         labels=labels,
         video_batch=video_batch,

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from slowfast_trt.cli.options import clips_option, crops_option, device_option, skip_bad_option, threads_option
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.training.detect import detection_markdown
 from slowfast_trt.training.evaluate import to_markdown
 from slowfast_trt.training.run import evaluate
@@ -30,7 +32,7 @@ from slowfast_trt.training.run import train as run_train
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Base learning rate (default: 1.6 x global batch / 1024).")
 @click.option("--warmup-epochs", default=1.0, show_default=True, type=click.FloatRange(0))
 @click.option("--amp", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@device_option()
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--save-every", default=0, show_default=True, type=click.IntRange(0), help="Also checkpoint every N steps.")
 @click.option("--keep-last", default=3, show_default=True, type=click.IntRange(1))
@@ -42,8 +44,8 @@ from slowfast_trt.training.run import train as run_train
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped (same data and options).")
 @click.option("--overwrite", is_flag=True, help="Delete the run already in --out, then start afresh (default: refuse a non-empty --out).")
 @click.option("--multilabel", is_flag=True, default=None, help="Train a multi-label model (sigmoid + BCE; rows may list ids as 3;7).")
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads per process.")
-@click.option("--skip-bad", is_flag=True, help="Skip videos that fail to decode (counted and reported) instead of stopping.")
+@threads_option()
+@skip_bad_option()
 @click.option("--num-classes", type=click.IntRange(1), help="Override the class count (default: classes.txt).")
 @click.option("--crop", type=click.IntRange(32), help="Override the training crop (the test crop follows: crop * 8/7).")
 @click.option(
@@ -134,12 +136,12 @@ def train(
     type=click.Path(dir_okay=False),
     help="Manifest of the test videos, or an AVA label CSV (frame mAP on its <stem>_proposals.csv).",
 )
-@click.option("--clips", default=10, show_default=True, type=click.IntRange(1), help="K uniformly spaced clips per video.")
-@click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]))
+@clips_option(10)
+@crops_option(3)
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch (each gives --crops views).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
-@click.option("--skip-bad", is_flag=True)
+@device_option()
+@threads_option()
+@skip_bad_option()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write eval.json and eval.md here.")
 @click.option(
     "--qdq",
@@ -153,17 +155,8 @@ def eval_cmd(ckpt, engine_path, manifest, clips, crops, batch_size, device, thre
     """Top-1/top-5 (mAP for multi-label) for 1x1, 1x3, Kx1 and Kx3 views in one pass."""
     if bool(ckpt) == bool(engine_path):
         raise click.UsageError("give exactly one of --ckpt or --engine")
-    result = evaluate(
-        engine_path or ckpt,
-        manifest,
-        num_clips=clips,
-        num_crops=int(crops),
-        batch_size=batch_size,
-        device=device,
-        threads=threads,
-        skip_bad=skip_bad,
-        out_dir=out_dir,
-        qdq=qdq,
-        progress=not quiet,
+    feed = FeedSpec(
+        device=device, batch_size=batch_size, threads=threads, num_clips=clips, num_crops=crops, skip_bad=skip_bad, progress=not quiet
     )
+    result = evaluate(engine_path or ckpt, manifest, feed, out_dir=out_dir, qdq=qdq)
     click.echo(detection_markdown(result) if result.get("per_class_ap") is not None else to_markdown(result))

@@ -20,32 +20,13 @@ import torch
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines import nvdec, sampling
 from slowfast_trt.dali_pipelines import spatial as spatial_ops
-from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline, crop_positions, output_names, spatial_in_torch
+from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline, graph_spec
 from slowfast_trt.dali_pipelines.plan import ClipPlan
+from slowfast_trt.dali_pipelines.spec import FeedSpec, GraphSpec, crop_positions
 from slowfast_trt.data.manifest import Video
+from slowfast_trt.data.video_io import DALI_CPU_CODECS
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.inputs import make_fast_input
-
-CPU_CODECS = ("vp8", "vp9", "mjpeg")
-
-
-def dali_device(device: str = "auto") -> str:
-    """'gpu' when asked for (or auto with a CUDA device visible to DALI), else 'cpu'."""
-    if device not in ("auto", "cpu", "cuda", "gpu"):
-        raise SlowFastError(f"unknown device {device!r}; use auto, cpu or cuda")
-    if device == "cpu":
-        return "cpu"
-    try:
-        from nvidia.dali.backend import GetCUDADeviceCount  # lazy: nvidia-dali, optional (extra [data]) and heavy
-
-        n = GetCUDADeviceCount()
-    except ImportError:
-        raise SlowFastError("NVIDIA DALI is not installed: pip install nvidia-dali-cuda120") from None
-    if n > 0 and torch.cuda.is_available():
-        return "gpu"
-    if device in ("cuda", "gpu"):
-        raise SlowFastError("a GPU pipeline was asked for but no CUDA device is visible; use --device cpu")
-    return "cpu"
 
 
 def preflight(videos: list[Video], cfg: SlowFastConfig, device: str, codecs: dict[str, str] | None = None) -> None:
@@ -59,7 +40,7 @@ def preflight(videos: list[Video], cfg: SlowFastConfig, device: str, codecs: dic
     if device == "cpu":
         for v in videos:
             codec = (codecs or {}).get(v.path) or _probe_codec(v.path)
-            if codec not in CPU_CODECS:
+            if codec not in DALI_CPU_CODECS:
                 raise SlowFastError(
                     f"{v.path}: codec {codec} cannot be decoded by DALI on the CPU (VP8/VP9/MJPEG only); "
                     "transcode with `slowfast data prepare --codec vp9` or run on a GPU"
@@ -117,31 +98,24 @@ def ncthw_view(x: torch.Tensor) -> torch.Tensor:
 
 
 class ClipLoader:
-    """Iterates one epoch of clip plans through DALI; `len()` is the number of batches in the epoch."""
+    """Iterates one epoch of clip plans through DALI; `len()` is the number of batches in the epoch.
+
+    `feed` is the run's `FeedSpec` (device, batch, threads, crops, bad-file policy, spatial backend); the loader adds
+    only what depends on its mode and files: NVDEC routing (on a GPU) and, per pass, the graph's `GraphSpec`."""
 
     def __init__(
         self,
         plans: list[ClipPlan] | Callable[[int], list[ClipPlan]],
         cfg: SlowFastConfig,
         mode: str,
-        batch_size: int,
-        device: str = "auto",
-        threads: int = 2,
-        skip_bad: bool | None = False,
-        prefetch: int = 2,
+        feed: FeedSpec,
         videos: list[Video] | None = None,
-        num_crops: int = 3,
-        spatial: str = "auto",
     ):
         if mode not in ("train", "test", "decode"):
             raise SlowFastError(f"mode must be train, test or decode, got {mode!r}")
-        if batch_size < 1:
-            raise SlowFastError(f"batch size must be >= 1, got {batch_size}")
-        self.cfg, self.mode, self.batch_size = cfg, mode, batch_size
-        self.device = dali_device(device)
-        self.threads, self.prefetch, self.skip_bad = threads, prefetch, skip_bad
-        self.spatial_in_torch = spatial_in_torch(mode, self.device, spatial)  # validates `spatial` too
-        self.num_crops = len(crop_positions(num_crops)) if mode == "test" else 1
+        self.cfg, self.mode, self.feed = cfg, mode, feed
+        self.batch_size, self.device, self.skip_bad = feed.batch_size, feed.dali_device, feed.skip_bad
+        self.num_crops = GraphSpec(mode, feed).num_crops
         self._plan_fn = plans if callable(plans) else (lambda _epoch, _p=plans: _p)
         self.epoch = 0
         self.plans = self._plan_fn(0)
@@ -159,6 +133,11 @@ class ClipLoader:
             self.on_cpu = routing.on_cpu
             announce(routing.summary())
 
+    @property
+    def spatial_in_torch(self) -> bool:
+        """Whether this loader's graphs stop at the decoded frames and torch does the spatial ops."""
+        return GraphSpec(self.mode, self.feed).frames_only
+
     def set_epoch(self, epoch: int) -> None:
         """Switch to `epoch`'s plan (a new permutation and new random clips for training)."""
         self.epoch = epoch
@@ -171,6 +150,10 @@ class ClipLoader:
     def views_per_sample(self) -> int:
         return self.num_crops
 
+    def graph(self, plans: list[ClipPlan]) -> GraphSpec:
+        """The graph of one pass over `plans` (its decoder routing depends on which files they hold)."""
+        return graph_spec(self.mode, self.feed, plans, self.on_cpu, self.cfg.multilabel)
+
     def _iterator(self, plans: list[ClipPlan]):
         from nvidia.dali.plugin.pytorch import (  # lazy: nvidia-dali, optional (extra [data]) and heavy
             DALIGenericIterator,
@@ -178,14 +161,11 @@ class ClipLoader:
             LastBatchPolicy,
         )
 
-        source = PlanSource(
-            plans, self.batch_size, self.cfg, self.mode, bad=self.bad, frames_only=self.spatial_in_torch, on_cpu=self.on_cpu
-        )
-        pipe = build_pipeline(
-            source, self.cfg, self.mode, self.batch_size, self.device, self.threads, self.prefetch, num_crops=self.num_crops
-        )
-        names = output_names(self.mode, self.num_crops, self.spatial_in_torch)
-        if self.spatial_in_torch:  # uint8 frames, one size per video: a list of zero-copy tensors
+        graph = self.graph(plans)
+        source = PlanSource(plans, graph, self.cfg, bad=self.bad, on_cpu=self.on_cpu)
+        pipe = build_pipeline(source, self.cfg, graph)
+        names = graph.output_names
+        if graph.frames_only:  # uint8 frames, one size per video: a list of zero-copy tensors
             kinds = [DALIRaggedIterator.SPARSE_LIST_TAG] + [DALIRaggedIterator.DENSE_TAG] * (len(names) - 1)
             it = DALIRaggedIterator(
                 pipe, names, output_types=kinds, last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False, prepare_first_batch=False
@@ -200,7 +180,7 @@ class ClipLoader:
         torch gets the cores DALI's threads leave (at least one) while it does so: with 2 cores, 2 DALI threads
         and torch's 2 threads on top, the training pipeline ran at 54 instead of 72 clips/s (`bench pipeline`)."""
         before = torch.get_num_threads()
-        torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - self.threads)))
+        torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - self.feed.threads)))
         try:
             if self.mode == "train":
                 return spatial_ops.train_batch(frames, plans, self.cfg, self._pool, self.batch_size)

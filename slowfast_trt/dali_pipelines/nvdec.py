@@ -159,6 +159,14 @@ def violation(fmt: StreamFormat, limits: Limits | None) -> str | None:
     return None
 
 
+def decoder_mode(routed: int, total: int) -> str:
+    """How a graph over `total` files decodes when `routed` of them need DALI's CPU decoder: 'nvdec' (none),
+    'cpu' (all) or 'split' (per sample, through a DALI conditional). The one definition, for `Routing` and graphs."""
+    if not routed:
+        return "nvdec"
+    return "cpu" if routed == total else "split"
+
+
 @dataclass(frozen=True)
 class Routing:
     """Which decoder each file gets in a GPU graph: `on_cpu` paths go to DALI's CPU decoder, the rest to NVDEC."""
@@ -169,10 +177,8 @@ class Routing:
 
     @property
     def mode(self) -> str:
-        """'nvdec' (every file on NVDEC), 'cpu' (every file on DALI's CPU decoder) or 'split' (per sample)."""
-        if not self.on_cpu:
-            return "nvdec"
-        return "cpu" if len(self.on_cpu) == self.total else "split"
+        """`decoder_mode` of every routed file."""
+        return decoder_mode(len(self.on_cpu), self.total)
 
     def summary(self) -> str:
         """The one line printed when a GPU pipeline starts."""

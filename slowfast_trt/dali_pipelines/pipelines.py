@@ -17,49 +17,40 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.dali_pipelines.nvdec import decoder_mode
 from slowfast_trt.dali_pipelines.plan import ClipPlan
+from slowfast_trt.dali_pipelines.spec import FeedSpec, GraphSpec, crop_positions
 from slowfast_trt.data.video_io import count_packets
 from slowfast_trt.model.config import SlowFastConfig
 
-CROP_POSITIONS = (0.0, 0.5, 1.0)
 
-
-def crop_positions(num_crops: int) -> tuple[float, ...]:
-    """Test crop positions: the paper's three (left/centre/right), or the centre one alone."""
-    if num_crops == 3:
-        return CROP_POSITIONS
-    if num_crops == 1:
-        return (0.5,)
-    raise SlowFastError(f"--crops must be 1 or 3, got {num_crops}")
+def graph_spec(mode: str, feed: FeedSpec, plans: list[ClipPlan], on_cpu: frozenset[str], multilabel: bool) -> GraphSpec:
+    """The graph for `mode` over `plans`: the decoder routing of exactly these files (`nvdec.decoder_mode`)."""
+    paths = {p.path for p in plans}
+    return GraphSpec(mode, feed, decoder_mode(len(paths & on_cpu), len(paths)), multilabel)
 
 
 class PlanSource:
     """The external-source callable: serves the plans in order, a batch per call, StopIteration at the end.
 
-    The first time a file is used its packets are counted (demux only, milliseconds); a file with fewer
-    frames than a clip needs is left out of the batch and recorded in `bad`, because DALI's decoder returns
-    black frames past the end of a truncated file instead of failing.
+    Each call serves the fields of `graph.fields`, by name, in that order (the graph reads the same list). The first
+    time a file is used its packets are counted (demux only, milliseconds); a file with fewer frames than a clip
+    needs is left out of the batch and recorded in `bad`, because DALI's decoder returns black frames past the end
+    of a truncated file instead of failing.
     """
 
     def __init__(
         self,
         plans: list[ClipPlan],
-        batch_size: int,
+        graph: GraphSpec,
         cfg: SlowFastConfig,
-        mode: str,
         bad: dict[str, str] | None = None,
-        frames_only: bool = False,
-        on_cpu: frozenset[str] | None = None,
+        on_cpu: frozenset[str] = frozenset(),
     ):
-        self.plans, self.batch_size, self.cfg, self.mode = plans, batch_size, cfg, mode
-        self.frames_only = frames_only  # serve (encoded, frames, meta, labels): the graph stops at the decoded frames
-        # Files NVDEC cannot take (`nvdec.route`): with some but not all plans among them, a per-sample flag is
-        # served last and the graph sends those samples to DALI's CPU decoder ("split").
-        self.on_cpu = frozenset(on_cpu or ())
-        paths = {p.path for p in plans}
-        routed = paths & self.on_cpu
-        self.decoder = "nvdec" if not routed else ("cpu" if routed == paths else "split")
+        self.plans, self.graph, self.cfg = plans, graph, cfg
+        self.batch_size = graph.feed.batch_size
+        # Files NVDEC cannot take (`nvdec.route`); with decoder "split" each sample's flag sends it to DALI's CPU decoder.
+        self.on_cpu = frozenset(on_cpu)
         self.bad: dict[str, str] = {} if bad is None else bad
         self.served: list[list[int]] = []  # plan positions of each batch handed to DALI, in order
         self._cursor = 0
@@ -99,6 +90,26 @@ class PlanSource:
             return hot
         return np.asarray([p.label], dtype=np.int64)
 
+    def value(self, name: str, p: ClipPlan):
+        """One sample's value of the field `name` (`spec.GraphSpec.fields`)."""
+        if name == "encoded":
+            return self._encoded(p.path)
+        if name == "frames":
+            return p.fast_idx
+        if name == "slow_pos":
+            return p.slow_pos
+        if name == "meta":
+            return (p.video, p.clip)
+        if name == "label":
+            return self._label(p)
+        if name == "roi_start":
+            return p.roi[:2]
+        if name == "roi_end":
+            return p.roi[2:]
+        if name == "on_cpu":
+            return p.path in self.on_cpu
+        raise KeyError(f"{type(self).__name__} has no field {name!r}")
+
     def __call__(self, info) -> tuple:
         taken: list[int] = []
         while len(taken) < self.batch_size and self._cursor < len(self.plans):
@@ -109,34 +120,7 @@ class PlanSource:
             raise StopIteration
         self.served.append(taken)
         plans = [self.plans[i] for i in taken]
-        enc = [self._encoded(p.path) for p in plans]
-        frames = [p.fast_idx.astype(np.int32) for p in plans]
-        slow = [p.slow_pos.astype(np.int32) for p in plans]
-        meta = [np.asarray([p.video, p.clip], dtype=np.int64) for p in plans]
-        labels = [self._label(p) for p in plans]
-        flags = ([np.asarray(p.path in self.on_cpu) for p in plans],) if self.decoder == "split" else ()
-        if self.frames_only:
-            return enc, frames, meta, labels, *flags
-        if self.mode == "train":
-            r0 = [np.asarray(p.roi[:2], dtype=np.float32) for p in plans]
-            r1 = [np.asarray(p.roi[2:], dtype=np.float32) for p in plans]
-            return enc, frames, slow, meta, labels, r0, r1, *flags
-        return enc, frames, slow, meta, labels, *flags
-
-
-SPATIAL = ("auto", "torch", "dali")
-
-
-def spatial_in_torch(mode: str, device: str, spatial: str = "auto") -> bool:
-    """Whether the graph for `mode` on `device` stops at the decoded frames and torch does the spatial ops.
-
-    spatial: "auto" (torch on the CPU, DALI on a GPU: see `dali_pipelines.spatial`), "dali" (every op in the graph),
-    "torch" (CPU only)."""
-    if spatial not in SPATIAL:
-        raise SlowFastError(f"spatial must be one of {SPATIAL}, got {spatial!r}")
-    if spatial == "torch" and device == "gpu":
-        raise SlowFastError("spatial='torch' is for CPU pipelines; on a GPU DALI does the spatial ops (use auto or dali)")
-    return spatial != "dali" and device != "gpu" and mode in ("train", "test")
+        return tuple([np.asarray(self.value(f.name, p), dtype=f.dtype) for p in plans] for f in self.graph.fields)
 
 
 def normalize_frames(video, cfg: SlowFastConfig, fn, types, **crop):
@@ -152,102 +136,90 @@ def normalize_frames(video, cfg: SlowFastConfig, fn, types, **crop):
     )
 
 
-def build_pipeline(
-    source: Callable,
-    cfg: SlowFastConfig,
-    mode: str,
-    batch_size: int,
-    device: str,
-    threads: int = 2,
-    prefetch: int = 2,
-    seed: int = 0,
-    num_crops: int = 3,
-):
-    """A DALI pipeline for `mode` on `device` ("cpu" | "gpu"), reading from `source`.
+def external_inputs(source: Callable, graph: GraphSpec, fn, types) -> dict:
+    """The graph's end of the contract: the source's outputs by field name, typed as `graph.fields` says."""
+    dali = {"uint8": types.UINT8, "int32": types.INT32, "int64": types.INT64, "float32": types.FLOAT, "bool": types.BOOL}
+    fields = graph.fields
+    outs = fn.external_source(
+        source=source, num_outputs=len(fields), batch=True, batch_info=True, dtype=[dali[f.dtype] for f in fields], cycle=None
+    )
+    return dict(zip((f.name for f in fields), outs))
+
+
+def decode_fast(inputs: dict, graph: GraphSpec, fn):
+    """The Fast frames: NVDEC ('mixed') on a GPU, DALI's CPU decoder otherwise and for the files NVDEC refuses.
+
+    With decoder "split" each sample goes down one branch of a DALI conditional; on the CPU both branches use the
+    CPU decoder (the same graph as on a GPU, which the CPU tests exercise)."""
+    enc, frames = inputs["encoded"], inputs["frames"]
+    main = "mixed" if graph.gpu else "cpu"
+
+    def on_cpu_decoder():
+        video = fn.decoders.video(enc, device="cpu", frames=frames)
+        return video.gpu() if graph.gpu else video
+
+    if graph.decoder == "split":
+        if inputs["on_cpu"]:
+            video = on_cpu_decoder()
+        else:
+            video = fn.decoders.video(enc, device=main, frames=frames)
+        return video
+    if graph.decoder == "cpu":
+        return on_cpu_decoder()
+    return fn.decoders.video(enc, device=main, frames=frames)
+
+
+def pipeline_args(graph: GraphSpec, seed: int = 0) -> dict:
+    """`pipeline_def` arguments of a graph: batch, threads and prefetch from the feed, the torchrun rank's own GPU."""
+    return dict(
+        batch_size=graph.feed.batch_size,
+        num_threads=graph.feed.threads,
+        device_id=torch.cuda.current_device() if graph.gpu else None,  # each torchrun rank decodes on its own GPU
+        exec_dynamic=True,
+        prefetch_queue_depth=graph.feed.prefetch,
+        seed=seed,
+        enable_conditionals=graph.decoder == "split",
+    )
+
+
+def build_pipeline(source: Callable, cfg: SlowFastConfig, graph: GraphSpec, seed: int = 0):
+    """A DALI pipeline for `graph` (mode, feed, decoder routing), reading `graph.fields` from `source`.
 
     Modes: "train" (scale jitter, crop, flip), "test" (short side, 3 crops), "decode" (the decoded Fast
     frames and their Slow subset as uint8 F,H,W,C, untouched: the frame-exactness checks and the
-    decode-only throughput ceiling use it). A source that serves frames only (`PlanSource.frames_only`, set where
-    `spatial_in_torch`) gets a graph that returns the decoded Fast frames alone (uint8 F,H,W,C, one size per
-    video) with labels and meta.
+    decode-only throughput ceiling use it). Where `graph.frames_only` (torch does the spatial ops) the graph
+    returns the decoded Fast frames alone (uint8 F,H,W,C, one size per video) with labels and meta.
     """
     import nvidia.dali.fn as fn  # lazy: nvidia-dali, optional (extra [data]) and heavy
     import nvidia.dali.types as types  # lazy: nvidia-dali, optional (extra [data]) and heavy
     from nvidia.dali import pipeline_def  # lazy: nvidia-dali, optional (extra [data]) and heavy
 
-    gpu = device == "gpu"
-
-    device_id = torch.cuda.current_device() if gpu else None  # each torchrun rank decodes on its own GPU
-    label_type = types.FLOAT if cfg.multilabel else types.INT64
-    frames_only = getattr(source, "frames_only", False)
-    if frames_only:
-        dtypes = [types.UINT8, types.INT32, types.INT64, label_type]
-    else:
-        dtypes = [types.UINT8, types.INT32, types.INT32, types.INT64, label_type] + [types.FLOAT, types.FLOAT] * (mode == "train")
-    decoder = getattr(source, "decoder", "nvdec")
-    if decoder == "split":
-        dtypes.append(types.BOOL)
-
-    def decode(enc, frames, on_cpu):
-        """The Fast frames: NVDEC ('mixed') on a GPU, DALI's CPU decoder otherwise and for the files NVDEC refuses."""
-        if not gpu:
-            if decoder == "split":  # the same conditional graph as on a GPU, both branches on the CPU decoder
-                if on_cpu:
-                    video = fn.decoders.video(enc, device="cpu", frames=frames)
-                else:
-                    video = fn.decoders.video(enc, device="cpu", frames=frames)
-                return video
-            return fn.decoders.video(enc, device="cpu", frames=frames)
-        if decoder == "cpu":
-            return fn.decoders.video(enc, device="cpu", frames=frames).gpu()
-        if decoder == "split":
-            if on_cpu:
-                video = fn.decoders.video(enc, device="cpu", frames=frames).gpu()
-            else:
-                video = fn.decoders.video(enc, device="mixed", frames=frames)
-            return video
-        return fn.decoders.video(enc, device="mixed", frames=frames)
-
-    @pipeline_def(
-        batch_size=batch_size,
-        num_threads=threads,
-        device_id=device_id,
-        exec_dynamic=True,
-        prefetch_queue_depth=prefetch,
-        seed=seed,
-        enable_conditionals=decoder == "split",
-    )
-    def graph():
-        inputs = fn.external_source(source=source, num_outputs=len(dtypes), batch=True, batch_info=True, dtype=dtypes, cycle=None)
-        enc, frames, slow_pos, meta, labels = (inputs[0], inputs[1], None, *inputs[2:4]) if frames_only else inputs[:5]
-        video = decode(enc, frames, inputs[-1] if decoder == "split" else None)
-        if frames_only:
+    @pipeline_def(**pipeline_args(graph, seed))
+    def dali_graph():
+        inputs = external_inputs(source, graph, fn, types)
+        video, labels, meta = decode_fast(inputs, graph, fn), inputs["label"], inputs["meta"]
+        if graph.frames_only:
             return video, labels, meta
-        if mode == "decode":
-            return fn.sequence_rearrange(video, new_order=slow_pos), video, labels, meta
-        if mode == "train":
-            r0, r1 = inputs[5], inputs[6]
-            clip = fn.resize(video, roi_start=r0, roi_end=r1, size=[cfg.crop_size, cfg.crop_size], antialias=False)
-            slow = fn.sequence_rearrange(clip, new_order=slow_pos)
+        if graph.mode == "decode":
+            return fn.sequence_rearrange(video, new_order=inputs["slow_pos"]), video, labels, meta
+        if graph.mode == "train":
+            clip = fn.resize(video, roi_start=inputs["roi_start"], roi_end=inputs["roi_end"], size=[cfg.crop_size] * 2, antialias=False)
+            slow = fn.sequence_rearrange(clip, new_order=inputs["slow_pos"])
             return normalize_frames(slow, cfg, fn, types), normalize_frames(clip, cfg, fn, types), labels, meta
-        size = cfg.test_crop_size
-        # subpixel_scale=False: each axis maps onto its rounded output size, as F.interpolate(size=...) does (the CPU
-        # pipelines' torch ops and PySlowFast); DALI's default samples a 170.67-column image into 171 columns.
-        short = fn.resize(video, resize_shorter=size, antialias=False, subpixel_scale=False)
-        slow_short = fn.sequence_rearrange(short, new_order=slow_pos)
-        outs = []
-        for pos in crop_positions(num_crops):
-            crop = dict(crop=(size, size), crop_pos_x=pos, crop_pos_y=pos)
-            outs += [normalize_frames(slow_short, cfg, fn, types, **crop), normalize_frames(short, cfg, fn, types, **crop)]
-        return (*outs, labels, meta)
+        return (*crop_views(video, inputs["slow_pos"], cfg, graph.num_crops, fn, types), labels, meta)
 
-    return graph()
+    return dali_graph()
 
 
-def output_names(mode: str, num_crops: int = 3, frames_only: bool = False) -> list[str]:
-    """Names of the pipeline outputs in order (the PyTorch iterator's keys)."""
-    if frames_only:
-        return ["frames", "label", "meta"]
-    if mode in ("train", "decode"):
-        return ["slow", "fast", "label", "meta"]
-    return [f"{p}{c}" for c in range(num_crops) for p in ("slow", "fast")] + ["label", "meta"]
+def crop_views(video, slow_pos, cfg: SlowFastConfig, num_crops: int, fn, types) -> list:
+    """Short side to the test crop size, then `num_crops` square crops: (slow0, fast0, slow1, fast1, ...), normalised."""
+    size = cfg.test_crop_size
+    # subpixel_scale=False: each axis maps onto its rounded output size, as F.interpolate(size=...) does (the CPU
+    # pipelines' torch ops and PySlowFast); DALI's default samples a 170.67-column image into 171 columns.
+    short = fn.resize(video, resize_shorter=size, antialias=False, subpixel_scale=False)
+    slow_short = fn.sequence_rearrange(short, new_order=slow_pos)
+    outs = []
+    for pos in crop_positions(num_crops):
+        crop = dict(crop=(size, size), crop_pos_x=pos, crop_pos_y=pos)
+        outs += [normalize_frames(slow_short, cfg, fn, types, **crop), normalize_frames(short, cfg, fn, types, **crop)]
+    return outs

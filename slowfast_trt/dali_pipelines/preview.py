@@ -28,9 +28,10 @@ import torch
 from slowfast_trt import model
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import probe_writable
-from slowfast_trt.dali_pipelines.loader import ClipLoader, dali_device
+from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import multiview_plan, train_plan
 from slowfast_trt.dali_pipelines.pyav_loader import decode_frames, test_crops, train_clip
+from slowfast_trt.dali_pipelines.spec import FeedSpec, dali_device
 from slowfast_trt.data.contact_sheet import contact_sheet
 from slowfast_trt.data.manifest import read_manifest, to_videos
 from slowfast_trt.data.video_io import DALI_CPU_CODECS, VideoError, probe
@@ -100,11 +101,12 @@ def pick_backend(backend: str, codecs: list[str], device: str) -> tuple[str, str
 
 def _dali_samples(plans: list, cfg, mode: str, device: str, videos: list):
     """(frames, slow, fast) per plan from the DALI pipeline: raw decoded Fast frames, then the model inputs."""
-    decode = ClipLoader(plans, cfg, "decode", batch_size=1, device=device, videos=videos, skip_bad=None)  # checks files and codecs first
+    feed = FeedSpec(device=device, batch_size=1, num_crops=3, skip_bad=None)  # test mode: the three test crops
+    decode = ClipLoader(plans, cfg, "decode", feed, videos=videos)  # checks files and codecs first
     raw = [b["fast"][0].cpu().numpy() for b in decode]
     views = [
         (b["slow"].cpu().numpy() if "slow" in b else None, b["fast"].cpu().numpy() if "fast" in b else None)
-        for b in ClipLoader(plans, cfg, mode, batch_size=1, device=device, skip_bad=None)
+        for b in ClipLoader(plans, cfg, mode, feed)
     ]
     if len(raw) != len(plans) or len(views) != len(plans):
         raise SlowFastError(f"DALI returned {len(views)} clips for {len(plans)} plans; run `slowfast data check` on the manifest")

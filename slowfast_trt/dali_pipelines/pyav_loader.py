@@ -14,9 +14,9 @@ import torch.nn.functional as F
 
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.colour import frame_to_rgb
-from slowfast_trt.dali_pipelines.pipelines import crop_positions
 from slowfast_trt.dali_pipelines.plan import ClipPlan, short_side_size
 from slowfast_trt.dali_pipelines.spatial import crop_anchor
+from slowfast_trt.dali_pipelines.spec import crop_positions
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.inputs import make_fast_input, normalize
 

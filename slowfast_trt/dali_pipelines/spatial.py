@@ -6,7 +6,7 @@ the same resize at about 0.4 ns per value. So CPU pipelines let DALI decode and 
 frames to torch zero-copy, and finish here; GPU pipelines keep every op inside DALI. The geometry is the one
 `dali_pipelines.plan` decides (and DALI's ROI resize reproduces): resize the whole frame to `rh x rw`, take the
 `crop x crop` window at `(y, x)`, mirror it if asked; testing resizes the short side and cuts crops at
-`pipelines.crop_positions`.
+`spec.crop_positions`.
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ import torch
 
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.measurements import cache_path, cached
+from slowfast_trt.common.precision import DTYPES, memory_format
 
 MARGIN = 0.03  # a setting with more moving parts (graphs, half weights, autotuning) must be >= 3% faster to be kept
-HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -175,21 +175,21 @@ def apply_setting(net: torch.nn.Module, s: Setting) -> torch.nn.Module:
     torch.backends.cudnn.benchmark = s.cudnn_benchmark
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    net = net.to(memory_format=torch.channels_last_3d if s.channels_last else torch.contiguous_format)
+    net = net.to(memory_format=memory_format(s.channels_last))
     if s.half_weights:
-        net = net.to(HALF[s.precision])
+        net = net.to(DTYPES[s.precision])
     return net
 
 
 def prepare_inputs(xs: list[torch.Tensor], s: Setting) -> list[torch.Tensor]:
     """Inputs in the memory format and dtype `s` runs on (5-D clips only; boxes stay as they are)."""
-    fmt = torch.channels_last_3d if s.channels_last else torch.contiguous_format
+    fmt = memory_format(s.channels_last)
     out = []
     for x in xs:
         if x.dim() == 5:
             x = x.contiguous(memory_format=fmt)
             if s.half_weights:
-                x = x.to(HALF[s.precision])
+                x = x.to(DTYPES[s.precision])
         out.append(x)
     return out
 
@@ -199,7 +199,7 @@ def forward_fn(net: torch.nn.Module, s: Setting, names: list[str]) -> Callable[.
     autocast = s.precision != "fp32" and not s.half_weights
 
     def run(*xs: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast("cuda", dtype=HALF.get(s.precision, torch.float32), enabled=autocast):
+        with torch.inference_mode(), torch.autocast("cuda", dtype=DTYPES[s.precision], enabled=autocast):
             return net(**dict(zip(names, xs)))
 
     return run
@@ -249,21 +249,6 @@ def measure_inference(
         finally:
             del trial
             torch.cuda.empty_cache()
-    torch.backends.cudnn.benchmark = False
-    return out
-
-
-def measure_training(
-    step: Callable[[Setting], Callable[[], object]], settings: list[Setting], timer: Callable[[Callable], float] = time_cuda
-) -> dict[Setting, float | None]:
-    """Seconds per training step under each setting; `step(s)` returns a zero-argument step laid out for `s`."""
-    out: dict[Setting, float | None] = {}
-    for s in settings:
-        try:
-            out[s] = timer(step(s), 2, 5)
-        except (RuntimeError, torch.cuda.OutOfMemoryError):
-            out[s] = None
-        torch.cuda.empty_cache()
     torch.backends.cudnn.benchmark = False
     return out
 

@@ -14,12 +14,11 @@ import torch
 
 from slowfast_trt.common.device import resolve_device
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.precision import DTYPES, dtype_of, memory_format
 from slowfast_trt.engines import gpu_policy
 from slowfast_trt.engines.base import Engine
 from slowfast_trt.engines.sidecar import make_sidecar
 from slowfast_trt.model.slowfast import SlowFast
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchEngine(Engine):
@@ -39,8 +38,7 @@ class TorchEngine(Engine):
         source: str | None = None,
         tune: bool = False,
     ):
-        if precision not in DTYPES:
-            raise SlowFastError(f"torch precision must be one of {tuple(DTYPES)}, got {precision!r}")
+        dtype_of(precision, "torch precision")  # an unknown name is a user error
         self.device = resolve_device(device)
         if precision == "fp16" and self.device.type == "cpu":
             raise SlowFastError("fp16 on the CPU is not supported by the torch engine; use fp32 (or bf16 where the CPU has it)")
@@ -105,7 +103,7 @@ class TorchEngine(Engine):
             s, runner = self._tuned_runner(xs)
             logits = runner(*gpu_policy.prepare_inputs(xs, s))
         else:
-            fmt = torch.channels_last_3d if self.channels_last else torch.contiguous_format
+            fmt = memory_format(self.channels_last)
             xs = [
                 x.to(self.device, non_blocking=True).contiguous(memory_format=fmt if x.dim() == 5 else torch.contiguous_format)
                 for x in inputs

@@ -13,6 +13,7 @@ from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import calibration_plan
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import read_manifest, to_videos
 from slowfast_trt.engines.sidecar import check_graph_inputs, file_sha256, graph_inputs, read_sidecar, sidecar_config
 
@@ -67,19 +68,17 @@ def fp32_source(onnx_path: str | os.PathLike) -> tuple[Path, dict]:
 def calibration_feed(
     onnx_path: str | os.PathLike,
     manifest_path: str | os.PathLike,
+    feed: FeedSpec,
     *,
     clips: int = 32,
     seed: int = 0,
-    crops: int = 1,
-    device: str = "auto",
-    threads: int = 2,
-    progress: bool = True,
 ) -> tuple[Iterator[dict[str, np.ndarray]], dict]:
     """Calibration batches for an FP32 export from the DALI calibration feed, and the settings that describe them.
 
     The clips are the centre crop of the centre clip of `clips` videos drawn without replacement with `seed`
     (`dali_pipelines.plan.calibration_plan`), decoded by the DALI test pipeline exactly as at evaluation with
-    the artifact's own config (sampling convention, crop); with `crops=3`, the three test crops of that clip
+    the artifact's own config (sampling convention, crop) on `feed`'s device and threads, in the artifact's batch;
+    with `feed.num_crops` 3, the three test crops of that clip
     (left/centre/right, the views `--crops 3` evaluates), so `clips` videos give 3 x `clips` calibration views. Everything that can be checked is checked before
     any clip is decoded: the model and its sidecar, the manifest, and that it has `clips` videos.
     """
@@ -97,24 +96,15 @@ def calibration_feed(
     if isinstance(side["batch"], int) and clips % batch:
         raise SlowFastError(f"{src} has a fixed batch of {batch}; pass --clips as a multiple of {batch}")
     chosen = {p.video for p in plans}
+    crops = feed.num_crops
     if crops not in (1, 3):
         raise SlowFastError(f"--calib-crops must be 1 or 3, got {crops}")
     if isinstance(side["batch"], int) and crops != 1:
         raise SlowFastError(f"{src} has a fixed batch of {batch}; calibrate it with --calib-crops 1")
-    loader = ClipLoader(
-        plans,
-        cfg,
-        "test",
-        batch,
-        device=device,
-        threads=threads,
-        num_crops=crops,
-        skip_bad=None,
-        videos=[v for v in videos if v.index in chosen],
-    )
+    loader = ClipLoader(plans, cfg, "test", feed.but(batch_size=batch, skip_bad=None), videos=[v for v in videos if v.index in chosen])
 
-    def feed() -> Iterator[dict[str, np.ndarray]]:
-        with progress_bar(total=clips * crops, desc="calibrate", unit="clip", enabled=progress, leave=False) as bar:
+    def batches() -> Iterator[dict[str, np.ndarray]]:
+        with progress_bar(total=clips * crops, desc="calibrate", unit="clip", enabled=feed.progress, leave=False) as bar:
             for b in loader:
                 yield {p: b[p].float().cpu().numpy() for p in cfg.pathways}
                 bar.update(int(b["video"].shape[0]))
@@ -128,4 +118,4 @@ def calibration_feed(
         "crops": crops,
         "videos": sorted(v.path for v in videos if v.index in chosen),
     }
-    return feed(), info
+    return batches(), info

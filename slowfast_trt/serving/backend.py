@@ -20,6 +20,7 @@ import torch
 
 from slowfast_trt import engines
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.engines.sidecar import sidecar_config
 from slowfast_trt.serving.dali_model import load_serialized, run_serialized
 from slowfast_trt.serving.video import decode_plan, score_videos, setting
@@ -107,11 +108,13 @@ class VideoModel:
         _, p, folder = _setup(args)
         threads = int(p.get("threads", "0") or 0)
         self.engine = engines.load(folder / p["artifact"], device=p.get("device", "auto"), threads=threads or None)
-        self.clips, self.crops, self.topk = int(p["clips"]), int(p["crops"]), int(p.get("topk", "5"))
-        self.batch, self.dali_threads, self.dali_device = (
-            int(p.get("batch", "8")),
-            int(p.get("dali_threads", "2")),
-            p.get("dali_device", "auto"),
+        self.topk = int(p.get("topk", "5"))
+        self.feed = FeedSpec(
+            device=p.get("dali_device", "auto"),
+            batch_size=int(p.get("batch", "8")),
+            threads=int(p.get("dali_threads", "2")),
+            num_clips=int(p["clips"]),
+            num_crops=int(p["crops"]),
         )
         self.labels = _labels(folder, self.engine.info["output"]["num_classes"])
 
@@ -119,15 +122,7 @@ class VideoModel:
         pb = _pb()
         rows = [_video_rows(pb, r) for r in requests]
         flat = [b for rs in rows for b in rs]
-        results = score_videos(
-            self.engine,
-            flat,
-            num_clips=self.clips,
-            num_crops=self.crops,
-            batch_size=self.batch,
-            device=self.dali_device,
-            threads=self.dali_threads,
-        )
+        results = score_videos(self.engine, flat, self.feed)
         out, i = [], 0
         for rs in rows:
             mine = results[i : i + len(rs)]

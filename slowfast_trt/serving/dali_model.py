@@ -21,7 +21,8 @@ import numpy as np
 
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_bytes
-from slowfast_trt.dali_pipelines.pipelines import crop_positions, normalize_frames
+from slowfast_trt.dali_pipelines.pipelines import normalize_frames
+from slowfast_trt.dali_pipelines.spec import crop_positions
 from slowfast_trt.model.inputs import GRAY_WEIGHTS
 
 INPUTS = ("VIDEO", "FRAMES", "FAST_POS", "SLOW_POS")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
-from slowfast_trt.dali_pipelines.pipelines import crop_positions
+from slowfast_trt.dali_pipelines.spec import crop_positions
 from slowfast_trt.engines.sidecar import read_sidecar, sidecar_config, sidecar_path
 from slowfast_trt.export.onnx import export_onnx
 from slowfast_trt.serving.dali_model import serialize

@@ -19,6 +19,7 @@ import numpy as np
 
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.plan import multiview_plan
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import Video
 from slowfast_trt.data.video_io import VideoError, probe
 from slowfast_trt.training.evaluate import view_scores
@@ -45,19 +46,16 @@ def setting(num_clips: int, num_crops: int) -> str:
     return "K" + ("x3" if num_crops == 3 else "x1")
 
 
-def _score_files(engine, paths: list[str], num_clips: int, num_crops: int, batch_size: int, device: str, threads: int) -> np.ndarray:
+def _score_files(engine, paths: list[str], feed: FeedSpec) -> np.ndarray:
     videos = [_probe(p, i)[0] for i, p in enumerate(paths)]
-    agg = view_scores(
-        {"engine": engine}, videos, num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device, threads=threads
-    ).aggs["engine"]
+    agg = view_scores({"engine": engine}, videos, feed).aggs["engine"]
     agg.check_complete()
-    return agg.video_scores(setting(num_clips, num_crops)).astype(np.float32)
+    return agg.video_scores(setting(feed.num_clips, feed.num_crops)).astype(np.float32)
 
 
-def score_videos(
-    engine, blobs: list[bytes], *, num_clips: int, num_crops: int, batch_size: int = 8, device: str = "auto", threads: int = 2
-) -> list[VideoScores]:
-    """Scores of each encoded video in `blobs` (one decode pass for all); a bad video gets its reason, the rest their scores."""
+def score_videos(engine, blobs: list[bytes], feed: FeedSpec) -> list[VideoScores]:
+    """Scores of each encoded video in `blobs` with `feed`'s K x C views (one decode pass for all); a bad video gets its
+    reason, the rest their scores."""
     with tempfile.TemporaryDirectory(prefix="slowfast-serve-") as tmp:
         paths = []
         for i, blob in enumerate(blobs):
@@ -65,7 +63,7 @@ def score_videos(
             p.write_bytes(bytes(blob))
             paths.append(str(p))
         try:
-            scores = _score_files(engine, paths, num_clips, num_crops, batch_size, device, threads)
+            scores = _score_files(engine, paths, feed)
             return [VideoScores(s) for s in scores]
         except SlowFastError as e:
             if len(paths) == 1:
@@ -73,7 +71,7 @@ def score_videos(
         out = []  # one bad video in a batch: score each alone so the others still get their answer
         for p in paths:
             try:
-                out.append(VideoScores(_score_files(engine, [p], num_clips, num_crops, batch_size, device, threads)[0]))
+                out.append(VideoScores(_score_files(engine, [p], feed)[0]))
             except SlowFastError as e:
                 out.append(VideoScores(None, _clean(str(e), tmp)))
         return out

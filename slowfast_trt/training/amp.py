@@ -1,40 +1,63 @@
-"""Mixed-precision policy: float16 + GradScaler on CUDA (bfloat16 selectable); on the CPU, measure first.
+"""The run's precision policy, decided once by `choose_policy` for the CPU and the GPU: autocast dtype, loss scaling,
+memory format and cuDNN autotuning, with the reason.
 
 CPU autocast in bfloat16 was ~50x slower than float32 on this project's 2-core AVX2 machines (no native
 bf16), so the CPU default is decided by timing one training step of the actual model both ways; the
 result is cached per CPU model, torch version, thread count, preset and input shape, so it runs once per workload.
+On a GPU the training step is timed under every candidate setting (`engines.gpu_policy`: precision for `auto`,
+memory format, cuDNN autotuning) and the fastest kept, cached per machine; without a net to time, CUDA `auto`
+is float16 with a gradient scaler.
 """
 
 from __future__ import annotations
 
+import copy
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 
 from slowfast_trt.common.environment import cpu_model
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.measurements import cache_path, cached
+from slowfast_trt.common.precision import DTYPES, memory_format, name_of
+from slowfast_trt.engines import gpu_policy
 
 CHOICES = ("auto", "fp32", "fp16", "bf16")
-_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
 class AmpPolicy:
-    """What autocast does during training: `dtype` None means plain float32."""
+    """How the run trains: autocast `dtype` (None: plain float32), loss scaling, memory format, cuDNN autotuning, and why.
+
+    `gpu_decision` is the GPU measurement behind it (the chosen setting and every timed alternative), None on the CPU."""
 
     device_type: str
     dtype: torch.dtype | None
     use_scaler: bool
     reason: str
+    channels_last: bool = True  # channels_last_3d: ~2x faster conv3d/BatchNorm training on the CPU here, the tensor-core layout on GPUs
+    cudnn_benchmark: bool = False
+    gpu_decision: dict | None = None
 
     @property
     def name(self) -> str:
-        return {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.dtype]
+        return name_of(self.dtype)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return memory_format(self.channels_last)
 
     def autocast(self):
         return torch.autocast(self.device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+    def apply(self, net: torch.nn.Module) -> torch.nn.Module:
+        """`net` in this policy's memory format; on CUDA, cuDNN autotuning set process-wide as the policy says."""
+        if self.device_type == "cuda":
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        return net.to(memory_format=self.memory_format)
 
 
 def measure_cpu_bf16(net: torch.nn.Module, inputs: dict[str, torch.Tensor], repeats: int = 2) -> dict[str, float]:
@@ -60,13 +83,9 @@ def _workload(net: torch.nn.Module | None, inputs: dict[str, torch.Tensor] | Non
     return f"{preset} {shapes}"
 
 
-def choose_policy(
-    choice: str, device: torch.device, net: torch.nn.Module | None = None, inputs: dict[str, torch.Tensor] | None = None
-) -> AmpPolicy:
-    """Resolve `--amp auto|fp32|fp16|bf16` for `device`; on the CPU `auto` uses (and caches) a measurement."""
-    if choice not in CHOICES:
-        raise SlowFastError(f"--amp must be one of {CHOICES}, got {choice!r}")
-    if device.type == "cuda":
+def _asked(choice: str, device_type: str) -> AmpPolicy:
+    """The policy an explicit `--amp` (or CUDA `auto` with nothing to time) names, before any measurement."""
+    if device_type == "cuda":
         if choice in ("auto", "fp16"):
             return AmpPolicy("cuda", torch.float16, True, "CUDA: float16 autocast with a gradient scaler")
         if choice == "bf16":
@@ -78,9 +97,33 @@ def choose_policy(
         return AmpPolicy("cpu", None, False, "CPU: float32 as asked")
     if choice == "bf16":
         return AmpPolicy("cpu", torch.bfloat16, False, "CPU: bfloat16 autocast as asked")
-    key = f"{cpu_model()}|torch {torch.__version__}|threads {torch.get_num_threads()}|{_workload(net, inputs)}"
+    return AmpPolicy("cpu", None, False, "CPU: float32 (no measurement available)")
+
+
+def choose_policy(
+    choice: str,
+    device: torch.device,
+    net: torch.nn.Module | None = None,
+    inputs: dict[str, torch.Tensor] | None = None,
+    *,
+    agree: Callable[[dict], dict] = lambda d: d,
+    announce: Callable[[str], None] | None = None,
+) -> AmpPolicy:
+    """The run's final precision policy for `--amp auto|fp32|fp16|bf16` on `device`, the one place it is decided.
+
+    With `net` and `inputs` to time: on the CPU `auto` measures bf16 against fp32 (cached); on CUDA the training
+    step is timed under each setting (`cuda_policy`). `agree` makes every process of a distributed run take the
+    same GPU decision (rank 0's); `announce` prints a half-precision conv3d regression the measurement found."""
+    if choice not in CHOICES:
+        raise SlowFastError(f"--amp must be one of {CHOICES}, got {choice!r}")
+    asked = _asked(choice, device.type)
     if net is None or inputs is None:
-        return AmpPolicy("cpu", None, False, "CPU: float32 (no measurement available)")
+        return asked
+    if device.type == "cuda":
+        return cuda_policy(choice, asked, net, inputs, agree, announce)
+    if choice != "auto":
+        return asked
+    key = f"{cpu_model()}|torch {torch.__version__}|threads {torch.get_num_threads()}|{_workload(net, inputs)}"
     t, _ = cached(cache_path("cpu_amp"), key, lambda: measure_cpu_bf16(net, inputs), lambda d: {"fp32", "bf16"} <= set(d))
     if t["bf16"] < 0.9 * t["fp32"]:  # a clear win only: bf16 also costs accuracy headroom
         return AmpPolicy("cpu", torch.bfloat16, False, f"CPU: bfloat16 measured faster ({t['bf16']:.3f}s vs {t['fp32']:.3f}s per step)")
@@ -90,3 +133,70 @@ def choose_policy(
         False,
         f"CPU: float32, bfloat16 measured {t['bf16'] / max(t['fp32'], 1e-9):.2f}x the time ({t['bf16']:.3f}s vs {t['fp32']:.3f}s per step)",
     )
+
+
+def measure_training(
+    step: Callable[[gpu_policy.Setting], Callable[[], object]],
+    settings: list[gpu_policy.Setting],
+    timer: Callable[[Callable], float] = gpu_policy.time_cuda,
+) -> dict[gpu_policy.Setting, float | None]:
+    """Seconds per training step under each setting; `step(s)` returns a zero-argument step laid out for `s`."""
+    out: dict[gpu_policy.Setting, float | None] = {}
+    for s in settings:
+        try:
+            out[s] = timer(step(s), 2, 5)
+        except (RuntimeError, torch.cuda.OutOfMemoryError):
+            out[s] = None
+        torch.cuda.empty_cache()
+    torch.backends.cudnn.benchmark = False
+    return out
+
+
+def training_step(net: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Callable[[gpu_policy.Setting], Callable[[], None]]:
+    """`step(s)`: a forward+backward of a copy of `net` on `inputs`, laid out and autocast as setting `s` says."""
+
+    def step(s: gpu_policy.Setting) -> Callable[[], None]:
+        trial = copy.deepcopy(net).train().to(memory_format=memory_format(s.channels_last))
+        torch.backends.cudnn.benchmark = s.cudnn_benchmark
+        xs = gpu_policy.prepare_inputs(list(inputs.values()), s)
+
+        def run() -> None:
+            with torch.autocast("cuda", dtype=DTYPES[s.precision], enabled=s.precision != "fp32"):
+                loss = trial(**dict(zip(inputs, xs))).float().square().mean()
+            loss.backward()
+
+        return run
+
+    return step
+
+
+def cuda_policy(
+    choice: str,
+    asked: AmpPolicy,
+    net: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    agree: Callable[[dict], dict] = lambda d: d,
+    announce: Callable[[str], None] | None = None,
+) -> AmpPolicy:
+    """Precision (for `auto`), memory format and cuDNN autotuning by timing training steps, cached per machine."""
+    precision = "auto" if choice == "auto" else asked.name
+    shapes = tuple(tuple(x.shape) for x in inputs.values())
+    preset = getattr(getattr(net, "config", None), "name", type(net).__name__)
+    key = gpu_policy.cache_key(preset, "train", precision, int(next(iter(inputs.values())).shape[0]), shapes)
+
+    def measure() -> gpu_policy.Decision:
+        regression = gpu_policy.conv3d_regression(net) if precision != "fp32" else None
+        return gpu_policy.choose(measure_training(training_step(net, inputs), gpu_policy.candidates(precision, "train")), regression)
+
+    decision, was_cached = gpu_policy.decide(key, measure)
+    decision = gpu_policy.Decision.from_dict(agree(decision.to_dict()))
+    if decision.regression:
+        (announce or (lambda line: print(line, file=sys.stderr)))(decision.regression)
+    s = decision.setting
+    policy = replace(
+        asked, channels_last=s.channels_last, cudnn_benchmark=s.cudnn_benchmark, gpu_decision=decision.to_dict() | {"cached": was_cached}
+    )
+    if choice == "auto":
+        dtype = None if s.precision == "fp32" else DTYPES[s.precision]
+        policy = replace(policy, dtype=dtype, use_scaler=dtype == torch.float16, reason=f"CUDA: {decision.reason}")
+    return policy

@@ -9,35 +9,50 @@ official AVA evaluator does (`training.ava_eval`).
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from slowfast_trt import model
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.progress import progress as progress_bar
-from slowfast_trt.dali_pipelines.ava import AvaSet, KeyframeLoader, train_keyframe_plans
-from slowfast_trt.data.manifest import Video
-from slowfast_trt.engines.torch_engine import TorchEngine
+from slowfast_trt.dali_pipelines.ava import KeyframeLoader, train_keyframe_plans
+from slowfast_trt.dali_pipelines.plan import ClipPlan
+from slowfast_trt.dali_pipelines.spec import FeedSpec
+from slowfast_trt.data.ava import AvaSet
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.training.ava_eval import Box, frame_map
 from slowfast_trt.training.evaluate import write_eval
+from slowfast_trt.training.task import check_labels, clip_inputs, pad_to_equal_steps
 from slowfast_trt.training.trainer import Trainer, TrainOptions
 
 
-class DetectionTrainer(Trainer):
-    """The classification trainer with keyframe clips, box inputs, per-box targets and frame-mAP validation."""
+class DetectionTask:
+    """The `task.Task` of action detection: labelled keyframe clips with their ground-truth boxes, per-box
+    multi-label targets, a detection backbone initialised from classification weights, frame-mAP validation."""
 
-    def __init__(self, cfg: SlowFastConfig, opts: TrainOptions, train_set: AvaSet, val_set: AvaSet | None = None, resume: bool = False):
-        if not cfg.detection:
-            raise SlowFastError(f"{cfg.name} is not a detection model; build it with model.detection.detection_config")
+    def __init__(self, train_set: AvaSet, val_set: AvaSet | None = None):
         self.train_set, self.val_set = train_set, val_set
         used = {k.video.index for k in train_set.keyframes if k.gt_boxes}
-        super().__init__(cfg, opts, [v for v in train_set.videos if v.index in used], val_set.videos if val_set else None, resume=resume)
+        self.train_videos = [v for v in train_set.videos if v.index in used]
 
-    def _adapt_init(self, net, cfg: SlowFastConfig):
+    @property
+    def validates(self) -> bool:
+        return bool(self.val_set and self.val_set.videos)
+
+    def check(self, cfg: SlowFastConfig) -> None:
+        if not cfg.detection:
+            raise SlowFastError(f"{cfg.name} is not a detection model; build it with model.detection.detection_config")
+        if not self.train_videos:
+            raise SlowFastError("the training manifest has no videos")
+        check_labels(self.train_videos, cfg, "training manifest")
+        if self.val_set and self.val_set.videos:
+            check_labels(self.val_set.videos, cfg, "validation manifest")
+
+    def adapt_init(self, net: nn.Module, cfg: SlowFastConfig, source: str) -> nn.Module:
         """--init from classification weights (the paper starts from Kinetics models): same backbone tensors, a new RoI head."""
         fresh = model.build(cfg)
         backbone = {k: v for k, v in net.state_dict().items() if not k.startswith("head.")}
@@ -56,53 +71,32 @@ class DetectionTrainer(Trainer):
             )
         return fresh
 
-    def _plan(self, epoch: int):
-        plans = train_keyframe_plans(self.train_set.keyframes, self.cfg, epoch, self.opts.seed, self.dist.rank, self.dist.world_size)
-        if self.dist.enabled:  # equal steps on every rank
-            longest = math.ceil(sum(1 for k in self.train_set.keyframes if k.gt_boxes) / self.dist.world_size)
-            plans = plans + plans[: longest - len(plans)]
-        return plans
+    def plans(self, cfg: SlowFastConfig, epoch: int, seed: int, rank: int, world_size: int) -> list[ClipPlan]:
+        plans = train_keyframe_plans(self.train_set.keyframes, cfg, epoch, seed, rank, world_size)
+        return pad_to_equal_steps(plans, sum(1 for k in self.train_set.keyframes if k.gt_boxes), world_size)
 
-    def _make_loader(self, train_videos: list[Video]) -> KeyframeLoader:
-        return KeyframeLoader(
-            self.train_set.keyframes,
-            self.cfg,
-            self.opts.batch_size,
-            boxes="gt",
-            plans=self._plan,
-            device=self.opts.device,
-            threads=self.opts.threads,
-            skip_bad=self.opts.skip_bad,
-            videos=train_videos,
-        )
+    def loader(self, cfg: SlowFastConfig, feed: FeedSpec, plans: Callable[[int], list[ClipPlan]]) -> KeyframeLoader:
+        return KeyframeLoader(self.train_set.keyframes, cfg, feed, boxes="gt", plans=plans, videos=self.train_videos)
 
-    def _step_inputs(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
-        inputs = {
-            p: batch[p].to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last_3d) for p in self.cfg.pathways
-        }
-        inputs["boxes"] = batch["boxes"].to(self.device)
-        return inputs, batch["targets"].to(self.device), len(batch["keyframe"])
+    def inputs(self, batch: dict, cfg: SlowFastConfig, device: torch.device, memory_format: torch.memory_format):
+        inputs = clip_inputs(batch, cfg.pathways, device, memory_format)
+        inputs["boxes"] = batch["boxes"].to(device)
+        return inputs, batch["targets"].to(device), len(batch["keyframe"])
 
-    def _validate(self) -> dict:
-        was_training = self.module.training
-        engine = TorchEngine(self.module, device=str(self.device), precision="fp32", channels_last=False)
-        res = evaluate_detection(
-            engine,
-            self.val_set,
-            batch_size=self.opts.batch_size,
-            device=self.opts.device,
-            threads=self.opts.threads,
-            skip_bad=self.opts.skip_bad,
-            progress=False,
-        )
-        self.module.train(was_training)
-        return res
+    def validate(self, engine, feed: FeedSpec) -> dict:
+        return evaluate_detection(engine, self.val_set, feed)
 
 
-def evaluate_detection(
-    engine, data: AvaSet, *, batch_size: int = 8, device: str = "auto", threads: int = 2, skip_bad: bool = False, progress: bool = True
-) -> dict:
-    """Frame mAP at IoU 0.5 of `engine` on `data`'s proposals against its ground truth; returns a result dict."""
+class DetectionTrainer(Trainer):
+    """The trainer with a `DetectionTask` (kept as a name: `slowfast train` on AVA labels builds one)."""
+
+    def __init__(self, cfg: SlowFastConfig, opts: TrainOptions, train_set: AvaSet, val_set: AvaSet | None = None, resume: bool = False):
+        super().__init__(cfg, opts, DetectionTask(train_set, val_set), resume=resume)
+
+
+def evaluate_detection(engine, data: AvaSet, feed: FeedSpec) -> dict:
+    """Frame mAP at IoU 0.5 of `engine` on `data`'s proposals against its ground truth (one view per keyframe with
+    `feed`'s device, batch, threads and bad-file policy); returns a result dict."""
     cfg = engine.config
     if not cfg.detection:
         raise SlowFastError(
@@ -118,33 +112,8 @@ def evaluate_detection(
         raise SlowFastError("detection evaluation needs proposals; load the set with use_proposals=True")
     run = [k for k in data.keyframes if k.proposals]
     without = [k for k in data.keyframes if not k.proposals and k.gt_boxes]
-    detections: list[Box] = []
-    outputs_kind = engine.info.get("output", {}).get("kind", "logits")
-    start, boxes_done, bad = time.perf_counter(), 0, {}
-    if run:
-        by_index = {k.index: k for k in run}
-        used = {k.video.index for k in run}
-        loader = KeyframeLoader(
-            run,
-            cfg,
-            batch_size,
-            boxes="proposals",
-            device=device,
-            threads=threads,
-            skip_bad=skip_bad,
-            videos=[v for v in data.videos if v.index in used],
-        )
-        for batch in progress_bar(loader, desc="detect", unit="batch", enabled=progress, leave=False):
-            scores = engine(**{p: batch[p] for p in cfg.pathways}, boxes=batch["boxes"]).float()
-            if outputs_kind == "logits":
-                scores = torch.sigmoid(scores)
-            scores = scores.cpu().numpy()
-            for row, (kid, j) in enumerate(zip(batch["box_keyframe"].tolist(), batch["box_index"].tolist())):
-                k = by_index[kid]
-                for c in range(cfg.num_classes):
-                    detections.append(Box(k.key, k.proposals[j], c, float(scores[row, c])))
-            boxes_done += len(scores)
-        bad = dict(loader.bad)
+    start = time.perf_counter()
+    detections, boxes_done, bad = _detect(engine, data, run, feed) if run else ([], 0, {})
     elapsed = time.perf_counter() - start
     kept = [k for k in data.keyframes if k.video.path not in bad]
     groundtruth = [Box(k.key, box, c) for k in kept for box, labels in zip(k.gt_boxes, k.gt_labels) for c in sorted(labels)]
@@ -168,6 +137,28 @@ def evaluate_detection(
         "num_gt": dict(zip(data.classes, res["num_gt"])),
         "iou_threshold": res["iou_threshold"],
     }
+
+
+def _detect(engine, data: AvaSet, run: list, feed: FeedSpec) -> tuple[list[Box], int, dict[str, str]]:
+    """Every proposal of the keyframes `run` through `engine`: one scored box per class, the boxes scored, the files skipped."""
+    cfg = engine.config
+    outputs_kind = engine.info.get("output", {}).get("kind", "logits")
+    by_index = {k.index: k for k in run}
+    used = {k.video.index for k in run}
+    loader = KeyframeLoader(run, cfg, feed, boxes="proposals", videos=[v for v in data.videos if v.index in used])
+    detections: list[Box] = []
+    boxes_done = 0
+    for batch in progress_bar(loader, desc="detect", unit="batch", enabled=feed.progress, leave=False):
+        scores = engine(**{p: batch[p] for p in cfg.pathways}, boxes=batch["boxes"]).float()
+        if outputs_kind == "logits":
+            scores = torch.sigmoid(scores)
+        scores = scores.cpu().numpy()
+        for row, (kid, j) in enumerate(zip(batch["box_keyframe"].tolist(), batch["box_index"].tolist())):
+            k = by_index[kid]
+            for c in range(cfg.num_classes):
+                detections.append(Box(k.key, k.proposals[j], c, float(scores[row, c])))
+        boxes_done += len(scores)
+    return detections, boxes_done, dict(loader.bad)
 
 
 def detection_markdown(result: dict) -> str:

@@ -20,6 +20,7 @@ from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import multiview_plan
+from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import Video
 from slowfast_trt.training.metrics import ViewAggregator
 
@@ -42,44 +43,13 @@ def check_model_labels(videos: list[Video], cfg) -> None:
             )
 
 
-def evaluate_engine(
-    engine,
-    videos: list[Video],
-    *,
-    num_clips: int = 10,
-    num_crops: int = 3,
-    batch_size: int = 4,
-    device: str = "auto",
-    threads: int = 2,
-    skip_bad: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Accuracy per view setting of `engine` (callable slow, fast -> logits/probs) on `videos`; returns a result dict."""
-    return evaluate_engines(
-        {"engine": engine},
-        videos,
-        num_clips=num_clips,
-        num_crops=num_crops,
-        batch_size=batch_size,
-        device=device,
-        threads=threads,
-        skip_bad=skip_bad,
-        progress=progress,
-    )["engine"]
+def evaluate_engine(engine, videos: list[Video], feed: FeedSpec) -> dict:
+    """Accuracy per view setting of `engine` (callable slow, fast -> logits/probs) on `videos` with `feed`'s
+    `num_clips` x `num_crops` views; returns a result dict."""
+    return evaluate_engines({"engine": engine}, videos, feed)["engine"]
 
 
-def evaluate_engines(
-    engines: dict,
-    videos: list[Video],
-    *,
-    num_clips: int = 10,
-    num_crops: int = 3,
-    batch_size: int = 4,
-    device: str = "auto",
-    threads: int = 2,
-    skip_bad: bool = False,
-    progress: bool = True,
-) -> dict[str, dict]:
+def evaluate_engines(engines: dict, videos: list[Video], feed: FeedSpec) -> dict[str, dict]:
     """`evaluate_engine` for several engines over one decode: every batch of views goes through each engine in turn.
 
     The engines must take the same inputs (pathways, shapes, sampling); the clips are decoded once with the first
@@ -91,17 +61,7 @@ def evaluate_engines(
         if e.info["inputs"] != first.info["inputs"] or e.config.sampling != cfg.sampling or e.config.pathways != cfg.pathways:
             raise SlowFastError(f"{name} takes other inputs than {next(iter(engines))}; evaluate exports of the same model together")
     check_model_labels(videos, cfg)
-    run = view_scores(
-        engines,
-        videos,
-        num_clips=num_clips,
-        num_crops=num_crops,
-        batch_size=batch_size,
-        device=device,
-        threads=threads,
-        skip_bad=skip_bad,
-        progress=progress,
-    )
+    run = view_scores(engines, videos, feed)
     aggs, engine_s, views, elapsed, bad = run.aggs, run.engine_seconds, run.views, run.seconds, run.skipped
     if bad:
         keep = [i for i, v in enumerate(videos) if v.path not in bad]
@@ -115,12 +75,12 @@ def evaluate_engines(
             "precision": engine.precision,
             "videos": len(videos),
             "skipped": sorted(bad),
-            "clips": num_clips,
-            "crops": num_crops,
+            "clips": feed.num_clips,
+            "crops": feed.num_crops,
             # decode + every engine's inference, end to end (so with several engines this is the shared pass's rate)
             "views_per_s": views / elapsed if elapsed else None,
             "engine_views_per_s": views / engine_s[name] if engine_s[name] else None,  # inside engine(slow, fast) only
-            "batch_size": batch_size,
+            "batch_size": feed.batch_size,
             "results": aggs[name].results(labels),
             "predictions": aggs[name].predictions(),
             "video_paths": [v.path for v in videos],
@@ -140,37 +100,17 @@ class ViewPass:
     skipped: dict[str, str]  # path -> reason, for files skipped with skip_bad
 
 
-def view_scores(
-    engines: dict,
-    videos: list[Video],
-    *,
-    num_clips: int,
-    num_crops: int,
-    batch_size: int = 4,
-    device: str = "auto",
-    threads: int = 2,
-    skip_bad: bool = False,
-    progress: bool = False,
-) -> ViewPass:
-    """Every engine's per-view probabilities of `videos`, aggregated per video (the part of evaluation without labels;
-    the Triton video models call it too). Non-finite scores stop the pass with the engine's name."""
+def view_scores(engines: dict, videos: list[Video], feed: FeedSpec) -> ViewPass:
+    """Every engine's per-view probabilities of `videos` (`feed`'s K x C views), aggregated per video (the part of
+    evaluation without labels; the Triton video models call it too). Non-finite scores stop the pass with the engine's name."""
     cfg = next(iter(engines.values())).config
-    loader = ClipLoader(
-        multiview_plan(videos, cfg, num_clips),
-        cfg,
-        "test",
-        batch_size,
-        device=device,
-        threads=threads,
-        skip_bad=skip_bad,
-        videos=videos,
-        num_crops=num_crops,
-    )
+    num_clips, num_crops = feed.num_clips, feed.num_crops
+    loader = ClipLoader(multiview_plan(videos, cfg, num_clips), cfg, "test", feed, videos=videos)
     index = {v.index: i for i, v in enumerate(videos)}
     aggs = {k: ViewAggregator(len(videos), num_clips, num_crops, multilabel=cfg.multilabel) for k in engines}
     engine_s = dict.fromkeys(engines, 0.0)
     start, views = time.perf_counter(), 0
-    for batch in progress_bar(loader, desc="eval", unit="batch", enabled=progress, leave=False):
+    for batch in progress_bar(loader, desc="eval", unit="batch", enabled=feed.progress, leave=False):
         clips = {p: batch[p] for p in cfg.pathways}
         vids = np.array([index[int(v)] for v in batch["video"].cpu()])
         for name, engine in engines.items():

@@ -7,7 +7,8 @@ from pathlib import Path
 from slowfast_trt import engines
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import probe_writable
-from slowfast_trt.dali_pipelines.ava import load_ava, looks_like_ava_csv
+from slowfast_trt.dali_pipelines.spec import FeedSpec
+from slowfast_trt.data.ava import load_ava, looks_like_ava_csv
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.detection import detection_config
@@ -15,6 +16,7 @@ from slowfast_trt.model.zoo import get_config
 from slowfast_trt.training.detect import DetectionTrainer, evaluate_detection, write_detection_eval
 from slowfast_trt.training.evaluate import evaluate_engine, write_eval
 from slowfast_trt.training.run_folder import claim_run_folder, fingerprint
+from slowfast_trt.training.task import Classification
 from slowfast_trt.training.trainer import Trainer, TrainOptions
 
 
@@ -65,59 +67,34 @@ def train(
         if detection:
             return _train_detection(preset, train_manifest, out_dir, val_manifest, resume, model_overrides or {}, {**options, "data": data})
         opts = TrainOptions(out_dir=out_dir, model_overrides=model_overrides or {}, data=data, **options)
-        return Trainer(cfg, opts, train_videos, val_videos, resume=resume).run()
+        return Trainer(cfg, opts, Classification(train_videos, val_videos), resume=resume).run()
 
 
-def evaluate(
-    artifact: str,
-    manifest: str,
-    *,
-    num_clips: int = 10,
-    num_crops: int = 3,
-    batch_size: int = 4,
-    device: str = "auto",
-    threads: int = 2,
-    skip_bad: bool = False,
-    out_dir: str | None = None,
-    progress: bool = True,
-    qdq: str = "auto",
-) -> dict:
-    """Multi-view accuracy of a checkpoint, ONNX model or TensorRT plan on `manifest`; writes eval.json/.md to `out_dir`.
+def evaluate(artifact: str, manifest: str, feed: FeedSpec, *, out_dir: str | None = None, qdq: str = "auto") -> dict:
+    """Multi-view accuracy of a checkpoint, ONNX model or TensorRT plan on `manifest` with `feed`'s views; writes
+    eval.json/.md to `out_dir`. An AVA label CSV gives frame mAP instead (training/detect.py).
 
     `qdq`: how ONNX Runtime runs an INT8 Q/DQ model (`engines.ort_engine`)."""
-    if Path(manifest).is_file() and looks_like_ava_csv(manifest):
-        return _evaluate_detection(
-            artifact,
-            manifest,
-            batch_size=batch_size,
-            device=device,
-            threads=threads,
-            skip_bad=skip_bad,
-            out_dir=out_dir,
-            progress=progress,
-            qdq=qdq,
-        )
+    detection = Path(manifest).is_file() and looks_like_ava_csv(manifest)
     if out_dir:
         probe_writable(out_dir)  # a read-only or full --out fails now, not after the whole evaluation
-    _, videos = load_manifest_videos(manifest, "evaluation")
-    engine = engines.load(artifact, device=device, qdq=qdq)
-    result = evaluate_engine(
-        engine,
-        videos,
-        num_clips=num_clips,
-        num_crops=num_crops,
-        batch_size=batch_size,
-        device=device,
-        threads=threads,
-        skip_bad=skip_bad,
-        progress=progress,
-    )
+    if detection:
+        data = load_ava(manifest, use_proposals=True)
+    else:
+        _, videos = load_manifest_videos(manifest, "evaluation")
+    engine = engines.load(artifact, device=feed.device, qdq=qdq)
+    if detection:
+        result = evaluate_detection(engine, data, feed)
+        write = write_detection_eval
+    else:
+        result = evaluate_engine(engine, videos, feed)
+        write = write_eval
     if out_dir:
-        result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
+        result["files"] = {k: str(v) for k, v in write(result, out_dir).items()}
     return result
 
 
-# ----- action detection (AVA-format label CSVs; see dali_pipelines/ava.py) -----
+# ----- action detection (AVA-format label CSVs; see data/ava.py) -----
 def _train_detection(preset: str, labels_csv: str, out_dir: str, val_csv: str | None, resume: bool, overrides: dict, options: dict) -> dict:
     """Train the detection variant of `preset` on ground-truth boxes; validate with frame mAP on the val proposals."""
     train_set = load_ava(labels_csv)
@@ -133,26 +110,3 @@ def _train_detection(preset: str, labels_csv: str, out_dir: str, val_csv: str | 
     )
     opts = TrainOptions(out_dir=out_dir, model_overrides=overrides, **options)
     return DetectionTrainer(cfg, opts, train_set, val_set, resume=resume).run()
-
-
-def _evaluate_detection(
-    artifact: str,
-    labels_csv: str,
-    *,
-    batch_size: int,
-    device: str,
-    threads: int,
-    skip_bad: bool,
-    out_dir: str | None,
-    progress: bool,
-    qdq: str = "auto",
-) -> dict:
-    """Frame mAP of a detection checkpoint / ONNX model / plan on a label CSV and its proposals."""
-    if out_dir:
-        probe_writable(out_dir)
-    data = load_ava(labels_csv, use_proposals=True)
-    engine = engines.load(artifact, device=device, qdq=qdq)
-    result = evaluate_detection(engine, data, batch_size=batch_size, device=device, threads=threads, skip_bad=skip_bad, progress=progress)
-    if out_dir:
-        result["files"] = {k: str(v) for k, v in write_detection_eval(result, out_dir).items()}
-    return result
