@@ -100,8 +100,8 @@ def test_too_small_vp9_is_routed_to_dalis_cpu_decoder_in_the_gpu_graph(tmp_path,
             assert [read_index(f) for f in batch["fast"][j].cpu().numpy()] == plan.fast_idx.tolist()
             seen += 1
     assert seen == len(plans)
-    # An all-small set runs the whole graph on the CPU decoder (then the GPU).
-    only = ClipLoader(multiview_plan(videos[:1], cfg, 1), cfg, "train", batch_size=1, device="cuda", videos=videos[:1])
+    # An all-small set runs the whole graph on the CPU decoder (then the GPU); train mode needs train plans (with an roi).
+    only = ClipLoader(train_plan(videos[:1], cfg, epoch=0), cfg, "train", batch_size=1, device="cuda", videos=videos[:1])
     assert next(iter(only))["fast"].is_cuda
 
 

@@ -39,7 +39,7 @@ import torch
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines import sampling
 from slowfast_trt.dali_pipelines.loader import ClipLoader, ncthw_view
-from slowfast_trt.dali_pipelines.pipelines import PlanSource, normalize_frames
+from slowfast_trt.dali_pipelines.pipelines import PlanSource, decode, normalize_frames
 from slowfast_trt.dali_pipelines.plan import ClipPlan, epoch_order, shard, short_side_size, slow_positions
 from slowfast_trt.data.manifest import Video, read_manifest, to_videos
 from slowfast_trt.model.config import SlowFastConfig
@@ -283,28 +283,33 @@ def train_keyframe_plans(
 
 
 class KeyframeSource(PlanSource):
-    """PlanSource plus each sample's resized (H, W), so DALI resizes every video to its own size before padding."""
+    """PlanSource plus each sample's resized (H, W), so DALI resizes every video to its own size before padding;
+    `on_cpu` routes files as `PlanSource` does (the per-sample decoder flag is served last)."""
 
-    def __init__(self, plans, batch_size, cfg, sizes: dict[int, tuple[int, int]], bad=None):
-        super().__init__(plans, batch_size, cfg, "test", bad=bad)
+    def __init__(self, plans, batch_size, cfg, sizes: dict[int, tuple[int, int]], bad=None, on_cpu: frozenset[str] | None = None):
+        super().__init__(plans, batch_size, cfg, "test", bad=bad, on_cpu=on_cpu)
         self.sizes = sizes
 
     def __call__(self, info) -> tuple:
-        enc, frames, slow, meta, labels = super().__call__(info)
+        enc, frames, slow, meta, labels, *flags = super().__call__(info)
         size = [np.asarray(self.sizes[self.plans[i].video], dtype=np.float32) for i in self.served[-1]]
-        return enc, frames, slow, meta, labels, size
+        return enc, frames, slow, meta, labels, size, *flags
 
 
 def build_keyframe_pipeline(
     source, cfg: SlowFastConfig, canvas: tuple[int, int], batch_size: int, device: str, threads: int = 2, prefetch: int = 2
 ):
-    """DALI graph: decode the Fast frames, resize to each video's size, normalise, pad to the canvas."""
+    """DALI graph: decode the Fast frames (NVDEC, or DALI's CPU decoder for the files the source routes there: `pipelines.decode`),
+    resize to each video's size, normalise, pad to the canvas."""
     import nvidia.dali.fn as fn  # lazy: nvidia-dali, optional (extra [data]) and heavy
     import nvidia.dali.types as types  # lazy: nvidia-dali, optional (extra [data]) and heavy
     from nvidia.dali import pipeline_def  # lazy: nvidia-dali, optional (extra [data]) and heavy
 
     gpu = device == "gpu"
     dtypes = [types.UINT8, types.INT32, types.INT32, types.INT64, types.FLOAT, types.FLOAT]
+    decoder = getattr(source, "decoder", "nvdec")
+    if decoder == "split":
+        dtypes.append(types.BOOL)
 
     @pipeline_def(
         batch_size=batch_size,
@@ -312,12 +317,12 @@ def build_keyframe_pipeline(
         device_id=torch.cuda.current_device() if gpu else None,
         exec_dynamic=True,
         prefetch_queue_depth=prefetch,
+        enable_conditionals=decoder == "split",
     )
     def graph():
-        enc, frames, slow_pos, meta, labels, size = fn.external_source(
-            source=source, num_outputs=6, batch=True, batch_info=True, dtype=dtypes, cycle=None
-        )
-        video = fn.decoders.video(enc, device="mixed" if gpu else "cpu", frames=frames)
+        inputs = fn.external_source(source=source, num_outputs=len(dtypes), batch=True, batch_info=True, dtype=dtypes, cycle=None)
+        enc, frames, slow_pos, meta, labels, size = inputs[:6]
+        video = decode(enc, frames, inputs[6] if decoder == "split" else None, device, decoder)
         video = fn.resize(video, size=size, antialias=False)
         clip = fn.pad(normalize_frames(video, cfg, fn, types), axis_names="HW", shape=list(canvas), fill_value=0.0)
         return clip, meta, labels, slow_pos  # the Slow frames are picked from the clip in torch (exact, no copy in DALI)
@@ -366,7 +371,7 @@ class KeyframeLoader(ClipLoader):
     def _iterator(self, plans: list[ClipPlan]):
         from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy  # lazy: nvidia-dali, optional (extra [data]) and heavy
 
-        source = KeyframeSource(plans, self.batch_size, self.cfg, self.sizes, bad=self.bad)
+        source = KeyframeSource(plans, self.batch_size, self.cfg, self.sizes, bad=self.bad, on_cpu=self.on_cpu)
         pipe = build_keyframe_pipeline(source, self.cfg, self.canvas, self.batch_size, self.device, self.threads, self.prefetch)
         it = DALIGenericIterator(
             pipe,

@@ -152,6 +152,30 @@ def normalize_frames(video, cfg: SlowFastConfig, fn, types, **crop):
     )
 
 
+def decode(enc, frames, on_cpu, device: str, decoder: str):
+    """The Fast frames inside a graph: NVDEC ('mixed') on a GPU, DALI's CPU decoder otherwise and for the files NVDEC
+    refuses (`decoder` is the source's: 'nvdec', 'cpu', or 'split' with `on_cpu` the per-sample flag)."""
+    import nvidia.dali.fn as fn  # lazy: nvidia-dali, optional (extra [data]) and heavy
+
+    if device != "gpu":
+        if decoder == "split":  # the same conditional graph as on a GPU, both branches on the CPU decoder
+            if on_cpu:
+                video = fn.decoders.video(enc, device="cpu", frames=frames)
+            else:
+                video = fn.decoders.video(enc, device="cpu", frames=frames)
+            return video
+        return fn.decoders.video(enc, device="cpu", frames=frames)
+    if decoder == "cpu":
+        return fn.decoders.video(enc, device="cpu", frames=frames).gpu()
+    if decoder == "split":
+        if on_cpu:
+            video = fn.decoders.video(enc, device="cpu", frames=frames).gpu()
+        else:
+            video = fn.decoders.video(enc, device="mixed", frames=frames)
+        return video
+    return fn.decoders.video(enc, device="mixed", frames=frames)
+
+
 def build_pipeline(
     source: Callable,
     cfg: SlowFastConfig,
@@ -188,26 +212,6 @@ def build_pipeline(
     if decoder == "split":
         dtypes.append(types.BOOL)
 
-    def decode(enc, frames, on_cpu):
-        """The Fast frames: NVDEC ('mixed') on a GPU, DALI's CPU decoder otherwise and for the files NVDEC refuses."""
-        if not gpu:
-            if decoder == "split":  # the same conditional graph as on a GPU, both branches on the CPU decoder
-                if on_cpu:
-                    video = fn.decoders.video(enc, device="cpu", frames=frames)
-                else:
-                    video = fn.decoders.video(enc, device="cpu", frames=frames)
-                return video
-            return fn.decoders.video(enc, device="cpu", frames=frames)
-        if decoder == "cpu":
-            return fn.decoders.video(enc, device="cpu", frames=frames).gpu()
-        if decoder == "split":
-            if on_cpu:
-                video = fn.decoders.video(enc, device="cpu", frames=frames).gpu()
-            else:
-                video = fn.decoders.video(enc, device="mixed", frames=frames)
-            return video
-        return fn.decoders.video(enc, device="mixed", frames=frames)
-
     @pipeline_def(
         batch_size=batch_size,
         num_threads=threads,
@@ -220,7 +224,7 @@ def build_pipeline(
     def graph():
         inputs = fn.external_source(source=source, num_outputs=len(dtypes), batch=True, batch_info=True, dtype=dtypes, cycle=None)
         enc, frames, slow_pos, meta, labels = (inputs[0], inputs[1], None, *inputs[2:4]) if frames_only else inputs[:5]
-        video = decode(enc, frames, inputs[-1] if decoder == "split" else None)
+        video = decode(enc, frames, inputs[-1] if decoder == "split" else None, device, decoder)
         if frames_only:
             return video, labels, meta
         if mode == "decode":

@@ -18,7 +18,7 @@ import random
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -197,6 +197,25 @@ def _set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
+def match_param_layout(optimizer: torch.optim.Optimizer) -> int:
+    """Give every per-parameter state tensor (SGD's momentum buffer) its parameter's strides; returns how many moved.
+
+    Checkpoints store state tensors contiguous and `load_state_dict` keeps that layout, but CUDA's fused SGD needs
+    parameters, gradients and buffers with equal strides: without this, the first step after `--resume` on
+    channels_last_3d parameters raises."""
+    moved = 0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for k, v in state.items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    like = torch.empty_like(p, dtype=v.dtype)  # preserve_format: p's strides
+                    like.copy_(v)
+                    state[k] = like
+                    moved += 1
+    return moved
+
+
 def _param_groups(net: nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on BatchNorm parameters (as the reference recipe), weight decay elsewhere."""
     bn, rest = [], []
@@ -281,11 +300,13 @@ class Trainer:
         self.steps_per_epoch = len(self.loader)
         self.total_steps = self.steps_per_epoch * opts.epochs
         self.warmup_steps = int(round(opts.warmup_epochs * self.steps_per_epoch))
-        self.amp = choose_policy(opts.amp, self.device, self.module, self._probe_inputs())
+        kept = self._resumed_amp(state)
+        self.amp = kept or choose_policy(opts.amp, self.device, self.module, self._probe_inputs())
         self.memory_format = torch.channels_last_3d
         self.gpu_policy: dict | None = None
         if self.device.type == "cuda":
-            self._choose_gpu_settings()
+            saved = json.loads(state.get("gpu_policy", "null")) if state is not None else None
+            self._choose_gpu_settings(saved, keep_precision=kept is not None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
         self.loss_fn = nn.BCEWithLogitsLoss() if self.cfg.multilabel else nn.CrossEntropyLoss()
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
@@ -324,9 +345,25 @@ class Trainer:
             plans = plans + plans[: longest - len(plans)]
         return plans
 
-    def _choose_gpu_settings(self) -> None:
-        """Precision (for --amp auto), memory format and cuDNN autotuning by timing training steps (`engines.gpu_policy`), cached per machine."""
-        precision = "auto" if self.opts.amp == "auto" else self.amp.name
+    def _resumed_amp(self, state: dict | None) -> AmpPolicy | None:
+        """On --resume of an `--amp auto` run: the precision the run started with (stored in its checkpoints).
+
+        A new measurement on another machine or torch could choose another precision: fp16 -> bf16 would drop the
+        loss scaler's state, bf16 -> fp16 would need a scaler state that was never saved."""
+        saved = (state or {}).get("amp")
+        if self.opts.amp != "auto" or saved is None:
+            return None
+        if saved == "fp16" and self.device.type != "cuda":
+            raise SlowFastError("--resume: this run trains in fp16 (chosen by --amp auto on a GPU); resume it on a CUDA device")
+        p = choose_policy(saved, self.device)
+        return replace(p, reason=f"{p.reason}; kept from the interrupted run (--amp auto chose {saved})")
+
+    def _choose_gpu_settings(self, saved: dict | None = None, keep_precision: bool = False) -> None:
+        """Precision (for --amp auto), memory format and cuDNN autotuning by timing training steps (`engines.gpu_policy`), cached per machine.
+
+        `saved`: the interrupted run's decision (--resume), used as it is; `keep_precision`: measure only the
+        resumed run's precision."""
+        precision = "auto" if self.opts.amp == "auto" and not keep_precision else self.amp.name
         inputs = self._probe_inputs()
         shapes = tuple(tuple(x.shape) for x in inputs.values())
         key = gpu_policy.cache_key(self.cfg.name, "train", precision, self.opts.batch_size, shapes)
@@ -349,7 +386,10 @@ class Trainer:
             regression = gpu_policy.conv3d_regression(self.module) if precision != "fp32" else None
             return gpu_policy.choose(gpu_policy.measure_training(step, gpu_policy.candidates(precision, "train")), regression)
 
-        decision, cached = gpu_policy.decide(key, measure)
+        if saved is not None:
+            decision, cached = gpu_policy.Decision.from_dict(saved), bool(saved.get("cached"))
+        else:
+            decision, cached = gpu_policy.decide(key, measure)
         if self.dist.enabled:  # every rank runs rank 0's choice: one precision and loss scaling across the all-reduce
             decision = gpu_policy.Decision.from_dict(dist_util.all_gather_object(decision.to_dict(), self.dist)[0])
         if decision.regression and self.dist.is_main:
@@ -361,7 +401,7 @@ class Trainer:
         if self.opts.amp == "auto":
             dtype = gpu_policy.HALF.get(s.precision)
             self.amp = AmpPolicy("cuda", dtype, dtype == torch.float16, f"CUDA: {decision.reason}")
-        self.gpu_policy = decision.to_dict() | {"cached": cached}
+        self.gpu_policy = decision.to_dict() | {"cached": cached} | ({"resumed": True} if saved is not None else {})
 
     def _probe_inputs(self) -> dict[str, torch.Tensor]:
         return random_inputs(self.cfg, size=self.cfg.crop_size, batch=self.opts.batch_size, device=self.device)
@@ -400,6 +440,7 @@ class Trainer:
 
     def _restore(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+        match_param_layout(self.optimizer)
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         self.history = json.loads(state["history"])
@@ -423,6 +464,8 @@ class Trainer:
             "options": {k: v for k, v in asdict(self.opts).items() if isinstance(v, (int, float, str, bool, type(None)))},
             "world_size": self.dist.world_size,
             "data": json.dumps(self.opts.data, sort_keys=True),
+            "amp": self.amp.name,  # what --amp auto chose; --resume keeps it (`_resumed_amp`)
+            "gpu_policy": json.dumps(self.gpu_policy),
         }
 
     # ----- the loop -----
