@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 
@@ -173,8 +174,10 @@ def test_tensorrt_absent_is_a_clear_message(r50_4x16):
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(  # decided before the module's R50 fixture is built (tens of seconds, and it sets torch's threads)
+    importlib.util.find_spec("tensorrt") is None, reason="TensorRT is not installed (pip install tensorrt from NVIDIA's index)"
+)
 def test_tensorrt_fp16_plan_matches_onnx(r50_4x16, tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install tensorrt from NVIDIA's index)")
     from slowfast_trt.export.tensorrt import build_engine
 
     net, r = r50_4x16
