@@ -138,14 +138,12 @@ def _model_rules(g: _Graph, rel: Release) -> Iterable[Finding]:
     m = g.model
     opset = next((o.version for o in m.opset_import if o.domain in ONNX_DOMAINS), None)
     lo, hi = rel.opsets
-    if opset is None or not lo <= opset <= hi:
-        yield Finding(
-            "model.opset",
-            "error",
-            "",
-            "model",
-            f"default-domain opset {opset} is outside {lo}..{hi}, the range TensorRT {rel.major}.x parses; re-export with --opset {min(max(opset or lo, lo), hi)}",
-        )
+    if opset is None or opset < lo:
+        why = f"opset {opset} is older than opset {lo}, the oldest TensorRT parses"
+        yield Finding("model.opset", "error", "", "model", f"default-domain {why}; re-export with --opset 17")
+    elif opset > hi:
+        why = f"opset {opset} is newer than opset {hi}, the newest TensorRT {rel.major}.x parses"
+        yield Finding("model.opset", "error", "", "model", f"default-domain {why}; re-export with --opset {hi}")
     if m.ir_version < 3:
         yield Finding(
             "model.ir-version", "error", "", "model", f"IR version {m.ir_version} predates opset imports (IR 3); re-export the model"
@@ -180,7 +178,7 @@ def _dtype_rules(g: _Graph, rel: Release) -> Iterable[Finding]:
                 "so the engine would not compute this graph: export in float32",
             )
         elif t not in rel.dtypes:
-            yield Finding("dtype.unsupported", "error", node, op, f"tensor '{name}' is {t}, which TensorRT {rel.major}.x has no type for")
+            yield Finding("dtype.unsupported", "error", node, op, f"tensor '{name}' is {t}, which TensorRT has no type for")
         elif t == "UINT8" and name not in g.inputs and name not in g.outputs:
             yield Finding(
                 "dtype.uint8", "error", node, op, f"tensor '{name}' is UINT8, which TensorRT takes only as a network input or output"
@@ -283,9 +281,7 @@ def _op_rules(g: _Graph, rel: Release) -> Iterable[Finding]:
             )
             continue
         if n.op_type not in rel.supported:
-            yield Finding(
-                "op.unsupported", "error", n.name, n.op_type, f"{n.op_type} is not in TensorRT {rel.major}.x's ONNX operator support matrix"
-            )
+            yield Finding("op.unsupported", "error", n.name, n.op_type, f"{n.op_type} is not in TensorRT's ONNX operator support matrix")
             continue
         rule = rel.ops.get(n.op_type)
         if rule is None:
