@@ -4,6 +4,7 @@ A user's engine build should never be the first to meet a node TensorRT refuses,
 run this on what they wrote, record the result in the sidecar, and stop with one line naming the node and the rule
 (the file stays for inspection: `slowfast export check`). Findings are "error" (the parser or builder refuses it, or
 computes something other than the graph says) or "warning" (accepted, but not as fast or as portable as it looks).
+Bodies of If/Loop/Scan are not descended into (the exporters write no control flow).
 """
 
 from __future__ import annotations
