@@ -24,6 +24,7 @@ from slowfast_trt.export.calibration import DEFAULT_CALIB_CROPS, CalibrationRead
 from slowfast_trt.export.int8_ranges import mse_thresholds
 from slowfast_trt.export.int8_selection import quantize_auto
 from slowfast_trt.export.qdq import DEFAULT_PLACEMENT, PLACEMENTS, QUANTIZED_OPS, activation_tensors
+from slowfast_trt.export.trt_check import DEFAULT_TRT_CHECK, check_artifact, trt_majors
 
 METHODS = ("auto", "minmax", "entropy", "percentile", "mse")
 DEFAULT_METHOD, DEFAULT_PERCENTILE, DEFAULT_MOVING_AVERAGE = "auto", 99.99, True
@@ -43,13 +44,15 @@ def quantize_int8(
     ranges: dict[str, float] | None = None,
     bias_correction: bool = DEFAULT_BIAS_CORRECTION,
     calibration_info: dict | None = None,
+    trt_check: str = DEFAULT_TRT_CHECK,
 ) -> Path:
     """Calibrate on `calibration` batches and write a symmetric int8 Q/DQ model plus its sidecar.
 
     Every Conv (both pathways and the laterals) and the classifier get quantized inputs and weights.
     `placement` says which tensors carry Q/DQ (PLACEMENTS). `exclude` names nodes to leave in float: a diagnostic
     for per-layer sensitivity only (the issue wants every Conv quantized); the sidecar records it.
-    Nothing is left under the output name if anything fails.
+    Nothing is left under the output name if anything fails, except a model TensorRT would refuse (`trt_check`, as in
+    `export_onnx`): it stays for inspection, with the check in its sidecar.
     """
     from onnxruntime.quantization import (  # lazy: onnxruntime, optional (extra [export])
         CalibrationMethod,
@@ -67,6 +70,7 @@ def quantize_int8(
     if placement not in PLACEMENTS:
         raise SlowFastError(f"--placement must be one of {PLACEMENTS}, got {placement!r}")
     exclude = list(exclude)
+    trt_majors(trt_check)
     check_graph_inputs(graph_inputs(src), side, str(src))
     out = Path(out) if out else src.with_name(src.stem + ".int8.onnx")
     if out.resolve() == src.resolve():
@@ -79,8 +83,11 @@ def quantize_int8(
             ranges=ranges,
             bias_correction=bias_correction,
             calibration_info=calibration_info,
+            trt_check="off",  # the kept candidate is checked once, below
         )
-        return quantize_auto(src, calibration, out, build)
+        path = quantize_auto(src, calibration, out, build)
+        check_artifact(path, trt_check)
+        return path
     batches = iter(calibration)
     first = next(batches, None)
     if first is None:
@@ -134,6 +141,7 @@ def quantize_int8(
                 extra_options={
                     "ActivationSymmetric": True,
                     "WeightSymmetric": True,
+                    "QuantizeBias": False,  # float biases: TensorRT's DequantizeLinear takes no INT32 (ORT's bias type)
                     **({"CalibPercentile": percentile} if method == "percentile" else {}),
                     **({"CalibMovingAverage": True} if method == "minmax" and moving_average else {}),
                     **({"OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)} if placement == "inputs" else {}),
@@ -164,11 +172,13 @@ def quantize_int8(
         },
     )
     side.pop("parity", None)
+    side.pop("tensorrt_check", None)  # the FP32 model's; this file gets its own
     try:
         write_sidecar(out, side)
     except BaseException:
         out.unlink(missing_ok=True)  # a model without its sidecar is unusable; leave neither
         raise
+    check_artifact(out, trt_check)
     return out
 
 
@@ -188,6 +198,7 @@ def quantize_from_manifest(
     device: str = "auto",
     threads: int = 2,
     progress: bool = True,
+    trt_check: str = DEFAULT_TRT_CHECK,
 ) -> Path:
     """Quantize an FP32 export to int8 Q/DQ, calibrated on `clips` clips of `manifest_path` from the DALI feed.
 
@@ -211,4 +222,5 @@ def quantize_from_manifest(
         placement=placement,
         bias_correction=bias_correction,
         calibration_info=info,
+        trt_check=trt_check,
     )
