@@ -519,9 +519,9 @@ class Demo:
 
     def run(self) -> Path:
         """All stages; returns the report's path."""
-        self.claim()
         stages = self.stages()
-        self.faults = injected_faults([st.name for st in stages if st.gpu])
+        self.faults = injected_faults([st.name for st in stages if st.gpu])  # a bad name fails before OUT is touched
+        self.claim()
         mode = "quick" if self.quick else "full"
         s = self.settings
         self.echo(
