@@ -49,7 +49,17 @@ SF_8x8 = dict(arch="slowfast", num_frames=8, tau=8, alpha=4)
 SF_16x8 = dict(arch="slowfast", num_frames=16, tau=8, alpha=4)
 SLOW = dict(arch="slow", lateral=None)
 R101 = dict(depth=101, r101_variant="50_50")
-NL_R101 = dict(nonlocal_blocks=(6, 13, 20))  # PySlowFast's res4 locations [6, 13, 20] (0-based block indices)
+
+
+def nonlocal_at(res2=(), res3=(), res4=(), res5=(), pathway: str = "slow") -> tuple:
+    """A `nonlocal_location` with non-local blocks after the given block indices of `pathway`'s stages."""
+    return tuple((tuple(b), ()) if pathway == "slow" else ((), tuple(b)) for b in (res2, res3, res4, res5))
+
+
+NL_R101 = dict(nonlocal_location=nonlocal_at(res4=(6, 13, 20)))  # PySlowFast's res4 locations [6, 13, 20] (0-based)
+# PySlowFast's *_NLN_* R50 configs: after blocks 1 and 3 of res3 and 1, 3, 5 of res4 (Slow pathway), dot product.
+NLN_R50 = dict(nonlocal_location=nonlocal_at(res3=(1, 3), res4=(1, 3, 5)))
+NLN_NOTE = "PySlowFast's {zoo}: non-local blocks after res3 blocks 1, 3 and res4 blocks 1, 3, 5 of the Slow pathway"
 NL_NOTE = (
     "our {gflops} counts the non-local blocks' attention matmuls ({matmul} GFLOPs: theta.phi and attn.g, "
     "THW x THW/4 x 512 multiply-adds each, per block) on top of {conv} GFLOPs of convs; the paper's 234 "
@@ -176,6 +186,19 @@ _add(
 )
 
 # --- model-zoo variants ---
+_add("slowfast_nln_r50_4x16", "model zoo", None, **SF_4x16, **NLN_R50, note=NLN_NOTE.format(zoo="SLOWFAST_NLN_4x16_R50"))
+_add("slowfast_nln_r50_8x8", "model zoo", None, **SF_8x8, **NLN_R50, note=NLN_NOTE.format(zoo="SLOWFAST_NLN_8x8_R50") + " (lateral kernel 5)")
+_add("slow_nln_r50_4x16", "model zoo", None, num_frames=4, tau=16, **SLOW, **NLN_R50, note=NLN_NOTE.format(zoo="SLOW_NLN_4x16_R50"))
+_add("slow_nln_r50_8x8", "model zoo", None, num_frames=8, tau=8, **SLOW, **NLN_R50, note=NLN_NOTE.format(zoo="SLOW_NLN_8x8_R50"))
+_add(
+    "slowfast_r101_8x8_50_101",
+    "model zoo",
+    None,
+    **SF_8x8,
+    depth=101,
+    r101_variant="50_101",
+    note="PySlowFast's SLOWFAST_8x8_R101_50_101: the Slow pathway keeps temporal kernels in 6 res4 blocks, the Fast one in all 23",
+)
 _add(
     "slowfast_r101_8x8_101_101_101",
     "model zoo",
