@@ -86,6 +86,7 @@ NEW_FIELDS = (
     "nonlocal_group",
     "test_clips",
     "test_crops",
+    "roi_aligned",
 )
 
 

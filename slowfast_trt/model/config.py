@@ -102,6 +102,7 @@ class SlowFastConfig:
     detection: bool = False
     roi_resolution: int = 7  # RoIAlign output per side (PySlowFast's AVA setting), then spatial max-pooling
     roi_sampling_ratio: int = 2  # bilinear samples per bin side (fixed, so the head exports; see model/roi_align.py)
+    roi_aligned: bool = True  # box corners shifted by half a pixel (PySlowFast's DETECTION.ALIGNED; its c2 AVA models: False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # free-form notes
 
     # ----- derived facts (one definition each) -----

@@ -77,7 +77,14 @@ class SlowFast(nn.Module):
         if cfg.detection:
             scales = [cfg.spatial_stride * (cfg.fast_spatial_ratio if p == "fast" else 1) for p in paths]
             self.head = RoIHead(
-                list(cin.values()), cfg.num_classes, cfg.dropout, scales, cfg.roi_resolution, cfg.roi_sampling_ratio, act=cfg.head_act
+                list(cin.values()),
+                cfg.num_classes,
+                cfg.dropout,
+                scales,
+                cfg.roi_resolution,
+                cfg.roi_sampling_ratio,
+                act=cfg.head_act,
+                aligned=cfg.roi_aligned,
             )
             return
         window = []
