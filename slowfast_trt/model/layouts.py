@@ -273,4 +273,12 @@ def detect(keys: Iterable[str]) -> str | None:
 
 def pytorchvideo_layout_of(keys: Iterable[str]) -> Layout:
     """PyTorchVideo's SlowFast (multi-pathway) or ResNet (Slow-only) layout, from the keys."""
-    return PYTORCHVIDEO_SLOWFAST if any(".multipathway_" in k for k in keys) else PYTORCHVIDEO_RESNET
+    keys = list(keys)
+    if any(".multipathway_" in k for k in keys):
+        return PYTORCHVIDEO_SLOWFAST
+    if any(k.startswith("blocks.6.") for k in keys) and not any(k.startswith("blocks.2.") for k in keys):
+        raise SlowFastError(
+            "the temporal max-pool after res2 of C2D/I3D (PyTorchVideo's stage1_pool, blocks.2) is not supported: "
+            "only SlowFast and Slow-only ResNets are"
+        )
+    return PYTORCHVIDEO_RESNET

@@ -209,6 +209,31 @@ _add(
     note="the zoo's R101: temporal kernel 3 in all 23 res4 blocks (the paper's R101 keeps 3 in the first 6 only); reference count 125.9 GFLOPs",
 )
 
+# mmaction2's SlowFast recognizers: conv-only laterals (lateral_norm=False), ImageNet mean/std, one strided clip
+# resampled per pathway, a global-pool head. Its 8x8 "steplr" config (laterals with BN) converts as slowfast_r50_8x8.
+MM = dict(lateral_norm=False, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sampling="strided")
+_add("slowfast_r50_4x16_mmaction2", "mmaction2 zoo", 36.1, **SF_4x16, **MM, note="mmaction2's default SlowFast R50 4x16: conv-only laterals")
+_add("slowfast_r50_8x8_mmaction2", "mmaction2 zoo", 65.7, **SF_8x8, **MM, lateral_kernel=7)
+_add("slowfast_r101_8x8_mmaction2", "mmaction2 zoo", None, **SF_8x8, **MM, lateral_kernel=7, depth=101, r101_variant="101_101_101")
+_add(
+    "slowfast_r101_r50_4x16_mmaction2",
+    "mmaction2 zoo",
+    None,
+    **SF_4x16,
+    **MM,
+    depth=101,
+    fast_depth=50,
+    r101_variant="101_101_101",
+    note="mmaction2's R101-R50: a Slow R101 (temporal kernels in all res4 blocks) beside a Fast R50",
+)
+
+# --- AVA action detection (PySlowFast's AVA c2 models: RoIAlign without the half-pixel offset) ---
+AVA = dict(detection=True, multilabel=True, num_classes=80, roi_aligned=False)
+NL_AVA = dict(**NL_R101, nonlocal_pool=((2, 2, 2),) * 4)
+_add("slowfast_r50_8x8_ava", "model zoo (AVA)", None, **SF_8x8, **AVA, lateral_kernel=7)
+_add("slowfast_r101_8x8_nl_ava", "model zoo (AVA)", None, **SF_8x8, **R101, **NL_AVA, **AVA)
+_add("slowfast_r101_16x8_nl_ava", "model zoo (AVA)", None, **SF_16x8, **R101, **NL_AVA, **AVA)
+_add("slow_r50_4x16_ava", "model zoo (AVA)", None, num_frames=4, tau=16, **SLOW, **AVA)
 
 # --- CPU demo models (not in the paper): R14 (one bottleneck per stage) at a quarter of the width ---
 # No dropout: on the synthetic set the tiny SlowFast reached 94.8% (centre clip) in 16 epochs without it and 80.2%
