@@ -123,7 +123,11 @@ def _nonlocal_macs(channels: int, t: int, side: int, pool: tuple[int, int, int] 
 
 @pytest.mark.parametrize(
     "name, base, t",
-    [("slowfast_nln_r50_4x16", "slowfast_r50_4x16", 4), ("slowfast_nln_r50_8x8", "slowfast_r50_8x8", 8), ("slow_nln_r50_8x8", "slow_r50_8x8", 8)],
+    [
+        ("slowfast_nln_r50_4x16", "slowfast_r50_4x16", 4),
+        ("slowfast_nln_r50_8x8", "slowfast_r50_8x8", 8),
+        ("slow_nln_r50_8x8", "slow_r50_8x8", 8),
+    ],
 )
 def test_nln_presets_add_the_nonlocal_blocks_cost(name, base, t):
     """PySlowFast's *_NLN_* configs: non-local after res3 blocks 1, 3 (512 channels, 32x32 at 256) and res4 blocks

@@ -28,9 +28,7 @@ from slowfast_trt.model.convert import summary
     help="Eval activation per head position (default: the origin's: softmax for PySlowFast/Caffe2, none for PyTorchVideo).",
 )
 @click.option("--ignore-config", is_flag=True, help="Do not read the config SRC carries (PySlowFast cfg, mmaction2 meta).")
-def convert(
-    src: str, dst: str, fmt: str, preset: str | None, num_classes: int | None, head_act: str | None, ignore_config: bool
-) -> None:
+def convert(src: str, dst: str, fmt: str, preset: str | None, num_classes: int | None, head_act: str | None, ignore_config: bool) -> None:
     """Convert SRC (.pyth, .pt, .pth, .pkl, state-dict .safetensors) into the project checkpoint DST (.safetensors)."""
     if not dst.endswith(".safetensors"):
         raise SlowFastError(f"DST {dst!r} must end with .safetensors (the project checkpoint format)")

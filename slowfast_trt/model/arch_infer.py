@@ -71,7 +71,9 @@ def _depth_of(stages: tuple[int, ...], pathway: str) -> int:
     depth = next((d for d, s in DEPTHS.items() if s == stages), None)
     if depth is None:
         known = ", ".join(f"R{d} {s}" for d, s in DEPTHS.items())
-        raise SlowFastError(f"the {pathway} pathway's blocks per stage res2..res5 are {stages}, which matches no supported ResNet ({known})")
+        raise SlowFastError(
+            f"the {pathway} pathway's blocks per stage res2..res5 are {stages}, which matches no supported ResNet ({known})"
+        )
     return depth
 
 
@@ -112,7 +114,9 @@ def _check_temporal_kernels(shapes: Mapping[str, tuple], cfg_like: SlowFastConfi
             want = cfg_like.temporal_kernels(p, k)
             got = [_shape(shapes, f"res{k}.{p}.blocks.{j}.conv_a.weight")[2] for j in range(len(want))]
             if got != want:
-                raise SlowFastError(f"res{k} of the {p} pathway has conv_a temporal kernels {got} where SlowFast has {want}: {_kernel_hint(got)}")
+                raise SlowFastError(
+                    f"res{k} of the {p} pathway has conv_a temporal kernels {got} where SlowFast has {want}: {_kernel_hint(got)}"
+                )
 
 
 def _check_plain_bottlenecks(shapes: Mapping[str, tuple], paths: list[str]) -> None:
@@ -120,14 +124,16 @@ def _check_plain_bottlenecks(shapes: Mapping[str, tuple], paths: list[str]) -> N
     for p in paths:
         out_c, in_c = _shape(shapes, f"res2.{p}.blocks.0.conv_b.weight")[:2]
         if in_c != out_c:
-            raise SlowFastError(f"the {p} pathway's 3x3 convs are grouped ({out_c} outputs from {in_c} inputs per group, ResNeXt); grouped convolutions are not supported")
+            raise SlowFastError(
+                f"the {p} pathway's 3x3 convs are grouped ({out_c} outputs from {in_c} inputs per group, ResNeXt); grouped convolutions are not supported"
+            )
 
 
 def _nonlocal_location(shapes: Mapping[str, tuple]) -> tuple:
-    found = {(int(m.group(1)), m.group(2), int(m.group(3))) for k in shapes if (m := re.match(r"res(\d)\.(slow|fast)\.nonlocals\.(\d+)\.", k))}
-    return tuple(
-        tuple(tuple(sorted(i for s, q, i in found if s == k and q == p)) for p in ("slow", "fast")) for k in range(2, 6)
-    )
+    found = {
+        (int(m.group(1)), m.group(2), int(m.group(3))) for k in shapes if (m := re.match(r"res(\d)\.(slow|fast)\.nonlocals\.(\d+)\.", k))
+    }
+    return tuple(tuple(tuple(sorted(i for s, q, i in found if s == k and q == p)) for p in ("slow", "fast")) for k in range(2, 6))
 
 
 def infer(shapes: Mapping[str, tuple]) -> Inferred:

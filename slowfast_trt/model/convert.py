@@ -301,10 +301,10 @@ def _check_embedded(source: _Source, inferred: Inferred) -> dict[str, Any]:
     emb = source.embedded
     if emb is None:
         return {}
-    if emb.unsupported:
-        raise SlowFastError(f"{source.label}: its {emb.origin} describes " + "; ".join(emb.unsupported) + ", which this project does not support")
     denied = [
-        f"{k}: weights {inferred.fields[k]}, {emb.origin} {v}" for k, v in emb.fields.items() if k in inferred.fields and not inferred.allows(k, v)
+        f"{k}: weights {inferred.fields[k]}, {emb.origin} {v}"
+        for k, v in emb.fields.items()
+        if k in inferred.fields and not inferred.allows(k, v)
     ]
     if denied:
         raise SlowFastError(f"{source.label}: the weights contradict the checkpoint's own config: " + "; ".join(denied))
@@ -320,9 +320,11 @@ def _resolve(
     head_act: str | None,
 ) -> SlowFastConfig:
     shapes = {k: tuple(v.shape) for k, v in state.items()}
+    emb = source.embedded
+    if emb is not None and emb.unsupported:  # the config names the feature more exactly than the shapes can
+        raise SlowFastError(f"{source.label}: its {emb.origin} describes " + "; ".join(emb.unsupported) + ", which is not supported")
     inferred = infer(shapes)
     facts = _check_embedded(source, inferred)
-    emb = source.embedded
     weights_classes = inferred.fields["num_classes"]
     if num_classes is not None and num_classes != weights_classes:
         raise SlowFastError(

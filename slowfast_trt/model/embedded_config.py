@@ -134,7 +134,12 @@ def pyslowfast_config(cfg: Mapping) -> EmbeddedConfig:
     if _get(cfg, "MULTIGRID.SHORT_CYCLE"):
         out.set("head_pool", "global", "MULTIGRID.SHORT_CYCLE")  # PySlowFast's head then pools adaptively
     if arch == "slowfast":
-        for name, key in (("alpha", "SLOWFAST.ALPHA"), ("beta_inv", "SLOWFAST.BETA_INV"), ("fusion_ratio", "SLOWFAST.FUSION_CONV_CHANNEL_RATIO"), ("lateral_kernel", "SLOWFAST.FUSION_KERNEL_SZ")):
+        for name, key in (
+            ("alpha", "SLOWFAST.ALPHA"),
+            ("beta_inv", "SLOWFAST.BETA_INV"),
+            ("fusion_ratio", "SLOWFAST.FUSION_CONV_CHANNEL_RATIO"),
+            ("lateral_kernel", "SLOWFAST.FUSION_KERNEL_SZ"),
+        ):
             if _has(cfg, key):
                 out.set(name, _get(cfg, key), key)
     # DATA.NUM_FRAMES / SAMPLING_RATE describe the input of the Fast pathway for SlowFast, of the one pathway otherwise.
@@ -147,8 +152,9 @@ def pyslowfast_config(cfg: Mapping) -> EmbeddedConfig:
     _psf_variant(out, cfg, arch)
     _psf_nonlocal(out, cfg, arch)
     _psf_resnet(out, cfg, arch)
+    if _has(cfg, "DETECTION.ENABLE"):
+        out.set("detection", bool(_get(cfg, "DETECTION.ENABLE")), "DETECTION.ENABLE")
     if _get(cfg, "DETECTION.ENABLE"):
-        out.set("detection", True, "DETECTION.ENABLE")
         if _has(cfg, "DETECTION.ROI_XFORM_RESOLUTION"):
             out.set("roi_resolution", _get(cfg, "DETECTION.ROI_XFORM_RESOLUTION"), "DETECTION.ROI_XFORM_RESOLUTION")
         if _has(cfg, "DETECTION.ALIGNED"):
@@ -223,8 +229,8 @@ def mmaction2_config(cfg: Mapping) -> EmbeddedConfig:
             out.set(name, head[key], f"model.cls_head.{key}")
     out.set("head_pool", "global", "model.cls_head (adaptive average pool)")
     out.set("head_act", "softmax" if head.get("average_clips", "score") == "prob" else "none", "model.cls_head.average_clips")
-    if head.get("multi_class"):
-        out.set("multilabel", True, "model.cls_head.multi_class")
+    out.set("multilabel", bool(head.get("multi_class", False)), "model.cls_head.multi_class")
+    out.set("detection", False, "model.type (a recognizer)")
     pre = model.get("data_preprocessor") or {}
     for name in ("mean", "std"):
         if isinstance(pre.get(name), (list, tuple)) and len(pre[name]) == 3:
@@ -271,5 +277,7 @@ def read(checkpoint: Mapping) -> EmbeddedConfig | None:
         if isinstance(text, Mapping):
             return mmaction2_config(text)
     except (SlowFastError, TypeError, ValueError, AttributeError, KeyError, IndexError) as e:
-        raise SlowFastError(f"the checkpoint's own config is unreadable ({e}); convert with ignore_config (--ignore-config) and a preset") from None
+        raise SlowFastError(
+            f"the checkpoint's own config is unreadable ({e}); convert with ignore_config (--ignore-config) and a preset"
+        ) from None
     return None

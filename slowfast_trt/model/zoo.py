@@ -187,7 +187,9 @@ _add(
 
 # --- model-zoo variants ---
 _add("slowfast_nln_r50_4x16", "model zoo", None, **SF_4x16, **NLN_R50, note=NLN_NOTE.format(zoo="SLOWFAST_NLN_4x16_R50"))
-_add("slowfast_nln_r50_8x8", "model zoo", None, **SF_8x8, **NLN_R50, note=NLN_NOTE.format(zoo="SLOWFAST_NLN_8x8_R50") + " (lateral kernel 5)")
+_add(
+    "slowfast_nln_r50_8x8", "model zoo", None, **SF_8x8, **NLN_R50, note=NLN_NOTE.format(zoo="SLOWFAST_NLN_8x8_R50") + " (lateral kernel 5)"
+)
 _add("slow_nln_r50_4x16", "model zoo", None, num_frames=4, tau=16, **SLOW, **NLN_R50, note=NLN_NOTE.format(zoo="SLOW_NLN_4x16_R50"))
 _add("slow_nln_r50_8x8", "model zoo", None, num_frames=8, tau=8, **SLOW, **NLN_R50, note=NLN_NOTE.format(zoo="SLOW_NLN_8x8_R50"))
 _add(
@@ -212,7 +214,9 @@ _add(
 # mmaction2's SlowFast recognizers: conv-only laterals (lateral_norm=False), ImageNet mean/std, one strided clip
 # resampled per pathway, a global-pool head. Its 8x8 "steplr" config (laterals with BN) converts as slowfast_r50_8x8.
 MM = dict(lateral_norm=False, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sampling="strided")
-_add("slowfast_r50_4x16_mmaction2", "mmaction2 zoo", 36.1, **SF_4x16, **MM, note="mmaction2's default SlowFast R50 4x16: conv-only laterals")
+_add(
+    "slowfast_r50_4x16_mmaction2", "mmaction2 zoo", 36.1, **SF_4x16, **MM, note="mmaction2's default SlowFast R50 4x16: conv-only laterals"
+)
 _add("slowfast_r50_8x8_mmaction2", "mmaction2 zoo", 65.7, **SF_8x8, **MM, lateral_kernel=7)
 _add("slowfast_r101_8x8_mmaction2", "mmaction2 zoo", None, **SF_8x8, **MM, lateral_kernel=7, depth=101, r101_variant="101_101_101")
 _add(
