@@ -401,7 +401,9 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
         model.convert(odd)
     _one_line(e)
     extra_block = {**state, "s5.pathway0_res3.branch2.a.weight": torch.zeros(512, 2048, 3, 1, 1)}
-    with pytest.raises(SlowFastError, match=r"slow pathway's blocks per stage res2..res5 are \(3, 4, 6, 4\), which matches no supported") as e:
+    with pytest.raises(
+        SlowFastError, match=r"slow pathway's blocks per stage res2..res5 are \(3, 4, 6, 4\), which matches no supported"
+    ) as e:
         model.convert(extra_block)
     _one_line(e)
     no_head = {k: v for k, v in state.items() if not k.startswith("head.")}

@@ -160,16 +160,17 @@ def infer(shapes: Mapping[str, tuple]) -> Inferred:
     )
     _check_temporal_kernels(shapes, probe, paths)
 
-    if "slow" in paths and _shape(shapes, "stem.slow.conv.weight")[0] != STEM_WIDTH:
-        raise SlowFastError(
-            f"the Slow stem has {_shape(shapes, 'stem.slow.conv.weight')[0]} channels; only ResNet widths ({STEM_WIDTH}) are supported"
-        )
+    stem = STEM_WIDTH
+    if "slow" in paths:
+        stem = _shape(shapes, "stem.slow.conv.weight")[0]
+        if stem != STEM_WIDTH:
+            f["width"] = stem  # a narrower/wider ResNet (every Slow width scales with it)
     if "fast" in paths:
         fast_out, fast_in = _shape(shapes, "stem.fast.conv.weight")[:2]
-        if STEM_WIDTH % fast_out == 0:
-            f["beta_inv"] = STEM_WIDTH // fast_out
+        if stem % fast_out == 0:
+            f["beta_inv"] = stem // fast_out
         else:
-            f["beta_inv"], f["round_widths"] = round(STEM_WIDTH / fast_out), True
+            f["beta_inv"], f["round_widths"] = round(stem / fast_out), True
         if fast_in not in _FAST_INPUT_BY_CHANNELS:
             raise SlowFastError(f"the Fast stem takes {fast_in} input channels; supported: {_FAST_INPUT_BY_CHANNELS}")
         f["fast_input"] = _FAST_INPUT_BY_CHANNELS[fast_in]
@@ -183,7 +184,7 @@ def infer(shapes: Mapping[str, tuple]) -> Inferred:
             f.update(lateral="tconv", lateral_kernel=k, fusion_ratio=out // cin, lateral_norm="fuse1.bn.weight" in shapes)
         else:
             fast_w = _shape(shapes, "stem.fast.conv.weight")[0]
-            extra = _shape(shapes, "res2.slow.blocks.0.conv_a.weight")[1] - STEM_WIDTH
+            extra = _shape(shapes, "res2.slow.blocks.0.conv_a.weight")[1] - stem
             if extra == 0:
                 f["lateral"] = None
                 inf.alternatives["lateral"] = (None, "ttoc_sum")
@@ -193,7 +194,7 @@ def infer(shapes: Mapping[str, tuple]) -> Inferred:
             elif extra % fast_w == 0:
                 f.update(lateral="ttoc_concat", alpha=extra // fast_w)
             else:
-                raise SlowFastError(f"res2's Slow input has {extra} channels beyond the stem's {STEM_WIDTH}, which no lateral produces")
+                raise SlowFastError(f"res2's Slow input has {extra} channels beyond the stem's {stem}, which no lateral produces")
     else:
         f["lateral"] = None
 
