@@ -19,7 +19,7 @@ from slowfast_trt.cli.main import main
 from slowfast_trt.common.nvidia import NvidiaFacts
 from slowfast_trt.dali_pipelines import nvdec
 from slowfast_trt.dali_pipelines.decoder_paths import breakdown
-from slowfast_trt.engines.trt_support import builds_for, parse_version, support_range
+from slowfast_trt.engines.trt_targets import builds_for, parse_version, support_range
 from slowfast_trt.serving.env import STAMP
 from tests.helpers import write_indexed_video
 

@@ -3,7 +3,7 @@
 It reads the machine the way the commands will: torch with its CUDA, cuDNN and TF32 settings, each GPU with its
 driver and compute capability, NVDEC's limits as the loaders get them (`dali_pipelines.nvdec`), the DALI build
 against the driver's CUDA version, PyAV's decoders and encoders, ONNX Runtime's providers, whether TensorRT builds
-for this GPU (`engines.trt_support`) and whether the bundled Triton server starts (`serving.env`); with a manifest,
+for this GPU (`engines.trt_targets`) and whether the bundled Triton server starts (`serving.env`); with a manifest,
 how many files each decoder path takes or refuses (`dali_pipelines.decoder_paths`). It sits in `benchmarks`
 because it reads every layer below. Nothing is installed or created; the only subprocesses are `nvidia-smi` and
 `tritonserver --help`, each bounded by a timeout.
@@ -33,7 +33,7 @@ from slowfast_trt.common.nvidia import NvidiaFacts, read_nvidia
 from slowfast_trt.dali_pipelines import nvdec
 from slowfast_trt.dali_pipelines.decoder_paths import breakdown, breakdown_lines
 from slowfast_trt.data.video_io import CODECS
-from slowfast_trt.engines.trt_support import NEWEST_KNOWN, builds_for, parse_version, probe_build
+from slowfast_trt.engines.trt_targets import NEWEST_KNOWN, builds_for, parse_version, probe_build
 from slowfast_trt.serving.env import STAMP, TritonEnv, current_env, venv_path
 
 SCHEMA = "slowfast-doctor/1"
