@@ -258,7 +258,7 @@ def test_auto_amp_is_chosen_by_measurement_and_recorded(tmp_path, monkeypatch):
     from slowfast_trt.training.run import resolve_config
     from slowfast_trt.training.trainer import Trainer, TrainOptions
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("SLOWFAST_CACHE_DIR", str(tmp_path / "cache"))
     synth(tmp_path / "data", videos=8, seed=2, frames=72, size="128x160", workers=2, progress=False)
     m = read_manifest(tmp_path / "data" / "train.csv")
     cfg = resolve_config("slowfast_tiny_4x16", m, {})
@@ -269,7 +269,7 @@ def test_auto_amp_is_chosen_by_measurement_and_recorded(tmp_path, monkeypatch):
     assert pol and len(pol["timings_ms"]) == 12 and pol["choice"].split("-")[0].split("/")[0] == trainer.amp.name
     trainer.run()
     assert json.loads((tmp_path / "run" / "config.json").read_text())["gpu_policy"]["choice"] == pol["choice"]
-    assert (tmp_path / "cache" / "slowfast-trt" / "gpu_policy.json").is_file()
+    assert (tmp_path / "cache" / "gpu_policy.json").is_file()
 
 
 def test_half_precision_and_tuned_engines_agree_with_fp32(tmp_path, monkeypatch):
@@ -277,7 +277,7 @@ def test_half_precision_and_tuned_engines_agree_with_fp32(tmp_path, monkeypatch)
     from slowfast_trt.engines.torch_engine import TorchEngine
     from slowfast_trt.model.inputs import random_inputs
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("SLOWFAST_CACHE_DIR", str(tmp_path / "cache"))
     net = randomize_(model.build("slowfast_r50_4x16", num_classes=400))
     x = random_inputs(net.config, size=224, batch=8, generator=torch.Generator().manual_seed(0))
     ref = TorchEngine(net, device="cuda", precision="fp32")(**x)
@@ -319,7 +319,7 @@ def test_onnx_export_from_cuda_weights(tmp_path):
 def test_bench_model_reports_peak_memory_tuning_and_compile_time(tmp_path, monkeypatch):
     from slowfast_trt.benchmarks.throughput import bench_model, to_markdown
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("SLOWFAST_CACHE_DIR", str(tmp_path / "cache"))
     ckpt = model.save(model.build("slowfast_tiny_4x16", num_classes=5), tmp_path / "m.safetensors")
     r = bench_model([str(ckpt)], batches=[4], warmup=2, iters=5, precisions=["fp16"], compile=True, device="cuda", progress=lambda _s: None)
     rows = {x["engine"]: x for x in r["rows"]}

@@ -97,7 +97,6 @@ def test_nonlocal_positions_r101():
 @pytest.mark.parametrize("name", model.presets())
 def test_every_preset_forward_backward_cpu(name):
     """Each preset trains on the CPU: a small input, forward, backward, finite gradients everywhere."""
-    torch.set_num_threads(2)
     net = model.build(name, num_classes=3)
     assert net.config.name == name
     from slowfast_trt.model.inputs import random_inputs
