@@ -28,6 +28,21 @@ def randomize_(net: nn.Module, seed: int = 0) -> nn.Module:
     return net
 
 
+def assert_auto_choice(cal: dict) -> None:
+    """`--method auto`'s rule, which holds on any CPU: every candidate's divergence is recorded and the lowest one is
+    kept with its settings. Which candidate wins is not asserted: on random clips two can tie to the last bits."""
+    import math
+
+    from slowfast_trt.export.int8_selection import AUTO_CANDIDATES
+
+    kl = cal["candidates_kl"]
+    assert set(kl) == set(AUTO_CANDIDATES) and all(math.isfinite(v) and v >= 0 for v in kl.values()), kl
+    assert cal["chosen"] == min(kl, key=kl.get), cal
+    assert {k: cal.get(k) for k in AUTO_CANDIDATES[cal["chosen"]]} == AUTO_CANDIDATES[cal["chosen"]], cal
+    assert cal["runner_up"] != cal["chosen"] and kl[cal["runner_up"]] == min(v for k, v in kl.items() if k != cal["chosen"])
+    assert cal["selected_by"].startswith("auto: lowest mean KL")
+
+
 BIT_BLOCK = 16  # pixels per bit of the burnt-in frame number
 
 

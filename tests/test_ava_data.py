@@ -154,3 +154,25 @@ def test_keyframe_loader_yields_clips_and_boxes_in_canvas_pixels(small_set):
     # The Slow frames are the clip's frames at the Slow positions (pixels identical to the Fast input's frames)
     _, slow_pos = clip_indices(cfg, k.video, k.frame)
     assert torch.equal(batch["slow"][0], batch["fast"][0][:, torch.as_tensor(slow_pos).long()])
+
+
+def test_keyframe_loader_takes_the_nvdec_routing(small_set, monkeypatch):
+    """Files a GPU loader routes to DALI's CPU decoder (`nvdec.route`) take it in the keyframe graph too: a split source
+    and a conditional graph. On the CPU both branches use the CPU decoder, so the batches equal the plain graph's."""
+    import torch
+
+    from slowfast_trt.dali_pipelines import ava
+
+    s = load_ava(small_set["out"] / "val.csv", use_proposals=True)
+    cfg = detection_config(TINY.replace(crop_size=32, test_crop_size=32), s.num_classes)
+    built = []
+    real = ava.build_keyframe_pipeline
+    monkeypatch.setattr(ava, "build_keyframe_pipeline", lambda source, *a, **kw: built.append(source.graph.decoder) or real(source, *a, **kw))
+    plain = ava.KeyframeLoader(s.keyframes, cfg, FeedSpec(batch_size=2, device="cpu"), boxes="gt", videos=s.videos)
+    split = ava.KeyframeLoader(s.keyframes, cfg, FeedSpec(batch_size=2, device="cpu"), boxes="gt", videos=s.videos)
+    split.on_cpu = frozenset({s.keyframes[0].video.path})  # what a GPU loader gets for a video below NVDEC's minimum
+    n = 0
+    for a, b in zip(plain, split, strict=True):
+        assert torch.equal(a["fast"], b["fast"]) and torch.equal(a["boxes"], b["boxes"])
+        n += 1
+    assert n == len(plain) and built == ["nvdec", "split"]

@@ -261,28 +261,54 @@ def test_report_rejects_folders_without_results(tmp_path):
         write_report([tmp_path], tmp_path / "out")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+@pytest.mark.parametrize(
+    "command", ["train", "eval", "eval --engine", "export engine", "bench model", "bench pipeline", "bench e2e", "bench accuracy"]
+)
+def test_gpu_commands_stay_strict_without_a_gpu(command, data, artifacts, tmp_path):
+    """Unlike the demo, which falls back to the CPU, a command asked for the GPU (`--device cuda`, or a TensorRT build)
+    refuses with one line and exit 2 where there is none."""
+    ckpt, onnx, val = str(artifacts["ckpt"]), str(artifacts["onnx"]), str(data / "manifest.csv")
+    args = {
+        "train": ["train", "--preset", PRESET, "--train", str(data / "train.csv"), "--out", str(tmp_path / "run"), "--epochs", "1"],
+        "eval": ["eval", "--ckpt", ckpt, "--data", val],
+        "eval --engine": ["eval", "--engine", onnx, "--data", val],
+        "export engine": ["export", "engine", onnx, "--precision", "fp16"],
+        "bench model": ["bench", "model", ckpt],
+        "bench pipeline": ["bench", "pipeline", val],
+        "bench e2e": ["bench", "e2e", val, ckpt],
+        "bench accuracy": ["bench", "accuracy", val, ckpt],
+    }[command]
+    r = _run(args + ([] if command == "export engine" else ["--device", "cuda"]), ok=False)
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+    assert any(w in lines[0] for w in ("CUDA", "GPU", "TensorRT")), lines[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_demo_stages_skip_when_done_and_rerun_when_inputs_change(tmp_path):
-    from slowfast_trt.benchmarks.demo import Demo
+    from slowfast_trt.benchmarks.demo import Demo, Stage
 
     d = Demo(tmp_path / "demo", quick=True, echo=lambda line: None)
     d.claim()
     src, dst, calls = tmp_path / "demo" / "in.txt", tmp_path / "demo" / "out.json", []
     src.write_text("1")
 
-    def work():
-        calls.append(1)
+    def work(device):
+        calls.append(device)
         dst.write_text(json.dumps({"n": len(calls)}))
 
-    assert d.stage("s", "stage", work, [dst], [src]) is True
-    assert d.stage("s", "stage", work, [dst], [src]) is False  # outputs valid, inputs unchanged: skipped
+    s = Stage("s", "stage", work, lambda: [dst], lambda: [src])
+    assert d.run_stage(s) is True
+    assert d.run_stage(s) is False  # outputs valid, inputs unchanged: skipped
     src.write_text("22")  # an input changed: re-run
-    assert d.stage("s", "stage", work, [dst], [src]) is True
+    assert d.run_stage(s) is True
     dst.write_text("{truncated")  # an output no longer parses: re-run
-    assert d.stage("s", "stage", work, [dst], [src]) is True
-    assert len(calls) == 3
+    assert d.run_stage(s) is True
+    assert calls == ["auto"] * 3
 
     with pytest.raises(SlowFastError, match="finished without writing"):
-        d.stage("t", "stage", lambda: None, [tmp_path / "demo" / "never.json"])
+        d.run_stage(Stage("t", "stage", lambda _device: None, lambda: [tmp_path / "demo" / "never.json"]))
     # A full-mode demo refuses the quick folder, and no demo takes over a foreign non-empty folder.
     with pytest.raises(SlowFastError, match="quick demo with other settings"):
         Demo(tmp_path / "demo", quick=False).claim()

@@ -100,7 +100,7 @@ def test_measuring_code_runs_a_real_net_on_the_cpu():
     assert d.setting in settings
     out = gpu_policy.forward_fn(gpu_policy.apply_setting(Named(), d.setting), d.setting, ["slow"])(*gpu_policy.prepare_inputs(x, d.setting))
     assert torch.allclose(out, Named()(x[0]), atol=1e-5)
-    assert torch.backends.cudnn.benchmark is False  # measuring leaves autotuning off
+    assert torch.backends.cudnn.benchmark is False  # measuring leaves the caller's autotuning setting (off here)
 
 
 def test_conv_ceiling_times_the_presets_own_convolutions_on_the_cpu(tmp_path):
@@ -119,3 +119,78 @@ def test_conv_ceiling_times_the_presets_own_convolutions_on_the_cpu(tmp_path):
     assert "clips/s" in to_markdown(r) and write_results(r, tmp_path)["json"].is_file()
     with pytest.raises(SlowFastError, match="GPU measurement"):
         conv_ceiling("slowfast_tiny_4x16", size=32, batch=1, precision="fp16", device="cpu")
+
+
+class _Probe(torch.nn.Module):
+    """Records cuDNN's autotuning flag at each forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.seen: list[bool] = []
+
+    def forward(self, slow):
+        self.seen.append(torch.backends.cudnn.benchmark)
+        return slow.flatten(1).mean(1, keepdim=True) * self.w
+
+
+def test_autotuning_applies_inside_the_runners_calls_only(monkeypatch):
+    """A tuned runner's cudnn.benchmark is set for its own calls; building, measuring and running one leave the
+    process-wide flag as the caller had it, so the engines `bench model` times next are not autotuned by accident."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    x = [torch.randn(2, 3, 2, 4, 4)]
+    tuned = Setting("fp32", cudnn_benchmark=True)
+    probe = gpu_policy.apply_setting(_Probe(), tuned)
+    assert torch.backends.cudnn.benchmark is False
+    gpu_policy.forward_fn(probe, tuned, ["slow"])(*x)
+    assert probe.seen == [True] and torch.backends.cudnn.benchmark is False
+    torch.backends.cudnn.benchmark = True  # the caller's own choice survives measuring (inference and training)
+    gpu_policy.measure_inference(_Probe(), ["slow"], x, [Setting("fp32"), tuned], timer=gpu_policy.wall_timer)
+    assert torch.backends.cudnn.benchmark is True
+
+    def step(s):
+        torch.backends.cudnn.benchmark = s.cudnn_benchmark  # as the trainer's step does
+        return lambda: None
+
+    gpu_policy.measure_training(step, [Setting("fp32", cudnn_benchmark=False)], timer=gpu_policy.wall_timer)
+    assert torch.backends.cudnn.benchmark is True
+
+
+def _backends(conv=None, cudnn_all="none", generic="none", allow_tf32=True):
+    """A stand-in for torch.backends: the 2.9+ fp32_precision switches (conv=None: an older torch without them)."""
+    from types import SimpleNamespace
+
+    cudnn = SimpleNamespace(allow_tf32=allow_tf32, fp32_precision=cudnn_all)
+    if conv is not None:
+        cudnn.conv = SimpleNamespace(fp32_precision=conv)
+    return SimpleNamespace(cudnn=cudnn, fp32_precision=generic)
+
+
+@pytest.mark.parametrize(
+    "backends, tf32",
+    [
+        (_backends(conv="tf32", allow_tf32=False), True),
+        (_backends(conv="ieee", allow_tf32=True), False),  # set through the new API: the old getter would say otherwise
+        (_backends(conv="none", cudnn_all="ieee"), False),  # 'none' inherits from cuDNN's, then torch's own setting
+        (_backends(conv="none", cudnn_all="none", generic="tf32", allow_tf32=False), True),
+        (_backends(conv=None, allow_tf32=True), True),  # torch < 2.9: allow_tf32 is all there is
+        (_backends(conv=None, allow_tf32=False), False),
+    ],
+)
+def test_tf32_is_read_from_the_fp32_precision_api_where_it_exists(backends, tf32, monkeypatch):
+    from slowfast_trt.benchmarks.peak import math_mode
+
+    monkeypatch.setattr(torch, "backends", backends)
+    assert gpu_policy.conv_tf32() is tf32
+    assert math_mode("fp32") == ("tf32" if tf32 else "fp32") and math_mode("fp16") == "fp16"
+
+
+def test_tf32_is_switched_on_through_the_new_api_where_it_exists(monkeypatch):
+    new = _backends(conv="ieee", allow_tf32=False)
+    monkeypatch.setattr(torch, "backends", new)
+    gpu_policy.enable_tf32()
+    assert new.cudnn.conv.fp32_precision == "tf32" and new.cudnn.allow_tf32 is False  # the deprecated switch is not touched
+    old = _backends(conv=None, allow_tf32=False)
+    monkeypatch.setattr(torch, "backends", old)
+    gpu_policy.enable_tf32()
+    assert old.cudnn.allow_tf32 is True

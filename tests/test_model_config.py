@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -28,7 +29,12 @@ def test_unknown_preset_lists_closest_names():
         (dict(lateral="bogus"), "lateral"),
         (dict(lateral_kernel=4), "lateral_kernel"),
         (dict(depth=34), "depth"),
-        (dict(nonlocal_blocks=(6,)), "nonlocal_blocks"),  # R50 res4 has 6 blocks: 0..5
+        (dict(nonlocal_location=(((), ()), ((), ()), ((6,), ()), ((), ()))), "nonlocal_location"),  # R50 res4: blocks 0..5
+        (dict(nonlocal_location=(((), ()), ((4,), ()), ((), ()), ((), ()))), "nonlocal_location"),  # R50 res3: blocks 0..3
+        (dict(nonlocal_instantiation="gaussian"), "nonlocal_instantiation"),
+        (dict(nonlocal_pool=((1, 2, 2),) * 3), "nonlocal_pool"),
+        (dict(r101_variant="50_18"), "r101_variant"),
+        (dict(fast_depth=34), "fast_depth"),
         (dict(fast_input="depth"), "fast_input"),
         (dict(crop_size=200), "crop_size"),
         (dict(dropout=1.0), "dropout"),
@@ -57,10 +63,31 @@ def test_round_widths_allows_uneven_beta():
 
 def test_config_round_trips_through_dict():
     cfg = model.get_preset("slowfast_r101_16x8_nl").config
-    again = SlowFastConfig.from_dict(cfg.to_dict())
-    assert again == cfg and again.nonlocal_blocks == (6, 13, 20)
+    again = SlowFastConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.nonlocal_blocks(4, "slow") == (6, 13, 20) and hash(again) == hash(cfg)
     with pytest.raises(SlowFastError, match="unknown fields"):
         SlowFastConfig.from_dict({**cfg.to_dict(), "gamma": 1})
+
+
+def test_configs_saved_with_res4_nonlocal_blocks_still_load():
+    """Before non-local blocks could sit at any stage, configs saved `nonlocal_blocks` (res4, Slow pathway)."""
+    old = {k: v for k, v in model.get_preset("slowfast_r101_16x8").config.to_dict().items() if k not in NEW_FIELDS}
+    cfg = SlowFastConfig.from_dict({**old, "nonlocal_blocks": [6, 13, 20]})
+    assert cfg == model.get_preset("slowfast_r101_16x8_nl").config
+    assert cfg.lateral_norm and cfg.nonlocal_instantiation == "dot_product" and cfg.fast_depth is None
+
+
+NEW_FIELDS = (
+    "fast_depth",
+    "lateral_norm",
+    "nonlocal_location",
+    "nonlocal_instantiation",
+    "nonlocal_pool",
+    "nonlocal_group",
+    "test_clips",
+    "test_crops",
+    "roi_aligned",
+)
 
 
 def test_module_carries_config_and_overrides():

@@ -110,3 +110,43 @@ def test_largest_preset_counts_in_seconds_on_meta():
     c = model.count("slowfast_r101_16x8_nl")
     assert time.perf_counter() - start < 10.0
     assert c["params"] == pytest.approx(60.08e6, rel=0.001)
+
+
+def _nonlocal_macs(channels: int, t: int, side: int, pool: tuple[int, int, int] = (1, 2, 2)) -> tuple[int, int]:
+    """(conv, matmul) multiply-adds of one non-local block on a C x T x side x side map, from the block's definition:
+    theta on N positions, phi and g on the P pooled ones (C -> C/2 each), out (C/2 -> C) on N; theta.phi and
+    attention.g are N x P x C/2 each."""
+    inner, n = channels // 2, t * side * side
+    p = (t // pool[0]) * (side // pool[1]) * (side // pool[2])
+    return channels * inner * (2 * n + 2 * p), 2 * n * p * inner
+
+
+@pytest.mark.parametrize(
+    "name, base, t",
+    [
+        ("slowfast_nln_r50_4x16", "slowfast_r50_4x16", 4),
+        ("slowfast_nln_r50_8x8", "slowfast_r50_8x8", 8),
+        ("slow_nln_r50_8x8", "slow_r50_8x8", 8),
+    ],
+)
+def test_nln_presets_add_the_nonlocal_blocks_cost(name, base, t):
+    """PySlowFast's *_NLN_* configs: non-local after res3 blocks 1, 3 (512 channels, 32x32 at 256) and res4 blocks
+    1, 3, 5 (1024 channels, 16x16). Expected = the plain preset's count + the closed-form cost of those 5 blocks."""
+    res3, res4 = _nonlocal_macs(512, t, 32), _nonlocal_macs(1024, t, 16)
+    conv, matmul = 2 * res3[0] + 3 * res4[0], 2 * res3[1] + 3 * res4[1]
+    lateral_kernel_delta = 0.0
+    if name == "slowfast_nln_r50_8x8":  # its lateral kernel is 5 (the config's FUSION_KERNEL_SZ), the 8x8 preset's 7
+        lateral_kernel_delta = model.count("slowfast_r50_8x8", lateral_kernel=5)["gflops"] - model.count(base)["gflops"]
+    got, plain = model.count(name), model.count(base)
+    assert got["ops_gflops"]["matmul"] == pytest.approx(matmul / 1e9, rel=1e-9)
+    assert got["gflops"] == pytest.approx(plain["gflops"] + lateral_kernel_delta + (conv + matmul) / 1e9, rel=1e-9)
+    # the 4x16 one: 36.10 + 6.71 (convs) + 5.10 (matmuls) = 47.91 GFLOPs
+    if name == "slowfast_nln_r50_4x16":
+        assert round(got["gflops"], 2) == 47.91
+
+
+def test_conv_only_laterals_keep_gflops_and_drop_only_the_lateral_bn():
+    """mmaction2's default R50 4x16 has 34,479,288 parameters: ours with BN on the laterals minus 2 x (16+64+128+256)."""
+    plain, mm = model.count("slowfast_r50_4x16"), model.count("slowfast_r50_4x16_mmaction2")
+    assert mm["params"] == 34_479_288 and plain["params"] - mm["params"] == 2 * (16 + 64 + 128 + 256)
+    assert mm["gflops"] == plain["gflops"]

@@ -97,12 +97,13 @@ def test_nonlocal_positions_r101():
 @pytest.mark.parametrize("name", model.presets())
 def test_every_preset_forward_backward_cpu(name):
     """Each preset trains on the CPU: a small input, forward, backward, finite gradients everywhere."""
-    torch.set_num_threads(2)
     net = model.build(name, num_classes=3)
     assert net.config.name == name
     from slowfast_trt.model.inputs import random_inputs
 
     x = random_inputs(net.config, size=32, batch=2)
+    if net.config.detection:  # one box per clip (batch index, x1, y1, x2, y2 in input pixels)
+        x["boxes"] = torch.tensor([[0.0, 0.0, 0.0, 16.0, 16.0], [1.0, 4.0, 4.0, 30.0, 30.0]])
     logits = net(**x)
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
     logits.square().mean().backward()

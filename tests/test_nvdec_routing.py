@@ -158,3 +158,37 @@ def test_split_graph_serves_a_flag_and_decodes_like_the_plain_graph(tmp_path):
         assert [read_index(f) for f in b["fast"][0].numpy()] == plans[n].fast_idx.tolist()
         n += 1
     assert n == len(plans)
+
+
+@pytest.mark.parametrize(
+    "capability, decodes",
+    [((7, 5), False), ((8, 0), False), ((8, 6), True), ((8, 9), True), ((9, 0), False), ((10, 0), True), ((12, 0), True), (None, False)],
+)
+def test_the_table_gives_av1_only_to_gpus_whose_nvdec_decodes_it(capability, decodes):
+    """Turing, GA100 and Hopper (H100/H200) have no AV1 NVDEC: without the driver's answer, AV1 files there are refused
+    before the run instead of failing in it."""
+    lim = limits_for("av1", "420", 8, ask_driver=lambda *_: None, capability=lambda: capability)
+    assert (lim is not None) == decodes
+    assert limits_for("vp9", "420", 8, ask_driver=lambda *_: None, capability=lambda: capability) == nvdec.NVDEC_TABLE["vp9"]
+    if not decodes:
+        with pytest.raises(SlowFastError, match=r"1 of 1 files cannot be decoded on this GPU \(1 AV1 420 8-bit not supported by NVDEC"):
+            route([fmt("a.mkv", "av1", 640, 360)], lambda c, ch, b: limits_for(c, ch, b, lambda *_: None, lambda: capability))
+
+
+@pytest.mark.parametrize(
+    "decoder, codec", [("libdav1d", "av1"), ("libaom-av1", "av1"), ("libvpx-vp9", "vp9"), ("h264_cuvid", "h264"), ("hevc", "hevc")]
+)
+def test_decoder_names_map_to_their_codec(decoder, codec):
+    assert nvdec.codec_of_decoder(decoder) == codec
+
+
+def test_an_av1_file_is_probed_as_av1_not_as_its_decoder(tmp_path):
+    """PyAV names the decoder (libdav1d) where the limits are keyed by the codec (av1)."""
+    av = pytest.importorskip("av")
+    if "libsvtav1" not in av.codecs_available:
+        pytest.skip("this FFmpeg build has no AV1 encoder (libsvtav1)")
+    from tests.helpers import write_indexed_video
+
+    write_indexed_video(tmp_path / "a.mkv", 4, 128, 128, codec="libsvtav1")
+    f = nvdec.probe_format(str(tmp_path / "a.mkv"))
+    assert (f.codec, f.width, f.height, f.chroma, f.bit_depth) == ("av1", 128, 128, "420", 8)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -36,7 +37,7 @@ def test_cpu_explicit_choices():
     [({"fp32": 1.0, "bf16": 38.0}, None), ({"fp32": 1.0, "bf16": 0.5}, torch.bfloat16), ({"fp32": 1.0, "bf16": 0.95}, None)],
 )
 def test_cpu_auto_follows_the_measurement_and_caches_it(tmp_path, monkeypatch, times, expect):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("SLOWFAST_CACHE_DIR", str(tmp_path))
     calls = []
     monkeypatch.setattr(amp, "measure_cpu_bf16", lambda net, x: calls.append(1) or times)
     net = model.build("fast_r50_4x16", num_classes=2)
@@ -45,10 +46,29 @@ def test_cpu_auto_follows_the_measurement_and_caches_it(tmp_path, monkeypatch, t
     assert p.dtype == expect and "measured" in p.reason
     again = amp.choose_policy("auto", torch.device("cpu"), net, x)
     assert again.dtype == expect and len(calls) == 1  # cached: measured once per machine
-    assert json.loads((tmp_path / "slowfast-trt" / "cpu_amp.json").read_text())
+    assert json.loads((tmp_path / "cpu_amp.json").read_text())
     other = model.build("slow_r50_4x16", num_classes=2)  # another workload is measured, not taken from the first
     amp.choose_policy("auto", torch.device("cpu"), other, random_inputs(other.config, 32, 1))
     assert len(calls) == 2
+
+
+def test_measurements_live_in_their_own_folder_when_asked(tmp_path, monkeypatch):
+    """$SLOWFAST_CACHE_DIR moves only the measurements (the suite gives each test an empty one); else the XDG cache."""
+    from slowfast_trt.common.measurements import cache_path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("SLOWFAST_CACHE_DIR", str(tmp_path / "own"))
+    assert cache_path("cpu_amp") == tmp_path / "own" / "cpu_amp.json"
+    monkeypatch.delenv("SLOWFAST_CACHE_DIR")
+    assert cache_path("cpu_amp") == tmp_path / "xdg" / "slowfast-trt" / "cpu_amp.json"
+
+
+def test_suite_starts_each_test_with_an_empty_measurement_cache():
+    """No CPU bf16 or GPU policy choice is read from this machine's earlier runs (tests/conftest.py)."""
+    from slowfast_trt.common.measurements import cache_path
+
+    folder = cache_path("cpu_amp").parent
+    assert folder != Path.home() / ".cache" / "slowfast-trt" and not any(folder.iterdir())
 
 
 def test_real_measurement_returns_both_timings():

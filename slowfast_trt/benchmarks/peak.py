@@ -6,7 +6,7 @@ fraction (None) rather than a guess.
 
 from __future__ import annotations
 
-import torch
+from slowfast_trt.engines.gpu_policy import conv_tf32
 
 # name substring (matched case-insensitively, first match wins) -> {math mode: dense peak TFLOP/s}
 PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
@@ -25,7 +25,7 @@ PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
 def math_mode(precision: str) -> str:
     """The math mode an engine precision runs in: fp32 convolutions use TF32 tensor cores when torch allows it."""
     if precision == "fp32":
-        return "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+        return "tf32" if conv_tf32() else "fp32"
     return precision
 
 

@@ -234,8 +234,11 @@ def compare_runs(results: list[dict]) -> list[str]:
     return lines + [""]
 
 
-def write_report(dirs: list[str | Path], out_dir: str | Path) -> Path:
-    """Merge the results under `dirs` into `out_dir`/report.md with plots in `out_dir`/plots; returns the report path."""
+def write_report(dirs: list[str | Path], out_dir: str | Path, notes: list[str] | None = None) -> Path:
+    """Merge the results under `dirs` into `out_dir`/report.md with plots in `out_dir`/plots; returns the report path.
+
+    `notes` (Markdown lines) go under "Notes" after the headlines: the demo records there which stages fell back to
+    the CPU or were skipped, and why."""
     results = find_results(dirs)
     out = Path(out_dir)
     plots = out / "plots"
@@ -255,6 +258,8 @@ def write_report(dirs: list[str | Path], out_dir: str | Path) -> Path:
         *headlines(results),
         "",
     ]
+    if notes:
+        lines += ["## Notes", "", *notes, ""]
     lines += compare_runs(results)
     for i, r in enumerate(results):
         kind = r["benchmark"]

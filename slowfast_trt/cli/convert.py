@@ -1,4 +1,4 @@
-"""`slowfast convert SRC DST`: official PySlowFast / PyTorchVideo / Caffe2 weights to a project checkpoint."""
+"""`slowfast convert SRC DST`: official PySlowFast / PyTorchVideo / Caffe2 / mmaction2 weights to a project checkpoint."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from slowfast_trt.model.convert import summary
 @click.option(
     "--from",
     "fmt",
-    type=click.Choice(["auto", "pyslowfast", "pytorchvideo", "caffe2"]),
+    type=click.Choice(["auto", "pyslowfast", "pytorchvideo", "caffe2", "mmaction2"]),
     default="auto",
     show_default=True,
     help="Layout of SRC (auto detects it from the key names).",
@@ -27,11 +27,12 @@ from slowfast_trt.model.convert import summary
     type=click.Choice(["none", "softmax", "sigmoid"]),
     help="Eval activation per head position (default: the origin's: softmax for PySlowFast/Caffe2, none for PyTorchVideo).",
 )
-def convert(src: str, dst: str, fmt: str, preset: str | None, num_classes: int | None, head_act: str | None) -> None:
-    """Convert SRC (.pyth, .pt, .pkl, state-dict .safetensors) into the project checkpoint DST (.safetensors)."""
+@click.option("--ignore-config", is_flag=True, help="Do not read the config SRC carries (PySlowFast cfg, mmaction2 meta).")
+def convert(src: str, dst: str, fmt: str, preset: str | None, num_classes: int | None, head_act: str | None, ignore_config: bool) -> None:
+    """Convert SRC (.pyth, .pt, .pth, .pkl, state-dict .safetensors) into the project checkpoint DST (.safetensors)."""
     if not dst.endswith(".safetensors"):
         raise SlowFastError(f"DST {dst!r} must end with .safetensors (the project checkpoint format)")
-    net = model.convert(src, fmt=fmt, preset=preset, num_classes=num_classes, head_act=head_act)
+    net = model.convert(src, fmt=fmt, preset=preset, num_classes=num_classes, head_act=head_act, ignore_config=ignore_config)
     model.save(net, dst)
     for line in summary(net):
         click.echo(line)

@@ -1,4 +1,4 @@
-"""`slowfast export onnx|int8|engine|compare|info`: build-time artifacts, each with a JSON sidecar."""
+"""`slowfast export onnx|int8|engine|compare|check|info`: build-time artifacts, each with a JSON sidecar."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 
 from slowfast_trt.benchmarks.compare import compare, to_markdown
 from slowfast_trt.cli.options import batch_size_option, clips_option, crops_option, device_option, threads_option
+from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.engines.sidecar import read_sidecar
 from slowfast_trt.export.calibration import DEFAULT_CALIB_CROPS
@@ -15,6 +16,7 @@ from slowfast_trt.export.onnx import export_onnx
 from slowfast_trt.export.qdq import DEFAULT_PLACEMENT, qdq_summary
 from slowfast_trt.export.quantize import DEFAULT_BIAS_CORRECTION, DEFAULT_METHOD, quantize_from_manifest
 from slowfast_trt.export.tensorrt import build_engine
+from slowfast_trt.export.trt_check import DEFAULT_TRT_CHECK, TRT_CHECKS, check_tensorrt_support, errors_of, trt_majors
 
 
 def _batch(value: str) -> str | int:
@@ -24,6 +26,26 @@ def _batch(value: str) -> str | int:
         return int(value)
     except ValueError:
         raise click.BadParameter("must be 'dynamic' or a positive integer") from None
+
+
+def trt_check_option(f):
+    return click.option(
+        "--trt-check",
+        type=click.Choice(TRT_CHECKS),
+        default=DEFAULT_TRT_CHECK,
+        show_default=True,
+        help="Check the written model against TensorRT's documented ONNX support (every major, one, or off); "
+        "a node TensorRT refuses is a one-line error and the file is kept for `slowfast export check`.",
+    )(f)
+
+
+def _echo_check(side: dict) -> None:
+    record = side.get("tensorrt_check")
+    if record:
+        majors = ", ".join(f"{m}.x" for m in record["majors"])
+        click.echo(f"TensorRT {majors} check: passed, {record['counts']['warnings']} warning(s)")
+        for w in record["warnings"]:
+            click.echo(f"  warning: {w}")
 
 
 @click.group("export")
@@ -45,15 +67,17 @@ def export() -> None:
     help="Graph output: logits, or per-view probabilities.",
 )
 @click.option("--no-verify", is_flag=True, help="Skip the ONNX Runtime vs PyTorch comparison.")
-def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | None, outputs: str, no_verify: bool) -> None:
+@trt_check_option
+def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | None, outputs: str, no_verify: bool, trt_check: str) -> None:
     """Export CKPT to a two-input (slow, fast) ONNX graph, check it and compare it with PyTorch."""
-    r = export_onnx(ckpt, out, opset=opset, batch=_batch(batch), size=size, outputs=outputs, verify=not no_verify)
+    r = export_onnx(ckpt, out, opset=opset, batch=_batch(batch), size=size, outputs=outputs, verify=not no_verify, trt_check=trt_check)
     click.echo(f"wrote {r.path} and {r.sidecar_path}")
     if "parity" in r.sidecar:
         p = r.sidecar["parity"]
         click.echo(
             f"ONNX Runtime vs PyTorch: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.1f}% (batches {p['batches']})"
         )
+    _echo_check(r.sidecar)
 
 
 @export.command("int8")
@@ -104,6 +128,7 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
 @device_option(help="Where DALI decodes.")
 @threads_option()
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@trt_check_option
 def int8_cmd(
     onnx_path: str,
     manifest: str,
@@ -119,6 +144,7 @@ def int8_cmd(
     device: str,
     threads: int,
     quiet: bool,
+    trt_check: str,
 ) -> None:
     """Quantize an FP32 ONNX export to a symmetric int8 Q/DQ model calibrated on DALI clips."""
     placement, method = placement or DEFAULT_PLACEMENT, method or DEFAULT_METHOD
@@ -135,9 +161,11 @@ def int8_cmd(
         bias_correction=DEFAULT_BIAS_CORRECTION if bias_correction is None else bias_correction,
         seed=seed,
         out=out,
+        trt_check=trt_check,
     )
     s = qdq_summary(path)
-    cal = read_sidecar(path)["calibration"]
+    side = read_sidecar(path)
+    cal = side["calibration"]
     how = (
         method
         if "chosen" not in cal
@@ -147,6 +175,7 @@ def int8_cmd(
         f"wrote {path}: {s['quantized_convs']}/{s['convs']} Conv quantized, symmetric={s['symmetric']}, "
         f"{clips} calibration clips ({how}; seed {seed}), Q/DQ on {placement}" + (", bias-corrected" if cal["bias_correction"] else "")
     )
+    _echo_check(side)
 
 
 @export.command("engine")
@@ -214,6 +243,22 @@ def compare_cmd(
         fp32, int8, manifest, out_dir, feed, extra=extra, engine_threads=engine_threads, repeats=repeats, qdq=qdq, with_kernels=with_kernels
     )
     click.echo(to_markdown(r))
+
+
+@export.command("check")
+@click.argument("onnx_path", metavar="ONNX", type=click.Path(exists=True, dir_okay=False))
+@click.option("--trt", "trt", type=click.Choice(TRT_CHECKS[:-1]), default="all", show_default=True, help="TensorRT major(s) to check for.")
+def check_cmd(onnx_path: str, trt: str) -> None:
+    """Check an ONNX model against TensorRT's documented ONNX support: every finding, with node and rule."""
+    majors = trt_majors(trt)
+    findings = check_tensorrt_support(onnx_path, majors)
+    for f in findings:
+        click.echo(f"{f.severity}: {f}")
+    errors = errors_of(findings)
+    versions = ", ".join(f"{m}.x" for m in majors)
+    if errors:
+        raise SlowFastError(f"{onnx_path}: {len(errors)} node(s) or tensor(s) TensorRT {versions} would refuse (listed above)")
+    click.echo(f"{onnx_path}: TensorRT {versions} takes every node ({len(findings)} warning(s))")
 
 
 @export.command("info")

@@ -10,6 +10,7 @@ from slowfast_trt.cli import bench as _bench
 from slowfast_trt.cli import convert as _convert
 from slowfast_trt.cli import data as _data
 from slowfast_trt.cli import demo as _demo
+from slowfast_trt.cli import doctor as _doctor
 from slowfast_trt.cli import export as _export
 from slowfast_trt.cli import flops as _flops
 from slowfast_trt.cli import serve as _serve
@@ -45,6 +46,7 @@ def _register() -> None:
     main.add_command(_bench.report_cmd)
 
     main.add_command(_demo.demo)
+    main.add_command(_doctor.doctor)
 
     main.add_command(_export.export)
 

@@ -11,8 +11,15 @@ from slowfast_trt.common.io import atomic_write_text
 
 
 def cache_path(name: str) -> Path:
-    """`~/.cache/slowfast-trt/<name>.json` (or under $XDG_CACHE_HOME)."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "slowfast-trt" / f"{name}.json"
+    """`<name>.json` in $SLOWFAST_CACHE_DIR, else in `slowfast-trt` under $XDG_CACHE_HOME or `~/.cache`.
+
+    $SLOWFAST_CACHE_DIR moves only these measurements (the test suite points it at an empty folder per test, so no
+    choice is read from a machine's earlier runs); XDG_CACHE_HOME moves every program's cache.
+    """
+    own = os.environ.get("SLOWFAST_CACHE_DIR")
+    if own:
+        return Path(own) / f"{name}.json"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slowfast-trt" / f"{name}.json"
 
 
 def cached(path: Path, key: str, measure: Callable[[], dict], valid: Callable[[dict], bool] = lambda d: True) -> tuple[dict, bool]:

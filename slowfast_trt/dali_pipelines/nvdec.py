@@ -3,7 +3,8 @@
 NVDEC refuses streams outside per-codec limits (VP9 below 128x128, for instance) with a mid-run "Critical error
 in pipeline". The limits come from the driver itself (`cuvidGetDecoderCaps` in libnvcuvid, the call NVIDIA's
 Video Codec SDK documents for this) when it can be asked, else from the SDK's published table (`NVDEC_TABLE`,
-the "NVDEC Video Decoder API Programming Guide", table "Hardware Video Decoder Capabilities", Turing and later).
+the "NVDEC Video Decoder API Programming Guide", table "Hardware Video Decoder Capabilities", Turing and later;
+AV1 only on the GPUs whose NVDEC decodes it, `av1_on_nvdec`).
 Each file is then routed: inside the limits to NVDEC ('mixed'), outside them to DALI's CPU decoder in the same
 graph when it reads the codec (VP8/VP9/MJPEG), else the run is refused before it starts with one line that
 names the count, the limit and the fix.
@@ -39,7 +40,8 @@ class Limits:
 
 
 # Per codec (FFmpeg's codec names), from TABLE_SOURCE. H.264 4:2:2 / 10-bit and HEVC 4:2:2 need Blackwell (the
-# driver's own caps report them there); the table keeps what every NVDEC since Turing decodes.
+# driver's own caps report them there); the table keeps what every NVDEC since Turing decodes, except AV1
+# (`table_limits` asks `av1_on_nvdec` first).
 NVDEC_TABLE: dict[str, Limits] = {
     "h264": Limits(48, 16, 4096, 4096, ("420",), (8,)),
     "hevc": Limits(144, 144, 8192, 8192, ("420", "444"), (8, 10, 12)),
@@ -49,6 +51,43 @@ NVDEC_TABLE: dict[str, Limits] = {
     "mpeg4": Limits(48, 16, 2032, 2032, ("420",), (8,)),
     "mjpeg": Limits(64, 64, 32768, 16384, ("420", "422", "444", "400"), (8,)),
 }
+
+
+def av1_on_nvdec(capability: tuple[int, int] | None) -> bool:
+    """Whether the NVDEC of a GPU with this compute capability decodes AV1 (the SDK's capability table): Ampere GA10x
+    (8.6, 8.7), Ada (8.9) and Blackwell (10.x-12.x) do; Turing (7.5), GA100 (8.0) and Hopper (9.0: H100, H200) do not."""
+    if capability is None:
+        return False
+    major, minor = capability
+    return (major == 8 and minor >= 6) or major >= 10
+
+
+def table_limits(codec: str, capability: tuple[int, int] | None) -> Limits | None:
+    """The SDK table's limits for `codec` on a GPU of this compute capability; None: its NVDEC does not decode it."""
+    if codec == "av1" and not av1_on_nvdec(capability):
+        return None
+    return NVDEC_TABLE.get(codec)
+
+
+def gpu_capability() -> tuple[int, int] | None:
+    """The current CUDA device's compute capability, or None without one."""
+    return tuple(torch.cuda.get_device_capability()) if torch.cuda.is_available() else None
+
+
+# FFmpeg decoder names that differ from their codec's name (PyAV's codec_context.name is the decoder's).
+DECODER_CODECS = {"libdav1d": "av1", "libaom-av1": "av1", "libvpx": "vp8", "libvpx-vp9": "vp9", "libopenh264": "h264"}
+_HW_SUFFIXES = ("_cuvid", "_qsv", "_v4l2m2m", "_mediacodec", "_rkmpp")
+
+
+def codec_of_decoder(decoder: str) -> str:
+    """FFmpeg's codec name for a decoder's name ('libdav1d' -> 'av1', 'h264_cuvid' -> 'h264'): what the limits are keyed by."""
+    if decoder in DECODER_CODECS:
+        return DECODER_CODECS[decoder]
+    for suffix in _HW_SUFFIXES:
+        if decoder.endswith(suffix):
+            return decoder[: -len(suffix)]
+    return decoder
+
 
 # cuviddec.h: cudaVideoCodec and cudaVideoChromaFormat values.
 _CUVID_CODEC = {"mpeg4": 2, "h264": 4, "mjpeg": 5, "hevc": 8, "vp8": 9, "vp9": 10, "av1": 11}
@@ -85,7 +124,8 @@ def probe_format(path: str) -> StreamFormat:
                 raise SlowFastError(f"{path}: no video stream; run `slowfast data check` on the manifest")
             cc = c.streams.video[0].codec_context
             chroma, bits = pix_fmt_facts(cc.format.name if cc.format is not None else None)
-            return StreamFormat(path, cc.name, cc.width, cc.height, chroma, bits)
+            codec = getattr(cc.codec, "canonical_name", None) or codec_of_decoder(cc.name)  # the codec, not the decoder
+            return StreamFormat(path, codec, cc.width, cc.height, chroma, bits)
     except (av.error.FFmpegError, OSError) as e:
         raise SlowFastError(f"{path}: unreadable video ({e}); run `slowfast data check` on the manifest") from None
 
@@ -134,13 +174,16 @@ def driver_caps(codec: str, chroma: str, bit_depth: int) -> tuple[bool, int, int
     return bool(caps.bIsSupported), int(caps.nMinWidth), int(caps.nMinHeight), int(caps.nMaxWidth), int(caps.nMaxHeight)
 
 
-def limits_for(codec: str, chroma: str, bit_depth: int, ask_driver: Callable = driver_caps) -> Limits | None:
-    """NVDEC's limits for one stream kind: the driver's caps where it answers, else the SDK table; None: not decodable."""
+def limits_for(
+    codec: str, chroma: str, bit_depth: int, ask_driver: Callable = driver_caps, capability: Callable = gpu_capability
+) -> Limits | None:
+    """NVDEC's limits for one stream kind: the driver's caps where it answers, else the SDK table for this GPU's
+    compute capability; None: not decodable."""
     caps = ask_driver(codec, chroma, bit_depth)
     if caps is not None:
         ok, min_w, min_h, max_w, max_h = caps
         return Limits(min_w, min_h, max_w, max_h, (chroma,), (bit_depth,), "driver (cuvidGetDecoderCaps)") if ok else None
-    return NVDEC_TABLE.get(codec)
+    return table_limits(codec, capability())
 
 
 def violation(fmt: StreamFormat, limits: Limits | None) -> str | None:

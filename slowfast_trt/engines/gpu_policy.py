@@ -11,9 +11,10 @@ half-precision path that is not faster, with the version facts, so a slow instal
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -170,11 +171,49 @@ def decide(key: str, measure: Callable[[], Decision], path: Path | None = None) 
     return Decision.from_dict(entry), hit
 
 
+def _fp32_precision(holder: object) -> str | None:
+    """`holder.fp32_precision` where this torch has the TF32 API of 2.9+ ('ieee', 'tf32' or 'none': inherit), else None."""
+    try:
+        return holder.fp32_precision
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def enable_tf32() -> None:
+    """TF32 tensor cores for fp32 convolutions (cuDNN's default, made sure of): torch's `cudnn.conv.fp32_precision`
+    where it exists (torch 2.9+ deprecates `allow_tf32`, and a mix of both makes the old getters raise), else
+    `cudnn.allow_tf32`. Matmuls (only the classifier head) keep the caller's setting: torch 2.13's cuda-only matmul
+    switch makes `torch.get_float32_matmul_precision()`, which inductor reads, raise."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if _fp32_precision(conv) is not None:
+        conv.fp32_precision = "tf32"
+    else:
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def conv_tf32() -> bool:
+    """Whether fp32 convolutions run in TF32: cuDNN conv's `fp32_precision`, then its parents' ('none' inherits), else `allow_tf32`."""
+    chain = [getattr(torch.backends.cudnn, "conv", None), torch.backends.cudnn, torch.backends]
+    values = [_fp32_precision(h) for h in chain]
+    if values[0] is None:
+        return bool(torch.backends.cudnn.allow_tf32)
+    return next((v for v in values if v not in (None, "none")), "ieee") == "tf32"
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool) -> Iterator[None]:
+    """cuDNN autotuning as asked inside the block, the caller's setting restored after it (a process-wide switch)."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def apply_setting(net: torch.nn.Module, s: Setting) -> torch.nn.Module:
-    """`net` laid out for `s` (memory format, half weights); sets cuDNN autotuning process-wide as `s` says."""
-    torch.backends.cudnn.benchmark = s.cudnn_benchmark
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    """`net` laid out for `s` (memory format, half weights), TF32 on; cuDNN autotuning is the runner's (`forward_fn`)."""
+    enable_tf32()
     net = net.to(memory_format=memory_format(s.channels_last))
     if s.half_weights:
         net = net.to(DTYPES[s.precision])
@@ -195,11 +234,16 @@ def prepare_inputs(xs: list[torch.Tensor], s: Setting) -> list[torch.Tensor]:
 
 
 def forward_fn(net: torch.nn.Module, s: Setting, names: list[str]) -> Callable[..., torch.Tensor]:
-    """A call of `net` under `s` (inference mode, autocast unless weights are cast) taking positional inputs."""
+    """A call of `net` under `s` (inference mode, autocast unless weights are cast, cuDNN autotuning as `s` says and
+    restored after the call, so engines timed next are not affected) taking positional inputs."""
     autocast = s.precision != "fp32" and not s.half_weights
 
     def run(*xs: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast("cuda", dtype=DTYPES[s.precision], enabled=autocast):
+        with (
+            cudnn_benchmark(s.cudnn_benchmark),
+            torch.inference_mode(),
+            torch.autocast("cuda", dtype=DTYPES[s.precision], enabled=autocast),
+        ):
             return net(**dict(zip(names, xs)))
 
     return run
@@ -249,7 +293,22 @@ def measure_inference(
         finally:
             del trial
             torch.cuda.empty_cache()
-    torch.backends.cudnn.benchmark = False
+    return out
+
+
+def measure_training(
+    step: Callable[[Setting], Callable[[], object]], settings: list[Setting], timer: Callable[[Callable], float] = time_cuda
+) -> dict[Setting, float | None]:
+    """Seconds per training step under each setting; `step(s)` returns a zero-argument step laid out for `s` (it may set
+    cuDNN autotuning: the caller's setting is restored after the last one)."""
+    out: dict[Setting, float | None] = {}
+    with cudnn_benchmark(torch.backends.cudnn.benchmark):
+        for s in settings:
+            try:
+                out[s] = timer(step(s), 2, 5)
+            except (RuntimeError, torch.cuda.OutOfMemoryError):
+                out[s] = None
+            torch.cuda.empty_cache()
     return out
 
 

@@ -1,6 +1,8 @@
-"""TensorRT plans behind the Engine interface: torch-allocated device buffers, execute_async_v3 on the current stream.
+"""TensorRT plans behind the Engine interface: torch-allocated device buffers, execute_async_v3 on the engine's own stream.
 
-DALI's CUDA tensors (and any CUDA torch tensor) pass straight through without copies. The plan's sidecar
+DALI's CUDA tensors (and any CUDA torch tensor) pass straight through without copies. The plan runs on a dedicated
+CUDA stream ordered after the caller's work and before its next: on the legacy default stream (torch's, unless the
+caller picked another) TensorRT adds synchronisations and warns about them, which would make latencies pessimistic. The plan's sidecar
 is checked against the running TensorRT version and GPU before deserialising, because a plan built
 elsewhere either fails to load or, worse, runs with wrong assumptions.
 """
@@ -79,6 +81,7 @@ class TrtEngine(Engine):
                 f"{path}: the plan's inputs {ins} / outputs {outs} do not match its sidecar {info['input_names']}; rebuild it"
             )
         self.output_name = outs[0]
+        self._stream = torch.cuda.Stream(self.device)
         self._dtypes = {n: _TORCH_DTYPES[self.engine.get_tensor_dtype(n).name] for n in names}
 
     def _run(self, inputs: list[torch.Tensor]) -> torch.Tensor:
@@ -91,8 +94,11 @@ class TrtEngine(Engine):
             self.context.set_tensor_address(name, x.data_ptr())
         out = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=self._dtypes[self.output_name], device=self.device)
         self.context.set_tensor_address(self.output_name, out.data_ptr())
-        stream = torch.cuda.current_stream(self.device)  # the caller's stream: DALI/torch work before it is ordered
-        if not self.context.execute_async_v3(stream.cuda_stream):
+        caller = torch.cuda.current_stream(self.device)
+        self._stream.wait_stream(caller)  # the inputs (DALI's or torch's work on the caller's stream) are ready first
+        ok = self.context.execute_async_v3(self._stream.cuda_stream)
+        caller.wait_stream(self._stream)  # the caller's next work (and the reuse of these buffers) comes after
+        if not ok:
             raise SlowFastError(f"{self.info['path']}: TensorRT execution failed")
         return out.float()
 

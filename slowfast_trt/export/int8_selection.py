@@ -40,12 +40,27 @@ def mean_kl(ref: np.ndarray, p: np.ndarray) -> float:
     return float(np.sum(ref * (np.log(ref + 1e-12) - np.log(p + 1e-12)), axis=-1).mean())
 
 
+def choose(scores: dict[str, float]) -> dict:
+    """The rule of `--method auto`: keep the candidate of lowest divergence (the first listed on an exact tie).
+
+    Also names the runner-up and the relative margin between the two, so the sidecar shows a near-tie as one: there
+    the last bits of a CPU's arithmetic may pick the other candidate, and both are about as close to FP32.
+    """
+    ranked = sorted(scores, key=scores.get)  # a stable sort: listing order on exact ties
+    picked = {"chosen": ranked[0], "candidates_kl": dict(scores)}
+    if len(ranked) > 1:
+        best, second = scores[ranked[0]], scores[ranked[1]]
+        picked.update(runner_up=ranked[1], margin=(second - best) / second if second > 0 else 0.0)
+    return picked
+
+
 def quantize_auto(src: Path, calibration: Iterable[dict[str, np.ndarray]], out: Path, build: Callable[..., Path]) -> Path:
     """`--method auto`: every AUTO_CANDIDATES calibration, keeping the one closest to FP32 on the calibration clips.
 
     Closeness is the mean KL divergence of the INT8 model's softmax from the FP32 model's over the calibration clips
     (no evaluation data is used). `build(src, batches, out, **candidate)` writes one candidate (`quantize_int8` with the
-    caller's other settings). The sidecar records every candidate's divergence and the choice.
+    caller's other settings). The sidecar records every candidate's divergence, the choice, the runner-up and the
+    margin between them (`choose`).
     """
     cached = list(calibration)
     if not cached:
@@ -56,11 +71,10 @@ def quantize_auto(src: Path, calibration: Iterable[dict[str, np.ndarray]], out: 
         for name, kw in AUTO_CANDIDATES.items():
             path = build(src, iter(cached), Path(work) / f"{name}.onnx", **kw)
             scores[name] = mean_kl(ref, probabilities(path, cached))
-        best = min(scores, key=scores.get)
+        picked = choose(scores)
+        best = picked["chosen"]
         side = read_sidecar(Path(work) / f"{best}.onnx")
-        side["calibration"].update(
-            selected_by="auto: lowest mean KL divergence from FP32 on the calibration clips", candidates_kl=scores, chosen=best
-        )
+        side["calibration"].update(selected_by="auto: lowest mean KL divergence from FP32 on the calibration clips", **picked)
         os.replace(Path(work) / f"{best}.onnx", out)
     try:
         write_sidecar(out, side)

@@ -16,6 +16,7 @@ from slowfast_trt import model
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import clean_stale_temps, temp_file
 from slowfast_trt.engines.sidecar import file_sha256, make_sidecar, write_sidecar
+from slowfast_trt.export.trt_check import DEFAULT_TRT_CHECK, check_artifact, trt_majors
 from slowfast_trt.model.inputs import random_inputs
 from slowfast_trt.model.slowfast import SlowFast
 
@@ -106,15 +107,19 @@ def export_onnx(
     size: int | None = None,
     outputs: str = "logits",
     verify: bool = True,
+    trt_check: str = DEFAULT_TRT_CHECK,
 ) -> OnnxExport:
     """Export a checkpoint (or a built net) to ONNX, check it, compare it with PyTorch and write the sidecar.
 
     The file is written under a temporary name and renamed only after `onnx.checker` passed, so a failed
     export leaves nothing behind. `batch` is "dynamic" or a fixed batch size; `size` defaults to the config's
     test crop; `outputs` picks logits or per-view probabilities (softmax, or sigmoid for multi-label models).
+    `trt_check` ("all", "10", "11", "off") checks the written graph against TensorRT's ONNX support
+    (`trt_check.check_artifact`): the result goes into the sidecar, and a refused node raises with the files kept.
     """
     import onnx  # lazy: onnx, optional (extra [export])
 
+    trt_majors(trt_check)
     net, source, source_sha = _load_net(src)
     net = net.eval().float().cpu()
     cfg = net.config
@@ -174,4 +179,6 @@ def export_onnx(
             os.unlink(tmp)
         raise
     side = write_sidecar(out, sidecar)
+    if trt_majors(trt_check):
+        sidecar["tensorrt_check"] = check_artifact(out, trt_check)
     return OnnxExport(out, side, sidecar)

@@ -25,6 +25,7 @@ from slowfast_trt.export.calibration import CalibrationReader, calibration_feed,
 from slowfast_trt.export.int8_ranges import mse_thresholds
 from slowfast_trt.export.int8_selection import quantize_auto
 from slowfast_trt.export.qdq import DEFAULT_PLACEMENT, PLACEMENTS, QUANTIZED_OPS, activation_tensors
+from slowfast_trt.export.trt_check import DEFAULT_TRT_CHECK, check_artifact, trt_majors
 
 METHODS = ("auto", "minmax", "entropy", "percentile", "mse")
 DEFAULT_METHOD, DEFAULT_PERCENTILE, DEFAULT_MOVING_AVERAGE = "auto", 99.99, True
@@ -44,6 +45,7 @@ def quantize_int8(
     ranges: dict[str, float] | None = None,
     bias_correction: bool = DEFAULT_BIAS_CORRECTION,
     calibration_info: dict | None = None,
+    trt_check: str = DEFAULT_TRT_CHECK,
 ) -> Path:
     """Calibrate on `calibration` batches and write a symmetric int8 Q/DQ model plus its sidecar.
 
@@ -51,7 +53,9 @@ def quantize_int8(
     `placement` says which tensors carry Q/DQ (PLACEMENTS). `exclude` names nodes to leave in float: a diagnostic
     for per-layer sensitivity only (an engine meant for use quantizes every Conv, as docs/int8.md measures it);
     the sidecar records it. `method="auto"` calibrates each of `int8_selection.AUTO_CANDIDATES` with the other
-    settings given here and keeps the closest to FP32. Nothing is left under the output name if anything fails.
+    settings given here and keeps the closest to FP32 (`trt_check` then checks the kept model once). Nothing is left
+    under the output name if anything fails, except a model TensorRT would refuse (`trt_check`, as in `export_onnx`):
+    it stays for inspection, with the check in its sidecar.
     """
     src, side = fp32_source(onnx_path)
     if method not in METHODS:
@@ -60,20 +64,25 @@ def quantize_int8(
         raise SlowFastError(f"--percentile must be in (50, 100], got {percentile}")
     if placement not in PLACEMENTS:
         raise SlowFastError(f"--placement must be one of {PLACEMENTS}, got {placement!r}")
+    trt_majors(trt_check)
     check_graph_inputs(graph_inputs(src), side, str(src))
     out = Path(out) if out else src.with_name(src.stem + ".int8.onnx")
     if out.resolve() == src.resolve():
         raise SlowFastError(f"--out {out} is the FP32 model itself; pick another output name")
     recipe = dict(placement=placement, exclude=list(exclude), ranges=ranges, bias_correction=bias_correction, info=calibration_info)
     if method != "auto":
-        return _calibrate(src, side, calibration, out, method=method, percentile=percentile, moving_average=moving_average, **recipe)
+        path = _calibrate(src, side, calibration, out, method=method, percentile=percentile, moving_average=moving_average, **recipe)
+        check_artifact(path, trt_check)
+        return path
 
     def candidate(src: Path, batches: Iterable[dict[str, np.ndarray]], path: Path, **kw) -> Path:
         """One AUTO_CANDIDATES calibration: its method and knobs, the rest of this call's recipe."""
         knobs = {"percentile": DEFAULT_PERCENTILE, "moving_average": DEFAULT_MOVING_AVERAGE} | kw
         return _calibrate(src, copy.deepcopy(side), batches, path, **knobs, **recipe)
 
-    return quantize_auto(src, calibration, out, candidate)
+    path = quantize_auto(src, calibration, out, candidate)
+    check_artifact(path, trt_check)
+    return path
 
 
 def _calibration_reader(calibration: Iterable[dict[str, np.ndarray]], side: dict, method: str, bias_correction: bool):
@@ -129,6 +138,7 @@ def _static_quantizer(tmp: Path, method: str, percentile: float, moving_average:
             extra_options={
                 "ActivationSymmetric": True,
                 "WeightSymmetric": True,
+                "QuantizeBias": False,  # float biases: TensorRT's DequantizeLinear takes no INT32 (ORT's bias type)
                 **({"CalibPercentile": percentile} if method == "percentile" else {}),
                 **({"CalibMovingAverage": True} if method == "minmax" and moving_average else {}),
                 **({"OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS)} if placement == "inputs" else {}),
@@ -189,6 +199,7 @@ def _calibrate(
         },
     )
     side.pop("parity", None)
+    side.pop("tensorrt_check", None)  # the FP32 model's; this file gets its own
     try:
         write_sidecar(out, side)
     except BaseException:
@@ -210,6 +221,7 @@ def quantize_from_manifest(
     bias_correction: bool = DEFAULT_BIAS_CORRECTION,
     seed: int = 0,
     out: str | os.PathLike | None = None,
+    trt_check: str = DEFAULT_TRT_CHECK,
 ) -> Path:
     """Quantize an FP32 export to int8 Q/DQ, calibrated on `clips` clips of `manifest_path` from the DALI feed
     (`feed`: device, threads, calibration crops per clip, progress bar).
@@ -232,4 +244,5 @@ def quantize_from_manifest(
         placement=placement,
         bias_correction=bias_correction,
         calibration_info=info,
+        trt_check=trt_check,
     )

@@ -73,38 +73,64 @@ class Bottleneck(nn.Module):
 
 
 class NonLocal(nn.Module):
-    """Embedded dot-product non-local block (Wang et al. 2018) as the SlowFast appendix uses it.
+    """Non-local block (Wang et al. 2018) as PySlowFast builds it (the SlowFast appendix uses the first form).
 
-    theta/phi/g are 1x1x1 convs to half the channels; phi and g see a 1x2x2 max-pooled input; the affinity
-    is scaled by 1/N (N = number of pooled positions); the output conv is followed by a zero-initialised
+    theta/phi/g are 1x1x1 convs to half the channels; phi and g see a max-pooled input (`pool`, 1x2x2 by
+    default). `instantiation="dot_product"` scales the affinity by 1/N (N = pooled positions); "softmax"
+    takes a softmax over the pooled positions of the affinity scaled by 1/sqrt(inner). `group` > 1 splits
+    time into that many groups attended separately. The output conv is followed by a zero-initialised
     BatchNorm, so the block starts as the identity.
     """
 
-    def __init__(self, channels: int, inner: int | None = None, pool: tuple[int, int, int] = (1, 2, 2)):
+    def __init__(
+        self,
+        channels: int,
+        inner: int | None = None,
+        pool: tuple[int, int, int] = (1, 2, 2),
+        instantiation: str = "dot_product",
+        group: int = 1,
+    ):
         super().__init__()
         inner = inner or channels // 2
-        self.inner = inner
+        self.inner, self.instantiation, self.group = inner, instantiation, group
         self.theta = conv3d(channels, inner, (1, 1, 1), bias=True)
         self.phi = conv3d(channels, inner, (1, 1, 1), bias=True)
         self.g = conv3d(channels, inner, (1, 1, 1), bias=True)
-        self.pool = nn.MaxPool3d(pool, stride=pool) if any(p > 1 for p in pool) else nn.Identity()
+        self.pool = nn.MaxPool3d(tuple(pool), stride=tuple(pool)) if any(p > 1 for p in pool) else nn.Identity()
         self.out = conv3d(inner, channels, (1, 1, 1), bias=True)
         self.bn = bn3d(channels, zero_init=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The block on one group: x + BN(out(attention(theta, phi, g)))."""
         n, _, t, h, w = x.shape
         theta = self.theta(x).flatten(2)  # N, Ci, THW
         pooled = self.pool(x)
         phi = self.phi(pooled).flatten(2)  # N, Ci, P
         g = self.g(pooled).flatten(2)  # N, Ci, P
-        affinity = torch.bmm(theta.transpose(1, 2), phi) / phi.shape[-1]  # N, THW, P
+        affinity = torch.bmm(theta.transpose(1, 2), phi)  # N, THW, P
+        if self.instantiation == "softmax":
+            affinity = torch.softmax(affinity * self.inner**-0.5, dim=-1)
+        else:
+            affinity = affinity / phi.shape[-1]
         y = torch.bmm(g, affinity.transpose(1, 2))  # N, Ci, THW
         y = y.reshape(n, self.inner, t, h, w)
         return x + self.bn(self.out(y))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.group == 1:
+            return self.attend(x)
+        n, c, t, h, w = x.shape
+        folded = x.reshape(n, c, self.group, t // self.group, h, w).transpose(1, 2).reshape(n * self.group, c, t // self.group, h, w)
+        y = self.attend(folded)
+        return y.reshape(n, self.group, c, t // self.group, h, w).transpose(1, 2).reshape(n, c, t, h, w)
+
 
 class ResStage(nn.Module):
-    """A residual stage: `len(temporal_kernels)` bottlenecks, the first one strided, optional non-local blocks."""
+    """A residual stage: `len(temporal_kernels)` bottlenecks, the first one strided, optional non-local blocks.
+
+    A non-local block follows each block whose index is in `nonlocal_after`; `nonlocal_options` are NonLocal's
+    pool, instantiation and group.
+    """
 
     def __init__(
         self,
@@ -115,13 +141,14 @@ class ResStage(nn.Module):
         spatial_stride: int,
         nonlocal_after: tuple[int, ...] = (),
         dilation: int = 1,
+        nonlocal_options: dict | None = None,
     ):
         super().__init__()
         self.blocks = nn.ModuleList(
             Bottleneck(cin if i == 0 else cout, inner, cout, kt, spatial_stride if i == 0 else 1, dilation)
             for i, kt in enumerate(temporal_kernels)
         )
-        self.nonlocals = nn.ModuleDict({str(i): NonLocal(cout) for i in sorted(nonlocal_after)})
+        self.nonlocals = nn.ModuleDict({str(i): NonLocal(cout, **(nonlocal_options or {})) for i in sorted(nonlocal_after)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, block in enumerate(self.blocks):

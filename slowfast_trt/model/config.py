@@ -15,7 +15,13 @@ from slowfast_trt.common.errors import SlowFastError
 
 ARCHS = ("slowfast", "slow", "fast")
 DEPTHS = {14: (1, 1, 1, 1), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}  # 14: one bottleneck per stage, for CPU demos
-R101_VARIANTS = ("50_50", "101_101_101")
+# R101 variants as PySlowFast names them: the Slow rule, then the Fast rule, for res4's temporal kernels. Rule "50"
+# keeps temporal kernels in the first 6 res4 blocks only (as R50 has 6); rule "101" in all 23. "101_101_101" is
+# the model zoo's name for both pathways on rule "101".
+R101_VARIANTS = {"50_50": ("50", "50"), "50_101": ("50", "101"), "101_50": ("101", "50"), "101_101_101": ("101", "101")}
+NONLOCAL_INSTANTIATIONS = ("dot_product", "softmax")  # affinity normalised by 1/N, or softmax of (theta.phi)/sqrt(C_inner)
+NO_NONLOCAL = (((), ()),) * 4  # res2..res5 x (Slow, Fast): block indices followed by a non-local block
+NONLOCAL_POOL = ((1, 2, 2),) * 4  # per stage: max-pool kernel (= stride) on phi and g
 LATERALS = ("tconv", "tsample", "ttoc_sum", "ttoc_concat")
 FAST_INPUTS = {"rgb": 3, "gray": 1, "time_diff": 1, "half_res": 3, "flow": 2}
 SAMPLINGS = ("pyslowfast", "strided")
@@ -34,6 +40,22 @@ FAST_STEM_TEMPORAL = 5
 R50_RES4_TEMPORAL_BLOCKS = 6
 
 
+_NESTED_FIELDS = ("mean", "std", "nonlocal_location", "nonlocal_pool", "nonlocal_group")
+
+
+def _deep(value: Any, kind: type) -> Any:
+    return kind(_deep(v, kind) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _tuples(d: dict[str, Any]) -> dict[str, Any]:
+    """`d` with the sequence fields as (nested) tuples, so configs from JSON compare and hash equal."""
+    return {k: (_deep(v, tuple) if k in _NESTED_FIELDS and v is not None else v) for k, v in d.items()}
+
+
+def _lists(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_deep(v, list) if k in _NESTED_FIELDS and v is not None else v) for k, v in d.items()}
+
+
 @dataclass(frozen=True)
 class SlowFastConfig:
     """Everything that defines a SlowFast / Slow-only / Fast-only network and its input."""
@@ -41,7 +63,8 @@ class SlowFastConfig:
     arch: str = "slowfast"  # "slowfast" | "slow" (Slow-only) | "fast" (Fast-only)
     depth: int = 50  # ResNet depth: 50 or 101 (the paper), 14 (one bottleneck per stage; not in the paper)
     width: int = 64  # Slow stem width; every Slow width scales with width/64 (64 in the paper)
-    r101_variant: str = "50_50"  # "50_50" (paper) or "101_101_101" (model zoo); only for depth 101
+    r101_variant: str = "50_50"  # "{slow rule}_{fast rule}" (R101_VARIANTS): "50_50" (paper), "101_101_101" (zoo), "50_101"
+    fast_depth: int | None = None  # the Fast pathway's depth when it differs from the Slow one (mmaction2's R101-R50)
     num_frames: int = 4  # T: frames into the Slow pathway
     tau: int = 16  # temporal stride of the Slow pathway on the raw clip
     alpha: int = 8  # Fast pathway sees alpha * T frames at stride tau / alpha
@@ -49,7 +72,13 @@ class SlowFastConfig:
     lateral: str | None = "tconv"  # None (late fusion only) | "tconv" | "tsample" | "ttoc_sum" | "ttoc_concat"
     lateral_kernel: int = 5  # temporal kernel of the tconv lateral (5 in the paper, 7 in the zoo's 8x8 R50)
     fusion_ratio: int = 2  # tconv lateral output channels = fusion_ratio * Fast channels (the paper's 2*beta*C)
-    nonlocal_blocks: tuple[int, ...] = ()  # res4 block indices (0-based) followed by a non-local block
+    lateral_norm: bool = True  # BN + ReLU after the tconv lateral (PySlowFast); False: the conv alone (mmaction2's default)
+    # Non-local blocks as PySlowFast's NONLOCAL.LOCATION: per stage res2..res5, per pathway (Slow, Fast), the 0-based
+    # indices of the blocks each followed by a non-local block; then the per-stage pool on phi/g and temporal groups.
+    nonlocal_location: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = NO_NONLOCAL
+    nonlocal_instantiation: str = "dot_product"  # "dot_product" (the appendix) | "softmax"
+    nonlocal_pool: tuple[tuple[int, int, int], ...] = NONLOCAL_POOL
+    nonlocal_group: tuple[int, ...] = (1, 1, 1, 1)  # per stage: time split into this many groups, attended separately
     fast_input: str = "rgb"  # "rgb" | "gray" | "time_diff" | "half_res" | "flow" (model only)
     num_classes: int = 400
     dropout: float = 0.5
@@ -66,11 +95,14 @@ class SlowFastConfig:
     std: tuple[float, float, float] = (0.225, 0.225, 0.225)
     sampling: str = "pyslowfast"  # frame-index convention: "pyslowfast" (truncated linspace) | "strided"
     train_flip: bool = True  # random horizontal flip in training; off for data whose classes depend on left/right
+    test_clips: int = 10  # views per video at test time: temporal clips x spatial crops (the zoos' 10 x 3)
+    test_crops: int = 3
     # Action detection (Section 5): res5 at spatial stride 1 with dilation 2, and an RoI head (model/detection.py)
     # taking boxes beside the clips; multi-label (per-class sigmoid).
     detection: bool = False
     roi_resolution: int = 7  # RoIAlign output per side (PySlowFast's AVA setting), then spatial max-pooling
     roi_sampling_ratio: int = 2  # bilinear samples per bin side (fixed, so the head exports; see model/roi_align.py)
+    roi_aligned: bool = True  # box corners shifted by half a pixel (PySlowFast's DETECTION.ALIGNED; its c2 AVA models: False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # free-form notes
 
     # ----- derived facts (one definition each) -----
@@ -116,7 +148,23 @@ class SlowFastConfig:
 
     @property
     def stage_depths(self) -> tuple[int, int, int, int]:
+        """Blocks per stage res2..res5 at `depth` (the Slow pathway; both unless `fast_depth` is set)."""
         return DEPTHS[self.depth]
+
+    def pathway_depth(self, pathway: str) -> int:
+        """ResNet depth of `pathway`: `fast_depth` for the Fast one where set, else `depth`."""
+        return self.fast_depth if (pathway == "fast" and self.fast_depth is not None) else self.depth
+
+    def pathway_stage_depths(self, pathway: str) -> tuple[int, int, int, int]:
+        return DEPTHS[self.pathway_depth(pathway)]
+
+    def nonlocal_blocks(self, stage: int, pathway: str) -> tuple[int, ...]:
+        """Block indices of stage `stage` (2..5) of `pathway` that are followed by a non-local block."""
+        return tuple(self.nonlocal_location[stage - 2][0 if pathway == "slow" else 1])
+
+    @property
+    def has_nonlocal(self) -> bool:
+        return any(blocks for stage in self.nonlocal_location for blocks in stage)
 
     @property
     def stem_width(self) -> int:
@@ -139,31 +187,26 @@ class SlowFastConfig:
 
     # ----- (de)serialisation -----
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["nonlocal_blocks"] = list(self.nonlocal_blocks)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
+        return _lists(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SlowFastConfig:
+        d = dict(d)
+        if "nonlocal_blocks" in d:  # configs saved before non-local blocks could sit anywhere: res4 of the Slow pathway
+            legacy = tuple(d.pop("nonlocal_blocks") or ())
+            d.setdefault("nonlocal_location", (((), ()), ((), ()), (legacy, ()), ((), ())))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise SlowFastError(f"model config has unknown fields {unknown}; it was written by another version or is not a SlowFast config")
-        d = dict(d)
-        for key in ("nonlocal_blocks", "mean", "std"):
-            if key in d and d[key] is not None:
-                d[key] = tuple(d[key])
-        return cls(**d)
+        return cls(**_tuples(d))
 
     def replace(self, **overrides: Any) -> SlowFastConfig:
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise SlowFastError(f"unknown model option(s) {unknown}; known: {sorted(known)}")
-        if "nonlocal_blocks" in overrides:
-            overrides["nonlocal_blocks"] = tuple(overrides["nonlocal_blocks"] or ())
-        return dataclasses.replace(self, **overrides)
+        return dataclasses.replace(self, **_tuples(overrides))
 
     # ----- validation -----
     def validate(self) -> SlowFastConfig:
@@ -177,7 +220,7 @@ class SlowFastConfig:
         if self.depth not in DEPTHS:
             raise bad("depth", f"must be one of {sorted(DEPTHS)}")
         if self.r101_variant not in R101_VARIANTS:
-            raise bad("r101_variant", f"must be one of {R101_VARIANTS}")
+            raise bad("r101_variant", f"must be one of {tuple(R101_VARIANTS)}")
         for name in ("num_frames", "tau", "alpha", "beta_inv", "num_classes", "fusion_ratio", "width"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -194,6 +237,8 @@ class SlowFastConfig:
                 f"time-to-channel with summation packs alpha*beta*C = {self.alpha}/{self.beta_inv}*C channels, "
                 "which must equal the Slow width C: needs alpha == beta_inv (or use ttoc_concat)",
             )
+        if not isinstance(self.lateral_norm, bool):
+            raise bad("lateral_norm", "must be True or False")
         if self.lateral_kernel < 1 or self.lateral_kernel % 2 == 0:
             raise bad("lateral_kernel", "must be a positive odd number so that the strided lateral keeps T frames")
         if not self.round_widths and self.has_fast:
@@ -209,12 +254,9 @@ class SlowFastConfig:
             raise bad("fast_input", f"must be one of {tuple(FAST_INPUTS)}")
         if self.fast_input != "rgb" and not self.has_fast:
             raise bad("fast_input", f"only applies to a Fast pathway, but arch={self.arch!r}")
-        n_res4 = self.stage_depths[2]
-        for i in self.nonlocal_blocks:
-            if not isinstance(i, int) or not 0 <= i < n_res4:
-                raise bad("nonlocal_blocks", f"indices must be res4 block numbers in [0, {n_res4 - 1}]")
-        if self.nonlocal_blocks and not self.has_slow:
-            raise bad("nonlocal_blocks", "non-local blocks sit on the Slow pathway's res4; this model has none")
+        if self.fast_depth is not None and self.fast_depth not in DEPTHS:
+            raise bad("fast_depth", f"must be None or one of {sorted(DEPTHS)}")
+        self._validate_nonlocal(bad)
         if not 0.0 <= self.dropout < 1.0:
             raise bad("dropout", "must be in [0, 1)")
         if self.head_pool not in HEAD_POOLS:
@@ -235,7 +277,30 @@ class SlowFastConfig:
                 raise bad(name, f"must be a positive multiple of {stride} (the network's total spatial stride)")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
             raise SlowFastError("invalid model config: mean/std must have 3 values each, std > 0")
+        for name in ("test_clips", "test_crops"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "must be a positive integer")
         return self
+
+    def _validate_nonlocal(self, bad) -> None:
+        loc = self.nonlocal_location
+        if len(loc) != 4 or any(len(stage) != 2 for stage in loc):
+            raise bad("nonlocal_location", "must list 4 stages (res2..res5), each as (Slow blocks, Fast blocks)")
+        for k, stage in enumerate(loc, start=2):
+            for p, blocks in zip(("slow", "fast"), stage):
+                if not blocks:
+                    continue
+                if p not in self.pathways:
+                    raise bad("nonlocal_location", f"res{k} has non-local blocks on the {p} pathway, which this {self.arch} model lacks")
+                n = self.pathway_stage_depths(p)[k - 2]
+                if any(not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < n for i in blocks):
+                    raise bad("nonlocal_location", f"res{k} {p} block indices must be in [0, {n - 1}]")
+        if self.nonlocal_instantiation not in NONLOCAL_INSTANTIATIONS:
+            raise bad("nonlocal_instantiation", f"must be one of {NONLOCAL_INSTANTIATIONS}")
+        if len(self.nonlocal_pool) != 4 or any(len(p) != 3 or min(p) < 1 for p in self.nonlocal_pool):
+            raise bad("nonlocal_pool", "must give a (t, h, w) pool of positive sizes for each of res2..res5")
+        if len(self.nonlocal_group) != 4 or any(not isinstance(g, int) or g < 1 for g in self.nonlocal_group):
+            raise bad("nonlocal_group", "must give a positive group count for each of res2..res5")
 
     # ----- widths -----
     def fast_width(self, slow_width: int) -> int:
@@ -244,11 +309,15 @@ class SlowFastConfig:
             return slow_width // self.beta_inv
         return max(1, int(round(slow_width / self.beta_inv)))
 
+    def temporal_rule(self, pathway: str) -> str:
+        """The R101 temporal-kernel rule ("50" or "101") of `pathway`, from `r101_variant` (Slow rule, Fast rule)."""
+        return R101_VARIANTS[self.r101_variant][0 if pathway == "slow" else 1]
+
     def temporal_kernels(self, pathway: str, stage: int) -> list[int]:
         """conv_a temporal kernel of each block in stage `stage` (2..5) of `pathway`."""
         base = (SLOW_TEMPORAL if pathway == "slow" else FAST_TEMPORAL)[stage - 2]
-        n = self.stage_depths[stage - 2]
+        n = self.pathway_stage_depths(pathway)[stage - 2]
         kernels = [base] * n
-        if stage == 4 and self.depth == 101 and self.r101_variant == "50_50":
+        if stage == 4 and self.pathway_depth(pathway) == 101 and self.temporal_rule(pathway) == "50":
             kernels = [base if i < R50_RES4_TEMPORAL_BLOCKS else 1 for i in range(n)]
         return kernels

@@ -15,7 +15,9 @@ so it reproduces the reference outputs; what was inferred and what was assumed i
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +30,10 @@ import torch
 from torch import nn
 
 from slowfast_trt.common.errors import SlowFastError
-from slowfast_trt.model import checkpoint, layouts
+from slowfast_trt.model import checkpoint, embedded_config, layouts
 from slowfast_trt.model.arch_infer import Inferred, infer
 from slowfast_trt.model.config import HEAD_ACTS, SlowFastConfig
+from slowfast_trt.model.embedded_config import EmbeddedConfig
 from slowfast_trt.model.safe_pickle import TORCH_LEGACY_MAGIC, check_numeric_array, load_numpy_pickle, load_torch_file
 from slowfast_trt.model.slowfast import SlowFast
 from slowfast_trt.model.statedict import build_with_state, compare, expected_shapes, listing
@@ -59,9 +62,10 @@ class _Source:
     """Weights as read, in their own layout."""
 
     state: dict[str, torch.Tensor]
-    layout: str  # "pyslowfast" | "pytorchvideo" | "caffe2" | "project"
+    layout: str  # one of layouts.LAYOUTS, or "project"
     label: str  # how errors name the source
     original: dict[str, str] = field(default_factory=dict)  # key -> the file's key, where a prefix was stripped
+    embedded: EmbeddedConfig | None = None  # the checkpoint's own config, where it carries one
 
 
 # ----- reading -----
@@ -150,12 +154,14 @@ def _caffe2_tensors(blobs: dict[str, Any], label: str) -> dict[str, torch.Tensor
     return out
 
 
-def read_source(src: str | os.PathLike | Mapping, fmt: str = "auto") -> _Source | Path:
-    """The weights of `src` in their own layout (or `src` itself when it is one of our checkpoints)."""
+def read_source(src: str | os.PathLike | Mapping, fmt: str = "auto", ignore_config: bool = False) -> _Source | Path:
+    """The weights of `src` in their own layout (or `src` itself when it is one of our checkpoints), with the
+    checkpoint's own config unless `ignore_config`."""
     if fmt not in FORMATS:
         raise SlowFastError(f"unknown checkpoint format {fmt!r}; expected one of {FORMATS}")
     if isinstance(src, Mapping):
         label = "the given state dict"
+        obj = src
         weights, is_c2 = _weights_of(src, label)
         if not is_c2:  # never share storage with the caller's model
             weights = {k: v.detach().clone() for k, v in weights.items()}
@@ -173,14 +179,20 @@ def read_source(src: str | os.PathLike | Mapping, fmt: str = "auto") -> _Source 
     if detected is None:
         raise SlowFastError(
             f"{label}: the key names match no known layout (e.g. {listing(sorted(state), 3)}); expected PySlowFast "
-            "(s1.pathway0_stem...), PyTorchVideo (blocks.0...) or Caffe2 (conv1_w...) names"
+            "(s1.pathway0_stem...), PyTorchVideo (blocks.0...), Caffe2 (conv1_w...) or mmaction2 (backbone.slow_path...) names"
         )
     if fmt != "auto" and fmt != detected:
         raise SlowFastError(
             f"{label}: --from {fmt} was given, but the weights are in the {detected} layout "
             f"(keys like {listing(sorted(state), 2)}); use --from {detected} or auto"
         )
-    return _Source(state, detected, label, original)
+    embedded = None
+    if not ignore_config and isinstance(obj, Mapping):
+        try:
+            embedded = embedded_config.read(obj)
+        except SlowFastError as e:
+            raise SlowFastError(f"{label}: {e}") from None
+    return _Source(state, detected, label, original, embedded)
 
 
 # ----- renaming -----
@@ -212,8 +224,39 @@ def _to_ours(source: _Source) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         ours[new], names[new] = value, source.original.get(key, key)
     if unknown:
         unknown = [source.original.get(k, k) for k in unknown]
-        raise SlowFastError(f"{source.label}: {len(unknown)} unexpected key(s) for the {source.layout} layout: {listing(unknown)}")
+        feature = _missing_feature(unknown)
+        what = f"{feature} are not supported; " if feature else ""
+        raise SlowFastError(f"{source.label}: {what}{len(unknown)} unexpected key(s) for the {source.layout} layout: {listing(unknown)}")
+    if source.layout == "mmaction2":
+        ours = layouts.head_columns(ours, _fast_features(ours), fast_first=True)
     return ours, names
+
+
+# Key fragments of features the project does not build, and how a refusal names them.
+_FEATURES = (
+    ("non_local", "non-local blocks in this layout"),
+    ("nonlocal", "non-local blocks at these positions"),
+    (".se.", "squeeze-excitation blocks (X3D)"),
+    ("attn", "attention blocks (a video transformer, not a SlowFast ResNet)"),
+    ("conv_xy", "(2+1)D convolutions"),
+    ("deconv", "deconvolution laterals"),
+)
+
+
+def _missing_feature(keys: list[str]) -> str | None:
+    """What the unexpected `keys` are, when they belong to a feature the project lacks."""
+    for fragment, feature in _FEATURES:
+        if any(fragment in k for k in keys):
+            return feature
+    return None
+
+
+def _fast_features(state: dict[str, torch.Tensor]) -> int:
+    """The Fast pathway's res5 output width (the classifier's Fast columns)."""
+    last = max((int(m.group(1)) for k in state if (m := re.match(r"res5\.fast\.blocks\.(\d+)\.conv_c\.weight", k))), default=None)
+    if last is None:
+        raise SlowFastError("an mmaction2 classifier needs the Fast pathway's res5 (backbone.fast_path.layer4), which the weights lack")
+    return state[f"res5.fast.blocks.{last}.conv_c.weight"].shape[0]
 
 
 # ----- choosing the config -----
@@ -223,14 +266,24 @@ def _fits(cfg: SlowFastConfig, inferred: Inferred) -> bool:
     return all(inferred.allows(k, getattr(cfg, k)) for k in inferred.fields if k != "num_classes")
 
 
-def default_preset(inferred: Inferred) -> Preset | None:
-    """The preset the weights fit best: same structure, then same classes, then the published zoo model."""
+# Fields a conversion sets from the origin's eval behaviour, never from a preset.
+_HEAD_FIELDS = ("head_pool", "head_act")
+
+
+def _disagreements(cfg: SlowFastConfig, facts: dict[str, Any]) -> list[str]:
+    return [k for k, v in facts.items() if k not in _HEAD_FIELDS and getattr(cfg, k) != v]
+
+
+def default_preset(inferred: Inferred, facts: dict[str, Any] | None = None) -> Preset | None:
+    """The preset the weights fit best: same structure, then what the checkpoint's config says (T, tau, ...), then
+    same classes, then the published zoo model."""
     names = presets()
     fitting = [n for n in names if _fits(get_preset(n).config, inferred)]
 
     def rank(n: str):
-        base = n.removesuffix("_k600")
-        return (get_preset(n).config.num_classes != inferred.fields["num_classes"], base not in PREFERRED_PRESETS, names.index(n))
+        cfg, base = get_preset(n).config, n.removesuffix("_k600")
+        told = len(_disagreements(cfg, {k: v for k, v in (facts or {}).items() if k != "num_classes"}))
+        return (told, cfg.num_classes != inferred.fields["num_classes"], base not in PREFERRED_PRESETS, names.index(n))
 
     return get_preset(min(fitting, key=rank)) if fitting else None
 
@@ -238,9 +291,24 @@ def default_preset(inferred: Inferred) -> Preset | None:
 def _origin_act(layout: str, cfg: SlowFastConfig) -> str:
     if layout in ("pyslowfast", "caffe2"):
         return "sigmoid" if cfg.multilabel else "softmax"
-    if layout == "pytorchvideo":
+    if layout in ("pytorchvideo", "mmaction2"):
         return "none"
     return cfg.head_act
+
+
+def _check_embedded(source: _Source, inferred: Inferred) -> dict[str, Any]:
+    """The checkpoint config's fields, after refusing what it describes that the project lacks or the weights deny."""
+    emb = source.embedded
+    if emb is None:
+        return {}
+    denied = [
+        f"{k}: weights {inferred.fields[k]}, {emb.origin} {v}"
+        for k, v in emb.fields.items()
+        if k in inferred.fields and not inferred.allows(k, v)
+    ]
+    if denied:
+        raise SlowFastError(f"{source.label}: the weights contradict the checkpoint's own config: " + "; ".join(denied))
+    return dict(emb.fields)
 
 
 def _resolve(
@@ -252,13 +320,18 @@ def _resolve(
     head_act: str | None,
 ) -> SlowFastConfig:
     shapes = {k: tuple(v.shape) for k, v in state.items()}
+    emb = source.embedded
+    if emb is not None and emb.unsupported:  # the config names the feature more exactly than the shapes can
+        raise SlowFastError(f"{source.label}: its {emb.origin} describes " + "; ".join(emb.unsupported) + ", which is not supported")
     inferred = infer(shapes)
+    facts = _check_embedded(source, inferred)
     weights_classes = inferred.fields["num_classes"]
     if num_classes is not None and num_classes != weights_classes:
         raise SlowFastError(
             f"{source.label}: --num-classes {num_classes}, but the classifier "
             f"{names.get('head.projection.weight', 'head.projection.weight')} has {weights_classes} classes"
         )
+    warnings = []
     if preset is not None:
         base = get_preset(preset).config
         if num_classes is not None:
@@ -267,21 +340,40 @@ def _resolve(
         problems += compare(expected_shapes(base), shapes, _namer(source, names, base))
         if problems:
             raise SlowFastError(f"{source.label} contradicts preset {preset}: " + "; ".join(problems))
+        differ = _disagreements(base, facts)
+        if differ:
+            pairs = ", ".join(f"{k} {facts[k]!r} vs {getattr(base, k)!r}" for k in differ)
+            warnings.append(f"the checkpoint's {emb.origin} and --preset {preset} disagree ({pairs}); the preset's values are used")
         cfg, chosen, assumed_from = base, preset, f"preset {preset}"
+        applied: dict[str, Any] = {}
     else:
-        found = default_preset(inferred)
+        found = default_preset(inferred, facts)
         base = found.config if found else SlowFastConfig()
         overrides = {k: v for k, v in inferred.fields.items() if not inferred.allows(k, getattr(base, k))}
-        cfg = base.replace(**overrides)
+        applied = {k: v for k, v in facts.items() if k not in _HEAD_FIELDS}
+        cfg = base.replace(**overrides).replace(**applied)
         chosen = found.name if found else "converted"
         assumed_from = (
             f"preset {found.name}, which the weights fit; pass --preset to choose another"
             if found
             else "the library defaults; pass --preset to set them"
         )
+        if emb is not None and any(k in applied for k in inferred.unknown):
+            assumed_from = f"the checkpoint's {emb.origin}"
     if head_act is not None and head_act not in HEAD_ACTS:
         raise SlowFastError(f"head_act must be one of {HEAD_ACTS}, got {head_act!r}")
-    act = head_act or _origin_act(source.layout, cfg)
+    act = head_act or facts.get("head_act") or _origin_act(source.layout, cfg)
+    pool = facts.get("head_pool", "reference")
+    provenance = {}
+    for name in (f.name for f in dataclasses.fields(SlowFastConfig) if f.name != "extra"):
+        if name in inferred.fields:
+            provenance[name] = "weights"
+        elif name in applied or (name in _HEAD_FIELDS and name in facts and not (name == "head_act" and head_act)):
+            provenance[name] = f"{emb.origin}: {emb.keys[name]}"
+        elif name in _HEAD_FIELDS:
+            provenance[name] = "--head-act" if (name == "head_act" and head_act) else f"the {source.layout} reference's eval head"
+        else:
+            provenance[name] = assumed_from.split(",")[0]
     report = {
         "source": source.label,
         "format": source.layout,
@@ -289,11 +381,14 @@ def _resolve(
         "inferred": {k: (list(v) if isinstance(v, tuple) else v) for k, v in inferred.fields.items()},
         "not_in_weights": {k: getattr(cfg, k) for k in inferred.unknown},
         "assumed_from": assumed_from,
-        "head": {"pool": "reference", "act": act},
-        "notes": inferred.notes,
+        "config_from_checkpoint": {k: (list(v) if isinstance(v, tuple) else v) for k, v in facts.items()} if emb else None,
+        "provenance": provenance,
+        "head": {"pool": pool, "act": act},
+        "notes": inferred.notes + (emb.notes if emb else []),
+        "warnings": warnings,
     }
     extra = {**cfg.extra, "preset": chosen, "conversion": report}
-    return cfg.replace(head_pool="reference", head_act=act, extra=extra).validate()
+    return cfg.replace(head_pool=pool, head_act=act, extra=extra).validate()
 
 
 def _namer(source: _Source, names: dict[str, str], cfg: SlowFastConfig):
@@ -306,7 +401,7 @@ def _namer(source: _Source, names: dict[str, str], cfg: SlowFastConfig):
         if lay is None:
             return key
         try:
-            return lay.to_theirs(key, {"depths": cfg.stage_depths}) or key
+            return lay.to_theirs(key, {"depths": cfg.pathway_stage_depths("fast")}) or key
         except SlowFastError:
             return key
 
@@ -323,6 +418,7 @@ def convert(
     num_classes: int | None = None,
     *,
     head_act: str | None = None,
+    ignore_config: bool = False,
 ) -> SlowFast:
     """A SlowFast network (eval mode) holding the weights of a PySlowFast `.pyth`, PyTorchVideo `.pyth`/state dict,
     or PySlowFast Caffe2 `.pkl` file (or an in-memory state dict / checkpoint dict).
@@ -331,9 +427,13 @@ def convert(
     read off the weights; `preset` supplies what they cannot show (T, tau, alpha) and is cross-checked against
     every inferred field and tensor shape. `num_classes` must match the classifier (it overrides the preset's).
     `head_act` overrides the eval activation, which otherwise follows the origin (softmax for PySlowFast and
-    Caffe2, logits for PyTorchVideo). Our own checkpoints are loaded as they are.
+    Caffe2, logits for PyTorchVideo and mmaction2). Our own checkpoints are loaded as they are.
+
+    A config the file carries (PySlowFast's `cfg`, mmaction2's `meta["cfg"]`) is parsed, never executed, and
+    supplies T, tau, alpha, crops, test views and the rest, unless `ignore_config`; with a `preset` the preset's
+    values win and each disagreement is reported in `extra["conversion"]["warnings"]`.
     """
-    source = read_source(src, fmt)
+    source = read_source(src, fmt, ignore_config)
     if isinstance(source, Path):
         if preset is None and num_classes is None and head_act is None:
             return checkpoint.load(source)
@@ -345,16 +445,20 @@ def convert(
 
 
 def to_layout_state(net: SlowFast, fmt: str) -> dict[str, torch.Tensor]:
-    """`net`'s weights under the names of `fmt` ("pyslowfast" | "pytorchvideo" | "caffe2"), as detached copies.
+    """`net`'s weights under the names of `fmt` (one of layouts.LAYOUTS), as detached copies.
 
-    Caffe2 has no num_batches_tracked counters; those entries are left out. A tensor the layout cannot name
+    Caffe2 has no num_batches_tracked counters; those entries are left out. mmaction2's classifier gets its
+    [Fast | Slow] column order. A tensor the layout cannot name
     (a non-local block in PyTorchVideo's create_slowfast) is an error.
     """
     cfg = _config_of(net)
     lay = layouts.layout(fmt, cfg.arch)
+    state = dict(net.state_dict())
+    if fmt == "mmaction2":
+        state = layouts.head_columns(state, _fast_features(state), fast_first=False)
     out = {}
-    for key, value in net.state_dict().items():
-        name = lay.to_theirs(key, {"depths": cfg.stage_depths})
+    for key, value in state.items():
+        name = lay.to_theirs(key, {"depths": cfg.pathway_stage_depths("fast")})
         if name is not None:
             out[name] = value.detach().clone()
     return out
@@ -392,5 +496,9 @@ def summary(net: SlowFast) -> list[str]:
         f"not in the weights: {assumed} (from {rep['assumed_from']})",
         f"head: pool={rep['head']['pool']} act={rep['head']['act']} (eval-mode output as the {rep['format']} reference)",
     ]
+    taken = rep.get("config_from_checkpoint")
+    if taken:
+        lines.append("from the checkpoint's config: " + ", ".join(f"{k}={v}" for k, v in taken.items()))
     lines += [f"note: {n}" for n in rep["notes"]]
+    lines += [f"warning: {w}" for w in rep.get("warnings", [])]
     return lines

@@ -28,7 +28,7 @@ class RoIHead(nn.Module):
     """RoI head: `forward(features, boxes)` -> logits `(K, num_classes)`, one row per box.
 
     `boxes` is `(K, 5)` = [batch_index, x1, y1, x2, y2] in pixels of the Slow input crop. `scales` gives each
-    pathway's res5 stride (16, or 32 for a half-resolution Fast input). `act="sigmoid"` applies the sigmoid in
+    pathway's res5 stride (16, or 32 for a half-resolution Fast input); `aligned` shifts boxes by half a pixel. `act="sigmoid"` applies the sigmoid in
     eval mode (the reference head's behaviour); the default returns logits.
     """
 
@@ -41,9 +41,10 @@ class RoIHead(nn.Module):
         resolution: int = 7,
         sampling_ratio: int = 2,
         act: str = "none",
+        aligned: bool = True,
     ):
         super().__init__()
-        self.scales = list(scales)
+        self.scales, self.aligned = list(scales), aligned
         self.resolution, self.sampling_ratio, self.act = resolution, sampling_ratio, act
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.projection = nn.Linear(sum(in_channels), num_classes)
@@ -54,7 +55,7 @@ class RoIHead(nn.Module):
         """`(K, C_total)`: temporal mean, RoIAlign, spatial max per pathway, concatenated."""
         pooled = []
         for f, stride in zip(features, self.scales):
-            rois = roi_align(f.mean(dim=2), boxes, self.resolution, 1.0 / stride, self.sampling_ratio, aligned=True)
+            rois = roi_align(f.mean(dim=2), boxes, self.resolution, 1.0 / stride, self.sampling_ratio, aligned=self.aligned)
             pooled.append(rois.amax(dim=(2, 3)))
         return torch.cat(pooled, dim=1)
 

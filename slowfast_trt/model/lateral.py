@@ -24,7 +24,8 @@ def lateral_channels(cfg: SlowFastConfig, fast_channels: int) -> int:
 class Lateral(nn.Module):
     """Transforms Fast features {alpha*T, S^2, beta*C} to T frames and fuses them into the Slow features.
 
-    `tconv`: a K x 1 x 1 conv with temporal stride alpha to fusion_ratio*beta*C channels, BN, ReLU (the default);
+    `tconv`: a K x 1 x 1 conv with temporal stride alpha to fusion_ratio*beta*C channels, BN, ReLU (the default;
+    with `lateral_norm=False` the conv alone, as mmaction2's default SlowFast);
     `tsample`: one frame out of every alpha; `ttoc_*`: the alpha frames packed into channels. Fusion is by
     concatenation, except `ttoc_sum` (summation). When the Fast input is spatially smaller (half_res), the
     transformed features are upsampled (nearest) to the Slow size after the transform, so the conv runs at the
@@ -39,12 +40,15 @@ class Lateral(nn.Module):
         if self.kind == "tconv":
             k = cfg.lateral_kernel
             self.conv = conv3d(fast_channels, cfg.fusion_ratio * fast_channels, (k, 1, 1), stride=(cfg.alpha, 1, 1))
-            self.bn = bn3d(cfg.fusion_ratio * fast_channels)
-            self.relu = nn.ReLU(inplace=True)
+            if cfg.lateral_norm:
+                self.bn = bn3d(cfg.fusion_ratio * fast_channels)
+                self.relu = nn.ReLU(inplace=True)
 
     def transform(self, fast: torch.Tensor) -> torch.Tensor:
         if self.kind == "tconv":
-            y = self.relu(self.bn(self.conv(fast)))
+            y = self.conv(fast)
+            if hasattr(self, "bn"):
+                y = self.relu(self.bn(y))
         elif self.kind == "tsample":
             # Frame selection by index_select, never a strided slice (a step-slicing trap in some runtimes).
             idx = torch.arange(0, fast.shape[2], self.alpha, device=fast.device)

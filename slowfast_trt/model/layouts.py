@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from slowfast_trt.common.errors import SlowFastError
 
-LAYOUTS = ("pyslowfast", "pytorchvideo", "caffe2")
+LAYOUTS = ("pyslowfast", "pytorchvideo", "caffe2", "mmaction2")
 
 # What each placeholder matches on our side.
 _OURS = {
@@ -50,6 +50,7 @@ _STAGE_MINUS_ONE = _Code(r"\d", lambda s: str(int(s) - 1), lambda b: str(int(b) 
 _C2_PATHWAY = _table({"slow": "", "fast": "t_"})
 _C2_BN = _table({"weight": "s", "bias": "b", "running_mean": "rm", "running_var": "riv"})  # no num_batches_tracked
 _C2_WB = _table({"weight": "w", "bias": "b"})
+_MM_CONV = _table({"a": "1", "b": "2", "c": "3"})
 
 
 def _compile(template: str, codes: dict[str, str]) -> re.Pattern:
@@ -160,6 +161,41 @@ PYTORCHVIDEO_RESNET = Layout(
 )
 
 
+# mmaction2's Recognizer3D with ResNet3dSlowFast: backbone.{slow,fast}_path are ResNet3d pathways (layer1..4 =
+# res2..res5, ConvModules with .conv/.bn), the laterals live on the Slow pathway, cls_head.fc_cls is the classifier.
+# Its classifier reads [Fast | Slow] features; ours [Slow | Fast]: `head_columns` reorders them.
+MMACTION2 = Layout(
+    "mmaction2",
+    [
+        ("stem.{P}.conv.weight", "backbone.{P}_path.conv1.conv.weight"),
+        ("stem.{P}.bn.{X}", "backbone.{P}_path.conv1.bn.{X}"),
+        ("fuse1.conv.weight", "backbone.slow_path.conv1_lateral.conv.weight"),
+        ("fuse1.bn.{X}", "backbone.slow_path.conv1_lateral.bn.{X}"),
+        ("fuse{S}.conv.weight", "backbone.slow_path.layer{S}_lateral.conv.weight"),
+        ("fuse{S}.bn.{X}", "backbone.slow_path.layer{S}_lateral.bn.{X}"),
+        ("res{S}.{P}.blocks.{J}.shortcut.conv.weight", "backbone.{P}_path.layer{S}.{J}.downsample.conv.weight"),
+        ("res{S}.{P}.blocks.{J}.shortcut.bn.{X}", "backbone.{P}_path.layer{S}.{J}.downsample.bn.{X}"),
+        ("res{S}.{P}.blocks.{J}.conv_{C}.weight", "backbone.{P}_path.layer{S}.{J}.conv{C}.conv.weight"),
+        ("res{S}.{P}.blocks.{J}.bn_{C}.{X}", "backbone.{P}_path.layer{S}.{J}.conv{C}.bn.{X}"),
+        ("head.projection.{W}", "cls_head.fc_cls.{W}"),
+    ],
+    codes={"S": _STAGE_MINUS_ONE, "C": _MM_CONV},
+)
+
+
+def head_columns(state: dict, fast_features: int, fast_first: bool) -> dict:
+    """`state` with the classifier's input columns moved between [Fast | Slow] (mmaction2) and [Slow | Fast] (ours).
+
+    `fast_first=True` takes a [Fast | Slow] classifier to ours; False takes ours to [Fast | Slow]. `fast_features`
+    is the Fast pathway's res5 width.
+    """
+    w = state.get("head.projection.weight")
+    if w is None:
+        return state
+    split = fast_features if fast_first else w.shape[1] - fast_features
+    return {**state, "head.projection.weight": w[:, list(range(split, w.shape[1])) + list(range(split))].contiguous()}
+
+
 def _c2_last_block(values: dict[str, str], context: dict) -> str:
     """Caffe2 names the lateral after stage k by the Fast pathway's last block of that stage."""
     depths = context.get("depths")
@@ -197,11 +233,15 @@ CAFFE2_IGNORED = re.compile(r"(.*_momentum|lr|model_iter|.*_bn_(sm|siv))\Z")
 
 
 def layout(name: str, arch: str = "slowfast") -> Layout:
-    """The layout called `name` ("pyslowfast" | "pytorchvideo" | "caffe2"); PyTorchVideo's depends on the arch."""
+    """The layout called `name` (one of LAYOUTS); PyTorchVideo's depends on the arch."""
     if name == "pyslowfast":
         return PYSLOWFAST
     if name == "caffe2":
         return CAFFE2
+    if name == "mmaction2":
+        if arch != "slowfast":
+            raise SlowFastError(f"the mmaction2 layout here is that of its SlowFast recognizers; a {arch} network has no such names")
+        return MMACTION2
     if name == "pytorchvideo":
         if arch == "slow":
             return PYTORCHVIDEO_RESNET
@@ -212,7 +252,7 @@ def layout(name: str, arch: str = "slowfast") -> Layout:
 
 
 def detect(keys: Iterable[str]) -> str | None:
-    """Which layout a set of keys is in: "pyslowfast", "pytorchvideo", "caffe2", "project" (ours) or None."""
+    """Which layout a set of keys is in: one of LAYOUTS, "project" (ours) or None."""
     keys = list(keys)
 
     def share(pred) -> float:
@@ -225,6 +265,7 @@ def detect(keys: Iterable[str]) -> str | None:
             lambda k: re.match(r"(t_)?(conv1_|res_conv1_|res\d_\d+_branch|pool1_subsample)|nonlocal_conv\d|pred_", k) is not None
         ),
         "project": share(lambda k: re.match(r"(stem|res\d|fuse\d)\.", k) is not None),
+        "mmaction2": share(lambda k: k.startswith(("backbone.", "cls_head."))),
     }
     best = max(votes, key=votes.get)
     return best if votes[best] >= 0.5 else None
@@ -232,4 +273,12 @@ def detect(keys: Iterable[str]) -> str | None:
 
 def pytorchvideo_layout_of(keys: Iterable[str]) -> Layout:
     """PyTorchVideo's SlowFast (multi-pathway) or ResNet (Slow-only) layout, from the keys."""
-    return PYTORCHVIDEO_SLOWFAST if any(".multipathway_" in k for k in keys) else PYTORCHVIDEO_RESNET
+    keys = list(keys)
+    if any(".multipathway_" in k for k in keys):
+        return PYTORCHVIDEO_SLOWFAST
+    if any(k.startswith("blocks.6.") for k in keys) and not any(k.startswith("blocks.2.") for k in keys):
+        raise SlowFastError(
+            "the temporal max-pool after res2 of C2D/I3D (PyTorchVideo's stage1_pool, blocks.2) is not supported: "
+            "only SlowFast and Slow-only ResNets are"
+        )
+    return PYTORCHVIDEO_RESNET

@@ -57,6 +57,9 @@ class SlowFast(nn.Module):
             if fused:
                 cin["slow"] += lateral_channels(cfg, cin["fast"])
             modules = {}
+            nonlocal_options = dict(
+                pool=cfg.nonlocal_pool[k - 2], instantiation=cfg.nonlocal_instantiation, group=cfg.nonlocal_group[k - 2]
+            )
             for p in paths:
                 modules[p] = ResStage(
                     cin[p],
@@ -64,8 +67,9 @@ class SlowFast(nn.Module):
                     widths[p](out),
                     cfg.temporal_kernels(p, k),
                     spatial_stride=1 if k == 2 or (k == 5 and cfg.detection) else 2,
-                    nonlocal_after=cfg.nonlocal_blocks if (p == "slow" and stage == "res4") else (),
+                    nonlocal_after=cfg.nonlocal_blocks(k, p),
                     dilation=2 if (k == 5 and cfg.detection) else 1,  # Section 5: res5 keeps res4's resolution
+                    nonlocal_options=nonlocal_options,
                 )
             self.add_module(stage, Pathways(**modules))
             cin = {p: widths[p](out) for p in paths}
@@ -73,7 +77,14 @@ class SlowFast(nn.Module):
         if cfg.detection:
             scales = [cfg.spatial_stride * (cfg.fast_spatial_ratio if p == "fast" else 1) for p in paths]
             self.head = RoIHead(
-                list(cin.values()), cfg.num_classes, cfg.dropout, scales, cfg.roi_resolution, cfg.roi_sampling_ratio, act=cfg.head_act
+                list(cin.values()),
+                cfg.num_classes,
+                cfg.dropout,
+                scales,
+                cfg.roi_resolution,
+                cfg.roi_sampling_ratio,
+                act=cfg.head_act,
+                aligned=cfg.roi_aligned,
             )
             return
         window = []

@@ -49,7 +49,17 @@ SF_8x8 = dict(arch="slowfast", num_frames=8, tau=8, alpha=4)
 SF_16x8 = dict(arch="slowfast", num_frames=16, tau=8, alpha=4)
 SLOW = dict(arch="slow", lateral=None)
 R101 = dict(depth=101, r101_variant="50_50")
-NL_R101 = dict(nonlocal_blocks=(6, 13, 20))  # PySlowFast's res4 locations [6, 13, 20] (0-based block indices)
+
+
+def nonlocal_at(res2=(), res3=(), res4=(), res5=(), pathway: str = "slow") -> tuple:
+    """A `nonlocal_location` with non-local blocks after the given block indices of `pathway`'s stages."""
+    return tuple((tuple(b), ()) if pathway == "slow" else ((), tuple(b)) for b in (res2, res3, res4, res5))
+
+
+NL_R101 = dict(nonlocal_location=nonlocal_at(res4=(6, 13, 20)))  # PySlowFast's res4 locations [6, 13, 20] (0-based)
+# PySlowFast's *_NLN_* R50 configs: after blocks 1 and 3 of res3 and 1, 3, 5 of res4 (Slow pathway), dot product.
+NLN_R50 = dict(nonlocal_location=nonlocal_at(res3=(1, 3), res4=(1, 3, 5)))
+NLN_NOTE = "PySlowFast's {zoo}: non-local blocks after res3 blocks 1, 3 and res4 blocks 1, 3, 5 of the Slow pathway"
 NL_NOTE = (
     "our {gflops} counts the non-local blocks' attention matmuls ({matmul} GFLOPs: theta.phi and attn.g, "
     "THW x THW/4 x 512 multiply-adds each, per block) on top of {conv} GFLOPs of convs; the paper's 234 "
@@ -176,6 +186,21 @@ _add(
 )
 
 # --- model-zoo variants ---
+_add("slowfast_nln_r50_4x16", "model zoo", None, **SF_4x16, **NLN_R50, note=NLN_NOTE.format(zoo="SLOWFAST_NLN_4x16_R50"))
+_add(
+    "slowfast_nln_r50_8x8", "model zoo", None, **SF_8x8, **NLN_R50, note=NLN_NOTE.format(zoo="SLOWFAST_NLN_8x8_R50") + " (lateral kernel 5)"
+)
+_add("slow_nln_r50_4x16", "model zoo", None, num_frames=4, tau=16, **SLOW, **NLN_R50, note=NLN_NOTE.format(zoo="SLOW_NLN_4x16_R50"))
+_add("slow_nln_r50_8x8", "model zoo", None, num_frames=8, tau=8, **SLOW, **NLN_R50, note=NLN_NOTE.format(zoo="SLOW_NLN_8x8_R50"))
+_add(
+    "slowfast_r101_8x8_50_101",
+    "model zoo",
+    None,
+    **SF_8x8,
+    depth=101,
+    r101_variant="50_101",
+    note="PySlowFast's SLOWFAST_8x8_R101_50_101: the Slow pathway keeps temporal kernels in 6 res4 blocks, the Fast one in all 23",
+)
 _add(
     "slowfast_r101_8x8_101_101_101",
     "model zoo",
@@ -186,6 +211,33 @@ _add(
     note="the zoo's R101: temporal kernel 3 in all 23 res4 blocks (the paper's R101 keeps 3 in the first 6 only); reference count 125.9 GFLOPs",
 )
 
+# mmaction2's SlowFast recognizers: conv-only laterals (lateral_norm=False), ImageNet mean/std, one strided clip
+# resampled per pathway, a global-pool head. Its 8x8 "steplr" config (laterals with BN) converts as slowfast_r50_8x8.
+MM = dict(lateral_norm=False, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sampling="strided")
+_add(
+    "slowfast_r50_4x16_mmaction2", "mmaction2 zoo", 36.1, **SF_4x16, **MM, note="mmaction2's default SlowFast R50 4x16: conv-only laterals"
+)
+_add("slowfast_r50_8x8_mmaction2", "mmaction2 zoo", 65.7, **SF_8x8, **MM, lateral_kernel=7)
+_add("slowfast_r101_8x8_mmaction2", "mmaction2 zoo", None, **SF_8x8, **MM, lateral_kernel=7, depth=101, r101_variant="101_101_101")
+_add(
+    "slowfast_r101_r50_4x16_mmaction2",
+    "mmaction2 zoo",
+    None,
+    **SF_4x16,
+    **MM,
+    depth=101,
+    fast_depth=50,
+    r101_variant="101_101_101",
+    note="mmaction2's R101-R50: a Slow R101 (temporal kernels in all res4 blocks) beside a Fast R50",
+)
+
+# --- AVA action detection (PySlowFast's AVA c2 models: RoIAlign without the half-pixel offset) ---
+AVA = dict(detection=True, multilabel=True, num_classes=80, roi_aligned=False)
+NL_AVA = dict(**NL_R101, nonlocal_pool=((2, 2, 2),) * 4)
+_add("slowfast_r50_8x8_ava", "model zoo (AVA)", None, **SF_8x8, **AVA, lateral_kernel=7)
+_add("slowfast_r101_8x8_nl_ava", "model zoo (AVA)", None, **SF_8x8, **R101, **NL_AVA, **AVA)
+_add("slowfast_r101_16x8_nl_ava", "model zoo (AVA)", None, **SF_16x8, **R101, **NL_AVA, **AVA)
+_add("slow_r50_4x16_ava", "model zoo (AVA)", None, num_frames=4, tau=16, **SLOW, **AVA)
 
 # --- CPU demo models (not in the paper): R14 (one bottleneck per stage) at a quarter of the width ---
 # No dropout: on the synthetic set the tiny SlowFast reached 94.8% (centre clip) in 16 epochs without it and 80.2%

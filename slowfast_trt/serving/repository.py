@@ -74,9 +74,13 @@ def _batching(max_batch: int, delay_us: int) -> str:
     return f"dynamic_batching {{ preferred_batch_size: {_list(preferred)} max_queue_delay_microseconds: {delay_us} }}\n"
 
 
-def _instances(count: int, gpus: list[int] | None) -> str:
+def _instances(count: int, gpus: list[int] | None, gpu_only: bool = False) -> str:
+    """Triton's instance_group: on `gpus` when given; a GPU-only backend (`gpu_only`: TensorRT, whose backend refuses
+    KIND_CPU) is KIND_GPU without them too, on every GPU Triton sees; anything else runs on the CPU."""
     if gpus:
         return f"instance_group [ {{ count: {count} kind: KIND_GPU gpus: {_list(gpus)} }} ]\n"
+    if gpu_only:
+        return f"instance_group [ {{ count: {count} kind: KIND_GPU }} ]\n"
     return f"instance_group [ {{ count: {count} kind: KIND_CPU }} ]\n"
 
 
@@ -177,7 +181,7 @@ def build_repository(
         + _io("input", inputs)
         + _io("output", outputs)
         + _batching(engine_batch, delay_us)
-        + _instances(instances, gpus)
+        + _instances(instances, gpus, gpu_only=platform == "tensorrt_plan")
     )
     if platform == "onnxruntime_onnx" and threads:
         body += _params({"intra_op_thread_count": threads})

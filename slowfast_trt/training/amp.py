@@ -100,6 +100,19 @@ def _asked(choice: str, device_type: str) -> AmpPolicy:
     return AmpPolicy("cpu", None, False, "CPU: float32 (no measurement available)")
 
 
+def kept_precision(choice: str, device: torch.device, resumed: dict | None) -> str | None:
+    """On --resume of an `--amp auto` run: the precision the run started with (stored in its checkpoints).
+
+    A new measurement on another machine or torch could choose another precision: fp16 -> bf16 would drop the
+    loss scaler's state, bf16 -> fp16 would need a scaler state that was never saved."""
+    saved = (resumed or {}).get("amp")
+    if choice != "auto" or saved is None:
+        return None
+    if saved == "fp16" and device.type != "cuda":
+        raise SlowFastError("--resume: this run trains in fp16 (chosen by --amp auto on a GPU); resume it on a CUDA device")
+    return saved
+
+
 def choose_policy(
     choice: str,
     device: torch.device,
@@ -108,20 +121,26 @@ def choose_policy(
     *,
     agree: Callable[[dict], dict] = lambda d: d,
     announce: Callable[[str], None] | None = None,
+    resumed: dict | None = None,
 ) -> AmpPolicy:
     """The run's final precision policy for `--amp auto|fp32|fp16|bf16` on `device`, the one place it is decided.
 
     With `net` and `inputs` to time: on the CPU `auto` measures bf16 against fp32 (cached); on CUDA the training
     step is timed under each setting (`cuda_policy`). `agree` makes every process of a distributed run take the
-    same GPU decision (rank 0's); `announce` prints a half-precision conv3d regression the measurement found."""
+    same GPU decision (rank 0's); `announce` prints a half-precision conv3d regression the measurement found.
+    `resumed` is the interrupted run's decision (`run_state.resumed_precision`): `--resume` keeps it."""
     if choice not in CHOICES:
         raise SlowFastError(f"--amp must be one of {CHOICES}, got {choice!r}")
+    kept = kept_precision(choice, device, resumed)
     asked = _asked(choice, device.type)
+    if kept is not None:
+        p = _asked(kept, device.type)
+        asked = replace(p, reason=f"{p.reason}; kept from the interrupted run (--amp auto chose {kept})")
     if net is None or inputs is None:
         return asked
     if device.type == "cuda":
-        return cuda_policy(choice, asked, net, inputs, agree, announce)
-    if choice != "auto":
+        return cuda_policy(kept or choice, asked, net, inputs, agree, announce, saved=(resumed or {}).get("gpu_policy"))
+    if choice != "auto" or kept is not None:
         return asked
     key = f"{cpu_model()}|torch {torch.__version__}|threads {torch.get_num_threads()}|{_workload(net, inputs)}"
     t, _ = cached(cache_path("cpu_amp"), key, lambda: measure_cpu_bf16(net, inputs), lambda d: {"fp32", "bf16"} <= set(d))
@@ -133,23 +152,6 @@ def choose_policy(
         False,
         f"CPU: float32, bfloat16 measured {t['bf16'] / max(t['fp32'], 1e-9):.2f}x the time ({t['bf16']:.3f}s vs {t['fp32']:.3f}s per step)",
     )
-
-
-def measure_training(
-    step: Callable[[gpu_policy.Setting], Callable[[], object]],
-    settings: list[gpu_policy.Setting],
-    timer: Callable[[Callable], float] = gpu_policy.time_cuda,
-) -> dict[gpu_policy.Setting, float | None]:
-    """Seconds per training step under each setting; `step(s)` returns a zero-argument step laid out for `s`."""
-    out: dict[gpu_policy.Setting, float | None] = {}
-    for s in settings:
-        try:
-            out[s] = timer(step(s), 2, 5)
-        except (RuntimeError, torch.cuda.OutOfMemoryError):
-            out[s] = None
-        torch.cuda.empty_cache()
-    torch.backends.cudnn.benchmark = False
-    return out
 
 
 def training_step(net: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Callable[[gpu_policy.Setting], Callable[[], None]]:
@@ -177,8 +179,10 @@ def cuda_policy(
     inputs: dict[str, torch.Tensor],
     agree: Callable[[dict], dict] = lambda d: d,
     announce: Callable[[str], None] | None = None,
+    saved: dict | None = None,
 ) -> AmpPolicy:
-    """Precision (for `auto`), memory format and cuDNN autotuning by timing training steps, cached per machine."""
+    """Precision (for `auto`), memory format and cuDNN autotuning by timing training steps, cached per machine;
+    `saved` (the interrupted run's decision, --resume) is used as it is."""
     precision = "auto" if choice == "auto" else asked.name
     shapes = tuple(tuple(x.shape) for x in inputs.values())
     preset = getattr(getattr(net, "config", None), "name", type(net).__name__)
@@ -186,15 +190,18 @@ def cuda_policy(
 
     def measure() -> gpu_policy.Decision:
         regression = gpu_policy.conv3d_regression(net) if precision != "fp32" else None
-        return gpu_policy.choose(measure_training(training_step(net, inputs), gpu_policy.candidates(precision, "train")), regression)
+        return gpu_policy.choose(gpu_policy.measure_training(training_step(net, inputs), gpu_policy.candidates(precision, "train")), regression)
 
-    decision, was_cached = gpu_policy.decide(key, measure)
+    if saved is not None:
+        decision, was_cached = gpu_policy.Decision.from_dict(saved), bool(saved.get("cached"))
+    else:
+        decision, was_cached = gpu_policy.decide(key, measure)
     decision = gpu_policy.Decision.from_dict(agree(decision.to_dict()))
     if decision.regression:
         (announce or (lambda line: print(line, file=sys.stderr)))(decision.regression)
     s = decision.setting
     policy = replace(
-        asked, channels_last=s.channels_last, cudnn_benchmark=s.cudnn_benchmark, gpu_decision=decision.to_dict() | {"cached": was_cached}
+        asked, channels_last=s.channels_last, cudnn_benchmark=s.cudnn_benchmark, gpu_decision=decision.to_dict() | {"cached": was_cached} | ({"resumed": True} if saved is not None else {}),
     )
     if choice == "auto":
         dtype = None if s.precision == "fp32" else DTYPES[s.precision]

@@ -139,8 +139,28 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def training_state(run: RunState, optimizer, scaler, opts: TrainOptions, world_size: int) -> dict:
-    """What a checkpoint carries besides the weights: everything `restore` needs to continue exactly."""
+def match_param_layout(optimizer: torch.optim.Optimizer) -> int:
+    """Give every per-parameter state tensor (SGD's momentum buffer) its parameter's strides; returns how many moved.
+
+    Checkpoints store state tensors contiguous and `load_state_dict` keeps that layout, but CUDA's fused SGD needs
+    parameters, gradients and buffers with equal strides: without this, the first step after `--resume` on
+    channels_last_3d parameters raises."""
+    moved = 0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for k, v in state.items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    like = torch.empty_like(p, dtype=v.dtype)  # preserve_format: p's strides
+                    like.copy_(v)
+                    state[k] = like
+                    moved += 1
+    return moved
+
+
+def training_state(run: RunState, optimizer, scaler, opts: TrainOptions, world_size: int, precision: str, gpu_decision: dict | None) -> dict:
+    """What a checkpoint carries besides the weights: everything `restore` needs to continue exactly, and the precision
+    (and GPU setting) the run decided, which `--resume` keeps (`amp.choose_policy(resumed=...)`)."""
     return {
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict(),
@@ -155,12 +175,15 @@ def training_state(run: RunState, optimizer, scaler, opts: TrainOptions, world_s
         "options": {k: v for k, v in asdict(opts).items() if isinstance(v, (int, float, str, bool, type(None)))},
         "world_size": world_size,
         "data": json.dumps(opts.data, sort_keys=True),
+        "amp": precision,
+        "gpu_policy": json.dumps(gpu_decision),
     }
 
 
 def restore(state: dict, optimizer, scaler) -> RunState:
     """Load a checkpoint's optimizer, scaler and RNG states; the run state it was saved at."""
     optimizer.load_state_dict(state["optimizer"])
+    match_param_layout(optimizer)
     scaler.load_state_dict(state["scaler"])
     _set_rng_state(state["rng"])
     return RunState(
@@ -172,6 +195,13 @@ def restore(state: dict, optimizer, scaler) -> RunState:
         sums=json.loads(state.get("epoch_sums", "null")) or fresh_sums(),
         best=json.loads(state["best"]),
     )
+
+
+def resumed_precision(state: dict | None) -> dict | None:
+    """The precision decision a checkpoint recorded (`training_state`): {"amp": name, "gpu_policy": dict or None}."""
+    if state is None or "amp" not in state:
+        return None
+    return {"amp": state["amp"], "gpu_policy": json.loads(state.get("gpu_policy", "null"))}
 
 
 def check_resume(state: dict, opts: TrainOptions, world_size: int) -> None:

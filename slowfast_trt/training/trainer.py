@@ -41,6 +41,7 @@ from slowfast_trt.training.run_state import (
     initial_model,
     restore,
     resumed_model,
+    resumed_precision,
     seed_everything,
     training_state,
 )
@@ -96,7 +97,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.module, base_lr, opts.momentum, opts.weight_decay, self.device)
         self.loader = task.loader(self.cfg, self.feed, self._plans)
         self.steps_per_epoch = len(self.loader)
-        self.amp = self._choose_precision()
+        self.amp = self._choose_precision(resumed_precision(state))
         self.amp.apply(self.module)
         self.step = TrainStep(
             self.net,
@@ -129,14 +130,19 @@ class Trainer:
         return self.amp.gpu_decision
 
     @property
+    def memory_format(self) -> torch.memory_format:
+        return self.amp.memory_format
+
+    @property
     def last_good(self) -> Path | None:
         return self.folder.last_good
 
     def _plans(self, epoch: int) -> list[ClipPlan]:
         return self.task.plans(self.cfg, epoch, self.opts.seed, self.dist.rank, self.dist.world_size)
 
-    def _choose_precision(self):
-        """The run's precision policy (`amp.choose_policy`), timed on a probe batch; every rank takes rank 0's GPU choice."""
+    def _choose_precision(self, resumed: dict | None):
+        """The run's precision policy (`amp.choose_policy`), timed on a probe batch; every rank takes rank 0's GPU choice;
+        `resumed`: the interrupted run's decision, kept."""
         probe = random_inputs(self.cfg, size=self.cfg.crop_size, batch=self.opts.batch_size, device=self.device)
 
         def agree(decision: dict) -> dict:  # one precision and loss scaling across the all-reduce
@@ -146,11 +152,11 @@ class Trainer:
             if self.dist.is_main:
                 print(line, file=sys.stderr)
 
-        return choose_policy(self.opts.amp, self.device, self.module, probe, agree=agree, announce=announce)
+        return choose_policy(self.opts.amp, self.device, self.module, probe, agree=agree, announce=announce, resumed=resumed)
 
     # ----- the loop -----
     def _save(self, best: bool = False) -> None:
-        state = training_state(self.state, self.optimizer, self.step.scaler, self.opts, self.dist.world_size)
+        state = training_state(self.state, self.optimizer, self.step.scaler, self.opts, self.dist.world_size, self.amp.name, self.gpu_policy)
         self.folder.save(self.module, state, self.state.global_step, best=best)
 
     def run(self) -> dict:
