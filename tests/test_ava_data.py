@@ -167,7 +167,9 @@ def test_keyframe_loader_takes_the_nvdec_routing(small_set, monkeypatch):
     cfg = detection_config(TINY.replace(crop_size=32, test_crop_size=32), s.num_classes)
     built = []
     real = ava.build_keyframe_pipeline
-    monkeypatch.setattr(ava, "build_keyframe_pipeline", lambda source, *a, **kw: built.append(source.graph.decoder) or real(source, *a, **kw))
+    monkeypatch.setattr(
+        ava, "build_keyframe_pipeline", lambda source, *a, **kw: built.append(source.graph.decoder) or real(source, *a, **kw)
+    )
     plain = ava.KeyframeLoader(s.keyframes, cfg, FeedSpec(batch_size=2, device="cpu"), boxes="gt", videos=s.videos)
     split = ava.KeyframeLoader(s.keyframes, cfg, FeedSpec(batch_size=2, device="cpu"), boxes="gt", videos=s.videos)
     split.on_cpu = frozenset({s.keyframes[0].video.path})  # what a GPU loader gets for a video below NVDEC's minimum

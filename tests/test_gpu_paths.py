@@ -210,11 +210,11 @@ def test_resume_on_cuda_steps_fused_sgd_with_the_runs_own_settings(tmp_path, mon
         )
         return Trainer(cfg, opts, Classification(to_videos(m)), resume=resume)
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-a"))
+    monkeypatch.setenv("SLOWFAST_CACHE_DIR", str(tmp_path / "cache-a"))
     first = trainer(False, 1)
     assert first.optimizer.defaults.get("fused") is True and first.memory_format == torch.channels_last_3d
     first.run()
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-b"))
+    monkeypatch.setenv("SLOWFAST_CACHE_DIR", str(tmp_path / "cache-b"))
     monkeypatch.setattr(gpu_policy, "measure_training", lambda *a, **kw: pytest.fail("--resume measured the GPU settings again"))
     resumed = trainer(True, 3)
     assert resumed.gpu_policy["resumed"] and resumed.gpu_policy["choice"] == first.gpu_policy["choice"]

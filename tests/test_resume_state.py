@@ -70,13 +70,13 @@ def test_resume_keeps_the_precision_amp_auto_chose_instead_of_measuring_again(da
 
         return measure
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-a"))
+    monkeypatch.setenv("SLOWFAST_CACHE_DIR", str(tmp_path / "cache-a"))
     monkeypatch.setattr(amp, "measure_cpu_bf16", measured("fp32"))
     first = _trainer(data, tmp_path / "run", amp="auto", max_steps=1)
     assert first.amp.name == "fp32" and calls == ["fp32"]
     first.run()
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-b"))  # another machine: nothing cached
+    monkeypatch.setenv("SLOWFAST_CACHE_DIR", str(tmp_path / "cache-b"))  # another machine: nothing cached
     monkeypatch.setattr(amp, "measure_cpu_bf16", measured("bf16"))
     resumed = _trainer(data, tmp_path / "run", resume=True, amp="auto", max_steps=2)
     assert resumed.amp.name == "fp32" and "kept from the interrupted run" in resumed.amp.reason

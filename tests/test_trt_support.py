@@ -35,7 +35,7 @@ VARIANTS = {
     "fast-gray": (TINY.replace(fast_input="gray"), {}),
     "fast-time-diff": (TINY.replace(fast_input="time_diff"), {}),
     "fast-half-res": (TINY.replace(fast_input="half_res"), {}),
-    "nonlocal": (TINY.replace(nonlocal_blocks=(0,)), {}),
+    "nonlocal": (TINY.replace(nonlocal_location=(((), ()), ((), ()), ((0,), ()), ((), ()))), {}),
     "reference-head-probs": (TINY.replace(head_pool="reference", head_act="softmax"), {"outputs": "probs"}),
     "multilabel-probs": (TINY.replace(multilabel=True), {"outputs": "probs"}),
     "fixed-batch-opset13": (TINY, {"batch": 2, "opset": 13}),

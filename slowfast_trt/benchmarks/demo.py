@@ -375,7 +375,11 @@ class Demo:
 
     def _bench_pipeline(self, device: str) -> None:
         result = pipeline.bench_pipeline(
-            self._videos(), get_config(SLOWFAST), self.feed(device).but(batch_size=8), clips=self.settings.pipeline_clips, progress=self._indent
+            self._videos(),
+            get_config(SLOWFAST),
+            self.feed(device).but(batch_size=8),
+            clips=self.settings.pipeline_clips,
+            progress=self._indent,
         )
         pipeline.write_results(result, self.bench("pipeline"))
 

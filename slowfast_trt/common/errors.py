@@ -41,5 +41,5 @@ def environment_fault(e: OSError, path: str | os.PathLike | None = None, doing: 
         errno.EACCES: "choose an output folder you may write to",
         errno.EPERM: "choose an output folder you may write to",
         errno.ENOENT: "check that the path exists",
-    }.get(e.errno, "check the output folder")
+    }.get(e.errno or 0, "check the output folder")
     return EnvironmentFault(f"cannot {doing} {where}: {reason} (errno {e.errno}); {fix}, then run the same command again")

@@ -54,7 +54,7 @@ def _alive(pid: int) -> bool:
 def clean_stale_temps(folder: str | os.PathLike, target: str | None = None) -> list[Path]:
     """Delete temporary files in `folder` (for `target` only, if given) left by processes that no longer run
     (a SIGKILLed run); returns them."""
-    removed = []
+    removed: list[Path] = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed

@@ -33,7 +33,8 @@ class NvidiaFacts:
 
     @property
     def compute_capabilities(self) -> list[tuple[int, int]]:
-        return [tuple(int(x) for x in g["compute_capability"].split(".")) for g in self.gpus]
+        caps = [g["compute_capability"].partition(".") for g in self.gpus]  # "9.0" -> ("9", ".", "0")
+        return [(int(major), int(minor)) for major, _, minor in caps]
 
 
 def driver_cuda_version() -> tuple[int, int] | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from typing import IO
 
 from tqdm import tqdm
@@ -31,7 +31,7 @@ class LineProgress:
         interval: float = LOG_INTERVAL_S,
     ):
         self.iterable, self.total, self.n, self.desc, self.unit = iterable, total, initial, desc, unit
-        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+        if total is None and isinstance(iterable, Sized):
             self.total = len(iterable)
         self.file = file or sys.stderr
         self.interval = interval

@@ -1,6 +1,6 @@
 """Which decoder path takes each file of a manifest, and why the others refuse it, by the loaders' own rules.
 
-Three paths: DALI on the CPU (`--device cpu`: its CPU decoder, VP8/VP9/MJPEG, `loader.CPU_CODECS`), DALI on a GPU
+Three paths: DALI on the CPU (`--device cpu`: its CPU decoder, VP8/VP9/MJPEG, `video_io.DALI_CPU_CODECS`), DALI on a GPU
 (`nvdec.route`: NVDEC inside its limits, DALI's CPU decoder in the same graph outside them, refused when neither
 reads the file) and PyAV, the reference loader (whatever this FFmpeg decodes). `slowfast doctor MANIFEST` prints the
 counts; nothing is decoded beyond one frame per file.
@@ -15,9 +15,8 @@ from functools import cache
 
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines import nvdec
-from slowfast_trt.dali_pipelines.loader import CPU_CODECS
 from slowfast_trt.data.manifest import read_manifest
-from slowfast_trt.data.video_io import VideoError, iter_frames
+from slowfast_trt.data.video_io import DALI_CPU_CODECS, VideoError, iter_frames
 
 LimitsFn = Callable[[str, str, int], "nvdec.Limits | None"]
 
@@ -37,7 +36,7 @@ def file_paths(path: str, limits: LimitsFn = nvdec.limits_for) -> dict:
         why = row["pyav"] or "unreadable"
         return row | {"dali_cpu": why, "gpu": "refused", "gpu_reason": why}
     row |= {"codec": fmt.codec, "width": fmt.width, "height": fmt.height, "chroma": fmt.chroma, "bit_depth": fmt.bit_depth}
-    row["dali_cpu"] = None if fmt.codec in CPU_CODECS else f"codec {fmt.codec} (DALI's CPU decoder reads {'/'.join(CPU_CODECS)})"
+    row["dali_cpu"] = None if fmt.codec in DALI_CPU_CODECS else f"codec {fmt.codec} (DALI's CPU decoder reads {'/'.join(DALI_CPU_CODECS)})"
     try:
         routing = nvdec.route([fmt], limits)
     except SlowFastError:

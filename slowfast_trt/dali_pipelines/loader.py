@@ -14,6 +14,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -167,7 +168,7 @@ class ClipLoader:
         names = graph.output_names
         if graph.frames_only:  # uint8 frames, one size per video: a list of zero-copy tensors
             kinds = [DALIRaggedIterator.SPARSE_LIST_TAG] + [DALIRaggedIterator.DENSE_TAG] * (len(names) - 1)
-            it = DALIRaggedIterator(
+            it: Any = DALIRaggedIterator(
                 pipe, names, output_types=kinds, last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=False, prepare_first_batch=False
             )
         else:
@@ -188,7 +189,8 @@ class ClipLoader:
         finally:
             torch.set_num_threads(before)
 
-    def _to_batch(self, out: dict[str, torch.Tensor], plans: list[ClipPlan]) -> dict[str, torch.Tensor]:
+    def _to_batch(self, out: dict[str, Any], plans: list[ClipPlan]) -> dict[str, torch.Tensor]:
+        """One DALI batch as the model's inputs (`out["frames"]` is a list of per-video tensors where torch does the spatial ops)."""
         meta = out["meta"].long()
         label = out["label"] if self.cfg.multilabel else out["label"].view(-1).long()
         if self.mode == "decode":  # raw uint8 frames, N,F,H,W,C; no Fast-input transform

@@ -71,7 +71,7 @@ def table_limits(codec: str, capability: tuple[int, int] | None) -> Limits | Non
 
 def gpu_capability() -> tuple[int, int] | None:
     """The current CUDA device's compute capability, or None without one."""
-    return tuple(torch.cuda.get_device_capability()) if torch.cuda.is_available() else None
+    return torch.cuda.get_device_capability() if torch.cuda.is_available() else None
 
 
 # FFmpeg decoder names that differ from their codec's name (PyAV's codec_context.name is the decoder's).

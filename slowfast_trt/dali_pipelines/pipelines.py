@@ -102,10 +102,8 @@ class PlanSource:
             return (p.video, p.clip)
         if name == "label":
             return self._label(p)
-        if name == "roi_start":
-            return p.roi[:2]
-        if name == "roi_end":
-            return p.roi[2:]
+        if name in ("roi_start", "roi_end") and p.roi is not None:  # train plans carry an roi
+            return p.roi[:2] if name == "roi_start" else p.roi[2:]
         if name == "on_cpu":
             return p.path in self.on_cpu
         raise KeyError(f"{type(self).__name__} has no field {name!r}")

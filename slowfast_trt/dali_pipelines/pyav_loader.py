@@ -58,6 +58,8 @@ def _normalise(frames: torch.Tensor, cfg: SlowFastConfig) -> torch.Tensor:
 
 def train_clip(frames: np.ndarray, plan: ClipPlan, cfg: SlowFastConfig) -> torch.Tensor:
     """The training crop of a plan in torch: the plan's source window resized to crop x crop, flipped if asked."""
+    if plan.roi is None:
+        raise SlowFastError("a training crop needs a train plan (dali_pipelines.plan.train_plan gives each an roi)")
     y0, xa, y1, xb = plan.roi
     x0, x1 = min(xa, xb), max(xa, xb)
     t = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # F,C,H,W

@@ -37,7 +37,7 @@ def dali_device(device: str = "auto") -> str:
     if device == "cpu":
         return "cpu"
     try:
-        from nvidia.dali.backend import GetCUDADeviceCount  # lazy: nvidia-dali, optional (extra [data]) and heavy
+        from nvidia.dali.backend import GetCUDADeviceCount  # type: ignore[attr-defined]  # lazy: nvidia-dali, optional (extra [data]) and heavy; a C module without stubs
 
         n = GetCUDADeviceCount()
     except ImportError:

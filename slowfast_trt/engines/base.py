@@ -47,7 +47,7 @@ class Engine:
         """Scores `N, num_classes` for a batch of clips (detection models: one row per box of `boxes`, K x 5);
         `sampling` (the clips' frame-index convention), when given, is checked too."""
         given = {"slow": slow, "fast": fast, "boxes": boxes}
-        inputs = {n: given[n] for n in self.input_names if given[n] is not None}
+        inputs = {n: t for n in self.input_names if (t := given[n]) is not None}
         artifact = self.info.get("path", self.backend)
         check_inputs(self.info, {n: tuple(t.shape) for n, t in inputs.items()}, artifact=artifact)
         if sampling is not None:

@@ -15,6 +15,7 @@ import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,12 +88,12 @@ class Decision:
         return cls(Setting(**d["setting"]), dict(d["timings_ms"]), d["reason"], d.get("regression"))
 
 
-def choose(timings: dict[Setting, float], regression: str | None = None) -> Decision:
+def choose(timings: dict[Setting, float | None], regression: str | None = None) -> Decision:
     """The fastest measured setting; a simpler one within MARGIN of it wins (less to go wrong for no measured gain)."""
     ok = {s: t for s, t in timings.items() if t is not None and t > 0}
     if not ok:
         raise SlowFastError("no GPU setting could be measured (every candidate failed); run with --device cpu or check the CUDA install")
-    fastest = min(ok, key=ok.get)
+    fastest = min(ok, key=lambda s: ok[s])
     near = [s for s in ok if ok[s] <= ok[fastest] * (1 + MARGIN)]
     best = min(near, key=lambda s: (s.complexity, ok[s]))
     ranked = {s.name: round(1e3 * t, 4) for s, t in sorted(ok.items(), key=lambda kv: kv[1])}
@@ -142,7 +143,7 @@ def conv3d_regression(net: torch.nn.Module, timer: Callable[[Callable], float] =
     conv = max(convs, key=lambda m: m.weight.numel() * m.in_channels)
     dev = torch.device("cuda")
     x = torch.randn(8, conv.in_channels, 8, 56, 56, device=dev).contiguous(memory_format=torch.channels_last_3d)
-    c32 = copy.deepcopy(conv).to(dev).float().to(memory_format=torch.channels_last_3d)
+    c32 = copy.deepcopy(conv).to(dev).float().to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch documents Module.to(memory_format=...); its stubs omit it
     c16 = copy.deepcopy(c32).half()
     with torch.inference_mode():
         t32 = timer(lambda: c32(x))
@@ -152,7 +153,7 @@ def conv3d_regression(net: torch.nn.Module, timer: Callable[[Callable], float] =
     return regression_verdict(t16, t32, version_facts(), shape)
 
 
-def cache_key(preset: str, mode: str, precision: str, batch: int, shape: tuple[int, ...]) -> str:
+def cache_key(preset: str, mode: str, precision: str, batch: int, shape: tuple) -> str:
     """GPU name, torch/cuDNN versions, preset, mode, precision, batch and input shape: what the measurement depends on."""
     return f"{version_facts()}|{preset}|{mode}|{precision}|batch {batch}|shape {list(shape)}"
 
@@ -171,7 +172,7 @@ def decide(key: str, measure: Callable[[], Decision], path: Path | None = None) 
     return Decision.from_dict(entry), hit
 
 
-def _fp32_precision(holder: object) -> str | None:
+def _fp32_precision(holder: Any) -> str | None:
     """`holder.fp32_precision` where this torch has the TF32 API of 2.9+ ('ieee', 'tf32' or 'none': inherit), else None."""
     try:
         return holder.fp32_precision
@@ -185,7 +186,7 @@ def enable_tf32() -> None:
     `cudnn.allow_tf32`. Matmuls (only the classifier head) keep the caller's setting: torch 2.13's cuda-only matmul
     switch makes `torch.get_float32_matmul_precision()`, which inductor reads, raise."""
     conv = getattr(torch.backends.cudnn, "conv", None)
-    if _fp32_precision(conv) is not None:
+    if conv is not None and _fp32_precision(conv) is not None:
         conv.fp32_precision = "tf32"
     else:
         torch.backends.cudnn.allow_tf32 = True
@@ -214,7 +215,7 @@ def cudnn_benchmark(enabled: bool) -> Iterator[None]:
 def apply_setting(net: torch.nn.Module, s: Setting) -> torch.nn.Module:
     """`net` laid out for `s` (memory format, half weights), TF32 on; cuDNN autotuning is the runner's (`forward_fn`)."""
     enable_tf32()
-    net = net.to(memory_format=memory_format(s.channels_last))
+    net = net.to(memory_format=memory_format(s.channels_last))  # type: ignore[call-overload]  # torch documents Module.to(memory_format=...); its stubs omit it
     if s.half_weights:
         net = net.to(DTYPES[s.precision])
     return net
@@ -297,7 +298,7 @@ def measure_inference(
 
 
 def measure_training(
-    step: Callable[[Setting], Callable[[], object]], settings: list[Setting], timer: Callable[[Callable], float] = time_cuda
+    step: Callable[[Setting], Callable[[], object]], settings: list[Setting], timer: Callable[..., float] = time_cuda
 ) -> dict[Setting, float | None]:
     """Seconds per training step under each setting; `step(s)` returns a zero-argument step laid out for `s` (it may set
     cuDNN autotuning: the caller's setting is restored after the last one)."""

@@ -51,7 +51,9 @@ def make_sidecar(
 ) -> dict[str, Any]:
     """The sidecar dict for an artifact of `kind` ("onnx" | "onnx-int8" | "tensorrt") built from `cfg`."""
     shapes = input_shapes(cfg, size=size, batch=1)
-    inputs = {name: {"shape": ["batch" if batch == "dynamic" else batch, *shape[1:]], "dtype": "float32"} for name, shape in shapes.items()}
+    inputs: dict[str, dict[str, Any]] = {
+        name: {"shape": ["batch" if batch == "dynamic" else batch, *shape[1:]], "dtype": "float32"} for name, shape in shapes.items()
+    }
     if cfg.detection:  # the number of boxes is free whatever the batch, and so is the clips' H x W
         inputs["boxes"]["shape"][0] = "boxes"
         for name in cfg.pathways:

@@ -58,7 +58,7 @@ class TorchEngine(Engine):
         # channels_last_3d helps eager conv3d on the CPU (~1.3x measured here) and cuDNN on tensor-core GPUs.
         self.channels_last = True if channels_last is None else channels_last
         if self.channels_last:
-            net = net.to(memory_format=torch.channels_last_3d)
+            net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]  # torch documents Module.to(memory_format=...); its stubs omit it
         self.net = torch.compile(net) if compile else net
         self.compiled = compile
         self.tune = tune and self.device.type == "cuda" and not compile  # torch.compile does its own kernel choice

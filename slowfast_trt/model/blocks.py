@@ -22,7 +22,7 @@ def conv3d(cin: int, cout: int, kernel: tuple[int, int, int], stride=(1, 1, 1), 
     padding = tuple(d * (k // 2) for k, d in zip(kernel, dilation))
     conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=bias, dilation=dilation)
     nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    if bias:
+    if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     return conv
 

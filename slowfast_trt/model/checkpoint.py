@@ -50,7 +50,7 @@ def _encode(obj: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
         return obj.item()
     if isinstance(obj, (torch.Tensor, np.ndarray)):
         is_np = isinstance(obj, np.ndarray)
-        t = torch.from_numpy(np.ascontiguousarray(obj)) if is_np else obj
+        t = torch.from_numpy(np.ascontiguousarray(obj)) if isinstance(obj, np.ndarray) else obj
         if t.layout != torch.strided or t.is_complex():
             raise SlowFastError(f"training_state{where}: {t.layout}/{t.dtype} tensors cannot be stored in a checkpoint")
         key = f"{STATE_PREFIX}{len(tensors)}"
@@ -129,7 +129,7 @@ def read_info(path: str | os.PathLike) -> dict:
     """The checkpoint's metadata without its tensors: config (a SlowFastConfig), format version, id, extra, ..."""
     path = Path(path)
     meta = _read_metadata(path)
-    info = {k: v for k, v in meta.items() if k not in ("config", "extra", "training_state")}
+    info: dict[str, Any] = {k: v for k, v in meta.items() if k not in ("config", "extra", "training_state")}
     info["config"] = _config_of(meta, path)
     info["extra"] = json.loads(meta["extra"]) if "extra" in meta else None
     info["has_training_state"] = "training_state" in meta

@@ -56,7 +56,7 @@ def _flow(s: str, i: int) -> tuple[Any, int]:
         i += 1
     if i < len(s) and s[i] in "[{":
         close = "]" if s[i] == "[" else "}"
-        items: list | dict = [] if close == "]" else {}
+        items: Any = [] if close == "]" else {}  # a list for "[", a dict for "{"
         i += 1
         while True:
             while i < len(s) and s[i] in " ,":
@@ -96,7 +96,7 @@ def _split_key(content: str) -> tuple[str, str] | None:
 
 def parse_yaml(text: str) -> Any:
     """The value of a YAML document in the block style PyYAML's safe_dump writes (see the module docstring)."""
-    lines = []
+    lines: list[list[Any]] = []  # [indent, stripped text] per meaningful line
     for raw in text.splitlines():
         stripped = raw.strip()
         if not stripped or stripped.startswith("#") or stripped in ("---", "..."):
@@ -143,7 +143,7 @@ def _continued(lines: list, i: int, indent: int, first: str) -> tuple[str, int]:
 
 def _block(lines: list, i: int, indent: int) -> tuple[Any, int]:
     if lines[i][1] == "-" or lines[i][1].startswith("- "):
-        out = []
+        out: list = []
         while i < len(lines) and lines[i][0] == indent and (lines[i][1] == "-" or lines[i][1].startswith("- ")):
             rest = lines[i][1][1:].strip()
             if not rest:
@@ -159,7 +159,7 @@ def _block(lines: list, i: int, indent: int) -> tuple[Any, int]:
                 value = _scalar(text)
             out.append(value)
         return out, i
-    out = {}
+    mapping: dict = {}
     while i < len(lines) and lines[i][0] == indent:
         entry = _split_key(lines[i][1])
         if entry is None:
@@ -168,12 +168,12 @@ def _block(lines: list, i: int, indent: int) -> tuple[Any, int]:
         i += 1
         if rest:
             text, i = _continued(lines, i, indent, rest)
-            out[key] = _scalar(text)
+            mapping[key] = _scalar(text)
         elif i < len(lines) and (lines[i][0] > indent or (lines[i][0] == indent and lines[i][1].startswith("- "))):
-            out[key], i = _block(lines, i, lines[i][0])
+            mapping[key], i = _block(lines, i, lines[i][0])
         else:
-            out[key] = None
-    return out, i
+            mapping[key] = None
+    return mapping, i
 
 
 # ----- Python config text (mmengine's pretty_text) -----
@@ -192,7 +192,7 @@ def _literal(node: ast.AST) -> Any:
     if isinstance(node, ast.Dict):
         if any(k is None for k in node.keys):
             raise _NotLiteral
-        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values) if k is not None}
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         value = _literal(node.operand)
         if not isinstance(value, (int, float)) or isinstance(value, bool):

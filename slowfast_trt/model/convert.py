@@ -209,7 +209,9 @@ def _layout_for(source: _Source) -> layouts.Layout | None:
 def _to_ours(source: _Source) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Our-layout state dict and, for error messages, our key -> the source's key."""
     lay = _layout_for(source)
-    ours, names, unknown = {}, {}, []
+    ours: dict = {}
+    names: dict[str, str] = {}
+    unknown: list = []
     for key, value in source.state.items():
         new = key if lay is None else lay.to_ours(key)
         if new is None:
@@ -325,6 +327,7 @@ def _resolve(
         raise SlowFastError(f"{source.label}: its {emb.origin} describes " + "; ".join(emb.unsupported) + ", which is not supported")
     inferred = infer(shapes)
     facts = _check_embedded(source, inferred)
+    origin, origin_keys = (emb.origin, emb.keys) if emb is not None else ("", {})  # facts is empty without an embedded config
     weights_classes = inferred.fields["num_classes"]
     if num_classes is not None and num_classes != weights_classes:
         raise SlowFastError(
@@ -343,7 +346,7 @@ def _resolve(
         differ = _disagreements(base, facts)
         if differ:
             pairs = ", ".join(f"{k} {facts[k]!r} vs {getattr(base, k)!r}" for k in differ)
-            warnings.append(f"the checkpoint's {emb.origin} and --preset {preset} disagree ({pairs}); the preset's values are used")
+            warnings.append(f"the checkpoint's {origin} and --preset {preset} disagree ({pairs}); the preset's values are used")
         cfg, chosen, assumed_from = base, preset, f"preset {preset}"
         applied: dict[str, Any] = {}
     else:
@@ -369,7 +372,7 @@ def _resolve(
         if name in inferred.fields:
             provenance[name] = "weights"
         elif name in applied or (name in _HEAD_FIELDS and name in facts and not (name == "head_act" and head_act)):
-            provenance[name] = f"{emb.origin}: {emb.keys[name]}"
+            provenance[name] = f"{origin}: {origin_keys[name]}"
         elif name in _HEAD_FIELDS:
             provenance[name] = "--head-act" if (name == "head_act" and head_act) else f"the {source.layout} reference's eval head"
         else:

@@ -70,7 +70,8 @@ def _psf_variant(out: EmbeddedConfig, cfg: Mapping, arch: str) -> None:
     if None in rules:
         out.unsupported.append(f"res4 temporal kernels in {blocks[2]} blocks (only 6 or 23 are R101 variants)")
         return
-    slow, fast = (rules + rules)[:2] if arch == "slowfast" else (rules[0], rules[0])
+    known = [r for r in rules if r is not None]  # every one, after the check above
+    slow, fast = (known + known)[:2] if arch == "slowfast" else (known[0], known[0])
     variant = {("50", "50"): "50_50", ("50", "101"): "50_101", ("101", "50"): "101_50", ("101", "101"): "101_101_101"}[(slow, fast)]
     out.set("r101_variant", variant, "RESNET.NUM_BLOCK_TEMP_KERNEL")
 
@@ -195,7 +196,7 @@ def _pipeline_step(pipeline: Any, kind: str) -> Mapping | None:
 def mmaction2_config(cfg: Mapping) -> EmbeddedConfig:
     """Config fields from mmaction2 config data (`parse_python_config` of meta["cfg"])."""
     out = EmbeddedConfig("mmaction2 meta cfg")
-    model = cfg.get("model") if isinstance(cfg.get("model"), Mapping) else {}
+    model: Mapping = cfg["model"] if isinstance(cfg.get("model"), Mapping) else {}
     backbone = model.get("backbone") or {}
     kind = backbone.get("type")
     if kind is not None and kind not in _MM_BACKBONES:

@@ -61,7 +61,7 @@ def count(preset_or_config: str | SlowFastConfig, size: int = 256, **overrides) 
     for name, ops in mode.get_flop_counts().items():
         short = name[len(prefix) :] if name.startswith(prefix) else ""
         if short in _part_roots(net):
-            part_flops[_part_of(short)] += sum(ops.values()) / 2
+            part_flops[_part_of(short) or "other"] += sum(ops.values()) / 2
     total = mode.get_total_flops() / 2
     by_op: dict[str, float] = defaultdict(float)
     for op, n in mode.get_flop_counts()["Global"].items():

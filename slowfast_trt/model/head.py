@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -20,7 +22,13 @@ class Head(nn.Module):
     """
 
     def __init__(
-        self, in_features: int, num_classes: int, dropout: float, pool: str = "global", window: tuple[int, ...] = (), act: str = "none"
+        self,
+        in_features: int,
+        num_classes: int,
+        dropout: float,
+        pool: str = "global",
+        window: Sequence[tuple[int, int, int]] = (),
+        act: str = "none",
     ):
         super().__init__()
         self.pool_mode = pool

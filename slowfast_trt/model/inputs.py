@@ -16,7 +16,7 @@ BOXES_PER_CLIP = 2  # boxes per clip in example/random detection inputs (the rea
 def input_shapes(cfg: SlowFastConfig, size: int | None = None, batch: int = 1) -> dict[str, tuple[int, ...]]:
     """`{"slow": (N, 3, T, S, S), "fast": (N, C_f, alpha*T, S_f, S_f)}` for the pathways the model has."""
     s = cfg.test_crop_size if size is None else size
-    shapes = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     if cfg.has_slow:
         shapes["slow"] = (batch, 3, cfg.num_frames, s, s)
     if cfg.has_fast:

@@ -267,7 +267,7 @@ def detect(keys: Iterable[str]) -> str | None:
         "project": share(lambda k: re.match(r"(stem|res\d|fuse\d)\.", k) is not None),
         "mmaction2": share(lambda k: k.startswith(("backbone.", "cls_head."))),
     }
-    best = max(votes, key=votes.get)
+    best = max(votes, key=lambda k: votes[k])
     return best if votes[best] >= 0.5 else None
 
 

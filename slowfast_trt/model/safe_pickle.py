@@ -40,7 +40,7 @@ class _InertCfgNode:
         return OrderedDict()
 
 
-_TORCH_STANDINS = [(_InertCfgNode, "yacs.config.CfgNode")]
+_TORCH_STANDINS: list = [(_InertCfgNode, "yacs.config.CfgNode")]
 
 
 def _refused_global(message: str) -> str | None:
@@ -61,8 +61,8 @@ def load_torch_file(path: str | os.PathLike) -> Any:
                 f"{path}: refused to unpickle {name}: a checkpoint needs only tensors, numbers, strings and containers "
                 "(nothing from the file was executed); re-save the weights alone, e.g. torch.save({'model_state': state_dict})"
             ) from None
-        detail = str(e).strip().splitlines()
-        detail = next((line for line in reversed(detail) if line.strip() and "documentation" not in line), "unreadable pickle")
+        lines = str(e).strip().splitlines()
+        detail = next((line for line in reversed(lines) if line.strip() and "documentation" not in line), "unreadable pickle")
         raise SlowFastError(f"{path}: not a loadable PyTorch checkpoint ({detail.strip()})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

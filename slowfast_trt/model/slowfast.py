@@ -76,7 +76,7 @@ class SlowFast(nn.Module):
 
         if cfg.detection:
             scales = [cfg.spatial_stride * (cfg.fast_spatial_ratio if p == "fast" else 1) for p in paths]
-            self.head = RoIHead(
+            self.head: Head | RoIHead = RoIHead(
                 list(cin.values()),
                 cfg.num_classes,
                 cfg.dropout,
@@ -99,9 +99,10 @@ class SlowFast(nn.Module):
         given = {"slow": slow, "fast": fast}
         x = {}
         for p in self.config.pathways:
-            if given[p] is None:
+            t = given[p]
+            if t is None:
                 raise SlowFastError(f"{self.config.arch} model needs a '{p}' input tensor (N, C, T, H, W)")
-            x[p] = given[p]
+            x[p] = t
         return x
 
     def features(self, slow: torch.Tensor | None = None, fast: torch.Tensor | None = None) -> list[torch.Tensor]:

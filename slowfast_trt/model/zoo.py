@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from typing import Any
 
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.model.config import SlowFastConfig
@@ -44,11 +45,11 @@ def _add(
     _PRESETS[name] = Preset(name, config.validate(), source, paper_gflops, paper_params_m, tolerance_pct, note)
 
 
-SF_4x16 = dict(arch="slowfast", num_frames=4, tau=16, alpha=8)
-SF_8x8 = dict(arch="slowfast", num_frames=8, tau=8, alpha=4)
-SF_16x8 = dict(arch="slowfast", num_frames=16, tau=8, alpha=4)
-SLOW = dict(arch="slow", lateral=None)
-R101 = dict(depth=101, r101_variant="50_50")
+SF_4x16: dict[str, Any] = dict(arch="slowfast", num_frames=4, tau=16, alpha=8)
+SF_8x8: dict[str, Any] = dict(arch="slowfast", num_frames=8, tau=8, alpha=4)
+SF_16x8: dict[str, Any] = dict(arch="slowfast", num_frames=16, tau=8, alpha=4)
+SLOW: dict[str, Any] = dict(arch="slow", lateral=None)
+R101: dict[str, Any] = dict(depth=101, r101_variant="50_50")
 
 
 def nonlocal_at(res2=(), res3=(), res4=(), res5=(), pathway: str = "slow") -> tuple:
@@ -56,9 +57,9 @@ def nonlocal_at(res2=(), res3=(), res4=(), res5=(), pathway: str = "slow") -> tu
     return tuple((tuple(b), ()) if pathway == "slow" else ((), tuple(b)) for b in (res2, res3, res4, res5))
 
 
-NL_R101 = dict(nonlocal_location=nonlocal_at(res4=(6, 13, 20)))  # PySlowFast's res4 locations [6, 13, 20] (0-based)
+NL_R101: dict[str, Any] = dict(nonlocal_location=nonlocal_at(res4=(6, 13, 20)))  # PySlowFast's res4 locations [6, 13, 20] (0-based)
 # PySlowFast's *_NLN_* R50 configs: after blocks 1 and 3 of res3 and 1, 3, 5 of res4 (Slow pathway), dot product.
-NLN_R50 = dict(nonlocal_location=nonlocal_at(res3=(1, 3), res4=(1, 3, 5)))
+NLN_R50: dict[str, Any] = dict(nonlocal_location=nonlocal_at(res3=(1, 3), res4=(1, 3, 5)))
 NLN_NOTE = "PySlowFast's {zoo}: non-local blocks after res3 blocks 1, 3 and res4 blocks 1, 3, 5 of the Slow pathway"
 NL_NOTE = (
     "our {gflops} counts the non-local blocks' attention matmuls ({matmul} GFLOPs: theta.phi and attn.g, "
@@ -98,7 +99,7 @@ for _name in ("slowfast_r50_4x16", "slowfast_r50_8x8", "slowfast_r101_8x8", "slo
     )
 
 # --- Table 4 (Charades, multi-label, 157 classes) ---
-CHARADES = dict(num_classes=157, multilabel=True)
+CHARADES: dict[str, Any] = dict(num_classes=157, multilabel=True)
 _add("slow_r101_16x8_charades", "Table 4", 187, num_frames=16, tau=8, **SLOW, **R101, **CHARADES)
 _add("slowfast_r101_16x8_charades", "Table 4", 213, **SF_16x8, **R101, **CHARADES)
 _add("slowfast_r101_16x8_nl_charades", "Table 4", 234, **SF_16x8, **R101, **NL_R101, **CHARADES, tolerance_pct=4.0, note=NL_NOTE)
@@ -213,7 +214,7 @@ _add(
 
 # mmaction2's SlowFast recognizers: conv-only laterals (lateral_norm=False), ImageNet mean/std, one strided clip
 # resampled per pathway, a global-pool head. Its 8x8 "steplr" config (laterals with BN) converts as slowfast_r50_8x8.
-MM = dict(lateral_norm=False, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sampling="strided")
+MM: dict[str, Any] = dict(lateral_norm=False, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), sampling="strided")
 _add(
     "slowfast_r50_4x16_mmaction2", "mmaction2 zoo", 36.1, **SF_4x16, **MM, note="mmaction2's default SlowFast R50 4x16: conv-only laterals"
 )
@@ -232,8 +233,8 @@ _add(
 )
 
 # --- AVA action detection (PySlowFast's AVA c2 models: RoIAlign without the half-pixel offset) ---
-AVA = dict(detection=True, multilabel=True, num_classes=80, roi_aligned=False)
-NL_AVA = dict(**NL_R101, nonlocal_pool=((2, 2, 2),) * 4)
+AVA: dict[str, Any] = dict(detection=True, multilabel=True, num_classes=80, roi_aligned=False)
+NL_AVA: dict[str, Any] = dict(**NL_R101, nonlocal_pool=((2, 2, 2),) * 4)
 _add("slowfast_r50_8x8_ava", "model zoo (AVA)", None, **SF_8x8, **AVA, lateral_kernel=7)
 _add("slowfast_r101_8x8_nl_ava", "model zoo (AVA)", None, **SF_8x8, **R101, **NL_AVA, **AVA)
 _add("slowfast_r101_16x8_nl_ava", "model zoo (AVA)", None, **SF_16x8, **R101, **NL_AVA, **AVA)
@@ -243,7 +244,7 @@ _add("slow_r50_4x16_ava", "model zoo (AVA)", None, num_frames=4, tau=16, **SLOW,
 # No dropout: on the synthetic set the tiny SlowFast reached 94.8% (centre clip) in 16 epochs without it and 80.2%
 # with the paper's 0.5 (same recipe otherwise, lr 0.05, batch 8; 2026-11-25): a 640-wide feature this small
 # underfits rather than overfits.
-TINY = dict(depth=14, width=16, num_frames=4, tau=16, crop_size=64, test_crop_size=64, dropout=0.0)
+TINY: dict[str, Any] = dict(depth=14, width=16, num_frames=4, tau=16, crop_size=64, test_crop_size=64, dropout=0.0)
 _add("slowfast_tiny_4x16", "demo (not in the paper)", None, arch="slowfast", alpha=8, beta_inv=4, **TINY)
 _add("slow_tiny_4x16", "demo (not in the paper)", None, arch="slow", lateral=None, **TINY)
 _add(

@@ -190,7 +190,9 @@ def cuda_policy(
 
     def measure() -> gpu_policy.Decision:
         regression = gpu_policy.conv3d_regression(net) if precision != "fp32" else None
-        return gpu_policy.choose(gpu_policy.measure_training(training_step(net, inputs), gpu_policy.candidates(precision, "train")), regression)
+        return gpu_policy.choose(
+            gpu_policy.measure_training(training_step(net, inputs), gpu_policy.candidates(precision, "train")), regression
+        )
 
     if saved is not None:
         decision, was_cached = gpu_policy.Decision.from_dict(saved), bool(saved.get("cached"))
@@ -201,7 +203,10 @@ def cuda_policy(
         (announce or (lambda line: print(line, file=sys.stderr)))(decision.regression)
     s = decision.setting
     policy = replace(
-        asked, channels_last=s.channels_last, cudnn_benchmark=s.cudnn_benchmark, gpu_decision=decision.to_dict() | {"cached": was_cached} | ({"resumed": True} if saved is not None else {}),
+        asked,
+        channels_last=s.channels_last,
+        cudnn_benchmark=s.cudnn_benchmark,
+        gpu_decision=decision.to_dict() | {"cached": was_cached} | ({"resumed": True} if saved is not None else {}),
     )
     if choice == "auto":
         dtype = None if s.precision == "fp32" else DTYPES[s.precision]

@@ -158,7 +158,9 @@ def match_param_layout(optimizer: torch.optim.Optimizer) -> int:
     return moved
 
 
-def training_state(run: RunState, optimizer, scaler, opts: TrainOptions, world_size: int, precision: str, gpu_decision: dict | None) -> dict:
+def training_state(
+    run: RunState, optimizer, scaler, opts: TrainOptions, world_size: int, precision: str, gpu_decision: dict | None
+) -> dict:
     """What a checkpoint carries besides the weights: everything `restore` needs to continue exactly, and the precision
     (and GPU setting) the run decided, which `--resume` keeps (`amp.choose_policy(resumed=...)`)."""
     return {

@@ -156,7 +156,9 @@ class Trainer:
 
     # ----- the loop -----
     def _save(self, best: bool = False) -> None:
-        state = training_state(self.state, self.optimizer, self.step.scaler, self.opts, self.dist.world_size, self.amp.name, self.gpu_policy)
+        state = training_state(
+            self.state, self.optimizer, self.step.scaler, self.opts, self.dist.world_size, self.amp.name, self.gpu_policy
+        )
         self.folder.save(self.module, state, self.state.global_step, best=best)
 
     def run(self) -> dict:
