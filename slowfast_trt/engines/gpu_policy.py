@@ -15,9 +15,9 @@ import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
