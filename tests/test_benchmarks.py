@@ -348,3 +348,17 @@ def test_gpu_e2e_dali_mixed_decode_into_torch_fp16(data, artifacts, tmp_path):
     keep.mkdir(parents=True, exist_ok=True)
     for f in ("result.json", "e2e.md"):
         shutil.copy(out / f, keep / f)
+
+
+def test_bench_serve_settings_cross_the_venv_boundary_as_json_unchanged():
+    """`bench serve` hands its settings to a process in Triton's venv as JSON: they come back equal, typed, and a
+    field the other side does not know is refused instead of being ignored."""
+    from slowfast_trt.benchmarks.serve import MAX_REQUESTS, ServeSettings
+
+    s = ServeSettings(
+        url="http://localhost:8000", protocol="grpc", models=("a_py", "a_video_py"), concurrency=(1, 4), batching=("on", "off")
+    )
+    back = ServeSettings.from_json(s.to_json())
+    assert back == s and isinstance(back.concurrency, tuple) and back.max_requests == MAX_REQUESTS
+    with pytest.raises(SlowFastError, match=r"unknown field\(s\) \['concurency'\]"):
+        ServeSettings.from_json(json.dumps({"url": "u", "protocol": "http", "models": ["m"], "concurency": [1]}))

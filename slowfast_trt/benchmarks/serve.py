@@ -19,6 +19,7 @@ import json
 import sys
 import threading
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -317,96 +318,140 @@ def parity(client, protocol: str, model: str, config: dict, requests: list[dict]
 
 
 # --- the run ------------------------------------------------------------------------------------------------------------
-def bench_serve(settings: dict, progress=lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
-    """Run every phase of `settings` (see cli/serve.py's bench serve options); returns the result (maybe aborted)."""
-    url, protocol = settings["url"], settings["protocol"]
-    client = make_client(url, protocol, timeout=10.0)
-    control = make_client(url, protocol, timeout=300.0)  # model reloads restart Python-backend stubs: tens of seconds on 2 cores
+@dataclass(frozen=True)
+class ServeSettings:
+    """What one `bench serve` run measures (`slowfast bench serve`'s options), as one typed object.
+
+    It crosses a process boundary as JSON (`to_json`/`from_json`): the load test runs in Triton's own venv when
+    this one lacks tritonclient (`cli/serve.py`)."""
+
+    url: str
+    protocol: str
+    models: tuple[str, ...]
+    concurrency: tuple[int, ...] = (1,)
+    duration: float = 10.0  # seconds per phase
+    batching: tuple[str, ...] = ("on",)  # "on": the repository's dynamic batching; "off": reloaded without it
+    max_requests: int = MAX_REQUESTS  # per phase, on top of the time limit
+    timeout: float = 60.0  # seconds per request
+    videos: str | None = None  # manifest whose videos the video models get (and clips are cut from)
+    artifact: str | None = None  # the local engine parity compares against
+    metrics_url: str | None = None
+    out: str | None = None  # folder for result.json and serve.md
+    json: bool = False  # print the result JSON instead of the table
+    parity: bool = True
+    parity_samples: int = PARITY_SAMPLES
+    max_videos: int = 8  # distinct videos a video model is sent
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSettings:
+        d = json.loads(text)
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise SlowFastError(f"bench serve settings: unknown field(s) {unknown}")
+        for name in ("models", "concurrency", "batching"):
+            if name in d:
+                d[name] = tuple(d[name])
+        return cls(**d)
+
+
+def _connect(s: ServeSettings) -> tuple:
+    """(client, control client) of the server, once it answers ready; a one-line error when it does not."""
+    client = make_client(s.url, s.protocol, timeout=10.0)
+    control = make_client(s.url, s.protocol, timeout=300.0)  # model reloads restart Python-backend stubs: tens of seconds on 2 cores
     try:
         if not client.is_server_ready():
-            raise SlowFastError(f"the server at {url} is not ready")
+            raise SlowFastError(f"the server at {s.url} is not ready")
     except SlowFastError:
         raise
     except Exception as e:
         raise SlowFastError(
-            f"no Triton server answers at {url} over {protocol} ({str(e).splitlines()[0][:150] or type(e).__name__})"
+            f"no Triton server answers at {s.url} over {s.protocol} ({str(e).splitlines()[0][:150] or type(e).__name__})"
         ) from None
-    engine = None
-    if settings.get("artifact"):
-        engine = engines.load(settings["artifact"], device="cpu")
-    result = {"benchmark": "serve", **environment(), "settings": settings, "rows": [], "parity": {}, "aborted": None}
+    return client, control
+
+
+def _server_info(client) -> dict | None:
     try:
         meta = client.get_server_metadata()
-        result["server"] = (
-            {"name": meta["name"], "version": meta["version"]} if isinstance(meta, dict) else {"name": meta.name, "version": meta.version}
-        )
     except Exception:
-        result["server"] = None
-    for model in settings["models"]:
+        return None
+    return {"name": meta["name"], "version": meta["version"]} if isinstance(meta, dict) else {"name": meta.name, "version": meta.version}
+
+
+def _measured_phase(client, s: ServeSettings, model: str, requests: list, outputs: list[str], concurrency: int) -> dict:
+    """One phase (a model at one concurrency): the load test's row plus the server's own statistics over it."""
+    targets = _targets(client, s.protocol, model)
+    before = {m: server_stats(client, m) for m in targets} | {model: server_stats(client, model)}
+    mbefore = scrape_metrics(s.metrics_url, model)
+    row = run_phase(
+        s.url,
+        s.protocol,
+        model,
+        requests,
+        outputs,
+        concurrency=concurrency,
+        duration=s.duration,
+        max_requests=s.max_requests,
+        timeout=s.timeout,
+    )
+    if "aborted" in row:
+        return row
+    after = server_stats(client, model)
+    settle = time.perf_counter() + 3.0  # an ensemble's counters can trail its responses by a few ms
+    while after["success"] - before[model]["success"] < row["requests"] and time.perf_counter() < settle:
+        time.sleep(0.05)
+        after = server_stats(client, model)
+    row["server"] = stats_delta(before[model], after)
+    if targets != [model]:  # an ensemble: where its time goes
+        row["steps"] = {m: stats_delta(before[m], server_stats(client, m)) for m in targets}
+    row["metrics"] = metrics_delta(mbefore, scrape_metrics(s.metrics_url, model))
+    return row
+
+
+def bench_serve(settings: ServeSettings, progress=lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
+    """Run every phase of `settings`; returns the result (maybe aborted)."""
+    s = settings
+    client, control = _connect(s)
+    engine = engines.load(s.artifact, device="cpu") if s.artifact else None
+    result = {"benchmark": "serve", **environment(), "settings": asdict(s), "rows": [], "parity": {}, "aborted": None}
+    result["server"] = _server_info(client)
+    for model in s.models:
         try:
-            config = model_config(client, protocol, model)
+            config = model_config(client, s.protocol, model)
         except Exception as e:
-            raise SlowFastError(f"model {model} is not served at {url} ({str(e).splitlines()[0][:200]})") from None
+            raise SlowFastError(f"model {model} is not served at {s.url} ({str(e).splitlines()[0][:200]})") from None
         video = is_video_model(config)
         outputs = ["SCORES"] if video else [config["output"][0]["name"]]
-        requests = (
-            [video_request(b) for b in _video_blobs(settings.get("videos"), settings.get("max_videos", 8))]
-            if video
-            else _clip_inputs(config, engine, settings.get("videos"), 8)
-        )
+        requests = [video_request(b) for b in _video_blobs(s.videos, s.max_videos)] if video else _clip_inputs(config, engine, s.videos, 8)
         kind = "video" if video else "clip"
         current, originals = "on", {}  # as the repository's config.pbtxt says
-        for batching in settings["batching"]:
+        for batching in s.batching:
             if batching != current:
-                set_batching(control, protocol, model, batching == "on", originals)
+                set_batching(control, s.protocol, model, batching == "on", originals)
                 current = batching
-            for c in settings["concurrency"]:
-                targets = _targets(client, protocol, model)
-                before = {m: server_stats(client, m) for m in targets} | {model: server_stats(client, model)}
-                mbefore = scrape_metrics(settings.get("metrics_url"), model)
-                row = run_phase(
-                    url,
-                    protocol,
-                    model,
-                    requests,
-                    outputs,
-                    concurrency=c,
-                    duration=settings["duration"],
-                    max_requests=settings.get("max_requests", MAX_REQUESTS),
-                    timeout=settings.get("timeout", 60.0),
-                )
-                row |= {"kind": kind, "batching": batching, "protocol": protocol}
+            for c in s.concurrency:
+                row = _measured_phase(client, s, model, requests, outputs, c) | {"kind": kind, "batching": batching, "protocol": s.protocol}
+                result["rows"].append(row)
                 if "aborted" in row:
-                    result["rows"].append(row)
                     result["aborted"] = (
-                        f"the server at {url} stopped answering during {model} (batching {batching}, concurrency {c}) "
+                        f"the server at {s.url} stopped answering during {model} (batching {batching}, concurrency {c}) "
                         f"after {row['requests']} requests: {row['aborted']}"
                     )
                     return result
-                after = server_stats(client, model)
-                settle = time.perf_counter() + 3.0  # an ensemble's counters can trail its responses by a few ms
-                while after["success"] - before[model]["success"] < row["requests"] and time.perf_counter() < settle:
-                    time.sleep(0.05)
-                    after = server_stats(client, model)
-                row["server"] = stats_delta(before[model], after)
-                if targets != [model]:  # an ensemble: where its time goes
-                    row["steps"] = {m: stats_delta(before[m], server_stats(client, m)) for m in targets}
-                row["metrics"] = metrics_delta(mbefore, scrape_metrics(settings.get("metrics_url"), model))
-                result["rows"].append(row)
                 progress(
                     f"{model} [{kind}, batching {batching}, concurrency {c}]: {row['requests']} requests, "
                     f"{fmt(row['requests_per_s'])}/s, p50 {fmt(row['latency_ms_p50'])} ms, p99 {fmt(row['latency_ms_p99'])} ms, {row['errors']} errors"
                 )
         if current == "off":
-            set_batching(control, protocol, model, True, originals)
-        if settings.get("parity", True):
-            result["parity"][model] = parity(
-                client, protocol, model, config, requests[: settings.get("parity_samples", PARITY_SAMPLES)], engine, video
-            )
-            p = result["parity"][model]
+            set_batching(control, s.protocol, model, True, originals)
+        if s.parity:
+            result["parity"][model] = p = parity(client, s.protocol, model, config, requests[: s.parity_samples], engine, video)
             if p["checked"]:
                 progress(
-                    f"{model} parity over {protocol}: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.0f}% ({p['samples']} {p['kind']})"
+                    f"{model} parity over {s.protocol}: max abs diff {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.0f}% ({p['samples']} {p['kind']})"
                 )
     return result
 
@@ -469,22 +514,22 @@ def write_results(result: dict, out_dir: str | Path) -> dict[str, Path]:
 
 
 def main(argv: list[str]) -> int:
-    """`python -m slowfast_trt.benchmarks.serve SETTINGS_JSON` (what `slowfast bench serve` runs in Triton's venv)."""
-    settings = json.loads(argv[0])
+    """`python -m slowfast_trt.benchmarks.serve SETTINGS_JSON` (`ServeSettings.to_json`: what `slowfast bench serve` runs in Triton's venv)."""
     try:
+        settings = ServeSettings.from_json(argv[0])
         result = bench_serve(settings)
     except SlowFastError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if settings.get("out"):
-        paths = write_results(result, settings["out"])
+    if settings.out:
+        paths = write_results(result, settings.out)
         print(f"wrote {paths['json']} and {paths['markdown']}", file=sys.stderr)
-    if settings.get("json"):
+    if settings.json:
         print(json.dumps(result, indent=2))
     else:
         print(to_markdown(result))
     if result["aborted"]:
-        print(f"error: {result['aborted']}" + (f"; partial result in {settings['out']}" if settings.get("out") else ""), file=sys.stderr)
+        print(f"error: {result['aborted']}" + (f"; partial result in {settings.out}" if settings.out else ""), file=sys.stderr)
         return 2
     return 0
 

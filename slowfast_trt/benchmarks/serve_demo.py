@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from slowfast_trt.benchmarks.serve import ServeSettings
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.serving.env import ensure_env, run_module
 from slowfast_trt.serving.repository import build_repository, model_name
@@ -29,21 +30,21 @@ def serving_stage(
         repo, http_port=h, grpc_port=g, metrics_port=m, models=models, env=env, log_path=repo.parent / "tritonserver.log"
     ) as server:
         echo(f"tritonserver ready in {server.ready_s:.1f} s on {server.http_url} ({', '.join(models)})")
-        settings = {
-            "url": server.http_url,
-            "protocol": "http",
-            "models": models,
-            "concurrency": [1, 4],
-            "duration": duration,
-            "batching": ["on"],
-            "videos": str(manifest),
-            "artifact": str(artifact),
-            "metrics_url": server.metrics_url,
-            "out": str(out),
-            "parity_samples": 4,
-            "max_videos": 8,
-        }
-        r = run_module("slowfast_trt.benchmarks.serve", [json.dumps(settings)], env=env, capture=True, timeout=900)
+        settings = ServeSettings(
+            url=server.http_url,
+            protocol="http",
+            models=tuple(models),
+            concurrency=(1, 4),
+            duration=duration,
+            batching=("on",),
+            videos=str(manifest),
+            artifact=str(artifact),
+            metrics_url=server.metrics_url,
+            out=str(out),
+            parity_samples=4,
+            max_videos=8,
+        )
+        r = run_module("slowfast_trt.benchmarks.serve", [settings.to_json()], env=env, capture=True, timeout=900)
     if r.returncode:
         raise SlowFastError((r.stderr.strip().splitlines() or ["bench serve failed"])[-1].removeprefix("error: "))
     result = json.loads((out / "result.json").read_text(encoding="utf-8"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -10,6 +9,7 @@ import time
 
 import click
 
+from slowfast_trt.benchmarks.serve import ServeSettings
 from slowfast_trt.benchmarks.serve import main as bench_main
 from slowfast_trt.cli.options import clips_option, crops_option, int_list
 from slowfast_trt.common.errors import SlowFastError
@@ -174,25 +174,25 @@ def bench_serve_cmd(
 ):
     """Bounded load test of MODELs on the Triton server at URL: req/s, latency, errors, server queue/compute, parity."""
     host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
-    settings = {
-        "url": url,
-        "protocol": protocol,
-        "models": list(models),
-        "concurrency": concurrency,
-        "duration": duration,
-        "max_requests": max_requests,
-        "batching": batching,
-        "timeout": timeout,
-        "json": as_json,
-        "parity_samples": parity_samples,
-        "videos": os.path.abspath(videos) if videos else None,
-        "artifact": os.path.abspath(artifact) if artifact else None,
-        "metrics_url": metrics_url or f"http://{host}:8002/metrics",
-        "out": os.path.abspath(out_dir) if out_dir else None,
-    }
+    settings = ServeSettings(
+        url=url,
+        protocol=protocol,
+        models=tuple(models),
+        concurrency=tuple(concurrency),
+        duration=duration,
+        max_requests=max_requests,
+        batching=tuple(batching),
+        timeout=timeout,
+        json=as_json,
+        parity_samples=parity_samples,
+        videos=os.path.abspath(videos) if videos else None,
+        artifact=os.path.abspath(artifact) if artifact else None,
+        metrics_url=metrics_url or f"http://{host}:8002/metrics",
+        out=os.path.abspath(out_dir) if out_dir else None,
+    )
     if client_available():
-        code = bench_main([json.dumps(settings)])
+        code = bench_main([settings.to_json()])
     else:  # tritonclient needs numpy<2: run the load test from Triton's venv
-        code = run_module("slowfast_trt.benchmarks.serve", [json.dumps(settings)]).returncode
+        code = run_module("slowfast_trt.benchmarks.serve", [settings.to_json()]).returncode
     if code:
         sys.exit(code)
