@@ -38,7 +38,7 @@ from slowfast_trt.model.zoo import get_config
 from slowfast_trt.training.run import train
 
 # The demo's SlowFast takes time differences into its Fast pathway (Table 5c): with RGB the tiny network was still
-# at chance after the CPU budget's epochs on the synthetic set (README, "Training and evaluation").
+# at chance after the CPU budget's epochs on the synthetic set (docs/training.md).
 SLOWFAST, SLOW = "slowfast_tiny_4x16_timediff", "slow_tiny_4x16"
 
 
@@ -59,8 +59,8 @@ class DemoSettings:
 
 # 2-core CPU budgets: full <= 15 minutes, --quick <= 3 minutes.
 # lr 0.05 at batch 8 for 20 epochs, with the tiny presets' dropout 0: the SlowFast reached 95.8% at 10x3 on the
-# validation videos this way (0.005 with dropout 0.5 stayed below 50%; 0.1 was unstable; README, Training).
-# INT8: 128 calibration clips, the default calibration (percentile 99.99, Q/DQ on Conv inputs, bias correction; README, Export).
+# validation videos this way (0.005 with dropout 0.5 stayed below 50%; 0.1 was unstable; docs/training.md, "Recipe").
+# INT8: 128 calibration clips with `export.quantize`'s default recipe (docs/int8.md has the measurements behind it).
 FULL = DemoSettings(
     videos=480, epochs=20, batch_size=8, lr=0.05, val_clips=1, eval_clips=5, calib_clips=128, pipeline_clips=64, e2e_clips=32
 )
