@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from slowfast_trt.common.errors import SlowFastError
@@ -29,6 +30,7 @@ from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.dali_pipelines.spec import crop_positions
 from slowfast_trt.engines.sidecar import read_sidecar, sidecar_config, sidecar_path
 from slowfast_trt.export.onnx import export_onnx
+from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.serving.dali_model import serialize
 from slowfast_trt.serving.env import client_available, run_module
 
@@ -114,6 +116,93 @@ def _video_outputs(num_classes: int) -> list[str]:
     return [_tensor("SCORES", "TYPE_FP32", [num_classes]), _tensor("TOP_IDS", "TYPE_INT64", [k]), _tensor("TOP_LABELS", "TYPE_STRING", [k])]
 
 
+@dataclass(frozen=True)
+class RepoSpec:
+    """What every model of one artifact's repository shares, decided once by `build_repository`."""
+
+    repo: Path
+    name: str  # the artifact's model name; every model of it is `name` or `name_*`
+    src: Path
+    side: dict  # the engine's sidecar
+    cfg: SlowFastConfig
+    engine_batch: int  # the engines' max_batch_size (a plan's profile may cap --max-batch)
+    max_batch: int  # clips per engine call inside the video models
+    clips: int
+    crops: int
+    instances: int
+    gpus: list[int] | None
+    video_batch: int
+    delay_us: int
+    threads: int
+    labels: dict[str, str]  # {"labels.txt": text} where --labels was given
+
+    def config(self, head: str, max_batch: int, inputs: list[str], outputs: list[str], instances: str, params: dict | None = None) -> str:
+        """A config.pbtxt: `head` (backend or platform line), batch, I/O, dynamic batching, instances, parameters."""
+        body = head + f"max_batch_size: {max_batch}\n" + _io("input", inputs) + _io("output", outputs) + _batching(max_batch, self.delay_us)
+        return body + instances + (_params(params) if params else "")
+
+    @property
+    def common(self) -> dict:
+        return {"clips": self.clips, "crops": self.crops, "topk": TOPK}
+
+    @property
+    def side_text(self) -> str:
+        return json.dumps(self.side, indent=2) + "\n"
+
+
+PYTHON = 'backend: "python"\n'
+
+
+def _prepare(src: Path, repo: Path, name: str) -> None:
+    """The output folder, new or written before by this command; this artifact's old models removed."""
+    if not src.is_file():
+        raise SlowFastError(f"artifact {src} not found")
+    if repo.exists() and any(repo.iterdir()) and not (repo / MANIFEST).is_file():
+        raise SlowFastError(f"{repo} is not empty and was not written by `slowfast export triton`; pick a new --out")
+    if repo.exists():  # regenerate the models of this artifact from scratch
+        for d in repo.glob(f"{name}*"):
+            if d.is_dir() and (d / "config.pbtxt").is_file():
+                shutil.rmtree(d)
+    repo.mkdir(parents=True, exist_ok=True)
+
+
+def _copy_engine(src: Path, native: Path) -> tuple[str, str]:
+    """The artifact as Triton's own backend runs it (a checkpoint is exported to ONNX first): (platform, file name)."""
+    native.mkdir(parents=True, exist_ok=True)
+    suffix = src.suffix.lower()
+    if suffix in CHECKPOINTS:
+        export_onnx(src, native / "model.onnx")
+        return "onnxruntime_onnx", "model.onnx"
+    if suffix == ".onnx":
+        shutil.copy2(src, native / "model.onnx")
+        shutil.copy2(sidecar_path(src), native / "model.onnx.json")
+        return "onnxruntime_onnx", "model.onnx"
+    if suffix in PLANS:
+        shutil.copy2(src, native / "model.plan")
+        shutil.copy2(sidecar_path(src), native / "model.plan.json")
+        return "tensorrt_plan", "model.plan"
+    raise SlowFastError(f"{src}: unknown artifact type {suffix!r}; expected a checkpoint (.safetensors), .onnx or a TensorRT .plan")
+
+
+def _engine_batch(side: dict, platform: str, max_batch: int) -> int:
+    """--max-batch, capped for a plan by its optimisation profile's max (a plan cannot take more)."""
+    if platform != "tensorrt_plan":
+        return max_batch
+    profile_max = (side.get("tensorrt") or {}).get("profile", {}).get("max")
+    if isinstance(side.get("batch"), int):
+        profile_max = side["batch"]
+    return int(profile_max) if profile_max and profile_max < max_batch else max_batch
+
+
+def _label_files(labels: str | Path | None, num_classes: int) -> dict[str, str]:
+    if not labels:
+        return {}
+    names = [ln.strip() for ln in Path(labels).read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if len(names) != num_classes:
+        raise SlowFastError(f"{labels}: {len(names)} labels but the model has {num_classes} classes")
+    return {"labels.txt": "\n".join(names) + "\n"}
+
+
 def build_repository(
     artifact: str | Path,
     out: str | Path,
@@ -130,237 +219,183 @@ def build_repository(
     validate: bool = True,
 ) -> dict:
     """Write the repository into `out` (a new or previously generated folder); returns its manifest (serving.json)."""
-    src = Path(artifact)
-    if not src.is_file():
-        raise SlowFastError(f"artifact {src} not found")
+    src, repo = Path(artifact), Path(out)
     if max_batch < 1 or instances < 1 or clips < 1 or video_batch < 1:
         raise SlowFastError("--max-batch, --instances, --clips and the video batch must be >= 1")
     crop_positions(crops)  # 1 or 3
-    repo = Path(out)
-    if repo.exists() and any(repo.iterdir()) and not (repo / MANIFEST).is_file():
-        raise SlowFastError(f"{repo} is not empty and was not written by `slowfast export triton`; pick a new --out")
-    suffix = src.suffix.lower()
     name = model_name(src)
-    if repo.exists():  # regenerate the models of this artifact from scratch
-        for d in repo.glob(f"{name}*"):
-            if d.is_dir() and (d / "config.pbtxt").is_file():
-                shutil.rmtree(d)
-    repo.mkdir(parents=True, exist_ok=True)
-    models: dict[str, dict] = {}
-
-    # --- the engine as production deploys it --------------------------------------------------------------------
-    native = repo / name / "1"
-    native.mkdir(parents=True, exist_ok=True)
-    if suffix in CHECKPOINTS:
-        export_onnx(src, native / "model.onnx")
-        platform, fname = "onnxruntime_onnx", "model.onnx"
-    elif suffix == ".onnx":
-        shutil.copy2(src, native / "model.onnx")
-        shutil.copy2(sidecar_path(src), native / "model.onnx.json")
-        platform, fname = "onnxruntime_onnx", "model.onnx"
-    elif suffix in PLANS:
-        shutil.copy2(src, native / "model.plan")
-        shutil.copy2(sidecar_path(src), native / "model.plan.json")
-        platform, fname = "tensorrt_plan", "model.plan"
-    else:
-        raise SlowFastError(f"{src}: unknown artifact type {suffix!r}; expected a checkpoint (.safetensors), .onnx or a TensorRT .plan")
-    side = read_sidecar(native / fname)
+    _prepare(src, repo, name)
+    platform, fname = _copy_engine(src, repo / name / "1")
+    side = read_sidecar(repo / name / "1" / fname)
     cfg = sidecar_config(side)
     if cfg.detection:
         raise SlowFastError(f"{src}: a detection model (boxes per clip); `export triton` serves classification artifacts")
-    engine_batch = max_batch
-    if platform == "tensorrt_plan":
-        profile_max = (side.get("tensorrt") or {}).get("profile", {}).get("max")
-        if isinstance(side.get("batch"), int):
-            profile_max = side["batch"]
-        if profile_max and profile_max < max_batch:
-            engine_batch = int(profile_max)  # a plan cannot take more than its optimisation profile's max
-    inputs, outputs = _engine_io(side)
-    body = (
-        f'platform: "{platform}"\nmax_batch_size: {engine_batch}\n'
-        + _io("input", inputs)
-        + _io("output", outputs)
-        + _batching(engine_batch, delay_us)
-        + _instances(instances, gpus, gpu_only=platform == "tensorrt_plan")
-    )
-    if platform == "onnxruntime_onnx" and threads:
-        body += _params({"intra_op_thread_count": threads})
-    _write_model(repo, name, body)
-    models[name] = {"role": "engine", "backend": "tensorrt" if platform == "tensorrt_plan" else "onnxruntime", "platform": platform}
+    r = RepoSpec(
+        repo, name, src, side, cfg, _engine_batch(side, platform, max_batch), max_batch, clips, crops, instances, gpus,
+        video_batch, delay_us, threads, _label_files(labels, cfg.num_classes),
+    )  # fmt: skip
+    models = _engine_models(r, platform) | _video_model(r)
+    dali_note = _write_dali(r)
+    if dali_note is None:
+        models |= _ensembles(r)
+    manifest = _record(r, models, dali_note)
+    if validate:
+        validate_repository(repo)
+    return manifest
 
-    # --- the same artifact through engines.load (Python backend) ------------------------------------------------------
-    py = f"{name}_py"
+
+def _engine_models(r: RepoSpec, platform: str) -> dict[str, dict]:
+    """The engine as production deploys it (ONNX Runtime or TensorRT backend) and the same artifact through
+    `engines.load` in the Python backend."""
+    inputs, outputs = _engine_io(r.side)
+    head = f'platform: "{platform}"\n'
+    params = {"intra_op_thread_count": r.threads} if platform == "onnxruntime_onnx" and r.threads else None
+    instances = _instances(r.instances, r.gpus, gpu_only=platform == "tensorrt_plan")
+    _write_model(r.repo, r.name, r.config(head, r.engine_batch, inputs, outputs, instances, params))
+    py = f"{r.name}_py"
     folder = _write_model(
-        repo,
+        r.repo,
         py,
-        'backend: "python"\n'
-        + f"max_batch_size: {engine_batch}\n"
-        + _io("input", inputs)
-        + _io("output", outputs)
-        + _batching(engine_batch, delay_us)
-        + _instances(instances, None)
-        + _params({"artifact": src.name, "threads": threads}),
-        model_py=("EngineModel", f"{src.name} through engines.load"),
+        r.config(PYTHON, r.engine_batch, inputs, outputs, _instances(r.instances, None), {"artifact": r.src.name, "threads": r.threads}),
+        model_py=("EngineModel", f"{r.src.name} through engines.load"),
     )
-    shutil.copy2(src, folder / src.name)
-    if suffix not in CHECKPOINTS:
-        shutil.copy2(sidecar_path(src), folder / sidecar_path(src).name)
-    models[py] = {"role": "engine", "backend": "python", "artifact": src.name}
-    rel_artifact = f"../../{py}/1/{src.name}"
+    shutil.copy2(r.src, folder / r.src.name)
+    if r.src.suffix.lower() not in CHECKPOINTS:
+        shutil.copy2(sidecar_path(r.src), folder / sidecar_path(r.src).name)
+    backend = "tensorrt" if platform == "tensorrt_plan" else "onnxruntime"
+    return {
+        r.name: {"role": "engine", "backend": backend, "platform": platform},
+        py: {"role": "engine", "backend": "python", "artifact": r.src.name},
+    }
 
-    label_text = None
-    if labels:
-        names = [ln.strip() for ln in Path(labels).read_text(encoding="utf-8").splitlines() if ln.strip()]
-        if len(names) != cfg.num_classes:
-            raise SlowFastError(f"{labels}: {len(names)} labels but the model has {cfg.num_classes} classes")
-        label_text = "\n".join(names) + "\n"
-    extra = {"labels.txt": label_text} if label_text else {}
-    side_text = json.dumps(side, indent=2) + "\n"
-    nc = cfg.num_classes
-    video_in = [_tensor("VIDEO", "TYPE_UINT8", [-1], ragged=True)]
-    common = {"clips": clips, "crops": crops, "topk": TOPK}
 
-    # --- encoded video in, scores out: the Python-backend video model ---------------------------------------------
-    vpy = f"{name}_video_py"
+def _video_in() -> list[str]:
+    return [_tensor("VIDEO", "TYPE_UINT8", [-1], ragged=True)]
+
+
+def _video_model(r: RepoSpec) -> dict[str, dict]:
+    """Encoded video in, scores out: the Python-backend video model (DALI test pipeline, then the engine)."""
+    vpy = f"{r.name}_video_py"
+    params = {"artifact": f"../../{r.name}_py/1/{r.src.name}", **r.common, "batch": r.max_batch, "threads": r.threads, "dali_threads": 2}
     _write_model(
-        repo,
+        r.repo,
         vpy,
-        'backend: "python"\n'
-        + f"max_batch_size: {video_batch}\n"
-        + _io("input", video_in)
-        + _io("output", _video_outputs(nc))
-        + _batching(video_batch, delay_us)
-        + _instances(1, None)
-        + _params({"artifact": rel_artifact, **common, "batch": max_batch, "threads": threads, "dali_threads": 2}),
-        files=extra,
+        r.config(PYTHON, r.video_batch, _video_in(), _video_outputs(r.cfg.num_classes), _instances(1, None), params),
+        files=r.labels,
         model_py=("VideoModel", "encoded video -> DALI test pipeline -> engine -> per-video scores"),
     )
-    models[vpy] = {"role": "video", "backend": "python", "clips": clips, "crops": crops}
+    return {vpy: {"role": "video", "backend": "python", "clips": r.clips, "crops": r.crops}}
 
-    # --- the DALI ensemble -------------------------------------------------------------------------------------------
-    k, t, f, s = clips, cfg.num_frames, cfg.fast_frames, cfg.test_crop_size
-    views = clips * crops
-    plan_out = [
-        _tensor("FRAMES", "TYPE_INT32", [-1]),
-        _tensor("FAST_POS", "TYPE_INT32", [k * f]),
-        _tensor("SLOW_POS", "TYPE_INT32", [k * t]),
-    ]
+
+def _write_dali(r: RepoSpec) -> str | None:
+    """The serialized DALI test pipelines (GPU and CPU variants); why they could not be written, or None."""
+    dali_dir = r.repo / f"{r.name}_dali" / "1"
+    try:
+        dali_dir.mkdir(parents=True, exist_ok=True)
+        serialize(r.cfg, r.clips, r.crops, dali_dir / "model.dali", device="gpu", batch_size=r.video_batch)
+        serialize(r.cfg, r.clips, r.crops, dali_dir / "model.cpu.dali", device="cpu", batch_size=r.video_batch)
+    except SlowFastError as e:
+        shutil.rmtree(r.repo / f"{r.name}_dali", ignore_errors=True)
+        return str(e)
+    return None
+
+
+def _ensembles(r: RepoSpec) -> dict[str, dict]:
+    """The DALI ensembles: plan (the frames of the K test clips) -> DALI views -> classify, on the GPU and on the CPU."""
+    name, cfg, vb = r.name, r.cfg, r.video_batch
+    k, t, f, s = r.clips, cfg.num_frames, cfg.fast_frames, cfg.test_crop_size
+    views = r.clips * r.crops
+    pos = [_tensor("FAST_POS", "TYPE_INT32", [k * f]), _tensor("SLOW_POS", "TYPE_INT32", [k * t])]
     view_shapes = {"slow": [views, 3, t, s, s], "fast": [views, cfg.fast_channels_in, f, s, s]}
     view_tensors = [_tensor(p.upper(), "TYPE_FP32", view_shapes[p]) for p in cfg.pathways]
+    dali_in = [*_video_in(), _tensor("FRAMES", "TYPE_INT32", [-1], ragged=True), *pos]
+    models: dict[str, dict] = {}
     _write_model(
-        repo,
+        r.repo,
         f"{name}_plan",
-        'backend: "python"\n'
-        + f"max_batch_size: {video_batch}\n"
-        + _io("input", video_in)
-        + _io("output", plan_out)
-        + _batching(video_batch, delay_us)
-        + _instances(1, None)
-        + _params({"clips": clips}),
-        files={"sidecar.json": side_text},
+        r.config(PYTHON, vb, _video_in(), [_tensor("FRAMES", "TYPE_INT32", [-1]), *pos], _instances(1, None), {"clips": r.clips}),
+        files={"sidecar.json": r.side_text},
         model_py=("PlanModel", "ensemble step: the frames of the K test clips"),
     )
     models[f"{name}_plan"] = {"role": "ensemble-step", "backend": "python"}
-    dali_in = [
-        _tensor("VIDEO", "TYPE_UINT8", [-1], ragged=True),
-        _tensor("FRAMES", "TYPE_INT32", [-1], ragged=True),
-        _tensor("FAST_POS", "TYPE_INT32", [k * f]),
-        _tensor("SLOW_POS", "TYPE_INT32", [k * t]),
-    ]
-    dali_note = None
-    try:
-        dali_dir = repo / f"{name}_dali" / "1"
-        dali_dir.mkdir(parents=True, exist_ok=True)
-        serialize(cfg, clips, crops, dali_dir / "model.dali", device="gpu", batch_size=video_batch)
-        serialize(cfg, clips, crops, dali_dir / "model.cpu.dali", device="cpu", batch_size=video_batch)
-    except SlowFastError as e:
-        dali_note = str(e)
-        shutil.rmtree(repo / f"{name}_dali", ignore_errors=True)
-    if dali_note is None:
+    _write_model(
+        r.repo, f"{name}_dali", r.config('backend: "dali"\n', vb, dali_in, view_tensors, _instances(1, r.gpus or [0]), {"num_threads": 2})
+    )
+    models[f"{name}_dali"] = {"role": "ensemble-step", "backend": "dali", "pipeline": "model.dali", "cpu_variant": "model.cpu.dali"}
+    _write_model(
+        r.repo,
+        f"{name}_dali_cpu",
+        r.config(
+            PYTHON, vb, dali_in, view_tensors, _instances(1, None), {"pipeline": f"../../{name}_dali/1/model.cpu.dali", "dali_threads": 2}
+        ),
+        model_py=("DaliCpuModel", f"the serialized pipeline of {name}_dali (CPU variant) in the Python backend"),
+    )
+    models[f"{name}_dali_cpu"] = {"role": "ensemble-step", "backend": "python", "stands_in_for": f"{name}_dali"}
+    nc = cfg.num_classes
+    for suffix_, engine, pre in (("", name, f"{name}_dali"), ("_cpu", f"{name}_py", f"{name}_dali_cpu")):
+        classify = f"{name}_classify{suffix_}"
         _write_model(
-            repo,
-            f"{name}_dali",
-            'backend: "dali"\n'
-            + f"max_batch_size: {video_batch}\n"
-            + _io("input", dali_in)
-            + _io("output", view_tensors)
-            + _batching(video_batch, delay_us)
-            + _instances(1, gpus or [0])
-            + _params({"num_threads": 2}),
+            r.repo,
+            classify,
+            r.config(
+                PYTHON,
+                vb,
+                view_tensors,
+                _video_outputs(nc),
+                _instances(1, None),
+                {"engine": engine, **r.common, "engine_batch": r.engine_batch},
+            ),
+            files={"sidecar.json": r.side_text, **r.labels},
+            model_py=("ClassifyModel", f"ensemble step: views through {engine}, aggregated per video"),
         )
-        models[f"{name}_dali"] = {"role": "ensemble-step", "backend": "dali", "pipeline": "model.dali", "cpu_variant": "model.cpu.dali"}
+        models[classify] = {"role": "ensemble-step", "backend": "python", "engine": engine}
+        steps = [
+            _step(f"{name}_plan", {"VIDEO": "VIDEO"}, {"FRAMES": "frames", "FAST_POS": "fast_pos", "SLOW_POS": "slow_pos"}),
+            _step(
+                pre,
+                {"VIDEO": "VIDEO", "FRAMES": "frames", "FAST_POS": "fast_pos", "SLOW_POS": "slow_pos"},
+                {p.upper(): f"views_{p}" for p in cfg.pathways},
+            ),
+            _step(classify, {p.upper(): f"views_{p}" for p in cfg.pathways}, {o: o for o in ("SCORES", "TOP_IDS", "TOP_LABELS")}),
+        ]
+        ens = f"{name}_video{suffix_}"
         _write_model(
-            repo,
-            f"{name}_dali_cpu",
-            'backend: "python"\n'
-            + f"max_batch_size: {video_batch}\n"
-            + _io("input", dali_in)
-            + _io("output", view_tensors)
-            + _batching(video_batch, delay_us)
-            + _instances(1, None)
-            + _params({"pipeline": f"../../{name}_dali/1/model.cpu.dali", "dali_threads": 2}),
-            model_py=("DaliCpuModel", f"the serialized pipeline of {name}_dali (CPU variant) in the Python backend"),
+            r.repo,
+            ens,
+            'platform: "ensemble"\n'
+            + f"max_batch_size: {vb}\n"
+            + _io("input", [_tensor("VIDEO", "TYPE_UINT8", [-1])])
+            + _io("output", _video_outputs(nc))
+            + "ensemble_scheduling {\n  step [\n"
+            + ",\n".join(steps)
+            + "\n  ]\n}\n",
         )
-        models[f"{name}_dali_cpu"] = {"role": "ensemble-step", "backend": "python", "stands_in_for": f"{name}_dali"}
-        for suffix_, engine, pre in (("", name, f"{name}_dali"), ("_cpu", py, f"{name}_dali_cpu")):
-            classify = f"{name}_classify{suffix_}"
-            _write_model(
-                repo,
-                classify,
-                'backend: "python"\n'
-                + f"max_batch_size: {video_batch}\n"
-                + _io("input", view_tensors)
-                + _io("output", _video_outputs(nc))
-                + _batching(video_batch, delay_us)
-                + _instances(1, None)
-                + _params({"engine": engine, **common, "engine_batch": engine_batch}),
-                files={"sidecar.json": side_text, **extra},
-                model_py=("ClassifyModel", f"ensemble step: views through {engine}, aggregated per video"),
-            )
-            models[classify] = {"role": "ensemble-step", "backend": "python", "engine": engine}
-            steps = [
-                _step(f"{name}_plan", {"VIDEO": "VIDEO"}, {"FRAMES": "frames", "FAST_POS": "fast_pos", "SLOW_POS": "slow_pos"}),
-                _step(
-                    pre,
-                    {"VIDEO": "VIDEO", "FRAMES": "frames", "FAST_POS": "fast_pos", "SLOW_POS": "slow_pos"},
-                    {p.upper(): f"views_{p}" for p in cfg.pathways},
-                ),
-                _step(classify, {p.upper(): f"views_{p}" for p in cfg.pathways}, {o: o for o in ("SCORES", "TOP_IDS", "TOP_LABELS")}),
-            ]
-            ens = f"{name}_video{suffix_}"
-            _write_model(
-                repo,
-                ens,
-                'platform: "ensemble"\n'
-                + f"max_batch_size: {video_batch}\n"
-                + _io("input", [_tensor("VIDEO", "TYPE_UINT8", [-1])])
-                + _io("output", _video_outputs(nc))
-                + "ensemble_scheduling {\n  step [\n"
-                + ",\n".join(steps)
-                + "\n  ]\n}\n",
-            )
-            models[ens] = {"role": "video", "backend": "ensemble", "steps": [f"{name}_plan", pre, classify], "clips": clips, "crops": crops}
-    manifest = _read_manifest(repo)
-    manifest["models"] = {m: v for m, v in manifest.get("models", {}).items() if not m.startswith(name)} | models
+        models[ens] = {"role": "video", "backend": "ensemble", "steps": [f"{name}_plan", pre, classify], "clips": r.clips, "crops": r.crops}
+    return models
+
+
+def _record(r: RepoSpec, models: dict[str, dict], dali_note: str | None) -> dict:
+    """serving.json with this artifact's models and settings (the other artifacts' entries kept); returns it."""
+    manifest = _read_manifest(r.repo)
+    manifest["models"] = {m: v for m, v in manifest.get("models", {}).items() if not m.startswith(r.name)} | models
+    side = r.side
     manifest["artifacts"] = manifest.get("artifacts", {}) | {
-        name: {
-            "source": str(src.resolve()),
+        r.name: {
+            "source": str(r.src.resolve()),
             "kind": side["kind"],
             "precision": side["precision"],
             "preset": side.get("preset"),
-            "clips": clips,
-            "crops": crops,
-            "max_batch": engine_batch,
-            "instances": instances,
-            "gpus": gpus or None,
+            "clips": r.clips,
+            "crops": r.crops,
+            "max_batch": r.engine_batch,
+            "instances": r.instances,
+            "gpus": r.gpus or None,
             "inputs": {n: side["inputs"][n]["shape"] for n in side["input_names"]},
-            "num_classes": nc,
+            "num_classes": r.cfg.num_classes,
             "dali_model": dali_note or "written",
         }
     }
-    atomic_write_text(repo / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    if validate:
-        validate_repository(repo)
+    atomic_write_text(r.repo / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
