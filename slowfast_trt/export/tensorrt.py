@@ -34,26 +34,9 @@ def _fp16_onnx(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-def build_engine(
-    onnx_path: str | os.PathLike,
-    out: str | os.PathLike | None = None,
-    *,
-    precision: str = "fp16",
-    min_batch: int = 1,
-    opt_batch: int = 8,
-    max_batch: int = 32,
-    workspace_mb: int = 4096,
-    timing_cache: str | os.PathLike | None = None,
-) -> Path:
-    """Build a TensorRT plan for `precision` over batches [min_batch, max_batch] and write it with its sidecar."""
-    src = Path(onnx_path)
-    if precision not in PRECISIONS:
-        raise SlowFastError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
-    if not (1 <= min_batch <= opt_batch <= max_batch):
-        raise SlowFastError(f"batch range must satisfy 1 <= min ({min_batch}) <= opt ({opt_batch}) <= max ({max_batch})")
-    if not src.exists():
-        raise SlowFastError(f"ONNX model {src} not found")
-    side = read_sidecar(src)
+def _check_request(src: Path, side: dict, precision: str, min_batch: int, opt_batch: int, max_batch: int) -> None:
+    """Refuse a build that cannot give what was asked: a precision the model's kind does not fit, or a batch range a
+    fixed-batch export cannot take."""
     if precision == "int8" and side["kind"] != "onnx-int8":
         raise SlowFastError(f"{src} has no Q/DQ nodes ({side['kind']}); run `slowfast export int8` first and build from its output")
     if precision != "int8" and side["kind"] == "onnx-int8":
@@ -62,12 +45,10 @@ def build_engine(
         raise SlowFastError(
             f"{src} was exported with a fixed batch of {side['batch']}; re-export with --batch-size dynamic for a batch range"
         )
-    trt = import_tensorrt()
-    gpu = gpu_identity()
-    out = Path(out) if out else src.with_name(f"{src.name.split('.')[0]}.{precision}.plan")
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+
+def _parse_network(trt, builder, logger, src: Path, out: Path, precision: str):
+    """The strongly typed network of `src` (an FP16 copy of the graph for fp16 plans, removed after parsing)."""
     flags = 0
     # 10.x: strong typing is an opt-in flag (BuilderFlag.FP16/INT8 would be the weakly typed route).
     # 11.x: the flag is deprecated and ignored, strong typing is always on, BuilderFlag.FP16/INT8 no longer exist.
@@ -89,9 +70,11 @@ def build_engine(
     finally:
         if tmp_fp16 is not None and tmp_fp16.exists():
             tmp_fp16.unlink()
+    return network, parser  # the parser owns weights the network refers to: keep it alive until the build
 
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+
+def _profile(builder, network, side: dict, min_batch: int, opt_batch: int, max_batch: int):
+    """The optimisation profile: the batch range on every input; detection's boxes and free clip sizes get their own."""
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
@@ -105,8 +88,11 @@ def build_engine(
             profile.set_shape(tensor.name, (min_batch, *lo), (opt_batch, *lo), (max_batch, *hi))
             continue
         profile.set_shape(tensor.name, (min_batch, *rest), (opt_batch, *rest), (max_batch, *rest))
-    config.add_optimization_profile(profile)
-    cache_path = Path(timing_cache) if timing_cache else None
+    return profile
+
+
+def _use_timing_cache(config, cache_path: Path | None) -> None:
+    """Load `cache_path` (or an empty cache) into the builder config; one from another TensorRT or GPU is refused."""
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.exists() else b""
     cache = config.create_timing_cache(cache_bytes)  # b"" gives an empty cache
     # ignore_mismatch=False: a cache from another TensorRT version or GPU is refused, not silently mixed in.
@@ -115,6 +101,41 @@ def build_engine(
             f"timing cache {cache_path} was written by another TensorRT version or GPU (or is corrupt); "
             "delete it or pass another --timing-cache"
         )
+
+
+def build_engine(
+    onnx_path: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    precision: str = "fp16",
+    min_batch: int = 1,
+    opt_batch: int = 8,
+    max_batch: int = 32,
+    workspace_mb: int = 4096,
+    timing_cache: str | os.PathLike | None = None,
+) -> Path:
+    """Build a TensorRT plan for `precision` over batches [min_batch, max_batch] and write it with its sidecar."""
+    src = Path(onnx_path)
+    if precision not in PRECISIONS:
+        raise SlowFastError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
+    if not (1 <= min_batch <= opt_batch <= max_batch):
+        raise SlowFastError(f"batch range must satisfy 1 <= min ({min_batch}) <= opt ({opt_batch}) <= max ({max_batch})")
+    if not src.exists():
+        raise SlowFastError(f"ONNX model {src} not found")
+    side = read_sidecar(src)
+    _check_request(src, side, precision, min_batch, opt_batch, max_batch)
+    trt = import_tensorrt()
+    gpu = gpu_identity()
+    out = Path(out) if out else src.with_name(f"{src.name.split('.')[0]}.{precision}.plan")
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network, _parser = _parse_network(trt, builder, logger, src, out, precision)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    config.add_optimization_profile(_profile(builder, network, side, min_batch, opt_batch, max_batch))
+    cache_path = Path(timing_cache) if timing_cache else None
+    _use_timing_cache(config, cache_path)
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
