@@ -152,8 +152,8 @@ def preview(
     codecs = [e.codec or _codec(sub.resolve(e)) for e in sub.entries]
     name, dali_dev, note = pick_backend(backend, codecs, device)
     plans = plans_for(videos, cfg, mode, seed)
+    out = probe_writable(out)  # a read-only or full --out is one line, before any clip is decoded
     samples = _dali_samples(plans, cfg, mode, dali_dev, videos) if name == "dali" else _pyav_samples(plans, cfg, mode)
-    out = probe_writable(out)  # a read-only or full --out is one line, not a traceback
     report = PreviewReport(out, name, note=note)
 
     for k, (p, (frames, slow, fast)) in enumerate(zip(plans, samples)):
