@@ -14,7 +14,7 @@ from torch import nn
 
 from slowfast_trt import model
 from slowfast_trt.common.errors import SlowFastError
-from slowfast_trt.common.io import clean_stale_temps, temp_file
+from slowfast_trt.common.io import clean_stale_temps, probe_writable, temp_file
 from slowfast_trt.engines.sidecar import file_sha256, make_sidecar, write_sidecar
 from slowfast_trt.export.trt_check import DEFAULT_TRT_CHECK, check_artifact, trt_majors
 from slowfast_trt.model.inputs import random_inputs
@@ -131,7 +131,7 @@ def export_onnx(
             raise SlowFastError("export_onnx needs an output path when given a module")
         out = Path(source).with_suffix(".onnx")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    probe_writable(out.parent)  # a read-only or full folder is one line before the trace, not after it
     wrapped = ScoresHead(net, outputs).eval()
     example = random_inputs(cfg, size=size, batch=1 if batch == "dynamic" else batch)
     names = list(example)
