@@ -28,6 +28,7 @@ from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.dali_pipelines.pipelines import crop_positions
 from slowfast_trt.engines.sidecar import read_sidecar, sidecar_config, sidecar_path
+from slowfast_trt.export.external_data import external_data_files
 from slowfast_trt.export.onnx import export_onnx
 from slowfast_trt.serving.dali_model import serialize
 from slowfast_trt.serving.env import client_available, run_module
@@ -103,6 +104,13 @@ def _write_model(repo: Path, name: str, config: str, files: dict[str, str] | Non
     return folder
 
 
+def _copy_external(src: Path, files: list[str], folder: Path) -> None:
+    """Copy an ONNX model's external-data files (`export.external_data`) into `folder`, at the same relative places."""
+    for rel in files:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src.parent / rel, folder / rel)
+
+
 def _engine_io(side: dict) -> tuple[list[str], list[str]]:
     inputs = [_tensor(n, "TYPE_FP32", _dims(side["inputs"][n]["shape"][1:])) for n in side["input_names"]]
     outputs = [_tensor(side["output"]["name"], "TYPE_FP32", [side["output"]["num_classes"]])]
@@ -141,6 +149,7 @@ def build_repository(
         raise SlowFastError(f"{repo} is not empty and was not written by `slowfast export triton`; pick a new --out")
     suffix = src.suffix.lower()
     name = model_name(src)
+    external = external_data_files(src) if suffix == ".onnx" else []  # refused at once when it points outside
     if repo.exists():  # regenerate the models of this artifact from scratch
         for d in repo.glob(f"{name}*"):
             if d.is_dir() and (d / "config.pbtxt").is_file():
@@ -157,6 +166,7 @@ def build_repository(
     elif suffix == ".onnx":
         shutil.copy2(src, native / "model.onnx")
         shutil.copy2(sidecar_path(src), native / "model.onnx.json")
+        _copy_external(src, external, native)
         platform, fname = "onnxruntime_onnx", "model.onnx"
     elif suffix in PLANS:
         shutil.copy2(src, native / "model.plan")
@@ -203,6 +213,7 @@ def build_repository(
         model_py=("EngineModel", f"{src.name} through engines.load"),
     )
     shutil.copy2(src, folder / src.name)
+    _copy_external(src, external, folder)
     if suffix not in CHECKPOINTS:
         shutil.copy2(sidecar_path(src), folder / sidecar_path(src).name)
     models[py] = {"role": "engine", "backend": "python", "artifact": src.name}
