@@ -32,7 +32,7 @@ from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.plan import multiview_plan
 from slowfast_trt.data.manifest import read_manifest, to_videos
 from slowfast_trt.serving.client import infer, is_video_model, make_client, model_config, params, video_request
-from slowfast_trt.serving.server import http_get
+from slowfast_trt.serving.server import control_headers, http_get, read_token
 from slowfast_trt.serving.video import score_videos
 
 MAX_REQUESTS = 5000  # per phase, on top of the time limit
@@ -224,27 +224,33 @@ def _wait_ready(client, models: list[str], timeout: float = 120.0) -> None:
         time.sleep(0.2)
 
 
-def set_batching(client, protocol: str, model: str, on: bool, originals: dict[str, dict]) -> list[str]:
+def set_batching(client, protocol: str, model: str, on: bool, originals: dict[str, dict], token: str | None = None) -> list[str]:
     """Reload `model` (or an ensemble's steps) with a config override: without `dynamic_batching` (off) or with the config
     it was first seen with (on; `originals` is filled on the way off). A plain reload would keep the override while the
-    files on disk are unchanged."""
+    files on disk are unchanged. The load API is restricted: `token` goes in the control header (`serving.server`)."""
+    if token is None:
+        raise SlowFastError(
+            "--batching off reloads the model, which only a server with model control allows: start it with "
+            "`slowfast serve REPO --model-control explicit` and pass the token file it names with --control-token-file"
+        )
+    headers = control_headers(token, protocol)
     targets = _targets(client, protocol, model)
     for m in targets:
         try:
             if on:
                 if m in originals:
-                    client.load_model(m, config=json.dumps(originals.pop(m)))
+                    client.load_model(m, headers=headers, config=json.dumps(originals.pop(m)))
             else:
                 cfg = model_config(client, protocol, m)
                 if "dynamic_batching" not in cfg:
                     continue
                 originals[m] = json.loads(json.dumps(cfg))
                 cfg.pop("dynamic_batching")
-                client.load_model(m, config=json.dumps(cfg))
+                client.load_model(m, headers=headers, config=json.dumps(cfg))
         except Exception as e:
             raise SlowFastError(
                 f"cannot reload {m} with dynamic batching {'on' if on else 'off'} ({str(e).splitlines()[0][:200]}); "
-                "the server must run with --model-control-mode explicit, as `slowfast serve` starts it"
+                "the server must run with `slowfast serve --model-control explicit` and --control-token-file must be the file it names"
             ) from None
     _wait_ready(client, [model, *targets])
     return targets
@@ -320,6 +326,9 @@ def parity(client, protocol: str, model: str, config: dict, requests: list[dict]
 def bench_serve(settings: dict, progress=lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
     """Run every phase of `settings` (see cli/serve.py's bench serve options); returns the result (maybe aborted)."""
     url, protocol = settings["url"], settings["protocol"]
+    token = read_token(settings["control_token_file"]) if settings.get("control_token_file") else None
+    if "off" in settings["batching"] and token is None:
+        set_batching(None, protocol, "", False, {}, None)  # the one-line refusal, before any model is loaded here
     client = make_client(url, protocol, timeout=10.0)
     control = make_client(url, protocol, timeout=300.0)  # model reloads restart Python-backend stubs: tens of seconds on 2 cores
     try:
@@ -358,7 +367,7 @@ def bench_serve(settings: dict, progress=lambda s: print(s, file=sys.stderr, flu
         current, originals = "on", {}  # as the repository's config.pbtxt says
         for batching in settings["batching"]:
             if batching != current:
-                set_batching(control, protocol, model, batching == "on", originals)
+                set_batching(control, protocol, model, batching == "on", originals, token)
                 current = batching
             for c in settings["concurrency"]:
                 targets = _targets(client, protocol, model)
@@ -398,7 +407,7 @@ def bench_serve(settings: dict, progress=lambda s: print(s, file=sys.stderr, flu
                     f"{fmt(row['requests_per_s'])}/s, p50 {fmt(row['latency_ms_p50'])} ms, p99 {fmt(row['latency_ms_p99'])} ms, {row['errors']} errors"
                 )
         if current == "off":
-            set_batching(control, protocol, model, True, originals)
+            set_batching(control, protocol, model, True, originals, token)
         if settings.get("parity", True):
             result["parity"][model] = parity(
                 client, protocol, model, config, requests[: settings.get("parity_samples", PARITY_SAMPLES)], engine, video
