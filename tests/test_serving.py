@@ -438,52 +438,27 @@ def test_serve_command_refuses_a_busy_port(repo):
     ]
 
 
-def test_serve_command_starts_prints_urls_and_stops_on_ctrl_c(repo, triton_env):
-    from slowfast_trt.serving.server import free_ports, http_get
+def test_serve_command_starts_prints_urls_and_stops_on_ctrl_c(repo, triton_env, tmp_path):
+    """With --model-control explicit: the token file (0600) is written, works, and is deleted when the server stops."""
+    from slowfast_trt.serving.server import control_headers, http_get, read_token
 
-    h, g, m = free_ports(3)
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "slowfast_trt",
-            "serve",
-            str(repo),
-            "--model",
-            "tiny_py",
-            "--http-port",
-            str(h),
-            "--grpc-port",
-            str(g),
-            "--metrics-port",
-            str(m),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    token_file = tmp_path / "control.token"
+    p, (h, g, m), lines, err = _start_serve(repo, "--model-control", "explicit", "--control-token-file", str(token_file))
     try:
-        lines = []
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            line = p.stdout.readline()
-            if not line:
-                break
-            lines.append(line.strip())
-            if line.startswith("Ctrl-C"):
-                break
-        assert f"HTTP    http://127.0.0.1:{h}" in lines and f"gRPC    127.0.0.1:{g}" in lines, (
-            lines,
-            p.stderr.read() if p.poll() is not None else "",
-        )
+        assert f"HTTP    http://127.0.0.1:{h}" in lines and f"gRPC    127.0.0.1:{g}" in lines, (lines, err)
         assert lines[0].startswith("ready in ") and "tiny_py" in lines[0]
+        assert any(ln.startswith("model control: explicit") and str(token_file) in ln for ln in lines), lines
+        assert token_file.stat().st_mode & 0o777 == 0o600
         assert http_get(f"http://127.0.0.1:{h}/v2/models/tiny_py/ready")[0] == 200
         assert http_get(f"http://127.0.0.1:{m}/metrics")[0] == 200
+        url = f"http://127.0.0.1:{h}"
+        assert _raw(url, "/v2/repository/index")[0] == 403
+        assert _raw(url, "/v2/repository/index", headers=control_headers(read_token(token_file), "http"))[0] == 200
         p.send_signal(signal.SIGINT)
-        out, _ = p.communicate(timeout=60)
-        assert p.returncode == 0 and "stopped" in out
+        p.wait(60)  # stderr is read by _start_serve's thread
+        assert p.returncode == 0 and "stopped" in p.stdout.read()
         assert http_get(f"http://127.0.0.1:{h}/v2/health/live", 1.0)[0] == 0  # nothing answers any more
+        assert not token_file.exists()
     finally:
         if p.poll() is None:
             p.kill()

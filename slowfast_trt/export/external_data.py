@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.engines.sidecar import load_structure
 
 
 def _tensors(graph) -> Iterator:
@@ -37,12 +38,7 @@ def external_data_files(onnx_path: str | os.PathLike) -> list[str]:
     import onnx  # lazy: onnx, optional (extra [export])
 
     path = Path(onnx_path)
-    try:
-        m = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf raises DecodeError and friends for a file that is not an ONNX model
-        raise SlowFastError(
-            f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200] or type(e).__name__}); re-export it"
-        ) from None
+    m = load_structure(path)
     folder = path.resolve().parent
     found = set()
     for t in _tensors(m.graph):
