@@ -1,9 +1,11 @@
 """Bad requests against a running server, run by tests/test_serving.py in Triton's venv (tritonclient needs numpy<2).
 
     python tests/serving_checks.py HTTP_URL GRPC_URL ENGINE_MODEL VIDEO_MODEL [VIDEO_MODEL ...] VIDEO_FILE
+    python tests/serving_checks.py control HTTP_URL GRPC_URL MODEL [TOKEN]
 
 Prints JSON: for each protocol and case the server's error message (or "no error"), and whether a good request
-still succeeds afterwards.
+still succeeds afterwards. `control`: model loading and unloading (with a `model.py` file override, the way code
+would be planted) without the control header, with a wrong one and, given TOKEN, the repository index with it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,31 @@ def _error(fn) -> str:
     return "no error"
 
 
+def control(argv: list[str]) -> dict:
+    http_url, grpc_url, model, *token = argv
+    planted = {"file:1/model.py": b"import os\nos.system('touch /tmp/planted')\n"}
+    out = {}
+    for protocol, url in (("http", http_url), ("grpc", grpc_url)):
+        c = make_client(url, protocol)
+        key = ("triton-grpc-protocol-" if protocol == "grpc" else "") + "slowfast-control-token"
+        wrong = {key: "not-the-token"}
+        res = {
+            "load": _error(lambda: c.load_model(model)),
+            "load_planted_file": _error(lambda: c.load_model(model, config="{}", files=planted)),
+            "unload": _error(lambda: c.unload_model(model)),
+            "unload_wrong_token": _error(lambda: c.unload_model(model, headers=wrong)),
+        }
+        if token:
+            res["index_with_token"] = _error(lambda: c.get_model_repository_index(headers={key: token[0]}))
+        res["ready_after"] = bool(c.is_model_ready(model))
+        out[protocol] = res
+    return out
+
+
 def main(argv: list[str]) -> int:
+    if argv[0] == "control":
+        print(json.dumps(control(argv[1:])))
+        return 0
     http_url, grpc_url, engine, *videos, video_file = argv
     good_video = open(video_file, "rb").read()
     out = {}

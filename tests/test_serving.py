@@ -6,11 +6,14 @@ The tiny demo SlowFast (time-difference Fast input) with random weights, 8 synth
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,10 +65,13 @@ def repo(tiny, triton_env):
 
 @pytest.fixture(scope="module")
 def server(repo, triton_env, tiny):
-    from slowfast_trt.serving.server import TritonServer, free_ports
+    from slowfast_trt.serving.server import TritonServer, free_ports, write_token
 
     h, g, m = free_ports(3)
-    s = TritonServer(repo, http_port=h, grpc_port=g, metrics_port=m, env=triton_env, log_path=tiny / "server.log")
+    s = TritonServer(
+        repo, http_port=h, grpc_port=g, metrics_port=m, env=triton_env, log_path=tiny / "server.log", control_token="t0ken-for-tests"
+    )
+    write_token(tiny / "control.token", s.token)  # as `slowfast serve --model-control explicit` does
     s.start(240)
     yield s
     s.stop()
@@ -223,7 +229,8 @@ def test_clips_and_videos_over_grpc_match_the_local_engine(server, tiny):
 def test_dynamic_batching_off_and_back_on(server, tiny):
     from slowfast_trt.serving.server import http_get
 
-    r = _bench(server, tiny, "http", ["tiny_py"], "--concurrency", "4", "--duration", 1, "--batching", "off,on")
+    args = ("--concurrency", "4", "--duration", 1, "--batching", "off,on")
+    r = _bench(server, tiny, "http", ["tiny_py"], *args, "--control-token-file", tiny / "control.token")
     rows = {x["batching"]: x for x in r["rows"]}
     assert set(rows) == {"on", "off"} and all(x["errors"] == 0 for x in rows.values())
     assert rows["off"]["server"]["avg_batch"] == 1.0  # reloaded without dynamic batching: one request per execution
@@ -267,6 +274,164 @@ def test_bad_requests_get_named_errors_and_the_server_keeps_serving(server, tiny
     assert server.alive()
 
 
+def _raw(url: str, path: str, body: bytes = b"{}", content_type: str = "application/json", headers: dict | None = None):
+    """(status, body) of a raw HTTP POST; status 0 when the connection broke."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(f"{url}{path}", data=body, method="POST", headers={"Content-Type": content_type, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+# A load request that plants code: a model.py override the Python backend would run inside the server.
+PLANTED = json.dumps(
+    {"parameters": {"config": "{}", "file:1/model.py": base64.b64encode(b"import os\nos.system('touch /tmp/planted')\n").decode()}}
+).encode()
+
+
+def _control_checks(triton_env, http_url: str, grpc_url: str, *token: str) -> dict:
+    r = subprocess.run(
+        [str(triton_env.python), str(ROOT / "tests" / "serving_checks.py"), "control", http_url, grpc_url, "tiny_py", *token],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=triton_env.client_env() | {"PYTHONPATH": str(ROOT)},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_model_control_needs_the_token_over_raw_http_and_tritonclient(server, triton_env):
+    """Issue 29, class 1: any local process could load (with a planted model.py) and unload models."""
+    from slowfast_trt.serving.server import CONTROL_HEADER, http_get
+
+    for path, body, headers in (
+        ("/v2/repository/models/tiny_py/unload", b"{}", None),
+        ("/v2/repository/models/tiny_py/load", PLANTED, None),
+        ("/v2/repository/models/tiny_py/unload", b"{}", {CONTROL_HEADER: "not-the-token"}),
+        ("/v2/repository/index", b"{}", None),
+    ):
+        status, answer = _raw(server.http_url, path, body, headers=headers)
+        assert status == 403 and b"restricted" in answer, (path, status, answer)
+    assert _raw(server.http_url, "/v2/repository/index", headers=server.control_headers)[0] == 200
+    res = _control_checks(triton_env, server.http_url, server.grpc_url, server.token)
+    for protocol in ("http", "grpc"):
+        e = res[protocol]
+        for case in ("load", "load_planted_file", "unload", "unload_wrong_token"):
+            assert "restricted" in e[case] and CONTROL_HEADER in e[case], (protocol, case, e[case])
+        assert e["index_with_token"] == "no error" and e["ready_after"], e
+    assert http_get(f"{server.http_url}/v2/models/tiny_py/ready")[0] == 200
+
+
+def _start_serve(repo, *extra: str):
+    """`slowfast serve REPO --model tiny_py` on free ports; (process, http port, stdout lines up to 'Ctrl-C', stderr lines
+    (filled by a thread as they come))."""
+    from slowfast_trt.serving.server import free_ports
+
+    h, g, m = free_ports(3)
+    cmd = [sys.executable, "-m", "slowfast_trt", "serve", str(repo), "--model", "tiny_py"]
+    p = subprocess.Popen(
+        [*cmd, "--http-port", str(h), "--grpc-port", str(g), "--metrics-port", str(m), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    err: list[str] = []
+    threading.Thread(target=lambda: err.extend(iter(p.stderr.readline, "")), daemon=True).start()
+    lines = []
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        line = p.stdout.readline()
+        if not line:
+            break
+        lines.append(line.strip())
+        if line.startswith("Ctrl-C"):
+            break
+    assert lines and lines[-1].startswith("Ctrl-C"), (lines, err)
+    return p, (h, g, m), lines, err
+
+
+def _children(pid: int, name: str) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            comm, ppid = fields[0].split("(", 1)[1], int(fields[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and comm == name:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.time() + within
+    while time.time() < deadline:
+        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_serve_refuses_model_control_by_default_survives_a_crashing_request_and_dies_with_its_parent(repo, triton_env):
+    """Issue 29, class 1: model control open to all; a form-encoded request of a few MB (SIGSEGV in Triton 2.51) reported
+    as 'Failed to initialize NVML' and not recovered; SIGKILL of `slowfast serve` left tritonserver holding the ports."""
+    from slowfast_trt.serving.server import http_get, port_free
+
+    p, (h, g, m), lines, err = _start_serve(repo)
+    triton = None
+    try:
+        url = f"http://127.0.0.1:{h}"
+        assert "model control: none (no client can load or unload models)" in lines
+        (triton,) = _children(p.pid, "tritonserver")
+        # Model control is off: load (with a planted model.py) and unload are refused, raw and through tritonclient.
+        assert _raw(url, "/v2/repository/models/tiny_py/unload")[0] == 403
+        assert _raw(url, "/v2/repository/models/tiny_py/load", PLANTED)[0] == 403
+        res = _control_checks(triton_env, url, f"127.0.0.1:{g}")
+        assert all("restricted" in res[proto][case] for proto in ("http", "grpc") for case in ("load", "load_planted_file", "unload")), res
+        assert http_get(f"{url}/v2/models/tiny_py/ready")[0] == 200
+        # A form-encoded infer request of 4 MB (curl's and urllib's default content type) crashes tritonserver 2.51 ...
+        status, _ = _raw(url, "/v2/models/tiny_py/infer", b"x" * (4 << 20), content_type="application/x-www-form-urlencoded")
+        deadline = time.time() + 180
+        while status == 0 and time.time() < deadline and not any("serving again" in ln for ln in err) and p.poll() is None:
+            time.sleep(0.2)
+        text = "".join(err)
+        if status == 0:  # the connection broke: the server crashed; `slowfast serve` names the real reason and serves again
+            assert "killed by SIGSEGV" in text and "NVML" not in text, text
+            assert "serving again" in text, text
+            (triton,) = _children(p.pid, "tritonserver")
+        assert p.poll() is None and http_get(f"{url}/v2/models/tiny_py/ready")[0] == 200, text
+        # SIGKILL of `slowfast serve`: its tritonserver goes with it and frees the ports.
+        p.kill()
+        p.wait(10)
+        assert _gone(triton, 60), f"tritonserver {triton} outlived its slowfast serve"
+        deadline = time.time() + 60  # its backend stubs notice their parent is gone and exit too
+        while time.time() < deadline and not (_group_gone(triton) and all(port_free(port) for port in (h, g, m))):
+            time.sleep(0.5)
+        assert _group_gone(triton) and all(port_free(port) for port in (h, g, m)), [_children(triton, "triton_python_backend_stub")]
+    finally:
+        if p.poll() is None:
+            p.kill()
+        if triton is not None and not _group_gone(triton):  # only when the test failed: never leave one behind
+            os.killpg(triton, signal.SIGKILL)
+
+
 def test_serve_command_refuses_a_busy_port(repo):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -279,52 +444,27 @@ def test_serve_command_refuses_a_busy_port(repo):
     ]
 
 
-def test_serve_command_starts_prints_urls_and_stops_on_ctrl_c(repo, triton_env):
-    from slowfast_trt.serving.server import free_ports, http_get
+def test_serve_command_starts_prints_urls_and_stops_on_ctrl_c(repo, triton_env, tmp_path):
+    """With --model-control explicit: the token file (0600) is written, works, and is deleted when the server stops."""
+    from slowfast_trt.serving.server import control_headers, http_get, read_token
 
-    h, g, m = free_ports(3)
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "slowfast_trt",
-            "serve",
-            str(repo),
-            "--model",
-            "tiny_py",
-            "--http-port",
-            str(h),
-            "--grpc-port",
-            str(g),
-            "--metrics-port",
-            str(m),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    token_file = tmp_path / "control.token"
+    p, (h, g, m), lines, err = _start_serve(repo, "--model-control", "explicit", "--control-token-file", str(token_file))
     try:
-        lines = []
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            line = p.stdout.readline()
-            if not line:
-                break
-            lines.append(line.strip())
-            if line.startswith("Ctrl-C"):
-                break
-        assert f"HTTP    http://127.0.0.1:{h}" in lines and f"gRPC    127.0.0.1:{g}" in lines, (
-            lines,
-            p.stderr.read() if p.poll() is not None else "",
-        )
+        assert f"HTTP    http://127.0.0.1:{h}" in lines and f"gRPC    127.0.0.1:{g}" in lines, (lines, err)
         assert lines[0].startswith("ready in ") and "tiny_py" in lines[0]
+        assert any(ln.startswith("model control: explicit") and str(token_file) in ln for ln in lines), lines
+        assert token_file.stat().st_mode & 0o777 == 0o600
         assert http_get(f"http://127.0.0.1:{h}/v2/models/tiny_py/ready")[0] == 200
         assert http_get(f"http://127.0.0.1:{m}/metrics")[0] == 200
+        url = f"http://127.0.0.1:{h}"
+        assert _raw(url, "/v2/repository/index")[0] == 403
+        assert _raw(url, "/v2/repository/index", headers=control_headers(read_token(token_file), "http"))[0] == 200
         p.send_signal(signal.SIGINT)
-        out, _ = p.communicate(timeout=60)
-        assert p.returncode == 0 and "stopped" in out
+        p.wait(60)  # stderr is read by _start_serve's thread
+        assert p.returncode == 0 and "stopped" in p.stdout.read()
         assert http_get(f"http://127.0.0.1:{h}/v2/health/live", 1.0)[0] == 0  # nothing answers any more
+        assert not token_file.exists()
     finally:
         if p.poll() is None:
             p.kill()

@@ -34,7 +34,7 @@ from slowfast_trt.dali_pipelines.plan import multiview_plan
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import read_manifest, to_videos
 from slowfast_trt.serving.client import infer, is_video_model, make_client, model_config, params, video_request
-from slowfast_trt.serving.server import http_get
+from slowfast_trt.serving.server import control_headers, http_get, read_token
 from slowfast_trt.serving.video import score_videos
 
 MAX_REQUESTS = 5000  # per phase, on top of the time limit
@@ -226,27 +226,33 @@ def _wait_ready(client, models: list[str], timeout: float = 120.0) -> None:
         time.sleep(0.2)
 
 
-def set_batching(client, protocol: str, model: str, on: bool, originals: dict[str, dict]) -> list[str]:
+def set_batching(client, protocol: str, model: str, on: bool, originals: dict[str, dict], token: str | None = None) -> list[str]:
     """Reload `model` (or an ensemble's steps) with a config override: without `dynamic_batching` (off) or with the config
     it was first seen with (on; `originals` is filled on the way off). A plain reload would keep the override while the
-    files on disk are unchanged."""
+    files on disk are unchanged. The load API is restricted: `token` goes in the control header (`serving.server`)."""
+    if token is None:
+        raise SlowFastError(
+            "--batching off reloads the model, which only a server with model control allows: start it with "
+            "`slowfast serve REPO --model-control explicit` and pass the token file it names with --control-token-file"
+        )
+    headers = control_headers(token, protocol)
     targets = _targets(client, protocol, model)
     for m in targets:
         try:
             if on:
                 if m in originals:
-                    client.load_model(m, config=json.dumps(originals.pop(m)))
+                    client.load_model(m, headers=headers, config=json.dumps(originals.pop(m)))
             else:
                 cfg = model_config(client, protocol, m)
                 if "dynamic_batching" not in cfg:
                     continue
                 originals[m] = json.loads(json.dumps(cfg))
                 cfg.pop("dynamic_batching")
-                client.load_model(m, config=json.dumps(cfg))
+                client.load_model(m, headers=headers, config=json.dumps(cfg))
         except Exception as e:
             raise SlowFastError(
                 f"cannot reload {m} with dynamic batching {'on' if on else 'off'} ({str(e).splitlines()[0][:200]}); "
-                "the server must run with --model-control-mode explicit, as `slowfast serve` starts it"
+                "the server must run with `slowfast serve --model-control explicit` and --control-token-file must be the file it names"
             ) from None
     _wait_ready(client, [model, *targets])
     return targets
@@ -341,6 +347,7 @@ class ServeSettings:
     parity: bool = True
     parity_samples: int = PARITY_SAMPLES
     max_videos: int = 8  # distinct videos a video model is sent
+    control_token_file: str | None = None  # the token `slowfast serve --model-control explicit` wrote; --batching off needs it
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -414,6 +421,9 @@ def _measured_phase(client, s: ServeSettings, model: str, requests: list, output
 def bench_serve(settings: ServeSettings, progress=lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
     """Run every phase of `settings`; returns the result (maybe aborted)."""
     s = settings
+    token = read_token(s.control_token_file) if s.control_token_file else None
+    if "off" in s.batching and token is None:
+        set_batching(None, s.protocol, "", False, {}, None)  # the one-line refusal, before any model is loaded here
     client, control = _connect(s)
     engine = engines.load(s.artifact, device="cpu") if s.artifact else None
     result = {"benchmark": "serve", **environment(), "settings": asdict(s), "rows": [], "parity": {}, "aborted": None}
@@ -430,7 +440,7 @@ def bench_serve(settings: ServeSettings, progress=lambda s: print(s, file=sys.st
         current, originals = "on", {}  # as the repository's config.pbtxt says
         for batching in s.batching:
             if batching != current:
-                set_batching(control, s.protocol, model, batching == "on", originals)
+                set_batching(control, s.protocol, model, batching == "on", originals, token)
                 current = batching
             for c in s.concurrency:
                 row = _measured_phase(client, s, model, requests, outputs, c) | {"kind": kind, "batching": batching, "protocol": s.protocol}
@@ -446,7 +456,7 @@ def bench_serve(settings: ServeSettings, progress=lambda s: print(s, file=sys.st
                     f"{fmt(row['requests_per_s'])}/s, p50 {fmt(row['latency_ms_p50'])} ms, p99 {fmt(row['latency_ms_p99'])} ms, {row['errors']} errors"
                 )
         if current == "off":
-            set_batching(control, s.protocol, model, True, originals)
+            set_batching(control, s.protocol, model, True, originals, token)
         if s.parity:
             result["parity"][model] = p = parity(client, s.protocol, model, config, requests[: s.parity_samples], engine, video)
             if p["checked"]:

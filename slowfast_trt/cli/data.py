@@ -6,17 +6,13 @@ import sys
 
 import click
 
+from slowfast_trt.cli.interrupt import resume_hint
 from slowfast_trt.cli.options import device_option
 from slowfast_trt.dali_pipelines.preview import preview
 from slowfast_trt.data.check import check
 from slowfast_trt.data.prepare import prepare
 from slowfast_trt.data.synth import synth
 from slowfast_trt.data.synth_ava import synth_detection
-
-
-def _interrupted(what: str) -> None:
-    click.echo(f"\ninterrupted: {what}", err=True)
-    sys.exit(130)
 
 
 @click.group("data")
@@ -37,6 +33,7 @@ def data() -> None:
 @click.option("--gop", default=32, show_default=True, type=int, help="Keyframe interval in frames (seeking cost).")
 @click.option("--quality", type=int, help="crf for vp9/h264, qscale for mjpeg (default: the codec's preset).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@resume_hint("finished files are kept; run the same command again to resume ({out})")
 def prepare_cmd(
     src: str,
     out: str,
@@ -54,12 +51,9 @@ def prepare_cmd(
     Resumable: re-running the same command skips finished files. Unreadable files are listed in
     OUT/rejects.csv and skipped; the command fails only when no file could be prepared.
     """
-    try:
-        r = prepare(
-            src, out, short_side=short_side, codec=codec, fps=fps, workers=workers, root=root, gop=gop, quality=quality, progress=not quiet
-        )
-    except KeyboardInterrupt:
-        _interrupted(f"finished files are kept; run the same command again to resume ({out})")
+    r = prepare(
+        src, out, short_side=short_side, codec=codec, fps=fps, workers=workers, root=root, gop=gop, quality=quality, progress=not quiet
+    )
     for path, reason in r.rejects:
         click.echo(f"rejected {path}: {reason}", err=True)
     click.echo(
@@ -85,6 +79,7 @@ def prepare_cmd(
     help="AVA-style detection set instead: 2-3 actors per video with boxes, actions, "
     "proposals (defaults: 160 videos, 64x96, 128 frames, val fraction 0.25).",
 )
+@resume_hint("the set is incomplete; run the same command again")
 def synth_cmd(
     out: str,
     videos: int,
@@ -104,30 +99,24 @@ def synth_cmd(
         given = {"videos": videos, "size": size, "frames": frames, "val_fraction": val_fraction}
         defaults = {"videos": 160, "size": "64x96", "frames": 128, "val_fraction": 0.25}  # the detection set's own
         chosen = {k: v if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT else defaults[k] for k, v in given.items()}
-        try:
-            r = synth_detection(out, seed=seed, codec=codec, fps=fps, workers=workers, progress=not quiet, **chosen)
-        except KeyboardInterrupt:
-            _interrupted("the set is incomplete; run the same command again")
+        r = synth_detection(out, seed=seed, codec=codec, fps=fps, workers=workers, progress=not quiet, **chosen)
         click.echo(
             f"{r['videos']} videos ({r['train']} train, {r['val']} val; {r['train_boxes']} + {r['val_boxes']} labelled "
             f"person-actions, {len(r['classes'])} actions) in {r['out']}, {r['seconds']:.1f} s"
         )
         return
-    try:
-        r = synth(
-            out,
-            videos=videos,
-            seed=seed,
-            codec=codec,
-            size=size,
-            frames=frames,
-            fps=fps,
-            val_fraction=val_fraction,
-            workers=workers,
-            progress=not quiet,
-        )
-    except KeyboardInterrupt:
-        _interrupted("the set is incomplete; run the same command again")
+    r = synth(
+        out,
+        videos=videos,
+        seed=seed,
+        codec=codec,
+        size=size,
+        frames=frames,
+        fps=fps,
+        val_fraction=val_fraction,
+        workers=workers,
+        progress=not quiet,
+    )
     click.echo(f"{r.videos} videos ({r.train} train, {r.val} val, {len(r.classes)} classes) in {r.out}, {r.seconds:.1f} s")
 
 
@@ -136,12 +125,10 @@ def synth_cmd(
 @click.option("--write-clean", type=click.Path(dir_okay=False), help="Write a manifest of the good files only (columns filled in).")
 @click.option("--workers", type=int, help="Parallel worker processes (default: min(4, CPU cores)).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@resume_hint("nothing was written")
 def check_cmd(manifest: str, write_clean: str | None, workers: int | None, quiet: bool) -> None:
     """Decode every file of MANIFEST and compare frame count, fps, size and codec; exit 1 if any file is bad."""
-    try:
-        r = check(manifest, write_clean=write_clean, workers=workers, progress=not quiet)
-    except KeyboardInterrupt:
-        _interrupted("nothing was written")
+    r = check(manifest, write_clean=write_clean, workers=workers, progress=not quiet)
     for path, reason in r.bad:
         click.echo(f"{path}: {reason}")
     if r.gpu_only:

@@ -15,19 +15,34 @@ from slowfast_trt.cli import export as _export
 from slowfast_trt.cli import flops as _flops
 from slowfast_trt.cli import serve as _serve
 from slowfast_trt.cli import train as _train
+from slowfast_trt.cli.interrupt import hint_for
 from slowfast_trt.common.errors import OUTPUT_ERRNOS, SlowFastError, environment_fault
+from slowfast_trt.common.interrupt import exit_status, sigterm_raises
+from slowfast_trt.common.scratch import scratch_folder, temp_fault_for
 
 
 class _Group(click.Group):
-    """A click group that prints project errors, and file-system failures no command caught (full disk, read-only
-    folder), as one line (no traceback) and exits with status 2."""
+    """A click group that runs every command in its own temporary folder (`common.scratch`), with SIGTERM raised like
+    Ctrl-C; prints project errors, and file-system failures no command caught (full disk, read-only folder, telling
+    the temporary folder from the output folder), as one line (no traceback) with exit status 2; and an interrupt
+    as `interrupted: ...` with the command's resume hint (`cli.interrupt`), exit 130 (Ctrl-C) or 143 (SIGTERM)."""
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with sigterm_raises(), scratch_folder():
+                try:
+                    return super().invoke(ctx)
+                except OSError as e:  # told apart while the scratch folder is still known
+                    fault = temp_fault_for(e)
+                    if fault is None:
+                        raise
+                    raise fault from None
         except SlowFastError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt as e:
+            click.echo(f"\ninterrupted: {hint_for(e, ctx)}", err=True)
+            sys.exit(exit_status(e))
         except OSError as e:
             if e.errno not in OUTPUT_ERRNOS:
                 raise

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
+import secrets
 import sys
-import time
 
 import click
 
@@ -13,9 +13,9 @@ from slowfast_trt.benchmarks.serve import ServeSettings
 from slowfast_trt.benchmarks.serve import main as bench_main
 from slowfast_trt.cli.options import clips_option, crops_option, int_list
 from slowfast_trt.common.errors import SlowFastError
-from slowfast_trt.serving.env import client_available, run_module
+from slowfast_trt.serving.env import client_available, run_module, user_cache
 from slowfast_trt.serving.repository import build_repository, servable
-from slowfast_trt.serving.server import TritonServer
+from slowfast_trt.serving.server import CONTROL_HEADER, TritonServer, supervise, write_token
 
 
 def _gpus(ctx, param, value):
@@ -80,10 +80,6 @@ def triton_cmd(artifact, out, max_batch, instances, clips, crops, gpus, labels, 
         click.echo(f"  for a GPU server with the official container: {name} ({why})")
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 @click.command("serve")
 @click.argument("repo", type=click.Path(file_okay=False))
 @click.option("--http-port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -92,8 +88,22 @@ def _raise_interrupt(signum, frame):
 @click.option("--model", "models", multiple=True, help="Load only these models (default: every model the bundled server can run).")
 @click.option("--timeout", default=300, show_default=True, type=click.IntRange(1), help="Seconds to wait for every model to be READY.")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Server log file (default: a temporary file).")
-def serve(repo, http_port, grpc_port, metrics_port, models, timeout, log_path):
+@click.option(
+    "--model-control",
+    type=click.Choice(["none", "explicit"]),
+    default="none",
+    show_default=True,
+    help="explicit: clients holding the control token may load and unload models (`bench serve --batching off` needs it).",
+)
+@click.option(
+    "--control-token-file",
+    type=click.Path(dir_okay=False),
+    help=f"Where --model-control explicit writes its token (mode 0600) [default: {user_cache()}/serve-HTTP_PORT.token].",
+)
+def serve(repo, http_port, grpc_port, metrics_port, models, timeout, log_path, model_control, control_token_file):
     """Start Triton (PyTriton's bundled tritonserver, Triton's own venv) on REPO on 127.0.0.1 until Ctrl-C."""
+    if control_token_file and model_control != "explicit":
+        raise SlowFastError("--control-token-file goes with --model-control explicit (without it no client may load models)")
     server = TritonServer(
         repo,
         http_port=http_port,
@@ -102,22 +112,34 @@ def serve(repo, http_port, grpc_port, metrics_port, models, timeout, log_path):
         models=list(models) or None,
         log_path=log_path,
         echo=lambda s: click.echo(s, err=True),
+        control_token=secrets.token_urlsafe(32) if model_control == "explicit" else None,
     )
     server.check_ports()  # a busy port: one line, nothing started
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    token_file = None
+    if server.control:
+        token_file = write_token(control_token_file or user_cache() / f"serve-{http_port}.token", server.token)
     click.echo(f"starting tritonserver on {server.repo} (log: {server.log_path}) ...", err=True)
     try:
         server.start(timeout)
         click.echo(f"ready in {server.ready_s:.1f} s: {', '.join(server.models)}")
         for name, why in server.skipped.items():
             click.echo(f"  not loaded: {name} ({why})")
-        click.echo(f"HTTP    {server.http_url}\ngRPC    {server.grpc_url}\nmetrics {server.metrics_url}\nCtrl-C stops the server.")
-        while server.alive():
-            time.sleep(0.5)
-        raise SlowFastError(f"tritonserver exited with status {server.proc.returncode}: {server.failure()}")
-    except KeyboardInterrupt:
+        click.echo(f"HTTP    {server.http_url}\ngRPC    {server.grpc_url}\nmetrics {server.metrics_url}")
+        if token_file:
+            click.echo(f"model control: explicit, for requests with header {CONTROL_HEADER} as in {token_file} (--control-token-file)")
+        else:
+            click.echo("model control: none (no client can load or unload models)")
+        click.echo("Ctrl-C stops the server.")
+        supervise(server, timeout, lambda s: click.echo(s, err=True))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the way to stop a server, so exit 0
         status = server.stop()
         click.echo(f"stopped (tritonserver exit status {status})")
+    finally:
+        if server.alive():
+            server.stop()
+        if token_file:
+            with contextlib.suppress(OSError):
+                token_file.unlink()
 
 
 def _batching(ctx, param, value):
@@ -152,6 +174,11 @@ def _batching(ctx, param, value):
 @click.option(
     "--parity-samples", default=4, show_default=True, type=click.IntRange(1), help="Inputs per model compared with the local engine."
 )
+@click.option(
+    "--control-token-file",
+    type=click.Path(dir_okay=False),
+    help="The token file `slowfast serve --model-control explicit` named (needed by --batching off).",
+)
 @click.option("--metrics-url", help="Triton's Prometheus endpoint [default: http://HOST:8002/metrics].")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(1), help="Per-request timeout (s).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
@@ -167,6 +194,7 @@ def bench_serve_cmd(
     videos,
     artifact,
     parity_samples,
+    control_token_file,
     metrics_url,
     timeout,
     as_json,
@@ -188,6 +216,7 @@ def bench_serve_cmd(
         videos=os.path.abspath(videos) if videos else None,
         artifact=os.path.abspath(artifact) if artifact else None,
         metrics_url=metrics_url or f"http://{host}:8002/metrics",
+        control_token_file=os.path.abspath(control_token_file) if control_token_file else None,
         out=os.path.abspath(out_dir) if out_dir else None,
     )
     if client_available():

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from slowfast_trt.cli.interrupt import resume_hint
 from slowfast_trt.cli.options import clips_option, crops_option, device_option, skip_bad_option, threads_option
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.training.detect import detection_markdown
@@ -57,6 +58,7 @@ from slowfast_trt.training.run import train as run_train
 @click.option("--no-flip", is_flag=True, help="No random horizontal flip (for classes that depend on left/right, as in `data synth`).")
 @click.option("--max-steps", type=click.IntRange(1), help="Stop after this many steps (smoke runs).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@resume_hint("checkpoints already in {out_dir} are kept; run the same command with --resume to continue")
 def train(
     preset,
     train_manifest,

@@ -41,7 +41,8 @@ def temp_file(path: str | os.PathLike) -> tuple[int, str]:
     return fd, tmp
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -60,7 +61,7 @@ def clean_stale_temps(folder: str | os.PathLike, target: str | None = None) -> l
         return removed
     for p in folder.glob(f".{glob.escape(target)}.pid*.tmp") if target else folder.iterdir():
         m = _TEMP_NAME.match(p.name)
-        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+        if m and int(m.group(1)) != os.getpid() and not process_alive(int(m.group(1))):
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed.append(p)

@@ -148,16 +148,21 @@ def check_sampling(sidecar: dict[str, Any], sampling: str, artifact: str = "engi
         )
 
 
-def graph_inputs(onnx_path: str | os.PathLike) -> dict[str, list[int | str]]:
-    """Input names and shapes of an ONNX graph (named or unknown dims as strings), without loading the weights."""
+def load_structure(onnx_path: str | os.PathLike):
+    """The ONNX model without its external data (nothing outside the file is read); one line when it is not ONNX."""
     import onnx  # lazy: onnx, optional (extra [export])
 
     try:
-        m = onnx.load(str(onnx_path), load_external_data=False)
+        return onnx.load(str(onnx_path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError and friends for a file that is not an ONNX model
         raise SlowFastError(
             f"{onnx_path}: not a readable ONNX model ({str(e).splitlines()[0][:200] or type(e).__name__}); re-export it"
         ) from None
+
+
+def graph_inputs(onnx_path: str | os.PathLike) -> dict[str, list[int | str]]:
+    """Input names and shapes of an ONNX graph (named or unknown dims as strings), without loading the weights."""
+    m = load_structure(onnx_path)
     inits = {i.name for i in m.graph.initializer}
     return {
         i.name: [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in i.type.tensor_type.shape.dim]

@@ -16,6 +16,7 @@ from slowfast_trt.dali_pipelines.plan import calibration_plan
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import read_manifest, to_videos
 from slowfast_trt.engines.sidecar import check_graph_inputs, file_sha256, graph_inputs, read_sidecar, sidecar_config
+from slowfast_trt.export.external_data import external_data_files
 
 DEFAULT_CALIB_CROPS = 1  # views per calibration clip (1: centre crop; 3: the three test crops)
 CALIB_BATCH = 4  # clips per calibration batch for a dynamic-batch graph
@@ -62,6 +63,7 @@ def fp32_source(onnx_path: str | os.PathLike) -> tuple[Path, dict]:
     side = read_sidecar(src)
     if side["kind"] != "onnx":
         raise SlowFastError(f"{src} is a {side['kind']} artifact; quantize the FP32 ONNX export instead")
+    external_data_files(src)  # data outside the model's folder: refused before ONNX Runtime reads anything
     return src, side
 
 

@@ -4,7 +4,9 @@ PyTriton 0.7.0 ships a real `tritonserver` (2.51, Python backend only) and trito
 need numpy < 2, and with numpy 2 a Python-backend model loads READY and then returns empty outputs. The project
 itself runs on numpy 2, so the server, the Python backend and every client live in a second venv
 (`.venv-triton` in the project root, or $SLOWFAST_TRITON_VENV), created on first use and reused, stamped like
-scripts/env.sh so a re-run is a no-op. The project is installed into it (`pip install --no-deps -e`), so the
+scripts/env.sh so a re-run is a no-op. In a checkout that is not writable (a read-only mount, another user's
+install) the venv, its lock and the backend directory live in the user's cache folder instead
+($XDG_CACHE_HOME/slowfast-trt, else ~/.cache/slowfast-trt). The project is installed into it (`pip install --no-deps -e`), so the
 generated `model.py` files import `engines`, `dali_pipelines` and `serving` from this checkout.
 
 The Python-backend stub links `libpython3.X.so.1.0`; with a pyenv interpreter the loader would find Debian's
@@ -24,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +56,39 @@ REQUIREMENTS = [
 STAMP = ".slowfast-triton-stamp"
 
 
+def user_cache() -> Path:
+    """The user's cache folder for what the checkout cannot hold ($XDG_CACHE_HOME/slowfast-trt, else ~/.cache/slowfast-trt)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slowfast-trt"
+
+
+def writable(folder: Path) -> bool:
+    """Whether files can be created in `folder` (tried, not guessed from mode bits: root ignores those, a read-only
+    mount does not)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".slowfast-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
 def venv_path() -> Path:
-    return Path(os.environ.get("SLOWFAST_TRITON_VENV") or ROOT / ".venv-triton")
+    """$SLOWFAST_TRITON_VENV, else `.venv-triton` in the checkout (when it is ready there or the checkout is
+    writable), else the user's cache folder."""
+    if os.environ.get("SLOWFAST_TRITON_VENV"):
+        return Path(os.environ["SLOWFAST_TRITON_VENV"])
+    local = ROOT / ".venv-triton"
+    if _stamped(local) is not None or writable(ROOT):
+        return local
+    return user_cache() / "venv-triton"
+
+
+def lock_path(venv: Path) -> Path:
+    """The lock that lets one process build `venv` while others wait: beside it, or in the user's cache folder
+    when that folder is not writable (a ready venv in a read-only checkout)."""
+    name = f".{venv.name.lstrip('.')}.lock"
+    return venv.parent / name if writable(venv.parent) else user_cache() / name
 
 
 @dataclass(frozen=True)
@@ -149,11 +183,7 @@ def current_env() -> TritonEnv | None:
         return None
     if any(importlib.util.find_spec(m) is None for m in ("pytriton", "tritonclient", "torch", "nvidia.dali", "onnxruntime")):
         return None
-    cache = (
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        / "slowfast-triton"
-        / f"py{sys.version_info[0]}.{sys.version_info[1]}"
-    )
+    cache = user_cache() / f"py{sys.version_info[0]}.{sys.version_info[1]}"
     return TritonEnv(
         Path(sys.prefix),
         sysconfig.get_config_var("LIBDIR"),
@@ -174,13 +204,17 @@ def ensure_env(echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)
         return here
     venv = venv_path()
     venv.parent.mkdir(parents=True, exist_ok=True)
-    lock = venv.parent / f".{venv.name.lstrip('.')}.lock"
+    lock = lock_path(venv)
+    lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)  # parallel test workers / commands wait for one builder
         info = _stamped(venv)
         if info is None:
             info = _build(venv, echo)
-        env = TritonEnv(venv, info["libdir"], info["purelib"], info["version"])
+        cache = None if writable(venv) else user_cache() / f"py{info['version']}"  # the backend directory goes there
+        env = TritonEnv(venv, info["libdir"], info["purelib"], info["version"], cache=cache)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
         _prepare_backends(env)
         _prepare_perf_libs(env)
         return env

@@ -29,6 +29,7 @@ from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.dali_pipelines.spec import crop_positions
 from slowfast_trt.engines.sidecar import read_sidecar, sidecar_config, sidecar_path
+from slowfast_trt.export.external_data import external_data_files
 from slowfast_trt.export.onnx import export_onnx
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.serving.dali_model import serialize
@@ -105,6 +106,13 @@ def _write_model(repo: Path, name: str, config: str, files: dict[str, str] | Non
     return folder
 
 
+def _copy_external(src: Path, files: list[str], folder: Path) -> None:
+    """Copy an ONNX model's external-data files (`export.external_data`) into `folder`, at the same relative places."""
+    for rel in files:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src.parent / rel, folder / rel)
+
+
 def _engine_io(side: dict) -> tuple[list[str], list[str]]:
     inputs = [_tensor(n, "TYPE_FP32", _dims(side["inputs"][n]["shape"][1:])) for n in side["input_names"]]
     outputs = [_tensor(side["output"]["name"], "TYPE_FP32", [side["output"]["num_classes"]])]
@@ -135,6 +143,7 @@ class RepoSpec:
     delay_us: int
     threads: int
     labels: dict[str, str]  # {"labels.txt": text} where --labels was given
+    external: tuple[str, ...] = ()  # an ONNX model's external-data files (relative paths), copied with it
 
     def config(self, head: str, max_batch: int, inputs: list[str], outputs: list[str], instances: str, params: dict | None = None) -> str:
         """A config.pbtxt: `head` (backend or platform line), batch, I/O, dynamic batching, instances, parameters."""
@@ -166,8 +175,9 @@ def _prepare(src: Path, repo: Path, name: str) -> None:
     repo.mkdir(parents=True, exist_ok=True)
 
 
-def _copy_engine(src: Path, native: Path) -> tuple[str, str]:
-    """The artifact as Triton's own backend runs it (a checkpoint is exported to ONNX first): (platform, file name)."""
+def _copy_engine(src: Path, native: Path, external: list[str]) -> tuple[str, str]:
+    """The artifact as Triton's own backend runs it (a checkpoint is exported to ONNX first): (platform, file name).
+    `external`: an ONNX model's external-data files, copied beside it."""
     native.mkdir(parents=True, exist_ok=True)
     suffix = src.suffix.lower()
     if suffix in CHECKPOINTS:
@@ -176,6 +186,7 @@ def _copy_engine(src: Path, native: Path) -> tuple[str, str]:
     if suffix == ".onnx":
         shutil.copy2(src, native / "model.onnx")
         shutil.copy2(sidecar_path(src), native / "model.onnx.json")
+        _copy_external(src, external, native)
         return "onnxruntime_onnx", "model.onnx"
     if suffix in PLANS:
         shutil.copy2(src, native / "model.plan")
@@ -224,15 +235,16 @@ def build_repository(
         raise SlowFastError("--max-batch, --instances, --clips and the video batch must be >= 1")
     crop_positions(crops)  # 1 or 3
     name = model_name(src)
+    external = external_data_files(src) if src.suffix.lower() == ".onnx" else []  # refused at once when it points outside
     _prepare(src, repo, name)
-    platform, fname = _copy_engine(src, repo / name / "1")
+    platform, fname = _copy_engine(src, repo / name / "1", external)
     side = read_sidecar(repo / name / "1" / fname)
     cfg = sidecar_config(side)
     if cfg.detection:
         raise SlowFastError(f"{src}: a detection model (boxes per clip); `export triton` serves classification artifacts")
     r = RepoSpec(
         repo, name, src, side, cfg, _engine_batch(side, platform, max_batch), max_batch, clips, crops, instances, gpus,
-        video_batch, delay_us, threads, _label_files(labels, cfg.num_classes),
+        video_batch, delay_us, threads, _label_files(labels, cfg.num_classes), tuple(external),
     )  # fmt: skip
     models = _engine_models(r, platform) | _video_model(r)
     dali_note = _write_dali(r)
@@ -260,6 +272,7 @@ def _engine_models(r: RepoSpec, platform: str) -> dict[str, dict]:
         model_py=("EngineModel", f"{r.src.name} through engines.load"),
     )
     shutil.copy2(r.src, folder / r.src.name)
+    _copy_external(r.src, list(r.external), folder)
     if r.src.suffix.lower() not in CHECKPOINTS:
         shutil.copy2(sidecar_path(r.src), folder / sidecar_path(r.src).name)
     backend = "tensorrt" if platform == "tensorrt_plan" else "onnxruntime"

@@ -4,12 +4,23 @@ Runs from any interpreter (stdlib only here): the server binary, its Python back
 venv (`serving.env`). The server listens on 127.0.0.1 only, loads the models of the repository that its backends
 can run (`serving.repository.servable`: the Python-backend models and the CPU ensemble here), and `start()` returns
 once every one of them is READY. A busy port is refused before anything starts.
+
+Secure by default (docs/serving.md has the threat model): without a control token the server runs with
+`--model-control-mode none` on a view of the repository holding only the models to serve (symbolic links), so no
+client can load, replace or unload a model; with one (`--model-control explicit`) the model-repository API answers
+only requests carrying the token's header. The shared-memory, trace and logging APIs always need the token (a
+random one nobody is told, without model control). The server dies with the process that started it
+(PR_SET_PDEATHSIG), so not even a SIGKILL leaves it holding the ports.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,10 +31,53 @@ import urllib.request
 from pathlib import Path
 
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.scratch import current_scratch
 from slowfast_trt.serving.env import ensure_env
 from slowfast_trt.serving.repository import read_manifest, servable
 
 HOST = "127.0.0.1"
+CONTROL_HEADER = "slowfast-control-token"  # lower case: gRPC metadata keys are
+GRPC_PREFIX = "triton-grpc-protocol-"  # Triton expects the gRPC restricted-protocol key under this prefix
+RESTRICTED = "model-repository,shared-memory,trace,logging"  # the APIs that change what the server runs or writes
+PR_SET_PDEATHSIG = 1
+MAX_RESTARTS = 5  # crashes `slowfast serve` recovers from before it gives up
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, however it dies (Linux; a no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def signal_name(returncode: int | None) -> str | None:
+    """'SIGSEGV' for a process killed by a signal (a negative return code), else None."""
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def control_headers(token: str, protocol: str) -> dict[str, str]:
+    """The header (HTTP) or metadata (gRPC) that carries the control token."""
+    return {(GRPC_PREFIX if protocol == "grpc" else "") + CONTROL_HEADER: token}
+
+
+def read_token(path: str | os.PathLike) -> str:
+    """The control token in `path` (written by `slowfast serve --model-control explicit`), one line."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise SlowFastError(f"cannot read the control token {path}: {e.strerror or e}; pass the file `slowfast serve` named") from None
+    if not token or len(token) > 256 or not token.isascii() or any(c.isspace() for c in token):
+        raise SlowFastError(f"{path} does not hold a control token (one line, no spaces); pass the file `slowfast serve` named")
+    return token
 
 
 def port_free(port: int, host: str = HOST) -> bool:
@@ -75,6 +129,7 @@ class TritonServer:
         log_path: str | Path | None = None,
         env=None,
         echo=None,
+        control_token: str | None = None,
     ):
         self.repo = Path(repo).resolve()
         manifest = read_manifest(self.repo)
@@ -91,10 +146,16 @@ class TritonServer:
             raise SlowFastError(f"{self.repo}: no model the bundled tritonserver can load")
         self.models = loadable
         self.ports = {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
-        self.log_path = Path(log_path) if log_path else Path(tempfile.gettempdir()) / f"tritonserver-{os.getpid()}-{http_port}.log"
+        # The default log outlives the command (it is where a failure is explained): beside its scratch folder, not in it.
+        logs = current_scratch().parent if current_scratch() else Path(tempfile.gettempdir())
+        self.log_path = Path(log_path) if log_path else logs / f"tritonserver-{os.getpid()}-{http_port}.log"
         self._env = env
         self.echo = echo or (lambda s: None)
         self.proc: subprocess.Popen | None = None
+        self.control = control_token is not None
+        self.token = control_token or secrets.token_urlsafe(32)  # without model control: a token nobody is told
+        self._view: Path | None = None
+        self.starts = 0
 
     @property
     def http_url(self) -> str:
@@ -115,12 +176,26 @@ class TritonServer:
             if not port_free(port):
                 raise SlowFastError(f"port {port} ({kind}) on {HOST} is busy; stop what uses it or pass --{kind}-port with a free port")
 
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """The HTTP header the restricted APIs (model loading among them) need."""
+        return control_headers(self.token, "http")
+
+    def _repository_view(self) -> Path:
+        """A folder of links to the models to serve: with model control off Triton loads every model it sees."""
+        if self._view is None:
+            self._view = Path(tempfile.mkdtemp(prefix="slowfast-serve-view-"))
+            for m in self.models:
+                (self._view / m).symlink_to(self.repo / m, target_is_directory=True)
+        return self._view
+
     def command(self) -> list[str]:
         env = self._env
+        restricted = f"{RESTRICTED}:{CONTROL_HEADER}={self.token}"
         cmd = [
             str(env.tritonserver),
             "--model-repository",
-            str(self.repo),
+            str(self.repo if self.control else self._repository_view()),
             "--backend-directory",
             str(env.backends),
             "--http-address",
@@ -137,8 +212,12 @@ class TritonServer:
             str(self.ports["metrics"]),
             "--allow-metrics",
             "true",
+            "--http-restricted-api",
+            restricted,
+            "--grpc-restricted-protocol",
+            restricted,
             "--model-control-mode",
-            "explicit",
+            "explicit" if self.control else "none",
             "--strict-readiness",
             "true",
             "--exit-timeout-secs",
@@ -148,21 +227,30 @@ class TritonServer:
             "--backend-config",
             "python,shm-default-byte-size=16777216",
         ]
-        for m in self.models:
-            cmd += ["--load-model", m]
+        if self.control:
+            for m in self.models:
+                cmd += ["--load-model", m]
         return cmd
 
-    def start(self, timeout: float = 180.0) -> TritonServer:
-        self.check_ports()
+    def start(self, timeout: float = 180.0, *, check_ports: bool = True) -> TritonServer:
+        if check_ports:
+            self.check_ports()
         if self._env is None:
             self._env = ensure_env(self.echo)
-        log = open(self.log_path, "wb")
+        log = open(self.log_path, "ab" if self.starts else "wb")  # a restart keeps the crash's log above
         try:
             self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=self._env.server_env(), cwd=str(self.repo), start_new_session=True
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env.server_env(),
+                cwd=str(self.repo),
+                start_new_session=True,  # its own process group: stop() reaches the backend stubs too
+                preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
+        self.starts += 1
         self.started = time.perf_counter()
         try:
             self._wait_ready(timeout)
@@ -178,9 +266,15 @@ class TritonServer:
             return []
 
     def failure(self) -> str:
-        """The most telling error line of the server log."""
-        lines = self._log_tail()
-        for key in ("failed to load", "error:", "Error", "E1", "E0"):
+        """Why the server stopped: the signal that killed it, else the most telling error line of its log (never the
+        NVML warning every CPU-only start prints)."""
+        sig = signal_name(self.proc.returncode if self.proc else None)
+        if sig:
+            return f"tritonserver was killed by {sig}" + (
+                " (a crash inside Triton)" if sig in ("SIGSEGV", "SIGABRT", "SIGBUS", "SIGILL", "SIGFPE") else ""
+            )
+        lines = [ln for ln in self._log_tail() if ln.strip() and "NVML" not in ln]
+        for key in ("failed to load", "unrecognized option", "error:", "Error", "E1", "E0"):
             hits = [ln for ln in lines if key in ln]
             if hits:
                 return hits[-1].strip()[:400]
@@ -204,6 +298,13 @@ class TritonServer:
                 )
             time.sleep(0.2)
 
+    def restart(self, timeout: float = 180.0) -> TritonServer:
+        """Start again after the server died (a crash): what is left of its process group goes first. The ports are
+        not probed: the dead server's connections may still linger in TIME_WAIT, which Triton's own bind allows."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its backend stubs
+        return self.start(timeout, check_ports=False)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -221,6 +322,9 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        if self._view is not None:
+            shutil.rmtree(self._view, ignore_errors=True)
+            self._view = None
         return self.proc.returncode
 
     def kill(self) -> None:
@@ -230,7 +334,7 @@ class TritonServer:
             self.proc.wait(5)
 
     def model_index(self) -> list[dict]:
-        req = urllib.request.Request(f"{self.http_url}/v2/repository/index", data=b"{}", method="POST")
+        req = urllib.request.Request(f"{self.http_url}/v2/repository/index", data=b"{}", method="POST", headers=self.control_headers)
         with urllib.request.urlopen(req, timeout=5) as r:
             return json.loads(r.read())
 
@@ -239,3 +343,34 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def write_token(path: str | os.PathLike, token: str) -> Path:
+    """Write the control token to `path`, readable by this user only (0600, created so, never widened)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    return path
+
+
+def supervise(server: TritonServer, timeout: float, echo, max_restarts: int = MAX_RESTARTS) -> None:
+    """Keep `server` serving until Ctrl-C: a server killed by a signal (a crash, e.g. Triton 2.51's SIGSEGV on a
+    form-encoded request) is reported with that reason and started again, at most `max_restarts` times; one that
+    exits by itself ends the command with its reason."""
+    restarts = 0
+    while True:
+        while server.alive():
+            time.sleep(0.5)
+        reason = server.failure()
+        if signal_name(server.proc.returncode) is None:
+            raise SlowFastError(f"tritonserver exited with status {server.proc.returncode}: {reason} (log: {server.log_path})")
+        if restarts >= max_restarts:
+            raise SlowFastError(f"{reason}, {restarts + 1} times; not restarting again (log: {server.log_path})")
+        restarts += 1
+        echo(f"{reason}; restarting it ({restarts} of at most {max_restarts}; log: {server.log_path})")
+        server.restart(timeout)
+        echo(f"serving again after {server.ready_s:.1f} s")
