@@ -5,17 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from slowfast_trt import engines
+from slowfast_trt.common.device import resolve_device
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import probe_writable
+from slowfast_trt.common.shards import parse_shard
 from slowfast_trt.dali_pipelines.ava import load_ava, looks_like_ava_csv
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.detection import detection_config
 from slowfast_trt.model.zoo import get_config
+from slowfast_trt.training import distributed as dist_util
+from slowfast_trt.training import elastic, eval_shards
 from slowfast_trt.training.detect import DetectionTrainer, evaluate_detection, write_detection_eval
 from slowfast_trt.training.evaluate import evaluate_engine, write_eval
 from slowfast_trt.training.run_folder import claim_run_folder, fingerprint
-from slowfast_trt.training.trainer import Trainer, TrainOptions
+from slowfast_trt.training.trainer import Checkpoints, Trainer, TrainOptions
 
 
 def resolve_config(preset: str, manifest, overrides: dict) -> SlowFastConfig:
@@ -53,7 +57,8 @@ def train(
 
     The run owns `out_dir` (training/run_folder.py): a folder holding another run is refused unless `resume`
     continues it or `overwrite` deletes it first. An AVA-format label CSV instead of a manifest trains the
-    preset's detection variant (training/detect.py).
+    preset's detection variant (training/detect.py). Under torchrun, a restarted worker group continues the run
+    without `resume` (training/elastic.py).
     """
     detection = bool(train_manifest and Path(train_manifest).is_file() and looks_like_ava_csv(train_manifest))
     if not detection:  # (detection label CSVs are read and validated in _train_detection)
@@ -61,7 +66,14 @@ def train(
         _, val_videos = load_manifest_videos(val_manifest, "validation")
         cfg = resolve_config(preset, train_m, model_overrides or {})
     data = {k: fingerprint(v) for k, v in (("train", train_manifest), ("val", val_manifest)) if v is not None}
+    device = resolve_device(options.get("device", "auto"))
+    dist_util.check_sync_bn(options.get("sync_bn", False), device)
+    info = dist_util.init(device)
+    has_checkpoint = Checkpoints(Path(out_dir), 1).latest() is not None
+    resume, overwrite = elastic.continue_run(out_dir, resume, overwrite, has_checkpoint, info)
     with claim_run_folder(out_dir, resume, overwrite):
+        if info.is_main:
+            elastic.mark(out_dir)
         if detection:
             return _train_detection(preset, train_manifest, out_dir, val_manifest, resume, model_overrides or {}, {**options, "data": data})
         opts = TrainOptions(out_dir=out_dir, model_overrides=model_overrides or {}, data=data, **options)
@@ -81,11 +93,24 @@ def evaluate(
     out_dir: str | None = None,
     progress: bool = True,
     qdq: str = "auto",
-) -> dict:
+    shard: str | None = None,
+) -> dict | None:
     """Multi-view accuracy of a checkpoint, ONNX model or TensorRT plan on `manifest`; writes eval.json/.md to `out_dir`.
 
-    `qdq`: how ONNX Runtime runs an INT8 Q/DQ model (`engines.ort_engine`)."""
+    `qdq`: how ONNX Runtime runs an INT8 Q/DQ model (`engines.ort_engine`). `shard` ("I/N"): score only that 1/N
+    of the videos into `out_dir` for `slowfast eval merge`. Under torchrun the ranks split the videos and rank 0
+    returns (and writes) the joined result; the other ranks return None (training/eval_shards.py)."""
+    parsed = parse_shard(shard) if shard is not None else None
+    sharded = shard is not None or dist_util.world_size() > 1
+    if shard is not None and dist_util.world_size() > 1:
+        raise SlowFastError("--shard is for independent jobs; under torchrun the ranks split the videos already: drop --shard")
+    if shard is not None and not out_dir:
+        raise SlowFastError("--shard needs --out DIR: the shard's scores go there for `slowfast eval merge`")
     if Path(manifest).is_file() and looks_like_ava_csv(manifest):
+        if sharded:
+            raise SlowFastError(
+                "sharded evaluation (--shard or torchrun) covers classification manifests; run detection mAP in one process"
+            )
         return _evaluate_detection(
             artifact,
             manifest,
@@ -100,20 +125,29 @@ def evaluate(
     if out_dir:
         probe_writable(out_dir)  # a read-only or full --out fails now, not after the whole evaluation
     _, videos = load_manifest_videos(manifest, "evaluation")
+    if dist_util.world_size() > 1:
+        dist_util.init(resolve_device(device))  # before loading, so each rank's engine lands on its own GPU
     engine = engines.load(artifact, device=device, qdq=qdq)
-    result = evaluate_engine(
-        engine,
-        videos,
-        num_clips=num_clips,
-        num_crops=num_crops,
-        batch_size=batch_size,
-        device=device,
-        threads=threads,
-        skip_bad=skip_bad,
-        progress=progress,
-    )
+    kwargs = dict(num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device, threads=threads, skip_bad=skip_bad)
+    if sharded:
+        result = eval_shards.evaluate_sharded(engine, videos, parsed, out_dir, progress=progress, **kwargs)
+        if result is None or shard is not None:
+            return result
+    else:
+        result = evaluate_engine(engine, videos, progress=progress, **kwargs)
     if out_dir:
         result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
+    return result
+
+
+def merge_evaluation(folders: list[str], out_dir: str | None = None) -> dict:
+    """The evaluation joined from `evaluate(..., shard="I/N")` folders; eval.json/.md and scores.npz into `out_dir`."""
+    if out_dir:
+        probe_writable(out_dir)
+    result, scores = eval_shards.merge_folders(folders)
+    if out_dir:
+        result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
+        result["files"]["scores"] = str(eval_shards.write_scores(scores, out_dir))
     return result
 
 

@@ -69,6 +69,7 @@ class TrainOptions:
     skip_bad: bool = False
     init: str | None = None
     progress: bool = True
+    sync_bn: bool = False  # SyncBatchNorm across DDP ranks (CUDA only)
     max_steps: int | None = None  # stop after this many steps (tests, smoke runs); the schedule still spans all epochs
     model_overrides: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)  # {"train": {"path", "sha256"}, "val": ...}: what --resume must find again
@@ -89,6 +90,7 @@ RESULT_OPTIONS = (
     "val_clips",
     "val_crops",
     "val_every",
+    "sync_bn",
 )
 STEP_FILE = re.compile(r"step_\d{8}\.safetensors")
 
@@ -286,10 +288,7 @@ class Trainer:
             net = model_build(cfg)
         self.cfg = net.config
         # channels_last_3d: ~2x faster conv3d/BatchNorm training on the CPU here, and the tensor-core layout on GPUs.
-        self.net = net.to(self.device, memory_format=torch.channels_last_3d)
-        self.module = self.net
-        if self.dist.enabled:
-            self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.net = self.module = net.to(self.device, memory_format=torch.channels_last_3d)
 
         global_batch = opts.batch_size * self.dist.world_size
         self.base_lr = opts.lr if opts.lr is not None else scaled_lr(global_batch)
@@ -307,6 +306,8 @@ class Trainer:
         if self.device.type == "cuda":
             saved = json.loads(state.get("gpu_policy", "null")) if state is not None else None
             self._choose_gpu_settings(saved, keep_precision=kept is not None)
+        # DDP (and SyncBatchNorm) after the probes above, which run on each rank alone.
+        self.net, self.module = dist_util.wrap(self.module, self.device, self.dist, sync_bn=opts.sync_bn)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp.use_scaler)
         self.loss_fn = nn.BCEWithLogitsLoss() if self.cfg.multilabel else nn.CrossEntropyLoss()
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
