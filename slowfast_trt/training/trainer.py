@@ -313,6 +313,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
         self.acc = _fresh_accumulators()
+        self._per_rank: list[dict] | None = None  # all ranks' `acc` and `seen` at the last checkpoint (`_save`)
         self.seen: list[int] = []  # video indices this rank read in the current epoch (written to data_log.jsonl)
         self.best = {"metric": None, "value": -math.inf, "step": None}
         self.last_good: Path | None = latest
@@ -447,6 +448,9 @@ class Trainer:
         self.history = json.loads(state["history"])
         self.seen = json.loads(state.get("seen", "[]"))
         self.acc = json.loads(state.get("epoch_sums", "null")) or _fresh_accumulators()
+        per_rank = json.loads(state.get("per_rank", "null"))  # each rank's own epoch sums and videos (DDP)
+        if per_rank and len(per_rank) == self.dist.world_size:
+            self.acc, self.seen = per_rank[self.dist.rank]["epoch_sums"], per_rank[self.dist.rank]["seen"]
         self.best = json.loads(state["best"])
         _set_rng_state(state["rng"])
 
@@ -461,6 +465,7 @@ class Trainer:
             "history": json.dumps(self.history),
             "seen": json.dumps(self.seen),
             "epoch_sums": json.dumps(self.acc),
+            "per_rank": json.dumps(self._per_rank),
             "best": json.dumps(self.best),
             "options": {k: v for k, v in asdict(self.opts).items() if isinstance(v, (int, float, str, bool, type(None)))},
             "world_size": self.dist.world_size,
@@ -471,6 +476,8 @@ class Trainer:
 
     # ----- the loop -----
     def _save(self, best: bool = False) -> None:
+        # Every rank's own sums and videos: rank 0 alone writes, but a resumed epoch must report all ranks' data.
+        self._per_rank = dist_util.all_gather_object({"epoch_sums": self.acc, "seen": self.seen}, self.dist)
         if self.dist.is_main:
             self.last_good = self.ckpts.save(self.module, self._state(), self.global_step, best=best)
         dist_util.barrier(self.dist)
