@@ -1,4 +1,4 @@
-"""`slowfast data prepare|synth|check|preview`: video collections in, manifests and checked files out."""
+"""`slowfast data prepare|merge|synth|check|preview`: video collections in, manifests and checked files out."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import sys
 
 import click
 
+from slowfast_trt.common.shards import parse_shard
 from slowfast_trt.dali_pipelines.preview import preview
 from slowfast_trt.data.check import check
+from slowfast_trt.data.merge import merge_prepared
 from slowfast_trt.data.prepare import prepare
 from slowfast_trt.data.synth import synth
 from slowfast_trt.data.synth_ava import synth_detection
@@ -35,6 +37,7 @@ def data() -> None:
 @click.option("--root", type=click.Path(file_okay=False), help="Folder that list/CSV paths resolve against (default: the list's folder).")
 @click.option("--gop", default=32, show_default=True, type=int, help="Keyframe interval in frames (seeking cost).")
 @click.option("--quality", type=int, help="crf for vp9/h264, qscale for mjpeg (default: the codec's preset).")
+@click.option("--shard", help="Prepare only shard I of N of the sources (0-based, e.g. $SLURM_ARRAY_TASK_ID/16); join with `data merge`.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def prepare_cmd(
     src: str,
@@ -46,6 +49,7 @@ def prepare_cmd(
     root: str | None,
     gop: int,
     quality: int | None,
+    shard: str | None,
     quiet: bool,
 ) -> None:
     """Transcode SRC (class folders, a Kinetics CSV, a PySlowFast list or a manifest) into OUT with a manifest.
@@ -55,7 +59,17 @@ def prepare_cmd(
     """
     try:
         r = prepare(
-            src, out, short_side=short_side, codec=codec, fps=fps, workers=workers, root=root, gop=gop, quality=quality, progress=not quiet
+            src,
+            out,
+            short_side=short_side,
+            codec=codec,
+            fps=fps,
+            workers=workers,
+            root=root,
+            gop=gop,
+            quality=quality,
+            progress=not quiet,
+            shard=parse_shard(shard) if shard is not None else None,
         )
     except KeyboardInterrupt:
         _interrupted(f"finished files are kept; run the same command again to resume ({out})")
@@ -65,6 +79,15 @@ def prepare_cmd(
         f"{r.done} videos in {r.manifest} ({r.transcoded} transcoded, {r.skipped} already done), "
         f"{len(r.rejects)} rejected (see {r.out / 'rejects.csv'}), {r.seconds:.1f} s"
     )
+
+
+@data.command("merge")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("shards", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+def merge_cmd(out: str, shards: tuple[str, ...]) -> None:
+    """Join the folders of `data prepare SRC DIR --shard I/N` (all N, each once) into OUT, as one unsharded run."""
+    r = merge_prepared(out, list(shards))
+    click.echo(f"{r.videos} videos from {r.shards} shards in {r.manifest}, {r.rejects} rejected (see {r.out / 'rejects.csv'})")
 
 
 @data.command("synth")
