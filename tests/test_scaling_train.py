@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from slowfast_trt import model
+from slowfast_trt.cli.main import main
 from slowfast_trt.data.manifest import read_manifest
 from slowfast_trt.data.synth import synth
 from tests import scaling_helpers as sh
@@ -115,3 +117,24 @@ def test_a_killed_node_started_again_resumes_the_job(data, reference, tmp_path):
     for rc, err in sh.finish([nodes[0], again], 300):
         assert rc == 0, err
     assert_same_run(reference, out)
+
+
+def test_sync_bn_is_refused_on_the_cpu_in_one_line(data, tmp_path):
+    r = CliRunner().invoke(main, [*train_args(data, tmp_path / "run"), "--sync-bn"])
+    lines = [ln for ln in r.output.strip().splitlines() if ln]
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: --sync-bn needs CUDA"), r.output
+    assert not (tmp_path / "run").exists(), "refused before the run folder is claimed"
+
+
+@pytest.mark.gpu
+def test_sync_bn_trains_under_torchrun_on_cuda(data, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    nproc = min(2, torch.cuda.device_count())  # NCCL takes one GPU per rank; with one GPU there is nothing to synchronise
+    out = tmp_path / "run"
+    args = [a if a != "cpu" else "cuda" for a in train_args(data, out)] + ["--sync-bn", "--max-steps", "2"]
+    r = subprocess.run(sh.torchrun_single(nproc, *args), cwd=sh.ROOT, env=sh.ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((out / "config.json").read_text())["options"]["sync_bn"] is True
+    net = model.load(out / "checkpoints" / "step_00000002.safetensors")  # SyncBatchNorm weights load into the plain network
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in net.modules())
