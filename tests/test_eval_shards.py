@@ -92,3 +92,8 @@ def test_torchrun_ranks_split_the_videos_and_rank0_reports_one_process_result(se
     result = json.loads((out / "eval.json").read_text())
     _same(setup["single"], result)
     assert [s["shard"] for s in result["shards"]] == ["0/2", "1/2"] and [s["videos"] for s in result["shards"]] == [4, 4]
+    whole = tmp_path / "whole"
+    evaluate(setup["ckpt"], setup["manifest"], out_dir=str(whole), shard="0/1", **OPTS)
+    with np.load(whole / "scores.npz") as a, np.load(out / "scores.npz") as b:
+        for k in a.files:  # the gathered per-video scores, not only the metrics
+            np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-6)

@@ -139,17 +139,17 @@ def merge_folders(folders: list[str | os.PathLike]) -> tuple[dict, dict[str, np.
     return merge([read_shard(f) for f in folders], [str(f) for f in folders])
 
 
-def evaluate_sharded(engine, videos: list[Video], shard: Shard | None, out_dir: str | None, **kwargs) -> dict | None:
-    """`--shard I/N`: score that shard into `out_dir` and return its summary. Under torchrun (no `shard`): every rank
-    scores its share, rank 0 joins them and returns the result, the other ranks return None."""
-    if shard is not None:
-        part = score_shard(engine, videos, shard, **kwargs)
-        write_shard(part, out_dir)
-        return {"shard": str(shard), "videos": len(part["positions"]), "skipped": part["skipped"], "out": str(out_dir)}
+def score_shard_into(engine, videos: list[Video], shard: Shard, out_dir: str | os.PathLike, **kwargs) -> dict:
+    """`--shard I/N`: score that shard into `out_dir` (`write_shard`); returns a summary of what was scored."""
+    part = score_shard(engine, videos, shard, **kwargs)
+    write_shard(part, out_dir)
+    return {"shard": str(shard), "videos": len(part["positions"]), "skipped": part["skipped"], "out": str(out_dir)}
+
+
+def evaluate_ranks(engine, videos: list[Video], **kwargs) -> tuple[dict, dict[str, np.ndarray]] | None:
+    """Under torchrun: every rank scores its share; rank 0 returns the joined (result, per-video scores), the others None."""
     info = dist_util.init(resolve_device(kwargs.get("device", "auto")))
     part = score_shard(engine, videos, Shard(info.rank, info.world_size), **kwargs)
     parts = dist_util.all_gather_object(part, info)
     dist_util.shutdown(info)
-    if not info.is_main:
-        return None
-    return merge(parts)[0]
+    return merge(parts) if info.is_main else None

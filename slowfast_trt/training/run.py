@@ -129,14 +129,20 @@ def evaluate(
         dist_util.init(resolve_device(device))  # before loading, so each rank's engine lands on its own GPU
     engine = engines.load(artifact, device=device, qdq=qdq)
     kwargs = dict(num_clips=num_clips, num_crops=num_crops, batch_size=batch_size, device=device, threads=threads, skip_bad=skip_bad)
+    scores = None
+    if parsed is not None:
+        return eval_shards.score_shard_into(engine, videos, parsed, out_dir, progress=progress, **kwargs)
     if sharded:
-        result = eval_shards.evaluate_sharded(engine, videos, parsed, out_dir, progress=progress, **kwargs)
-        if result is None or shard is not None:
-            return result
+        joined = eval_shards.evaluate_ranks(engine, videos, progress=progress, **kwargs)
+        if joined is None:
+            return None
+        result, scores = joined
     else:
         result = evaluate_engine(engine, videos, progress=progress, **kwargs)
     if out_dir:
         result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
+        if scores is not None:
+            result["files"]["scores"] = str(eval_shards.write_scores(scores, out_dir))
     return result
 
 
