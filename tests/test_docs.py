@@ -143,6 +143,10 @@ def _option_spellings(token: str) -> list[str]:
     return out
 
 
+def _takes_value(cmd: click.Command, name: str) -> bool:
+    return any(isinstance(p, click.Option) and name in p.opts and not p.is_flag and not p.count for p in cmd.params)
+
+
 def check_command(args: list[str]) -> list[str]:
     """Problems with one `slowfast` invocation: unknown subcommands, unknown options, invalid choice values."""
     problems, cmd, path = [], cli_main, ["slowfast"]
@@ -161,6 +165,8 @@ def check_command(args: list[str]) -> list[str]:
                     bad = [v for v in value.split("|") if v not in choices]
                     if bad:
                         problems.append(f"`{' '.join(path)} {name}` does not accept {bad} (choices: {choices})")
+                if isinstance(cmd, click.Group) and value is not None and _takes_value(cmd, name):
+                    i += 1  # a group with options (`eval`): the value is not a subcommand
         elif isinstance(cmd, click.Group):
             sub = cmd.commands.get(bare)
             if sub is None:
@@ -168,7 +174,7 @@ def check_command(args: list[str]) -> list[str]:
                 return problems
             cmd, path = sub, [*path, bare]
         i += 1
-    if isinstance(cmd, click.Group):
+    if isinstance(cmd, click.Group) and not cmd.invoke_without_command:
         problems.append(f"`{' '.join(path)}` needs a subcommand")
     return problems
 

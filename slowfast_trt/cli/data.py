@@ -1,4 +1,4 @@
-"""`slowfast data prepare|synth|check|preview`: video collections in, manifests and checked files out."""
+"""`slowfast data prepare|merge|synth|check|preview`: video collections in, manifests and checked files out."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import click
 
 from slowfast_trt.cli.interrupt import resume_hint
 from slowfast_trt.cli.options import device_option
+from slowfast_trt.common.shards import parse_shard
 from slowfast_trt.dali_pipelines.preview import preview
 from slowfast_trt.data.check import check
+from slowfast_trt.data.merge import merge_prepared
 from slowfast_trt.data.prepare import prepare
 from slowfast_trt.data.synth import synth
 from slowfast_trt.data.synth_ava import synth_detection
@@ -32,6 +34,7 @@ def data() -> None:
 @click.option("--root", type=click.Path(file_okay=False), help="Folder that list/CSV paths resolve against (default: the list's folder).")
 @click.option("--gop", default=32, show_default=True, type=int, help="Keyframe interval in frames (seeking cost).")
 @click.option("--quality", type=int, help="crf for vp9/h264, qscale for mjpeg (default: the codec's preset).")
+@click.option("--shard", help="Prepare only shard I of N of the sources (0-based, e.g. $SLURM_ARRAY_TASK_ID/16); join with `data merge`.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @resume_hint("finished files are kept; run the same command again to resume ({out})")
 def prepare_cmd(
@@ -44,6 +47,7 @@ def prepare_cmd(
     root: str | None,
     gop: int,
     quality: int | None,
+    shard: str | None,
     quiet: bool,
 ) -> None:
     """Transcode SRC (class folders, a Kinetics CSV, a PySlowFast list or a manifest) into OUT with a manifest.
@@ -52,7 +56,17 @@ def prepare_cmd(
     OUT/rejects.csv and skipped; the command fails only when no file could be prepared.
     """
     r = prepare(
-        src, out, short_side=short_side, codec=codec, fps=fps, workers=workers, root=root, gop=gop, quality=quality, progress=not quiet
+        src,
+        out,
+        short_side=short_side,
+        codec=codec,
+        fps=fps,
+        workers=workers,
+        root=root,
+        gop=gop,
+        quality=quality,
+        progress=not quiet,
+        shard=parse_shard(shard) if shard is not None else None,
     )
     for path, reason in r.rejects:
         click.echo(f"rejected {path}: {reason}", err=True)
@@ -60,6 +74,15 @@ def prepare_cmd(
         f"{r.done} videos in {r.manifest} ({r.transcoded} transcoded, {r.skipped} already done), "
         f"{len(r.rejects)} rejected (see {r.out / 'rejects.csv'}), {r.seconds:.1f} s"
     )
+
+
+@data.command("merge")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.argument("shards", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+def merge_cmd(out: str, shards: tuple[str, ...]) -> None:
+    """Join the folders of `data prepare SRC DIR --shard I/N` (all N, each once) into OUT, as one unsharded run."""
+    r = merge_prepared(out, list(shards))
+    click.echo(f"{r.videos} videos from {r.shards} shards in {r.manifest}, {r.rejects} rejected (see {r.out / 'rejects.csv'})")
 
 
 @data.command("synth")

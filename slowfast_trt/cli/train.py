@@ -11,7 +11,7 @@ from slowfast_trt.cli.options import clips_option, crops_option, device_option, 
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.training.detect import detection_markdown
 from slowfast_trt.training.evaluate import to_markdown
-from slowfast_trt.training.run import evaluate
+from slowfast_trt.training.run import evaluate, merge_evaluation
 from slowfast_trt.training.run import train as run_train
 
 
@@ -57,6 +57,9 @@ from slowfast_trt.training.run import train as run_train
 )
 @click.option("--no-flip", is_flag=True, help="No random horizontal flip (for classes that depend on left/right, as in `data synth`).")
 @click.option("--max-steps", type=click.IntRange(1), help="Stop after this many steps (smoke runs).")
+@click.option(
+    "--sync-bn", is_flag=True, help="BatchNorm statistics over all torchrun ranks' clips (SyncBatchNorm; CUDA only, refused on the CPU)."
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @resume_hint("checkpoints already in {out_dir} are kept; run the same command with --resume to continue")
 def train(
@@ -87,6 +90,7 @@ def train(
     dropout,
     no_flip,
     max_steps,
+    sync_bn,
     quiet,
 ):
     """Train PRESET with the paper's recipe (SGD, warm-up + cosine, AMP) on DALI clips."""
@@ -122,19 +126,19 @@ def train(
         threads=threads,
         skip_bad=skip_bad,
         max_steps=max_steps,
+        sync_bn=sync_bn,
         progress=not quiet,
     )
     last = summary["history"][-1] if summary["history"] else {}
     click.echo(json.dumps({"last": last, "best": summary["best"], "checkpoint": summary["last_checkpoint"]}, indent=2))
 
 
-@click.command("eval")
+@click.group("eval", invoke_without_command=True, subcommand_metavar="[merge DIR...]")
 @click.option("--ckpt", type=click.Path(dir_okay=False), help="A checkpoint (or converted reference weights).")
 @click.option("--engine", "engine_path", type=click.Path(dir_okay=False), help="An exported ONNX model or TensorRT plan instead of --ckpt.")
 @click.option(
     "--data",
     "manifest",
-    required=True,
     type=click.Path(dir_okay=False),
     help="Manifest of the test videos, or an AVA label CSV (frame mAP on its <stem>_proposals.csv).",
 )
@@ -152,13 +156,39 @@ def train(
     show_default=True,
     help="INT8 ONNX only: ONNX Runtime's int8 kernels, or the Q/DQ semantics TensorRT implements (auto: emulate on CPUs without VNNI).",
 )
+@click.option(
+    "--shard",
+    help="Score only shard I of N (0-based, e.g. $SLURM_ARRAY_TASK_ID/8) into --out; join the shards with `slowfast eval merge`.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def eval_cmd(ckpt, engine_path, manifest, clips, crops, batch_size, device, threads, skip_bad, out_dir, qdq, quiet):
-    """Top-1/top-5 (mAP for multi-label) for 1x1, 1x3, Kx1 and Kx3 views in one pass."""
+@click.pass_context
+def eval_cmd(ctx, ckpt, engine_path, manifest, clips, crops, batch_size, device, threads, skip_bad, out_dir, qdq, shard, quiet):
+    """Top-1/top-5 (mAP for multi-label) for 1x1, 1x3, Kx1 and Kx3 views in one pass.
+
+    Under torchrun the ranks split the videos and rank 0 prints and writes the joined result."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not manifest:
+        raise click.UsageError("Missing option '--data'.")
     if bool(ckpt) == bool(engine_path):
         raise click.UsageError("give exactly one of --ckpt or --engine")
     feed = FeedSpec(
         device=device, batch_size=batch_size, threads=threads, num_clips=clips, num_crops=crops, skip_bad=skip_bad, progress=not quiet
     )
-    result = evaluate(engine_path or ckpt, manifest, feed, out_dir=out_dir, qdq=qdq)
+    result = evaluate(engine_path or ckpt, manifest, feed, out_dir=out_dir, qdq=qdq, shard=shard)
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
+        return
+    if shard:
+        click.echo(
+            f"shard {result['shard']}: {result['videos']} videos scored into {result['out']}; join all shards with `slowfast eval merge`"
+        )
+        return
     click.echo(detection_markdown(result) if result.get("per_class_ap") is not None else to_markdown(result))
+
+
+@eval_cmd.command("merge")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write the joined eval.json, eval.md and scores.npz here.")
+def eval_merge_cmd(folders, out_dir):
+    """Join the shard folders of `slowfast eval --shard I/N --out DIR` (all N, each once) into one evaluation."""
+    click.echo(to_markdown(merge_evaluation(list(folders), out_dir)))

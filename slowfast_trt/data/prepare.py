@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,12 +36,14 @@ from slowfast_trt.common.errors import ENVIRONMENT_ERRNOS, EnvironmentFault, Slo
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.common.lock import own_folder
 from slowfast_trt.common.progress import progress as progress_bar
+from slowfast_trt.common.shards import Shard
 from slowfast_trt.data import parallel
-from slowfast_trt.data.layouts import printable, read_collection
+from slowfast_trt.data.layouts import Collection, printable, read_collection
 from slowfast_trt.data.manifest import Entry, write_manifest
 from slowfast_trt.data.video_io import GOP, VideoError, VideoWriter, check_complete, codec_spec, iter_frames, probe, short_side_size, verify
 
 STATE_DIR = ".prepare"
+SHARD_FILE = "shard.json"  # which shard of which sources a sharded OUT holds
 VIDEOS_DIR = "videos"
 QUALITY_RANGES = {"vp9": (0, 63), "h264": (0, 51), "mjpeg": (1, 31)}  # crf, crf, qscale
 
@@ -236,6 +239,12 @@ def _check_same_settings(state: Path, settings: Settings) -> None:
     atomic_write_text(path, json.dumps(want, sort_keys=True) + "\n")
 
 
+def shard_sources_sha256(collection: Collection) -> str:
+    """A fingerprint of the whole source list (names, paths, labels, order) that every shard of one SRC shares."""
+    text = "\n".join(f"{i.name}\0{i.path}\0{i.label}" for i in collection.items) + "\0" + "\n".join(collection.classes)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:
     """`path,reason` CSV of every file that could not be used."""
     buf = io.StringIO()
@@ -256,8 +265,12 @@ def prepare(
     gop: int = GOP,
     quality: int | None = None,
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> PrepareReport:
-    """Transcode the collection SRC into OUT (videos/, manifest.csv, classes.txt, rejects.csv); resumable."""
+    """Transcode the collection SRC into OUT (videos/, manifest.csv, classes.txt, rejects.csv); resumable.
+
+    `shard`: only that deterministic 1/N of the sources (common.shards), recorded in OUT/shard.json for
+    `data merge` (data/merge.py); a shard may end up empty."""
     settings = check_settings(Settings(codec, short_side, fps, gop, quality))
     spec = codec_spec(codec)
     if workers is not None and workers < 1:
@@ -267,9 +280,14 @@ def prepare(
     if Path(src).is_dir() and out.resolve().is_relative_to(Path(src).resolve()):
         raise SlowFastError(f"OUT ({out}) is inside SRC ({src}); its outputs would be read as new videos: pick an OUT outside SRC")
     collection = read_collection(src, root)
+    sources = shard_sources_sha256(collection)
+    if shard is not None:
+        collection = replace(collection, items=shard.pick(collection.items))
     state = out / STATE_DIR
     with own_folder(out, "slowfast data prepare"):
         _check_same_settings(state, settings)
+        if shard is not None:
+            atomic_write_text(out / SHARD_FILE, json.dumps({"shard": [shard.index, shard.count], "sources_sha256": sources}) + "\n")
         tmp_dir = state / "tmp"
         shutil.rmtree(tmp_dir, ignore_errors=True)  # partial outputs of a killed run: never counted, deleted here
         tmp_dir.mkdir(parents=True)
@@ -327,7 +345,7 @@ def prepare(
         report.rejects = rejects
         report.done = len(entries)
         report.seconds = time.perf_counter() - t0
-        if not entries:
+        if not entries and shard is None:
             raise SlowFastError(f"no video could be prepared from {src}; see the reasons in {out / 'rejects.csv'}")
         write_manifest(report.manifest, entries, collection.classes)
     return report

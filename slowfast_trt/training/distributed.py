@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+
+from slowfast_trt.common.errors import SlowFastError
 
 
 @dataclass(frozen=True)
@@ -26,9 +29,14 @@ class DistInfo:
         return self.world_size > 1
 
 
+def world_size() -> int:
+    """How many processes torchrun started for this job (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init(device: torch.device) -> DistInfo:
     """Join the process group torchrun describes in the environment (no-op for a single process)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     if world <= 1:
         return DistInfo()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -38,6 +46,26 @@ def init(device: torch.device) -> DistInfo:
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend)
     return DistInfo(rank, world, local)
+
+
+def check_sync_bn(sync_bn: bool, device: torch.device) -> None:
+    """--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU kernels."""
+    if sync_bn and device.type != "cuda":
+        raise SlowFastError("--sync-bn needs CUDA GPUs (torch's SyncBatchNorm is CUDA-only); drop --sync-bn on the CPU")
+
+
+def wrap(net: nn.Module, device: torch.device, info: DistInfo, sync_bn: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(the network to call, the module to save): DistributedDataParallel under torchrun, the plain module otherwise.
+
+    `sync_bn`: BatchNorm statistics over the global batch of all ranks instead of each rank's clips (PySlowFast's
+    BN.NUM_SYNC_DEVICES over the whole job); with one process there is nothing to synchronise."""
+    check_sync_bn(sync_bn, device)
+    if not info.enabled:
+        return net, net
+    if sync_bn:
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    ddp = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    return ddp, net
 
 
 def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -67,7 +67,7 @@ def evaluate_engines(engines: dict, videos: list[Video], feed: FeedSpec) -> dict
         keep = [i for i, v in enumerate(videos) if v.path not in bad]
         aggs = {k: a.subset(keep) for k, a in aggs.items()}
         videos = [videos[i] for i in keep]
-    labels = _labels(videos, cfg)
+    labels = label_array([v.label for v in videos], cfg.multilabel, cfg.num_classes)
     return {
         name: {
             "engine": engine.name,
@@ -159,12 +159,13 @@ def agreement(a: dict, b: dict, setting: str) -> float:
     return 100.0 * sum(x == y for x, y in zip(pa, pb)) / len(pa)
 
 
-def _labels(videos: list[Video], cfg) -> np.ndarray:
-    if not cfg.multilabel:
-        return np.array([int(v.label if not isinstance(v.label, (list, tuple)) else v.label[0]) for v in videos])
-    hot = np.zeros((len(videos), cfg.num_classes))
-    for i, v in enumerate(videos):
-        hot[i, list(v.label) if isinstance(v.label, (list, tuple)) else [v.label]] = 1
+def label_array(labels: list, multilabel: bool, num_classes: int) -> np.ndarray:
+    """Manifest labels (an id, or a tuple of ids) as the metrics take them: ids, or a multi-hot matrix."""
+    if not multilabel:
+        return np.array([int(lab if not isinstance(lab, (list, tuple)) else lab[0]) for lab in labels])
+    hot = np.zeros((len(labels), num_classes))
+    for i, lab in enumerate(labels):
+        hot[i, list(lab) if isinstance(lab, (list, tuple)) else [lab]] = 1
     return hot
 
 

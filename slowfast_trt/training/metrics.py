@@ -100,16 +100,25 @@ class ViewAggregator:
             out[f"{clips}x{crops}"] = setting
         return out
 
+    def all_video_scores(self) -> dict[str, np.ndarray]:
+        """`video_scores` for every view setting of this pass, keyed like `results` ("10x3")."""
+        self.check_complete()
+        return {name: self.video_scores(setting) for name, setting in self.settings().items()}
+
     def results(self, labels: np.ndarray) -> dict[str, dict[str, float]]:
         """Top-1/top-5 (or mAP for multi-label) per view setting; `labels` are ids, or a multi-hot matrix."""
-        self.check_complete()
-        out = {}
-        for name, setting in self.settings().items():
-            s = self.video_scores(setting)
-            out[name] = {"mAP": mean_average_precision(s, labels)} if self.multilabel else topk_accuracy(s, labels)
-        return out
+        return results_of(self.all_video_scores(), labels, self.multilabel)
 
     def predictions(self) -> dict[str, list[int]]:
         """Top-1 class id per video (in video order) for each view setting, keyed like `results`."""
-        self.check_complete()
-        return {name: [int(i) for i in np.argmax(self.video_scores(setting), axis=1)] for name, setting in self.settings().items()}
+        return predictions_of(self.all_video_scores())
+
+
+def results_of(scores: dict[str, np.ndarray], labels: np.ndarray, multilabel: bool) -> dict[str, dict[str, float]]:
+    """Metrics per view setting from per-video scores (`ViewAggregator.all_video_scores`, or sharded ones joined)."""
+    return {name: {"mAP": mean_average_precision(s, labels)} if multilabel else topk_accuracy(s, labels) for name, s in scores.items()}
+
+
+def predictions_of(scores: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    """Top-1 class id per video for each view setting of per-video scores."""
+    return {name: [int(i) for i in np.argmax(s, axis=1)] for name, s in scores.items()}

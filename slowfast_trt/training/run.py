@@ -5,17 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from slowfast_trt import engines
+from slowfast_trt.common.device import resolve_device
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import probe_writable
+from slowfast_trt.common.shards import parse_shard
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.ava import load_ava, looks_like_ava_csv
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.detection import detection_config
 from slowfast_trt.model.zoo import get_config
+from slowfast_trt.training import distributed as dist_util
+from slowfast_trt.training import elastic, eval_shards
 from slowfast_trt.training.detect import DetectionTrainer, evaluate_detection, write_detection_eval
 from slowfast_trt.training.evaluate import evaluate_engine, write_eval
 from slowfast_trt.training.run_folder import claim_run_folder, fingerprint
+from slowfast_trt.training.run_state import Checkpoints
 from slowfast_trt.training.task import Classification
 from slowfast_trt.training.trainer import Trainer, TrainOptions
 
@@ -55,7 +60,8 @@ def train(
 
     The run owns `out_dir` (training/run_folder.py): a folder holding another run is refused unless `resume`
     continues it or `overwrite` deletes it first. An AVA-format label CSV instead of a manifest trains the
-    preset's detection variant (training/detect.py).
+    preset's detection variant (training/detect.py). Under torchrun, a restarted worker group continues the run
+    without `resume` (training/elastic.py).
     """
     detection = bool(train_manifest and Path(train_manifest).is_file() and looks_like_ava_csv(train_manifest))
     if not detection:  # (detection label CSVs are read and validated in _train_detection)
@@ -63,34 +69,75 @@ def train(
         _, val_videos = load_manifest_videos(val_manifest, "validation")
         cfg = resolve_config(preset, train_m, model_overrides or {})
     data = {k: fingerprint(v) for k, v in (("train", train_manifest), ("val", val_manifest)) if v is not None}
+    device = resolve_device(options.get("device", "auto"))
+    dist_util.check_sync_bn(options.get("sync_bn", False), device)
+    info = dist_util.init(device)
+    has_checkpoint = Checkpoints(Path(out_dir), 1).latest() is not None
+    resume, overwrite = elastic.continue_run(out_dir, resume, overwrite, has_checkpoint, info)
     with claim_run_folder(out_dir, resume, overwrite):
+        if info.is_main:
+            elastic.mark(out_dir)
         if detection:
             return _train_detection(preset, train_manifest, out_dir, val_manifest, resume, model_overrides or {}, {**options, "data": data})
         opts = TrainOptions(out_dir=out_dir, model_overrides=model_overrides or {}, data=data, **options)
         return Trainer(cfg, opts, Classification(train_videos, val_videos), resume=resume).run()
 
 
-def evaluate(artifact: str, manifest: str, feed: FeedSpec, *, out_dir: str | None = None, qdq: str = "auto") -> dict:
+def evaluate(
+    artifact: str, manifest: str, feed: FeedSpec, *, out_dir: str | None = None, qdq: str = "auto", shard: str | None = None
+) -> dict | None:
     """Multi-view accuracy of a checkpoint, ONNX model or TensorRT plan on `manifest` with `feed`'s views; writes
     eval.json/.md to `out_dir`. An AVA label CSV gives frame mAP instead (training/detect.py).
 
-    `qdq`: how ONNX Runtime runs an INT8 Q/DQ model (`engines.ort_engine`)."""
+    `qdq`: how ONNX Runtime runs an INT8 Q/DQ model (`engines.ort_engine`). `shard` ("I/N"): score only that 1/N
+    of the videos into `out_dir` for `slowfast eval merge`. Under torchrun the ranks split the videos and rank 0
+    returns (and writes) the joined result; the other ranks return None (training/eval_shards.py)."""
+    parsed = parse_shard(shard) if shard is not None else None
+    sharded = shard is not None or dist_util.world_size() > 1
+    if shard is not None and dist_util.world_size() > 1:
+        raise SlowFastError("--shard is for independent jobs; under torchrun the ranks split the videos already: drop --shard")
+    if shard is not None and not out_dir:
+        raise SlowFastError("--shard needs --out DIR: the shard's scores go there for `slowfast eval merge`")
     detection = Path(manifest).is_file() and looks_like_ava_csv(manifest)
+    if detection and sharded:
+        raise SlowFastError("sharded evaluation (--shard or torchrun) covers classification manifests; run detection mAP in one process")
     if out_dir:
         probe_writable(out_dir)  # a read-only or full --out fails now, not after the whole evaluation
     if detection:
         data = load_ava(manifest, use_proposals=True)
-    else:
-        _, videos = load_manifest_videos(manifest, "evaluation")
+        result = evaluate_detection(engines.load(artifact, device=feed.device, qdq=qdq), data, feed)
+        if out_dir:
+            result["files"] = {k: str(v) for k, v in write_detection_eval(result, out_dir).items()}
+        return result
+    _, videos = load_manifest_videos(manifest, "evaluation")
+    if dist_util.world_size() > 1:
+        dist_util.init(resolve_device(feed.device))  # before loading, so each rank's engine lands on its own GPU
     engine = engines.load(artifact, device=feed.device, qdq=qdq)
-    if detection:
-        result = evaluate_detection(engine, data, feed)
-        write = write_detection_eval
+    scores = None
+    if parsed is not None:
+        return eval_shards.score_shard_into(engine, videos, parsed, out_dir, feed)
+    if sharded:
+        joined = eval_shards.evaluate_ranks(engine, videos, feed)
+        if joined is None:
+            return None
+        result, scores = joined
     else:
         result = evaluate_engine(engine, videos, feed)
-        write = write_eval
     if out_dir:
-        result["files"] = {k: str(v) for k, v in write(result, out_dir).items()}
+        result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
+        if scores is not None:
+            result["files"]["scores"] = str(eval_shards.write_scores(scores, out_dir))
+    return result
+
+
+def merge_evaluation(folders: list[str], out_dir: str | None = None) -> dict:
+    """The evaluation joined from `evaluate(..., shard="I/N")` folders; eval.json/.md and scores.npz into `out_dir`."""
+    if out_dir:
+        probe_writable(out_dir)
+    result, scores = eval_shards.merge_folders(folders)
+    if out_dir:
+        result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
+        result["files"]["scores"] = str(eval_shards.write_scores(scores, out_dir))
     return result
 
 

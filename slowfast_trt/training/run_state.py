@@ -51,6 +51,7 @@ class TrainOptions:
     skip_bad: bool = False
     init: str | None = None
     progress: bool = True
+    sync_bn: bool = False  # SyncBatchNorm across DDP ranks (CUDA only)
     max_steps: int | None = None  # stop after this many steps (tests, smoke runs); the schedule still spans all epochs
     model_overrides: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)  # {"train": {"path", "sha256"}, "val": ...}: what --resume must find again
@@ -71,6 +72,7 @@ RESULT_OPTIONS = (
     "val_clips",
     "val_crops",
     "val_every",
+    "sync_bn",
 )
 STEP_FILE = re.compile(r"step_\d{8}\.safetensors")
 
@@ -96,6 +98,7 @@ class RunState:
     seen: list[int] = field(default_factory=list)  # video indices this rank read in the current epoch (data_log.jsonl)
     sums: dict = field(default_factory=fresh_sums)
     best: dict = field(default_factory=lambda: {"metric": None, "value": -float("inf"), "step": None})
+    per_rank: list[dict] | None = None  # every rank's `sums` and `seen` at the last checkpoint (DDP): rank 0 alone writes
 
     def next_epoch(self) -> None:
         self.epoch += 1
@@ -173,6 +176,7 @@ def training_state(
         "history": json.dumps(run.history),
         "seen": json.dumps(run.seen),
         "epoch_sums": json.dumps(run.sums),
+        "per_rank": json.dumps(run.per_rank),
         "best": json.dumps(run.best),
         "options": {k: v for k, v in asdict(opts).items() if isinstance(v, (int, float, str, bool, type(None)))},
         "world_size": world_size,
@@ -182,13 +186,14 @@ def training_state(
     }
 
 
-def restore(state: dict, optimizer, scaler) -> RunState:
-    """Load a checkpoint's optimizer, scaler and RNG states; the run state it was saved at."""
+def restore(state: dict, optimizer, scaler, rank: int = 0, world_size: int = 1) -> RunState:
+    """Load a checkpoint's optimizer, scaler and RNG states; the run state it was saved at, with rank `rank`'s own
+    epoch sums and videos where the checkpoint has every rank's (a resumed epoch reports all ranks' data)."""
     optimizer.load_state_dict(state["optimizer"])
     match_param_layout(optimizer)
     scaler.load_state_dict(state["scaler"])
     _set_rng_state(state["rng"])
-    return RunState(
+    run = RunState(
         epoch=state["epoch"],
         step_in_epoch=state["step_in_epoch"],
         global_step=state["global_step"],
@@ -197,6 +202,10 @@ def restore(state: dict, optimizer, scaler) -> RunState:
         sums=json.loads(state.get("epoch_sums", "null")) or fresh_sums(),
         best=json.loads(state["best"]),
     )
+    per_rank = json.loads(state.get("per_rank", "null"))
+    if per_rank and len(per_rank) == world_size:
+        run.sums, run.seen = per_rank[rank]["epoch_sums"], per_rank[rank]["seen"]
+    return run
 
 
 def resumed_precision(state: dict | None) -> dict | None:

@@ -89,9 +89,6 @@ class Trainer:
         self.folder.last_good = latest
         self.cfg = net.config
         self.module = net.to(self.device, memory_format=torch.channels_last_3d)  # the layout DALI hands over; the policy may change it
-        self.net = self.module
-        if self.dist.enabled:
-            self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.feed = feed_of(opts)
         base_lr = opts.lr if opts.lr is not None else scaled_lr(opts.batch_size * self.dist.world_size)
         self.optimizer = make_optimizer(self.module, base_lr, opts.momentum, opts.weight_decay, self.device)
@@ -99,6 +96,8 @@ class Trainer:
         self.steps_per_epoch = len(self.loader)
         self.amp = self._choose_precision(resumed_precision(state))
         self.amp.apply(self.module)
+        # DDP (and SyncBatchNorm) after the precision probes, which run on each rank alone.
+        self.net, self.module = dist_util.wrap(self.module, self.device, self.dist, sync_bn=opts.sync_bn)
         self.step = TrainStep(
             self.net,
             self.optimizer,
@@ -112,7 +111,9 @@ class Trainer:
         )
         val_feed = self.feed.but(num_clips=opts.val_clips, num_crops=opts.val_crops)
         self.validation = Validation(task, val_feed, opts.val_every, opts.epochs, self.cfg.multilabel)
-        self.state = restore(state, self.optimizer, self.step.scaler) if state is not None else RunState()
+        self.state = (
+            restore(state, self.optimizer, self.step.scaler, self.dist.rank, self.dist.world_size) if state is not None else RunState()
+        )
         self.tb = _tensorboard(self.out / "tensorboard") if self.dist.is_main else None
 
     # ----- the parts, as the tests and callers see them -----
@@ -156,6 +157,8 @@ class Trainer:
 
     # ----- the loop -----
     def _save(self, best: bool = False) -> None:
+        # Every rank's own sums and videos: rank 0 alone writes, but a resumed epoch must report all ranks' data.
+        self.state.per_rank = dist_util.all_gather_object({"epoch_sums": self.state.sums, "seen": self.state.seen}, self.dist)
         state = training_state(
             self.state, self.optimizer, self.step.scaler, self.opts, self.dist.world_size, self.amp.name, self.gpu_policy
         )
