@@ -12,20 +12,27 @@ on many cores, the serial loader) cannot hold a run up; `loaders` picks rows. Be
 the frames its decoder really decodes per clip (from the clip's first frame back to the keyframe before it, up to
 its last frame: the GOP's seek overhead; PyAV decodes from the file's start) and so decoded frames/s, and the
 external source's own cost per batch (reading and planning, no decoding) is timed alone.
+
+The peers (`dali_pipelines.peer_loaders`: decord, torchcodec on the CPU and on CUDA) run the same plans through
+the same torch crops and normalisation; a peer that is not installed is reported as skipped with how to install
+it. Every row's rate is also given against the best peer and against the PyAV DataLoader.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 import time
 from pathlib import Path
 
 import torch
 
 from slowfast_trt.benchmarks.results import write_result
+from slowfast_trt.common.device import use_threads
 from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.loader import ClipLoader
+from slowfast_trt.dali_pipelines.peer_loaders import PEERS, missing, peer_dataset, peer_loader
 from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline
 from slowfast_trt.dali_pipelines.plan import multiview_plan, train_plan
 from slowfast_trt.dali_pipelines.pyav_loader import PyAVClips
@@ -33,7 +40,16 @@ from slowfast_trt.data.manifest import Video
 from slowfast_trt.data.video_io import keyframe_indices
 from slowfast_trt.model.config import SlowFastConfig
 
-LOADERS = ("dali_train", "dali_test", "dali_train_graph_only", "dali_test_graph_only", "dali_decode_only", "pyav_serial", "pyav_dataloader")
+LOADERS = (
+    "dali_train",
+    "dali_test",
+    "dali_train_graph_only",
+    "dali_test_graph_only",
+    "dali_decode_only",
+    "pyav_serial",
+    "pyav_dataloader",
+    *PEERS,
+)
 PYAV_ROWS = ("pyav_serial", "pyav_dataloader")
 
 
@@ -148,7 +164,7 @@ def bench_pipeline(
     cfg: SlowFastConfig,
     *,
     batch: int = 8,
-    threads: int = 2,
+    threads: int | None = None,
     clips: int = 64,
     device: str = "auto",
     seed: int = 0,
@@ -156,7 +172,12 @@ def bench_pipeline(
     budget: float = 8.0,
     progress=print,
 ) -> dict:
-    """Measure each of `loaders` on `clips` clips of `videos` (at most `budget` seconds a row); returns the result dict (see module docstring)."""
+    """Measure each of `loaders` on `clips` clips of `videos` (at most `budget` seconds a row); returns the result dict (see module docstring).
+
+    `threads`: the CPU budget (None: every CPU this process may use); DALI gets all of it, and each DataLoader as
+    many worker processes, since no model runs beside the loader."""
+    split = use_threads(threads, model_on_cpu=False)
+    threads = split.dali
     if not videos:
         raise SlowFastError("the manifest has no videos")
     if budget <= 0:
@@ -216,16 +237,25 @@ def bench_pipeline(
     if "pyav_dataloader" in loaders:
         dl = torch.utils.data.DataLoader(PyAVClips(plans, cfg, "train"), batch_size=batch, num_workers=threads, persistent_workers=False)
         record("pyav_dataloader", _rate(dl, budget=budget), f"torch DataLoader, {threads} workers")
+    skipped = {}
+    for name in (n for n in PEERS if n in loaders):
+        why = missing(name)
+        if why:
+            skipped[name] = why
+            progress(f"skipped {name}: {why}")
+            continue
+        peer_dataset(name, plans[:1], cfg)[0]  # fail here, with the file's name, if the peer cannot read these files
+        workers = "in-process, GPU decode" if name == "torchcodec_cuda" else f"torch DataLoader, {threads} workers"
+        record(name, _rate(peer_loader(name, plans, cfg, batch, threads), budget=budget), f"{PEERS[name][0]}: {workers}")
     source_cost = external_source_cost(plans, cfg, batch)
     progress(
         f"{'external source':28s} {source_cost['first_pass_ms_per_batch']:8.2f} ms/batch first pass, "
         f"{source_cost['cached_ms_per_batch']:.2f} ms/batch cached"
     )
 
-    ratios = {}
+    ratios = against_peers(rows)  # includes dali_train_vs_pyav_dataloader
     for a, b in (
         ("dali_train", "pyav_serial"),
-        ("dali_train", "pyav_dataloader"),
         ("dali_train", "dali_decode_only"),
         ("dali_train", "dali_train_graph_only"),
         ("dali_test", "dali_test_graph_only"),
@@ -238,10 +268,12 @@ def bench_pipeline(
         "benchmark": "pipeline",
         **env,
         "device": f"DALI {dali_device} / {env['device']}",
+        "loadavg": list(os.getloadavg()),
         "settings": {
             "preset": cfg.name,
             "batch": batch,
             "threads": threads,
+            "thread_split": split.as_dict(),
             "spatial_ops": "torch" if loader.spatial_in_torch else "dali",
             "clips": clips,
             "crop": cfg.crop_size,
@@ -257,8 +289,28 @@ def bench_pipeline(
         "seek": seek,
         "external_source": source_cost,
         "ratios": ratios,
+        "best_peer": best_peer(rows),
+        "skipped": skipped,
         "rows": rows,
     }
+
+
+def best_peer(rows: dict[str, dict]) -> str | None:
+    """The fastest measured peer row (decord, torchcodec), or None when no peer ran."""
+    peers = [n for n in PEERS if n in rows and rows[n]["clips_per_s"] > 0]
+    return max(peers, key=lambda n: rows[n]["clips_per_s"]) if peers else None
+
+
+def against_peers(rows: dict[str, dict]) -> dict[str, float]:
+    """Every row's clips/s over the best peer's (`<row>_vs_best_peer`) and over the PyAV DataLoader's (`<row>_vs_pyav_dataloader`)."""
+    out = {}
+    for ref, suffix in ((best_peer(rows), "best_peer"), ("pyav_dataloader" if "pyav_dataloader" in rows else None, "pyav_dataloader")):
+        if ref is None or rows[ref]["clips_per_s"] <= 0:
+            continue
+        for name, r in rows.items():
+            if name != ref:
+                out[f"{name}_vs_{suffix}"] = r["clips_per_s"] / rows[ref]["clips_per_s"]
+    return out
 
 
 def to_markdown(result: dict) -> str:
@@ -288,6 +340,12 @@ def to_markdown(result: dict) -> str:
         lines += [
             f"External source alone: {e['first_pass_ms_per_batch']:.2f} ms per batch first pass, {e['cached_ms_per_batch']:.2f} ms cached."
         ]
+    if result.get("best_peer"):
+        lines += [f"Best peer: {result['best_peer']}."]
+    for name, why in result.get("skipped", {}).items():
+        lines += [f"Skipped {name}: {why}"]
+    if "loadavg" in result:
+        lines += [f"Load average at the end (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in result['loadavg'])}."]
     lines += ["", "| ratio (same run) | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f}x |" for k, v in result["ratios"].items()]
     return "\n".join(lines) + "\n"
