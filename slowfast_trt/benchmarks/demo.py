@@ -285,7 +285,7 @@ class Demo:
             val_clips=s.val_clips,
             val_crops=1,
             device=device,
-            threads=2,
+            threads=None,  # the budget of every CPU this process may use, split between DALI and torch (common.threads)
             progress=self.progress,
         )
         best = run_dir / "best.safetensors"

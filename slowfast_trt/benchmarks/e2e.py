@@ -13,6 +13,7 @@ the run up), and `loaders` picks the pipelines measured (dali, pyav).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +24,7 @@ import torch
 from slowfast_trt import engines
 from slowfast_trt.benchmarks.results import fmt, write_result
 from slowfast_trt.benchmarks.throughput import check_batches, engine_device, input_size, open_engine
+from slowfast_trt.common.device import resolve_device, use_threads
 from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.loader import ClipLoader
@@ -194,7 +196,7 @@ def bench_e2e(
     crops: int = 1,
     precision: str = "fp32",
     device: str = "auto",
-    threads: int = 2,
+    threads: int | None = None,
     manifest: str | None = None,
     loaders: tuple[str, ...] = LOADERS,
     budget: float = 6.0,
@@ -211,7 +213,13 @@ def bench_e2e(
         raise SlowFastError(f"artifact {artifact} not found; pass a checkpoint (.safetensors), an .onnx export or a TensorRT .plan")
 
     check_batches(artifact, [batch * crops])  # the engine sees batch x crops views per call
-    engine = open_engine(artifact, lambda: engines.load(artifact, device=engine_device(artifact, device), precision=precision))
+    on = engine_device(artifact, device)
+    # One budget for the loader and the engine: a TensorRT plan runs on the GPU; anything else where `on` resolves.
+    split = use_threads(
+        threads, model_on_cpu=artifact.suffix.lower() not in (".plan", ".engine", ".trt") and resolve_device(on).type == "cpu"
+    )
+    threads = split.dali  # DALI threads, and the PyAV DataLoader's workers: the loader's share either way
+    engine = open_engine(artifact, lambda: engines.load(artifact, device=on, precision=precision, threads=split.engine))
     cfg, pathways = engine.config, tuple(engine.input_names)
     if input_size(engine) != cfg.test_crop_size:
         raise SlowFastError(
@@ -286,6 +294,7 @@ def bench_e2e(
     return {
         "benchmark": "e2e",
         **env,
+        "loadavg": list(os.getloadavg()),
         "device": f"{engine.backend} on {dev.type} / DALI {dali_device} / {env['device']}",
         "settings": {
             "manifest": manifest,
@@ -296,6 +305,7 @@ def bench_e2e(
             "clips": clips,
             "crops": crops,
             "threads": threads,
+            "thread_split": split.as_dict(),
             "videos": len(videos),
             "crop": cfg.test_crop_size,
             "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}",

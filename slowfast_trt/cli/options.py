@@ -45,3 +45,13 @@ def int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> l
     if not out or min(out) < 1:
         raise click.BadParameter("values must be >= 1")
     return out
+
+
+def threads_option(**kwargs) -> Callable:
+    """`--threads N`: the one CPU budget a command splits between DALI, torch and OpenMP (common/threads.py)."""
+    kwargs.setdefault(
+        "help",
+        "CPU threads in all: split between DALI, torch's intra-op pool and ONNX Runtime so they never oversubscribe "
+        "[default: the CPUs this process may use].",
+    )
+    return click.option("--threads", type=click.IntRange(1), default=None, **kwargs)

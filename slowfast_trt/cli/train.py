@@ -6,6 +6,7 @@ import json
 
 import click
 
+from slowfast_trt.cli.options import threads_option
 from slowfast_trt.training.detect import detection_markdown
 from slowfast_trt.training.evaluate import to_markdown
 from slowfast_trt.training.run import evaluate
@@ -42,7 +43,7 @@ from slowfast_trt.training.run import train as run_train
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped (same data and options).")
 @click.option("--overwrite", is_flag=True, help="Delete the run already in --out, then start afresh (default: refuse a non-empty --out).")
 @click.option("--multilabel", is_flag=True, default=None, help="Train a multi-label model (sigmoid + BCE; rows may list ids as 3;7).")
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help="DALI threads per process.")
+@threads_option()
 @click.option("--skip-bad", is_flag=True, help="Skip videos that fail to decode (counted and reported) instead of stopping.")
 @click.option("--num-classes", type=click.IntRange(1), help="Override the class count (default: classes.txt).")
 @click.option("--crop", type=click.IntRange(32), help="Override the training crop (the test crop follows: crop * 8/7).")
@@ -138,7 +139,7 @@ def train(
 @click.option("--crops", default="3", show_default=True, type=click.Choice(["1", "3"]))
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch (each gives --crops views).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1))
+@threads_option()
 @click.option("--skip-bad", is_flag=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write eval.json and eval.md here.")
 @click.option(

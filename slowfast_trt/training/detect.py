@@ -71,7 +71,7 @@ class DetectionTrainer(Trainer):
             boxes="gt",
             plans=self._plan,
             device=self.opts.device,
-            threads=self.opts.threads,
+            threads=self.threads.dali,
             skip_bad=self.opts.skip_bad,
             videos=train_videos,
         )
@@ -91,7 +91,7 @@ class DetectionTrainer(Trainer):
             self.val_set,
             batch_size=self.opts.batch_size,
             device=self.opts.device,
-            threads=self.opts.threads,
+            threads=self.threads.dali,
             skip_bad=self.opts.skip_bad,
             progress=False,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slowfast_trt import engines
+from slowfast_trt.common.device import resolve_device, use_threads
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import probe_writable
 from slowfast_trt.dali_pipelines.ava import load_ava, looks_like_ava_csv
@@ -76,7 +77,7 @@ def evaluate(
     num_crops: int = 3,
     batch_size: int = 4,
     device: str = "auto",
-    threads: int = 2,
+    threads: int | None = None,
     skip_bad: bool = False,
     out_dir: str | None = None,
     progress: bool = True,
@@ -100,7 +101,8 @@ def evaluate(
     if out_dir:
         probe_writable(out_dir)  # a read-only or full --out fails now, not after the whole evaluation
     _, videos = load_manifest_videos(manifest, "evaluation")
-    engine = engines.load(artifact, device=device, qdq=qdq)
+    split = use_threads(threads, model_on_cpu=resolve_device(device).type == "cpu")
+    engine = engines.load(artifact, device=device, qdq=qdq, threads=split.engine)
     result = evaluate_engine(
         engine,
         videos,
@@ -108,10 +110,11 @@ def evaluate(
         num_crops=num_crops,
         batch_size=batch_size,
         device=device,
-        threads=threads,
+        threads=split.dali,
         skip_bad=skip_bad,
         progress=progress,
     )
+    result["thread_split"] = split.as_dict()
     if out_dir:
         result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
     return result

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from slowfast_trt import model
-from slowfast_trt.common.device import resolve_device
+from slowfast_trt.common.device import resolve_device, use_threads
 from slowfast_trt.common.errors import EnvironmentFault, SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.common.progress import progress as progress_bar
@@ -65,7 +65,7 @@ class TrainOptions:
     val_clips: int = 3
     val_crops: int = 1
     val_every: int = 1  # epochs
-    threads: int = 2
+    threads: int | None = None  # the CPU thread budget (common.threads); None: every CPU this process may use
     skip_bad: bool = False
     init: str | None = None
     progress: bool = True
@@ -252,6 +252,7 @@ class Trainer:
         self.dist = dist_util.init(self.device)
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)  # init() made it the current device
+        self.threads = use_threads(opts.threads, model_on_cpu=self.device.type == "cpu")
         if not train_videos:
             raise SlowFastError("the training manifest has no videos")
         check_labels(train_videos, cfg, "training manifest")
@@ -327,7 +328,7 @@ class Trainer:
             "train",
             self.opts.batch_size,
             device=self.opts.device,
-            threads=self.opts.threads,
+            threads=self.threads.dali,
             skip_bad=self.opts.skip_bad,
             videos=train_videos,
         )
@@ -516,7 +517,7 @@ class Trainer:
             num_crops=self.opts.val_crops,
             batch_size=self.opts.batch_size,
             device=self.opts.device,
-            threads=self.opts.threads,
+            threads=self.threads.dali,
             skip_bad=self.opts.skip_bad,
             progress=False,
         )
@@ -535,6 +536,7 @@ class Trainer:
                         "amp": self.amp.reason,
                         "base_lr": self.base_lr,
                         "gpu_policy": self.gpu_policy,
+                        "thread_split": self.threads.as_dict(),
                     },
                     indent=2,
                     default=str,
