@@ -2,8 +2,9 @@
 
 Tolerance against PyAV's swscale frames (the reference the peers are compared with): the burnt-in frame number
 must match exactly (frame identity); pixels may differ where a decoder upsamples chroma differently, so at most
-1% of values may differ by more than 2 grey levels and the mean difference stays under 0.5. decord 0.6.0
-returns PyAV's swscale frames bit for bit on these files; torchcodec converts through its own FFmpeg.
+1% of values may differ by more than 2 grey levels and the mean difference stays under 0.5. decord 0.6.0 and
+torchcodec 0.17.0 (system FFmpeg 5.1) returned PyAV's swscale frames bit for bit on these files; the tolerance is
+for other FFmpeg builds, whose swscale flags may upsample chroma differently.
 """
 
 from __future__ import annotations
