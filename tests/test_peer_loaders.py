@@ -130,3 +130,22 @@ def test_bench_pipeline_skips_missing_peers_and_ratios_against_the_best(clips, m
     md = to_markdown(r)
     assert "Skipped torchcodec_cpu_dataloader" in md and "Best peer: decord_dataloader" in md
     assert torch.get_num_threads() == r["settings"]["thread_split"]["torch_intra"]
+
+
+def test_bench_pipeline_without_dali_rows_reads_h264(clips):
+    """DALI's CPU decoder reads VP9 only; the PyAV and peer rows alone must still run on H.264 files."""
+    from slowfast_trt.benchmarks.pipeline import bench_pipeline
+
+    h264 = [clips[1]]
+    r = bench_pipeline(
+        h264,
+        model.get_config("slowfast_tiny_4x16"),
+        batch=2,
+        threads=1,
+        clips=4,
+        device="cpu",
+        loaders=("pyav_dataloader",),
+        budget=2.0,
+        progress=lambda _l: None,
+    )
+    assert list(r["rows"]) == ["pyav_dataloader"] and r["rows"]["pyav_dataloader"]["clips"] > 0 and r["settings"]["decoder"] == "-"

@@ -159,6 +159,43 @@ def _decode_rate(
     return (n / elapsed if elapsed > 0 and n else 0.0), n
 
 
+def _dali_rows(
+    plans, videos, cfg: SlowFastConfig, batch: int, device: str, split, loaders, clips: int, budget: float, record
+) -> ClipLoader:
+    """Measure the DALI rows of `loaders`; returns the training loader (its device and decoder routing describe the run).
+
+    Rows whose every op runs in DALI (graph-only, decode-only) get the whole budget; the others leave torch the
+    thread its crops take."""
+    loader = ClipLoader(plans, cfg, "train", batch, device=device, threads=split.dali, videos=videos)
+    dali_device = loader.device
+    how = "DALI decode, torch uint8 resize/crop/flip/normalise" if loader.spatial_in_torch else "every op in the DALI graph"
+    if "dali_train" in loaders:
+        record("dali_train", _rate(loader, budget=budget), how)
+    test_plans = multiview_plan(videos, cfg, num_clips=max(1, -(-(clips + batch) // len(videos))))[: clips + batch]
+    if "dali_test" in loaders:
+        test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=split.dali)
+        record("dali_test", _rate(test, budget=budget, views=test.views_per_sample), f"{test.views_per_sample} crops per clip; {how}")
+    if loader.spatial_in_torch:  # the same pipelines with every op in the DALI graph (the GPU graph, run on the CPU)
+        if "dali_train_graph_only" in loaders:
+            record(
+                "dali_train_graph_only",
+                _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=split.budget, spatial="dali"), budget=budget),
+                "every op in the DALI graph (DALI's CPU resize)",
+            )
+        if "dali_test_graph_only" in loaders:
+            graph_test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=split.budget, spatial="dali")
+            record(
+                "dali_test_graph_only", _rate(graph_test, budget=budget, views=graph_test.views_per_sample), "every op in the DALI graph"
+            )
+    if "dali_decode_only" in loaders:
+        record(
+            "dali_decode_only",
+            _decode_rate(plans, cfg, batch, dali_device, split.budget, budget, loader.on_cpu),
+            "decoding the clips' frames inside DALI, outputs not handed to torch: the ceiling",
+        )
+    return loader
+
+
 def bench_pipeline(
     videos: list[Video],
     cfg: SlowFastConfig,
@@ -174,10 +211,11 @@ def bench_pipeline(
 ) -> dict:
     """Measure each of `loaders` on `clips` clips of `videos` (at most `budget` seconds a row); returns the result dict (see module docstring).
 
-    `threads`: the CPU budget (None: every CPU this process may use); DALI gets all of it, and each DataLoader as
-    many worker processes, since no model runs beside the loader."""
+    `threads`: the CPU budget (None: every CPU this process may use). Each DataLoader gets that many worker
+    processes (its main process only collates); DALI gets all but the thread torch's crops and normalisation take
+    on the main thread (`common.threads.split`), so both use the same number of cores."""
     split = use_threads(threads, model_on_cpu=False)
-    threads = split.dali
+    workers = split.budget
     if not videos:
         raise SlowFastError("the manifest has no videos")
     if budget <= 0:
@@ -201,33 +239,11 @@ def bench_pipeline(
             f"{name:28s} {rate_n[0]:8.2f} clips/s {rate_n[0] * per_clip:9.0f} frames/s  ({rate_n[1]} clips){'  ' + note if note else ''}"
         )
 
-    loader = ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, videos=videos)
-    dali_device = loader.device
-    how = "DALI decode, torch uint8 resize/crop/flip/normalise" if loader.spatial_in_torch else "every op in the DALI graph"
-    if "dali_train" in loaders:
-        record("dali_train", _rate(loader, budget=budget), how)
-    test_plans = multiview_plan(videos, cfg, num_clips=max(1, -(-(clips + batch) // len(videos))))[: clips + batch]
-    if "dali_test" in loaders:
-        test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads)
-        record("dali_test", _rate(test, budget=budget, views=test.views_per_sample), f"{test.views_per_sample} crops per clip; {how}")
-    if loader.spatial_in_torch:  # the same pipelines with every op in the DALI graph (the GPU graph, run on the CPU)
-        if "dali_train_graph_only" in loaders:
-            record(
-                "dali_train_graph_only",
-                _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=threads, spatial="dali"), budget=budget),
-                "every op in the DALI graph (DALI's CPU resize)",
-            )
-        if "dali_test_graph_only" in loaders:
-            graph_test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=threads, spatial="dali")
-            record(
-                "dali_test_graph_only", _rate(graph_test, budget=budget, views=graph_test.views_per_sample), "every op in the DALI graph"
-            )
-    if "dali_decode_only" in loaders:
-        record(
-            "dali_decode_only",
-            _decode_rate(plans, cfg, batch, dali_device, threads, budget, loader.on_cpu),
-            "decoding the clips' frames inside DALI, outputs not handed to torch: the ceiling",
-        )
+    dali = (
+        _dali_rows(plans, videos, cfg, batch, device, split, loaders, clips, budget, record)
+        if any(n.startswith("dali_") for n in loaders)
+        else None
+    )
     if "pyav_serial" in loaders:
         record(
             "pyav_serial",
@@ -235,8 +251,8 @@ def bench_pipeline(
             "PySlowFast-style: PyAV decode + torch crop/flip/normalise, one process",
         )
     if "pyav_dataloader" in loaders:
-        dl = torch.utils.data.DataLoader(PyAVClips(plans, cfg, "train"), batch_size=batch, num_workers=threads, persistent_workers=False)
-        record("pyav_dataloader", _rate(dl, budget=budget), f"torch DataLoader, {threads} workers")
+        dl = torch.utils.data.DataLoader(PyAVClips(plans, cfg, "train"), batch_size=batch, num_workers=workers, persistent_workers=False)
+        record("pyav_dataloader", _rate(dl, budget=budget), f"torch DataLoader, {workers} workers")
     skipped = {}
     for name in (n for n in PEERS if n in loaders):
         why = missing(name)
@@ -245,8 +261,8 @@ def bench_pipeline(
             progress(f"skipped {name}: {why}")
             continue
         peer_dataset(name, plans[:1], cfg)[0]  # fail here, with the file's name, if the peer cannot read these files
-        workers = "in-process, GPU decode" if name == "torchcodec_cuda" else f"torch DataLoader, {threads} workers"
-        record(name, _rate(peer_loader(name, plans, cfg, batch, threads), budget=budget), f"{PEERS[name][0]}: {workers}")
+        how_run = "in-process, GPU decode" if name == "torchcodec_cuda" else f"torch DataLoader, {workers} workers"
+        record(name, _rate(peer_loader(name, plans, cfg, batch, workers), budget=budget), f"{PEERS[name][0]}: {how_run}")
     source_cost = external_source_cost(plans, cfg, batch)
     progress(
         f"{'external source':28s} {source_cost['first_pass_ms_per_batch']:8.2f} ms/batch first pass, "
@@ -267,14 +283,14 @@ def bench_pipeline(
     return {
         "benchmark": "pipeline",
         **env,
-        "device": f"DALI {dali_device} / {env['device']}",
+        "device": f"DALI {dali.device if dali else '-'} / {env['device']}",
         "loadavg": list(os.getloadavg()),
         "settings": {
             "preset": cfg.name,
             "batch": batch,
-            "threads": threads,
+            "threads": split.budget,
             "thread_split": split.as_dict(),
-            "spatial_ops": "torch" if loader.spatial_in_torch else "dali",
+            "spatial_ops": "-" if dali is None else "torch" if dali.spatial_in_torch else "dali",
             "clips": clips,
             "crop": cfg.crop_size,
             "test_crop": cfg.test_crop_size,
@@ -283,7 +299,7 @@ def bench_pipeline(
             "sizes": sorted({f"{v.width}x{v.height}" for v in videos}),
             "budget_s": budget,
             "loaders": list(loaders),
-            "decoder": "cpu" if dali_device == "cpu" else f"NVDEC, {len(loader.on_cpu)} files on DALI's CPU decoder",
+            "decoder": "-" if dali is None else "cpu" if dali.device == "cpu" else f"NVDEC, {len(dali.on_cpu)} files on DALI's CPU decoder",
         },
         **{f"{name}_clips_per_s": r["clips_per_s"] for name, r in rows.items() if not name.endswith("graph_only")},
         "seek": seek,
@@ -302,13 +318,15 @@ def best_peer(rows: dict[str, dict]) -> str | None:
 
 
 def against_peers(rows: dict[str, dict]) -> dict[str, float]:
-    """Every row's clips/s over the best peer's (`<row>_vs_best_peer`) and over the PyAV DataLoader's (`<row>_vs_pyav_dataloader`)."""
+    """Every training row's clips/s over the best peer's (`<row>_vs_best_peer`) and the PyAV DataLoader's (`<row>_vs_pyav_dataloader`).
+
+    The peers load training clips; the test rows (3 crops a clip) are other work and get no ratio here."""
     out = {}
     for ref, suffix in ((best_peer(rows), "best_peer"), ("pyav_dataloader" if "pyav_dataloader" in rows else None, "pyav_dataloader")):
         if ref is None or rows[ref]["clips_per_s"] <= 0:
             continue
         for name, r in rows.items():
-            if name != ref:
+            if name != ref and not name.startswith("dali_test"):
                 out[f"{name}_vs_{suffix}"] = r["clips_per_s"] / rows[ref]["clips_per_s"]
     return out
 
@@ -318,7 +336,8 @@ def to_markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
         f"Pipeline throughput on {result['device']} ({result['cpu_count']} CPU threads), preset {s['preset']}, "
-        f"batch {s['batch']}, {s['threads']} threads, {s['clips']} clips, crop {s['crop']}",
+        f"batch {s['batch']}, {s['threads']} threads (DALI {s['thread_split']['dali']} beside torch's {s['thread_split']['torch_intra']}; "
+        f"DataLoaders {s['threads']} workers), {s['clips']} clips, crop {s['crop']}",
         "",
         "| loader | clips/s | decoded frames/s | frames decoded per clip | clips timed | note |",
         "|---|---:|---:|---:|---:|---|",

@@ -46,10 +46,11 @@ class ThreadSplit:
 def split(budget: int | None = None, *, model_on_cpu: bool = True) -> ThreadSplit:
     """Share `budget` threads (None: `available_cpus()`) between the loader and the model.
 
-    With the model on the CPU, the loader and the model's intra-op pool run at the same time (DALI prefetches
-    while the model computes), so they get disjoint halves, the model the smaller one: dali + torch_intra ==
-    budget. With the model on a GPU, or no model (a loader benchmark), the CPU side is the loader's, and torch
-    keeps one thread for its host work (the CPU pipelines' crops).
+    DALI's threads and torch's intra-op pool run at the same time (DALI prefetches the next batch while torch
+    works), so they always get disjoint shares, dali + torch_intra == budget (at least one thread each). With the
+    model on the CPU they get halves, the model the smaller one. With the model on a GPU, or no model (a loader
+    benchmark), torch keeps one thread for its host work (the CPU pipelines' crops and normalisation run in torch
+    on the main thread) and DALI gets the rest.
     The inter-op pool gets one thread (the model is one graph; parallel branches would take the loader's cores).
     """
     budget = available_cpus() if budget is None else int(budget)
@@ -59,14 +60,14 @@ def split(budget: int | None = None, *, model_on_cpu: bool = True) -> ThreadSpli
         model = max(1, budget // 2)
         loader = max(1, budget - model)
     else:
-        model, loader = 1, budget
+        model, loader = 1, max(1, budget - 1)
     return ThreadSplit(
         budget=budget,
         dali=loader,
         torch_intra=model,
         torch_interop=1,
         engine=model,
-        oversubscribed=loader + (model if model_on_cpu else 0) > budget,
+        oversubscribed=loader + model > budget,
     )
 
 
