@@ -23,9 +23,9 @@ def test_model_on_cpu_shares_never_exceed_the_budget(budget):
 
 
 @pytest.mark.parametrize("budget", [1, 2, 8])
-def test_without_a_cpu_model_torch_keeps_one_thread_and_dali_the_rest(budget):
+def test_without_a_cpu_model_dali_takes_the_budget_and_torch_one_thread(budget):
     s = threads.split(budget, model_on_cpu=False)
-    assert (s.dali, s.torch_intra, s.oversubscribed) == (max(1, budget - 1), 1, budget < 2)
+    assert (s.dali, s.torch_intra, s.oversubscribed) == (budget, 1, False)
 
 
 def test_default_budget_is_the_affinity_mask_and_bad_budgets_fail(monkeypatch):

@@ -164,8 +164,7 @@ def _dali_rows(
 ) -> ClipLoader:
     """Measure the DALI rows of `loaders`; returns the training loader (its device and decoder routing describe the run).
 
-    Rows whose every op runs in DALI (graph-only, decode-only) get the whole budget; the others leave torch the
-    thread its crops take."""
+    `split.dali` threads each (the budget; torch keeps one thread for the CPU pipelines' crops)."""
     loader = ClipLoader(plans, cfg, "train", batch, device=device, threads=split.dali, videos=videos)
     dali_device = loader.device
     how = "DALI decode, torch uint8 resize/crop/flip/normalise" if loader.spatial_in_torch else "every op in the DALI graph"
@@ -179,18 +178,18 @@ def _dali_rows(
         if "dali_train_graph_only" in loaders:
             record(
                 "dali_train_graph_only",
-                _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=split.budget, spatial="dali"), budget=budget),
+                _rate(ClipLoader(plans, cfg, "train", batch, device=device, threads=split.dali, spatial="dali"), budget=budget),
                 "every op in the DALI graph (DALI's CPU resize)",
             )
         if "dali_test_graph_only" in loaders:
-            graph_test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=split.budget, spatial="dali")
+            graph_test = ClipLoader(test_plans, cfg, "test", batch, device=device, threads=split.dali, spatial="dali")
             record(
                 "dali_test_graph_only", _rate(graph_test, budget=budget, views=graph_test.views_per_sample), "every op in the DALI graph"
             )
     if "dali_decode_only" in loaders:
         record(
             "dali_decode_only",
-            _decode_rate(plans, cfg, batch, dali_device, split.budget, budget, loader.on_cpu),
+            _decode_rate(plans, cfg, batch, dali_device, split.dali, budget, loader.on_cpu),
             "decoding the clips' frames inside DALI, outputs not handed to torch: the ceiling",
         )
     return loader
@@ -211,9 +210,8 @@ def bench_pipeline(
 ) -> dict:
     """Measure each of `loaders` on `clips` clips of `videos` (at most `budget` seconds a row); returns the result dict (see module docstring).
 
-    `threads`: the CPU budget (None: every CPU this process may use). Each DataLoader gets that many worker
-    processes (its main process only collates); DALI gets all but the thread torch's crops and normalisation take
-    on the main thread (`common.threads.split`), so both use the same number of cores."""
+    `threads`: the CPU budget (None: every CPU this process may use): DALI's threads, and each DataLoader's
+    worker processes (`common.threads.split` with no model beside the loader)."""
     split = use_threads(threads, model_on_cpu=False)
     workers = split.budget
     if not videos:

@@ -37,7 +37,7 @@ class ThreadSplit:
     torch_intra: int
     torch_interop: int
     engine: int
-    oversubscribed: bool  # only when the budget is smaller than one thread per party
+    oversubscribed: bool  # a CPU model and its loader with a budget under one thread each
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,11 +46,12 @@ class ThreadSplit:
 def split(budget: int | None = None, *, model_on_cpu: bool = True) -> ThreadSplit:
     """Share `budget` threads (None: `available_cpus()`) between the loader and the model.
 
-    DALI's threads and torch's intra-op pool run at the same time (DALI prefetches the next batch while torch
-    works), so they always get disjoint shares, dali + torch_intra == budget (at least one thread each). With the
-    model on the CPU they get halves, the model the smaller one. With the model on a GPU, or no model (a loader
-    benchmark), torch keeps one thread for its host work (the CPU pipelines' crops and normalisation run in torch
-    on the main thread) and DALI gets the rest.
+    With the model on the CPU, DALI's threads and torch's intra-op pool run at the same time (DALI prefetches
+    the next batch while the model computes), so they get disjoint halves, the model the smaller one:
+    dali + torch_intra == budget. With the model on a GPU, or no model (a loader benchmark), DALI gets the whole
+    budget and torch one thread for its host work (the CPU pipelines' crops and normalisation, which run between
+    DALI's batches): on 2 cores, 2 DALI threads and that one torch thread loaded 92.6 clips/s where one DALI thread
+    can decode at most half of decode-only's 118 (benchmarks/results/cpu-epyc-2core/pipeline/README.md).
     The inter-op pool gets one thread (the model is one graph; parallel branches would take the loader's cores).
     """
     budget = available_cpus() if budget is None else int(budget)
@@ -60,14 +61,14 @@ def split(budget: int | None = None, *, model_on_cpu: bool = True) -> ThreadSpli
         model = max(1, budget // 2)
         loader = max(1, budget - model)
     else:
-        model, loader = 1, max(1, budget - 1)
+        model, loader = 1, budget
     return ThreadSplit(
         budget=budget,
         dali=loader,
         torch_intra=model,
         torch_interop=1,
         engine=model,
-        oversubscribed=loader + model > budget,
+        oversubscribed=model_on_cpu and loader + model > budget,
     )
 
 
