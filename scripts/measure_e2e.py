@@ -25,7 +25,7 @@ SLOWFAST = [sys.executable, "-m", "slowfast_trt"]
 # name -> (preset, source HxW, videos, batch, clips): the demo's `bench e2e` row and R50 4x16 at Kinetics-like sizes.
 SETTINGS = {
     "demo": ("slowfast_tiny_4x16_timediff", "64x80", 16, 4, 32),
-    "r50-4x16": ("slowfast_r50_4x16", "256x340", 8, 1, 8),
+    "r50-4x16": ("slowfast_r50_4x16", "256x340", 16, 1, 8),
 }
 
 
@@ -48,7 +48,7 @@ def main() -> None:
             work = Path(tmp) / name
             data = work / "data"
             subprocess.run(
-                SLOWFAST + ["data", "synth", str(data), "--videos", str(max(8, videos)), "--size", size, "--frames", "96"]
+                SLOWFAST + ["data", "synth", str(data), "--videos", str(videos), "--size", size, "--frames", "96"]
                 + ["--val-fraction", "0.5", "--quiet"],
                 check=True,
                 stdout=subprocess.DEVNULL,

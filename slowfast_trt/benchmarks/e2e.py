@@ -324,8 +324,14 @@ def to_markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
         f"End to end (encoded video -> scores) on {result['device']}: `{Path(s['artifact']).name}` ({s['engine']}), "
-        f"batch {s['batch']} x {s['crops']} crop(s), {s['clips']} clips of {s['videos']} videos, {s['threads']} threads. "
-        "Stage times per clip from isolated passes; the largest bounds the rate.",
+        f"batch {s['batch']} x {s['crops']} crop(s), {s['clips']} clips of {s['videos']} videos, "
+        + (
+            f"{s['thread_split']['budget']} CPU threads: {s['threads']} for the loader (DALI threads / PyAV workers), "
+            f"{s['thread_split']['engine']} for the engine. "
+            if "thread_split" in s
+            else f"{s['threads']} threads. "
+        )
+        + "Stage times per clip from isolated passes; the largest bounds the rate.",
         "",
         "| pipeline | e2e clips/s | decode+sample ms | preprocess ms | inference ms | bound by | e2e: loader wait ms | e2e: engine ms | note |",
         "|---|---:|---:|---:|---:|---|---:|---:|---|",
