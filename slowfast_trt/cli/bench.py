@@ -62,7 +62,7 @@ def pipeline_cmd(manifest, preset, crop, batch, threads, clips, budget, loaders,
 @bench.command("soak")
 @click.argument("manifest", type=click.Path(dir_okay=False))
 @click.option("--preset", default="slowfast_r50_4x16", show_default=True, help="Model preset whose clip geometry is sampled.")
-@click.option("--epochs", default=20, show_default=True, type=click.IntRange(3), help="Epochs per loader.")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(4), help="Epochs per loader.")
 @batch_size_option("batch", default=8, show_default=True, type=click.IntRange(1), help="Clips per batch.")
 @threads_option(help="CPU threads: DALI's, and each DataLoader's worker processes [default: the CPUs this process may use].")
 @click.option(
