@@ -41,6 +41,7 @@ def main() -> None:
         "| source | DALI train clips/s | best peer | best peer clips/s | DALI train / best peer | DALI train / PyAV DataLoader | load avg (1 min) |",
         "|---|---:|---|---:|---:|---:|---:|",
     ]
+    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for codec in args.codecs.split(","):
             for size in args.sizes.split(","):
@@ -76,9 +77,8 @@ def main() -> None:
                 summary.append(
                     f"| {name} | {f(dali)} | {best or '-'} | {f(best_rate)} | {f(ratio)}x | {f(vs_pyav)}x | {r['loadavg'][0]:.2f} |"
                 )
-                for row, why in r.get("skipped", {}).items():
-                    summary.append(f"| {name}: skipped {row} | {why} ||||||")
-    text = "\n".join(summary) + "\n"
+                skipped.update(r.get("skipped", {}))
+    text = "\n".join(summary + [""] + [f"Skipped {row}: {why}" for row, why in skipped.items()]) + "\n"
     (out / "summary.md").write_text(text)
     print(text)
     print(f"load average now: {os.getloadavg()}", file=sys.stderr)
