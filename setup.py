@@ -20,6 +20,8 @@ setup(
         "data": ["av>=12", "nvidia-dali-cuda120>=1.40", "pillow>=9"],
         "export": ["onnx>=1.15", "onnxruntime>=1.17", "onnxconverter-common>=1.14"],
         "test": ["pytest>=7", "ruff==0.17.6", "packaging>=21", "mypy>=1.10"],
+        # The `bench pipeline` peers that install from the index alone (torchcodec needs a matching torch build and FFmpeg).
+        "peers": ["decord>=0.6"],
         # GPU machines only. export/tensorrt.py and engines/trt_engine.py drive TensorRT 10.x and 11.x the same way.
         # NVIDIA's `tensorrt` metapackage brings the CUDA 13 libraries; `tensorrt-cu12` is for a torch built with CUDA 12
         # (scripts/env.sh picks the one matching torch.version.cuda).

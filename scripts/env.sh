@@ -15,7 +15,7 @@ venv="${SLOWFAST_VENV:-$root/.venv}"
 deps="${SLOWFAST_DEPS:-locked}"
 dry="${SLOWFAST_ENV_DRY_RUN:-}"
 cpu_index="${SLOWFAST_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
-extras="data,export,test"
+extras="data,export,test,peers"  # peers: decord, so the frame-identity tests of `bench pipeline`'s peers run in CI
 
 case "$deps" in
   locked) pins=(-c "$root/constraints.txt") ;;

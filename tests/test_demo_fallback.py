@@ -13,6 +13,7 @@ import pytest
 from slowfast_trt.benchmarks import demo
 from slowfast_trt.benchmarks.demo import FAULT_ENV, Demo, DemoSettings, Stage, injected_faults
 from slowfast_trt.common.errors import EnvironmentFault, SlowFastError
+from slowfast_trt.common.threads import split
 
 pytest.importorskip("nvidia.dali")
 pytest.importorskip("onnxruntime")
@@ -129,6 +130,7 @@ def test_the_demo_completes_with_a_faulted_stage_rerun_on_the_cpu(tmp_path, monk
     assert "train slow_tiny_4x16 (1 epochs): failed on the GPU (InjectedFault: " in line and line.endswith("running it on the CPU")
     config = json.loads((tmp_path / "demo" / "train" / "slow_tiny_4x16" / "config.json").read_text())
     assert config["options"]["device"] == "cpu"  # the rerun took the CPU path
+    assert config["thread_split"] == split(None, model_on_cpu=True).as_dict()  # the demo trains on the whole budget, split
     text = report.read_text()
     assert "## Notes" in text and "- `train_slow_tiny_4x16` failed on the GPU and ran on the CPU: InjectedFault: injected by" in text
     assert "- `serve` skipped: no Triton venv in this test" in text

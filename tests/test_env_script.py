@@ -108,8 +108,8 @@ def test_gpu_branch_adds_the_tensorrt_extra_for_torchs_cuda(tmp_path, torch_cuda
     r = _env_sh(ROOT, _fake_bin(tmp_path, gpu=True), venv, SLOWFAST_ENV_DRY_RUN="1")
     assert r.returncode == 0, r.stderr
     first, second = _pip_lines(r.stdout)
-    assert f"-c {ROOT / 'constraints.txt'}" in first and first.endswith("-e .[data,export,test]")
-    assert second.endswith(f"-e .[data,export,test,{extra}]") and "--extra-index-url" not in r.stdout
+    assert f"-c {ROOT / 'constraints.txt'}" in first and first.endswith("-e .[data,export,test,peers]")
+    assert second.endswith(f"-e .[data,export,test,peers,{extra}]") and "--extra-index-url" not in r.stdout
     assert "GPU found" in r.stderr and not (venv / ".slowfast-stamp").exists()
 
 
@@ -119,7 +119,7 @@ def test_cpu_branch_without_the_cpu_index_holds_torch_and_adds_no_tensorrt(tmp_p
     assert r.returncode == 0, r.stderr
     (line,) = _pip_lines(r.stdout)
     torch_pin = f"torch=={locked()['torch']}"
-    assert f"-c {ROOT / 'constraints.txt'} {torch_pin} -e .[data,export,test]" in line and "tensorrt" not in line
+    assert f"-c {ROOT / 'constraints.txt'} {torch_pin} -e .[data,export,test,peers]" in line and "tensorrt" not in line
     assert f"{UNREACHABLE} does not answer" in r.stderr and not venv.exists()  # a dry run creates nothing
     latest = _pip_lines(_env_sh(ROOT, _fake_bin(tmp_path, gpu=False), venv, SLOWFAST_ENV_DRY_RUN="1", SLOWFAST_DEPS="latest").stdout)
     assert len(latest) == 1 and "constraints.txt" not in latest[0] and torch_pin in latest[0]

@@ -19,6 +19,8 @@ LAYERS = ["common", "model", "data", "dali_pipelines", "engines", "export", "tra
 LAZY = {
     "nvidia",
     "av",
+    "decord",
+    "torchcodec",
     "onnx",
     "onnxruntime",
     "onnxconverter_common",

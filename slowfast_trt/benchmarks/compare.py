@@ -87,7 +87,7 @@ def compare(
             "crops": feed.num_crops,
             "batch_size": feed.batch_size,
             "device": device,
-            "dali_threads": feed.threads,
+            "dali_threads": feed.dali_threads,
             "engine_threads": engine_threads,
             "speed_repeats": repeats,
             "end_to_end_views_per_s": evals["fp32"]["views_per_s"],

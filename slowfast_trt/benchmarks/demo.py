@@ -286,7 +286,7 @@ class Demo:
             val_clips=s.val_clips,
             val_crops=1,
             device=device,
-            threads=2,
+            threads=None,  # the budget of every CPU this process may use, split between DALI and torch (common.threads)
             progress=self.progress,
         )
         best = run_dir / "best.safetensors"
@@ -299,8 +299,9 @@ class Demo:
         return to_videos(read_manifest(self.data / f"{split}.csv"))
 
     def feed(self, device: str) -> FeedSpec:
-        """A stage's feed on `device` (DALI with 2 threads), decided once per stage; each sets its batch and views on it."""
-        return FeedSpec(device=device, threads=2)
+        """A stage's feed on `device` with the CPU budget of every CPU this process may use (split by the stage when a
+        model runs beside the loader), decided once per stage; each sets its batch and views on it."""
+        return FeedSpec(device=device, threads=None)
 
     def _accuracy(self, name: str, artifacts: list[Path], device: str) -> None:
         result = accuracy.bench_accuracy(

@@ -13,6 +13,7 @@ the run up), and `loaders` picks the pipelines measured (dali, pyav).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +24,7 @@ import torch
 from slowfast_trt import engines
 from slowfast_trt.benchmarks.results import fmt, write_result
 from slowfast_trt.benchmarks.throughput import check_batches, engine_device, input_size, open_engine
+from slowfast_trt.common.device import apply_threads, resolve_device
 from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.loader import ClipLoader
@@ -203,13 +205,13 @@ def _dali_row(plans, cfg, engine, feed: FeedSpec, videos: list[Video], clips: in
     infer = (t_inf, _clip_count(first, crops) * n_batches, s_inf)
     progress("DALI: end-to-end pass")
     e2e = _e2e_pass(ClipLoader(plans, cfg, "test", feed, videos=videos), engine, pathways, crops, budget=budget)
-    row = _stage_row("dali", decode, load, infer, e2e, f"DALI {test_loader.device}, {feed.threads} threads")
+    row = _stage_row("dali", decode, load, infer, e2e, f"DALI {test_loader.device}, {feed.dali_threads} threads")
     return row, dict(dec_loader.bad) | dict(test_loader.bad)
 
 
 def _pyav_row(good, cfg, engine, feed: FeedSpec, budget: float, progress) -> dict:
-    """The PyAV stage passes: decode, loader and inference serially, end to end in a DataLoader with `feed.threads` workers."""
-    batch, crops, threads, pathways, dev = feed.batch_size, feed.num_crops, feed.threads, tuple(engine.input_names), engine.device
+    """The PyAV stage passes: decode, loader and inference serially, end to end in a DataLoader with `feed.dali_threads` workers."""
+    batch, crops, threads, pathways, dev = feed.batch_size, feed.num_crops, feed.dali_threads, tuple(engine.input_names), engine.device
     progress("PyAV: decode-only pass (serial)")
     p_decode = _pyav_decode_pass(good, batch, budget)
     progress("PyAV: loader pass (serial)")
@@ -233,7 +235,10 @@ def _open(artifact: Path, feed: FeedSpec, precision: str):
     if not artifact.exists():
         raise SlowFastError(f"artifact {artifact} not found; pass a checkpoint (.safetensors), an .onnx export or a TensorRT .plan")
     check_batches(artifact, [feed.batch_size * feed.num_crops])  # the engine sees batch x crops views per call
-    engine = open_engine(artifact, lambda: engines.load(artifact, device=engine_device(artifact, feed.device), precision=precision))
+    engine = open_engine(
+        artifact,
+        lambda: engines.load(artifact, device=engine_device(artifact, feed.device), precision=precision, threads=feed.split.engine),
+    )
     cfg = engine.config
     if input_size(engine) != cfg.test_crop_size:
         raise SlowFastError(
@@ -263,6 +268,10 @@ def bench_e2e(
         raise SlowFastError(f"--budget must be a positive number of seconds, got {budget}")
     loaders = parse_loaders(",".join(loaders))
     artifact = Path(artifact)
+    # One budget for the loader and the engine: a TensorRT plan runs on the GPU; anything else where `device` resolves.
+    on_cpu = artifact.suffix.lower() not in engines.PLAN_SUFFIXES and resolve_device(engine_device(artifact, feed.device)).type == "cpu"
+    feed = feed.but(model_on_cpu=on_cpu)
+    apply_threads(feed.split)
     engine = _open(artifact, feed, precision)
     cfg, batch = engine.config, feed.batch_size
     videos = decodable(videos, manifest or "the manifest", progress)
@@ -289,6 +298,7 @@ def bench_e2e(
     return {
         "benchmark": "e2e",
         **env,
+        "loadavg": list(os.getloadavg()),
         "device": f"{engine.backend} on {engine.device.type} / DALI {dali_device} / {env['device']}",
         "settings": {
             "manifest": manifest,
@@ -298,7 +308,8 @@ def bench_e2e(
             "batch": batch,
             "clips": clips,
             "crops": feed.num_crops,
-            "threads": feed.threads,
+            "threads": feed.dali_threads,
+            "thread_split": feed.split.as_dict(),
             "videos": len(videos),
             "crop": cfg.test_crop_size,
             "clip": f"{cfg.num_frames}x{cfg.tau}, alpha={cfg.alpha}",
@@ -317,8 +328,14 @@ def to_markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
         f"End to end (encoded video -> scores) on {result['device']}: `{Path(s['artifact']).name}` ({s['engine']}), "
-        f"batch {s['batch']} x {s['crops']} crop(s), {s['clips']} clips of {s['videos']} videos, {s['threads']} threads. "
-        "Stage times per clip from isolated passes; the largest bounds the rate.",
+        f"batch {s['batch']} x {s['crops']} crop(s), {s['clips']} clips of {s['videos']} videos, "
+        + (
+            f"{s['thread_split']['budget']} CPU threads: {s['threads']} for the loader (DALI threads / PyAV workers), "
+            f"{s['thread_split']['engine']} for the engine. "
+            if "thread_split" in s
+            else f"{s['threads']} threads. "
+        )
+        + "Stage times per clip from isolated passes; the largest bounds the rate.",
         "",
         "| pipeline | e2e clips/s | decode+sample ms | preprocess ms | inference ms | bound by | e2e: loader wait ms | e2e: engine ms | note |",
         "|---|---:|---:|---:|---:|---|---:|---:|---|",

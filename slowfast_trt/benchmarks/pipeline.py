@@ -12,20 +12,27 @@ on many cores, the serial loader) cannot hold a run up; `loaders` picks rows. Be
 the frames its decoder really decodes per clip (from the clip's first frame back to the keyframe before it, up to
 its last frame: the GOP's seek overhead; PyAV decodes from the file's start) and so decoded frames/s, and the
 external source's own cost per batch (reading and planning, no decoding) is timed alone.
+
+The peers (`dali_pipelines.peer_loaders`: decord, torchcodec on the CPU and on CUDA) run the same plans through
+the same torch crops and normalisation; a peer that is not installed is reported as skipped with how to install
+it. Every row's rate is also given against the best peer and against the PyAV DataLoader.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 import time
 from pathlib import Path
 
 import torch
 
 from slowfast_trt.benchmarks.results import write_result
+from slowfast_trt.common.device import apply_threads
 from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.loader import ClipLoader
+from slowfast_trt.dali_pipelines.peer_loaders import PEERS, missing, peer_dataset, peer_loader
 from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline, graph_spec
 from slowfast_trt.dali_pipelines.plan import multiview_plan, train_plan
 from slowfast_trt.dali_pipelines.pyav_loader import PyAVClips
@@ -34,7 +41,16 @@ from slowfast_trt.data.manifest import Video
 from slowfast_trt.data.video_io import keyframe_indices
 from slowfast_trt.model.config import SlowFastConfig
 
-LOADERS = ("dali_train", "dali_test", "dali_train_graph_only", "dali_test_graph_only", "dali_decode_only", "pyav_serial", "pyav_dataloader")
+LOADERS = (
+    "dali_train",
+    "dali_test",
+    "dali_train_graph_only",
+    "dali_test_graph_only",
+    "dali_decode_only",
+    "pyav_serial",
+    "pyav_dataloader",
+    *PEERS,
+)
 PYAV_ROWS = ("pyav_serial", "pyav_dataloader")
 
 
@@ -195,7 +211,7 @@ def _dali_rows(rows: _Rows, loader: ClipLoader, test_plans, cfg: SlowFastConfig,
 
 
 def _pyav_rows(rows: _Rows, plans, cfg: SlowFastConfig, feed: FeedSpec, loaders: tuple[str, ...], budget: float) -> None:
-    """The PyAV baselines: PySlowFast's loader in one process, and in a DataLoader with `feed.threads` workers."""
+    """The PyAV baselines: PySlowFast's loader in one process, and in a DataLoader with `feed.dali_threads` workers."""
     if "pyav_serial" in loaders:
         rows.record(
             "pyav_serial",
@@ -204,14 +220,29 @@ def _pyav_rows(rows: _Rows, plans, cfg: SlowFastConfig, feed: FeedSpec, loaders:
         )
     if "pyav_dataloader" in loaders:
         dl = torch.utils.data.DataLoader(
-            PyAVClips(plans, cfg, "train"), batch_size=feed.batch_size, num_workers=feed.threads, persistent_workers=False
+            PyAVClips(plans, cfg, "train"), batch_size=feed.batch_size, num_workers=feed.dali_threads, persistent_workers=False
         )
-        rows.record("pyav_dataloader", _rate(dl, budget=budget), f"torch DataLoader, {feed.threads} workers")
+        rows.record("pyav_dataloader", _rate(dl, budget=budget), f"torch DataLoader, {feed.dali_threads} workers")
+
+
+def _peer_rows(rows: _Rows, plans, cfg: SlowFastConfig, feed: FeedSpec, loaders: tuple[str, ...], budget: float) -> dict[str, str]:
+    """The peers (decord, torchcodec) in a DataLoader with `feed.dali_threads` workers; returns the ones skipped, with why."""
+    skipped = {}
+    for name in (n for n in PEERS if n in loaders):
+        why = missing(name)
+        if why:
+            skipped[name] = why
+            rows.progress(f"skipped {name}: {why}")
+            continue
+        peer_dataset(name, plans[:1], cfg)[0]  # fail here, with the file's name, if the peer cannot read these files
+        how_run = "in-process, GPU decode" if name == "torchcodec_cuda" else f"torch DataLoader, {feed.dali_threads} workers"
+        loader = peer_loader(name, plans, cfg, feed.batch_size, feed.dali_threads)
+        rows.record(name, _rate(loader, budget=budget), f"{PEERS[name][0]}: {how_run}")
+    return skipped
 
 
 RATIOS = (
     ("dali_train", "pyav_serial"),
-    ("dali_train", "pyav_dataloader"),
     ("dali_train", "dali_decode_only"),
     ("dali_train", "dali_train_graph_only"),
     ("dali_test", "dali_test_graph_only"),
@@ -219,8 +250,8 @@ RATIOS = (
 
 
 def _ratios(rows: dict[str, dict]) -> dict[str, float]:
-    """Clips/s ratios of the rows measured in this run (RATIOS where both rows ran)."""
-    ratios = {}
+    """Clips/s ratios of the rows measured in this run: against the peers (`against_peers`) and RATIOS where both rows ran."""
+    ratios = against_peers(rows)  # includes dali_train_vs_pyav_dataloader
     for a, b in RATIOS:
         if a in rows and b in rows:
             key = f"{a}_vs_graph_only" if b.endswith("graph_only") else f"{a}_vs_{b.removeprefix('dali_')}"
@@ -240,20 +271,28 @@ def bench_pipeline(
     progress=print,
 ) -> dict:
     """Measure each of `loaders` on `clips` clips of `videos` with `feed`'s device, batch and threads (at most `budget`
-    seconds a row); returns the result dict (see module docstring). The test rows take 3 crops per clip."""
+    seconds a row); returns the result dict (see module docstring). The test rows take 3 crops per clip.
+
+    `feed.threads` is the CPU budget: DALI's threads, and each DataLoader's worker processes (no model beside the
+    loader: `common.threads.split`, torch keeps one thread for the CPU pipelines' crops)."""
     if not videos:
         raise SlowFastError("the manifest has no videos")
     if budget <= 0:
         raise SlowFastError(f"--budget must be a positive number of seconds, got {budget}")
     loaders = parse_loaders(",".join(loaders))
+    feed = feed.but(model_on_cpu=False)
+    apply_threads(feed.split)
     batch = feed.batch_size
     clips = max(clips, 2 * batch)
     plans = _plans(videos, cfg, clips + batch, seed)  # one extra batch for warm-up
     rows = _Rows(seek_overhead(plans[batch:]), progress)
-    loader = ClipLoader(plans, cfg, "train", feed, videos=videos)
-    test_plans = multiview_plan(videos, cfg, num_clips=max(1, -(-(clips + batch) // len(videos))))[: clips + batch]
-    _dali_rows(rows, loader, test_plans, cfg, loaders, budget)
+    loader = None  # built only when a DALI row is measured (a peers-only run needs no DALI)
+    if any(n.startswith("dali_") for n in loaders):
+        loader = ClipLoader(plans, cfg, "train", feed, videos=videos)
+        test_plans = multiview_plan(videos, cfg, num_clips=max(1, -(-(clips + batch) // len(videos))))[: clips + batch]
+        _dali_rows(rows, loader, test_plans, cfg, loaders, budget)
     _pyav_rows(rows, plans, cfg, feed, loaders, budget)
+    skipped = _peer_rows(rows, plans, cfg, feed, loaders, budget)
     source_cost = external_source_cost(plans, cfg, batch)
     progress(
         f"{'external source':28s} {source_cost['first_pass_ms_per_batch']:8.2f} ms/batch first pass, "
@@ -263,12 +302,14 @@ def bench_pipeline(
     return {
         "benchmark": "pipeline",
         **env,
-        "device": f"DALI {feed.dali_device} / {env['device']}",
+        "device": f"DALI {loader.device if loader else '-'} / {env['device']}",
+        "loadavg": list(os.getloadavg()),
         "settings": {
             "preset": cfg.name,
             "batch": batch,
-            "threads": feed.threads,
-            "spatial_ops": "torch" if loader.spatial_in_torch else "dali",
+            "threads": feed.split.budget,
+            "thread_split": feed.split.as_dict(),
+            "spatial_ops": "-" if loader is None else "torch" if loader.spatial_in_torch else "dali",
             "clips": clips,
             "crop": cfg.crop_size,
             "test_crop": cfg.test_crop_size,
@@ -277,14 +318,40 @@ def bench_pipeline(
             "sizes": sorted({f"{v.width}x{v.height}" for v in videos}),
             "budget_s": budget,
             "loaders": list(loaders),
-            "decoder": "cpu" if feed.dali_device == "cpu" else f"NVDEC, {len(loader.on_cpu)} files on DALI's CPU decoder",
+            "decoder": "-"
+            if loader is None
+            else "cpu"
+            if loader.device == "cpu"
+            else f"NVDEC, {len(loader.on_cpu)} files on DALI's CPU decoder",
         },
         **{f"{name}_clips_per_s": r["clips_per_s"] for name, r in rows.rows.items() if not name.endswith("graph_only")},
         "seek": rows.seek,
         "external_source": source_cost,
         "ratios": _ratios(rows.rows),
         "rows": rows.rows,
+        "best_peer": best_peer(rows.rows),
+        "skipped": skipped,
     }
+
+
+def best_peer(rows: dict[str, dict]) -> str | None:
+    """The fastest measured peer row (decord, torchcodec), or None when no peer ran."""
+    peers = [n for n in PEERS if n in rows and rows[n]["clips_per_s"] > 0]
+    return max(peers, key=lambda n: rows[n]["clips_per_s"]) if peers else None
+
+
+def against_peers(rows: dict[str, dict]) -> dict[str, float]:
+    """Every training row's clips/s over the best peer's (`<row>_vs_best_peer`) and the PyAV DataLoader's (`<row>_vs_pyav_dataloader`).
+
+    The peers load training clips; the test rows (3 crops a clip) are other work and get no ratio here."""
+    out = {}
+    for ref, suffix in ((best_peer(rows), "best_peer"), ("pyav_dataloader" if "pyav_dataloader" in rows else None, "pyav_dataloader")):
+        if ref is None or rows[ref]["clips_per_s"] <= 0:
+            continue
+        for name, r in rows.items():
+            if name != ref and not name.startswith("dali_test"):
+                out[f"{name}_vs_{suffix}"] = r["clips_per_s"] / rows[ref]["clips_per_s"]
+    return out
 
 
 def to_markdown(result: dict) -> str:
@@ -292,7 +359,8 @@ def to_markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
         f"Pipeline throughput on {result['device']} ({result['cpu_count']} CPU threads), preset {s['preset']}, "
-        f"batch {s['batch']}, {s['threads']} threads, {s['clips']} clips, crop {s['crop']}",
+        f"batch {s['batch']}, {s['threads']} threads (DALI {s['thread_split']['dali']} beside torch's {s['thread_split']['torch_intra']}; "
+        f"DataLoaders {s['threads']} workers), {s['clips']} clips, crop {s['crop']}",
         "",
         "| loader | clips/s | decoded frames/s | frames decoded per clip | clips timed | note |",
         "|---|---:|---:|---:|---:|---|",
@@ -316,6 +384,12 @@ def to_markdown(result: dict) -> str:
         ]
     lines += ["", "| ratio (same run) | value |", "|---|---:|"]
     lines += [f"| {k} | {v:.2f}x |" for k, v in result["ratios"].items()]
+    if result.get("best_peer"):
+        lines += [f"Best peer: {result['best_peer']}."]
+    for name, why in result.get("skipped", {}).items():
+        lines += [f"Skipped {name}: {why}"]
+    if "loadavg" in result:
+        lines += [f"Load average at the end (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in result['loadavg'])}."]
     return "\n".join(lines) + "\n"
 
 

@@ -26,7 +26,6 @@ from slowfast_trt.model.flops import count
 from slowfast_trt.model.inputs import random_inputs
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pyth", ".pt", ".pth", ".pkl")
-PLAN_SUFFIXES = (".plan", ".engine", ".trt")
 TORCH_PRECISIONS = ("fp32", "bf16", "fp16")
 
 

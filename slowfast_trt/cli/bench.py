@@ -6,10 +6,18 @@ import json
 
 import click
 
-from slowfast_trt.benchmarks import accuracy, e2e, pipeline, throughput
+from slowfast_trt.benchmarks import accuracy, e2e, pipeline, soak, throughput
 from slowfast_trt.benchmarks.report import write_report
 from slowfast_trt.cli.flops import flops
-from slowfast_trt.cli.options import batch_size_option, clips_option, crops_option, device_option, int_list, threads_option
+from slowfast_trt.cli.options import (
+    batch_size_option,
+    clips_option,
+    crops_option,
+    dali_threads_option,
+    device_option,
+    int_list,
+    threads_option,
+)
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.model.zoo import get_config
@@ -30,7 +38,7 @@ bench.add_command(flops)
 )
 @click.option("--crop", type=click.IntRange(32, 1024), help="Override the training crop (the test crop scales with it).")
 @batch_size_option("batch", default=8, show_default=True, type=click.IntRange(1), help="Clips per batch.")
-@threads_option("DALI threads (and PyAV DataLoader workers).")
+@threads_option(help="CPU threads: DALI's, and each DataLoader's worker processes [default: the CPUs this process may use].")
 @clips_option(64, help="Clips timed per loader (at most).")
 @click.option("--budget", default=8.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per loader (at most).")
 @click.option("--loaders", help=f"Comma-separated rows to measure [default: all]: {', '.join(pipeline.LOADERS)} (hyphens allowed).")
@@ -56,6 +64,35 @@ def pipeline_cmd(manifest, preset, crop, batch, threads, clips, budget, loaders,
     if out_dir:
         paths = pipeline.write_results(result, out_dir)
         click.echo(f"wrote {paths['json']} and {paths['markdown']}", err=True)
+
+
+@bench.command("soak")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--preset", default="slowfast_r50_4x16", show_default=True, help="Model preset whose clip geometry is sampled.")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(4), help="Epochs per loader.")
+@batch_size_option("batch", default=8, show_default=True, type=click.IntRange(1), help="Clips per batch.")
+@threads_option(help="CPU threads: DALI's, and each DataLoader's worker processes [default: the CPUs this process may use].")
+@click.option(
+    "--loaders",
+    default="dali_train,dali_test",
+    show_default=True,
+    help=f"Comma-separated loaders to soak: {', '.join(soak.LOADERS)} (hyphens allowed).",
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and soak.md here.")
+@click.option("--quiet", is_flag=True, help="Only warnings and the result: no per-epoch progress lines.")
+def soak_cmd(manifest, preset, epochs, batch, threads, loaders, device, as_json, out_dir, quiet):
+    """Resident memory, open file descriptors and clips/s per epoch of each loader over many epochs of MANIFEST."""
+    result = soak.soak(
+        load_manifest_videos(manifest, "benchmark")[1],
+        get_config(preset),
+        FeedSpec(device=device, batch_size=batch, threads=threads),
+        loaders=tuple(t.strip().replace("-", "_") for t in loaders.split(",") if t.strip()),
+        epochs=epochs,
+        progress=_progress(quiet),
+    )
+    _emit(result, soak.to_markdown(result), as_json, out_dir, soak.write_results)
 
 
 def _emit(result: dict, markdown: str, as_json: bool, out_dir: str | None, write) -> None:
@@ -138,7 +175,7 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, tune, dev
     show_default=True,
     help="Torch precision (checkpoints only).",
 )
-@threads_option("DALI threads (and PyAV DataLoader workers).")
+@threads_option()
 @click.option("--budget", default=6.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per pass (at most).")
 @click.option("--loaders", help="Comma-separated pipelines to measure: dali, pyav [default: both].")
 @device_option()
@@ -174,7 +211,7 @@ def e2e_cmd(manifest, artifact, batch, clips, crops, precision, threads, budget,
     help="Torch precisions for checkpoints (repeatable) [default: fp32].",
 )
 @batch_size_option("batch", default=4, show_default=True, type=click.IntRange(1), help="Clips per batch.")
-@threads_option("DALI threads.")
+@dali_threads_option("DALI threads.")
 @device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and accuracy.md here.")

@@ -7,7 +7,7 @@ import json
 import click
 
 from slowfast_trt.benchmarks.compare import compare, to_markdown
-from slowfast_trt.cli.options import batch_size_option, clips_option, crops_option, device_option, threads_option
+from slowfast_trt.cli.options import batch_size_option, clips_option, crops_option, dali_threads_option, device_option
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.engines.sidecar import read_sidecar
@@ -126,7 +126,7 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
 @click.option("--seed", default=0, show_default=True, type=int, help="Which videos are drawn.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Output .onnx (default: NAME.int8.onnx beside ONNX).")
 @device_option(help="Where DALI decodes.")
-@threads_option()
+@dali_threads_option()
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @trt_check_option
 def int8_cmd(
@@ -221,7 +221,7 @@ def engine_cmd(
 @crops_option(3)
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
 @device_option("cpu")
-@threads_option("DALI threads.")
+@dali_threads_option("DALI threads.")
 @click.option("--engine-threads", type=click.IntRange(1), help="ONNX Runtime intra-op threads (default: its own).")
 @click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="Interleaved speed calls per engine.")
 @click.option(

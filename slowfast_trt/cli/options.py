@@ -66,11 +66,21 @@ def device_option(default: str = "auto", help: str | None = None) -> Callable:
     return click.option("--device", type=click.Choice(list(DEVICES)), default=default, show_default=True, help=help)
 
 
-def threads_option(help: str = "DALI threads per process.") -> Callable:
-    """`--threads N`: the run's one DALI thread count (`FeedSpec.threads`)."""
+def dali_threads_option(help: str = "DALI threads.") -> Callable:
+    """`--threads N` of a command whose loader runs alone (calibration, serving pipelines): DALI's thread count."""
     return click.option("--threads", default=2, show_default=True, type=click.IntRange(1), help=help)
 
 
 def skip_bad_option() -> Callable:
     """`--skip-bad`: drop videos that fail to decode (counted and reported) instead of stopping (`FeedSpec.skip_bad`)."""
     return click.option("--skip-bad", is_flag=True, help="Skip videos that fail to decode (counted and reported) instead of stopping.")
+
+
+def threads_option(**kwargs) -> Callable:
+    """`--threads N`: the one CPU budget a command splits between DALI, torch and OpenMP (`FeedSpec.threads`, common/threads.py)."""
+    kwargs.setdefault(
+        "help",
+        "CPU threads in all: split between DALI, torch's intra-op pool and ONNX Runtime so they never oversubscribe "
+        "[default: the CPUs this process may use].",
+    )
+    return click.option("--threads", type=click.IntRange(1), default=None, **kwargs)

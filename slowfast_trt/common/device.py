@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.threads import ThreadSplit, set_openmp_env, split
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -35,3 +36,21 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             raise SlowFastError(f"device {device!r} asked for, but no CUDA GPU is visible to torch; use --device cpu or auto")
         return torch.device(name)
     raise SlowFastError(f"unknown device {device!r}; use one of auto, cpu, cuda, cuda:N")
+
+
+def use_threads(budget: int | None = None, *, model_on_cpu: bool = True) -> ThreadSplit:
+    """Split `budget` CPU threads (common.threads.split) and apply torch's share now; one call at a command's start.
+
+    The caller passes `.dali` to its loaders and `.engine` to ONNX Runtime, and records `.as_dict()`."""
+    return apply_threads(split(budget, model_on_cpu=model_on_cpu))
+
+
+def apply_threads(s: ThreadSplit) -> ThreadSplit:
+    """Size torch's intra-op and inter-op pools (and child processes' OpenMP) to `s`'s share; returns `s`."""
+    set_openmp_env(s.torch_intra)  # for child processes; this process's pools are sized below
+    torch.set_num_threads(s.torch_intra)
+    try:
+        torch.set_num_interop_threads(s.torch_interop)
+    except RuntimeError:  # inter-op work already ran in this process (or it was set before): the pool keeps its size
+        pass
+    return s

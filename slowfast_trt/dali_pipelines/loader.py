@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.threads import available_cpus
 from slowfast_trt.dali_pipelines import nvdec, sampling
 from slowfast_trt.dali_pipelines import spatial as spatial_ops
 from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline, graph_spec
@@ -181,7 +182,7 @@ class ClipLoader:
         torch gets the cores DALI's threads leave (at least one) while it does so: with 2 cores, 2 DALI threads
         and torch's 2 threads on top, the training pipeline ran at 54 instead of 72 clips/s (`bench pipeline`)."""
         before = torch.get_num_threads()
-        torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) - self.feed.threads)))
+        torch.set_num_threads(max(1, min(before, available_cpus() - self.feed.dali_threads)))
         try:
             if self.mode == "train":
                 return spatial_ops.train_batch(frames, plans, self.cfg, self._pool, self.batch_size)

@@ -171,7 +171,7 @@ def pipeline_args(graph: GraphSpec, seed: int = 0) -> dict:
     """`pipeline_def` arguments of a graph: batch, threads and prefetch from the feed, the torchrun rank's own GPU."""
     return dict(
         batch_size=graph.feed.batch_size,
-        num_threads=graph.feed.threads,
+        num_threads=graph.feed.dali_threads,
         device_id=torch.cuda.current_device() if graph.gpu else None,  # each torchrun rank decodes on its own GPU
         exec_dynamic=True,
         prefetch_queue_depth=graph.feed.prefetch,

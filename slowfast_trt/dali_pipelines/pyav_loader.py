@@ -3,7 +3,8 @@
 Two roles. Ground truth: `decode_frames(..., exact=True)` converts YUV to RGB as DALI does, so tests can
 compare frames. Baseline: `PyAVClips` is a PySlowFast-style loader (PyAV decode of the clip's span,
 swscale RGB, frame selection, short-side resize, crop, flip, normalise in torch), run serially or in a
-torch DataLoader with workers, for the throughput comparison in `slowfast bench pipeline`.
+torch DataLoader with workers, for the throughput comparison in `slowfast bench pipeline`. The peer loaders
+(`peer_loaders`) subclass it and replace only `decode`, so every loader does the same plans and the same work.
 """
 
 from __future__ import annotations
@@ -56,13 +57,18 @@ def _normalise(frames: torch.Tensor, cfg: SlowFastConfig) -> torch.Tensor:
     return normalize(frames, cfg).permute(3, 0, 1, 2)
 
 
-def train_clip(frames: np.ndarray, plan: ClipPlan, cfg: SlowFastConfig) -> torch.Tensor:
+def _pixels(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """F,H,W,3 uint8 frames (numpy, or a torch tensor on any device) -> float F,C,H,W."""
+    return torch.as_tensor(frames).permute(0, 3, 1, 2).float()
+
+
+def train_clip(frames: np.ndarray | torch.Tensor, plan: ClipPlan, cfg: SlowFastConfig) -> torch.Tensor:
     """The training crop of a plan in torch: the plan's source window resized to crop x crop, flipped if asked."""
     if plan.roi is None:
         raise SlowFastError("a training crop needs a train plan (dali_pipelines.plan.train_plan gives each an roi)")
     y0, xa, y1, xb = plan.roi
     x0, x1 = min(xa, xb), max(xa, xb)
-    t = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # F,C,H,W
+    t = _pixels(frames)
     # Sample the window's pixel centres bilinearly (the same geometry as DALI's ROI resize).
     size = cfg.crop_size
     ys = y0 + (torch.arange(size) + 0.5) * (y1 - y0) / size - 0.5
@@ -70,16 +76,16 @@ def train_clip(frames: np.ndarray, plan: ClipPlan, cfg: SlowFastConfig) -> torch
     h, w = t.shape[-2:]
     grid_y = (ys + 0.5) / h * 2 - 1
     grid_x = (xs + 0.5) / w * 2 - 1
-    grid = torch.stack(torch.meshgrid(grid_y, grid_x, indexing="ij")[::-1], dim=-1).unsqueeze(0).expand(t.shape[0], -1, -1, -1)
+    grid = torch.stack(torch.meshgrid(grid_y, grid_x, indexing="ij")[::-1], dim=-1).to(t.device).unsqueeze(0).expand(t.shape[0], -1, -1, -1)
     out = F.grid_sample(t, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if plan.flip:
         out = out.flip(-1)
     return _normalise(out.permute(0, 2, 3, 1).clamp(0, 255), cfg)
 
 
-def test_crops(frames: np.ndarray, cfg: SlowFastConfig, num_crops: int = 3) -> list[torch.Tensor]:
+def test_crops(frames: np.ndarray | torch.Tensor, cfg: SlowFastConfig, num_crops: int = 3) -> list[torch.Tensor]:
     """Short side resized to the test crop size, then left/centre/right (top/centre/bottom) square crops."""
-    t = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    t = _pixels(frames)
     h, w = t.shape[-2:]
     size = cfg.test_crop_size
     nh, nw = short_side_size(h, w, size, at_least=size)
@@ -92,7 +98,10 @@ def test_crops(frames: np.ndarray, cfg: SlowFastConfig, num_crops: int = 3) -> l
 
 
 class PyAVClips(torch.utils.data.Dataset):
-    """A PySlowFast-style dataset over clip plans: PyAV decode, torch augmentation, one clip (or 3 views) per item."""
+    """A PySlowFast-style dataset over clip plans: PyAV decode, torch augmentation, one clip (or 3 views) per item.
+
+    `decode(path, indices)` is the only decoder-specific step; a subclass that overrides it gets the same
+    plans, crops, flips and normalisation."""
 
     def __init__(self, plans: list[ClipPlan], cfg: SlowFastConfig, mode: str, num_crops: int = 3):
         if mode not in ("train", "test"):
@@ -102,10 +111,14 @@ class PyAVClips(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.plans)
 
+    def decode(self, path: str, indices: np.ndarray) -> np.ndarray | torch.Tensor:
+        """Frames `indices` of `path` as uint8 F,H,W,3 (FFmpeg's swscale RGB, as PySlowFast's loader)."""
+        return decode_frames(path, indices)
+
     def __getitem__(self, i: int) -> dict:
         p = self.plans[i]
-        frames = decode_frames(p.path, p.fast_idx)
-        pos = torch.as_tensor(p.slow_pos, dtype=torch.long)
+        frames = self.decode(p.path, p.fast_idx)
+        pos = torch.as_tensor(p.slow_pos, dtype=torch.long, device=frames.device if torch.is_tensor(frames) else None)
         label = torch.tensor(p.label if not isinstance(p.label, (list, tuple)) else p.label[0])
         if self.mode == "train":
             fast = train_clip(frames, p, self.cfg)
@@ -116,8 +129,7 @@ class PyAVClips(torch.utils.data.Dataset):
                 "video": p.video,
                 "clip": p.clip,
             }
-        views = test_crops(frames, self.cfg, self.num_crops)
-        fast = torch.stack(views)
+        fast = torch.stack(test_crops(frames, self.cfg, self.num_crops))
         return {
             "slow": fast.index_select(2, pos),
             "fast": make_fast_input(fast, self.cfg),

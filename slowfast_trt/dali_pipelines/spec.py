@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.threads import ThreadSplit, split
 
 MODES = ("train", "test", "decode", "keyframe")
 SPATIAL = ("auto", "torch", "dali")
@@ -67,18 +68,22 @@ class FeedSpec:
 
     Built once per command; DALI's device is resolved on construction (`dali_device`: "auto"/"cuda" -> "gpu" or
     "cpu"), so every loader of the run decodes where the first one did, while `device` stays the user's choice for
-    the engines (`engines.load`). `threads` is the run's one thread count for DALI.
+    the engines (`engines.load`). `threads` is the command's one CPU budget (`--threads`); its split between the
+    loader and a model on the CPU (`common.threads.split`) is derived on construction too: loaders take
+    `dali_threads`, ONNX Runtime `split.engine`, and `common.device.apply_threads(feed.split)` sizes torch's pools.
     """
 
     device: str = "auto"  # the command's --device: auto | cpu | cuda (where engines run; "auto" lets each choose)
     batch_size: int = 8  # clips per batch (each gives num_crops views in testing)
-    threads: int = 2  # DALI worker threads per process
+    threads: int | None = 2  # the CPU thread budget per process (None: every CPU this process may use)
     num_clips: int = 1  # K: temporal clips per video (testing)
     num_crops: int = 1  # C: spatial crops per clip (testing), 1 or 3
     skip_bad: bool | None = False  # drop files that fail to decode (None: the command has no --skip-bad)
     spatial: str = "auto"  # who does resize/crop/flip on the CPU: auto | torch | dali
     prefetch: int = 2  # DALI prefetch queue depth
     progress: bool = False  # progress bars
+    model_on_cpu: bool = False  # a model runs on the CPU beside the loader: they split `threads` (else DALI takes it all)
+    split: ThreadSplit = field(init=False)  # `threads` shared between the loader and the model (common.threads.split)
     dali_device: str = field(init=False)  # "cpu" | "gpu": where DALI decodes, resolved once from `device`
 
     def __post_init__(self) -> None:
@@ -89,7 +94,13 @@ class FeedSpec:
         crop_positions(self.num_crops)  # 1 or 3
         if self.spatial not in SPATIAL:
             raise SlowFastError(f"spatial must be one of {SPATIAL}, got {self.spatial!r}")
+        object.__setattr__(self, "split", split(self.threads, model_on_cpu=self.model_on_cpu))
         object.__setattr__(self, "dali_device", dali_device(self.device))
+
+    @property
+    def dali_threads(self) -> int:
+        """DALI's worker threads (and a peer DataLoader's workers): the loader's share of the budget."""
+        return self.split.dali
 
     @property
     def views(self) -> str:

@@ -18,6 +18,8 @@ from slowfast_trt.engines.sidecar import read_sidecar
 from slowfast_trt.engines.torch_engine import TorchEngine
 from slowfast_trt.engines.trt_engine import TrtEngine
 
+PLAN_SUFFIXES = (".plan", ".engine", ".trt")  # a TensorRT plan: runs on the GPU whatever --device says
+
 
 def load(
     path: str | os.PathLike,
@@ -40,7 +42,7 @@ def load(
     suffix = p.suffix.lower()
     if suffix == ".onnx":
         return OrtEngine(p, read_sidecar(p), device=device, threads=threads, qdq=qdq)
-    if suffix in (".plan", ".engine", ".trt"):
+    if suffix in PLAN_SUFFIXES:
         return TrtEngine(p, read_sidecar(p))
     if suffix in (".safetensors", ".pyth", ".pt", ".pth", ".pkl"):
         net = model.load(p) if suffix == ".safetensors" else model.convert(p)

@@ -28,6 +28,7 @@ from pathlib import Path
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.dali_pipelines.spec import crop_positions
+from slowfast_trt.engines import PLAN_SUFFIXES
 from slowfast_trt.engines.sidecar import read_sidecar, sidecar_config, sidecar_path
 from slowfast_trt.export.external_data import external_data_files
 from slowfast_trt.export.onnx import export_onnx
@@ -36,7 +37,7 @@ from slowfast_trt.serving.dali_model import serialize
 from slowfast_trt.serving.env import client_available, run_module
 
 CHECKPOINTS = (".safetensors", ".pyth", ".pt", ".pth", ".pkl")
-PLANS = (".plan", ".engine", ".trt")
+PLANS = PLAN_SUFFIXES
 MANIFEST = "serving.json"
 TOPK = 5
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slowfast_trt import engines
-from slowfast_trt.common.device import resolve_device
+from slowfast_trt.common.device import apply_threads, resolve_device
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import probe_writable
 from slowfast_trt.common.shards import parse_shard
@@ -103,16 +103,19 @@ def evaluate(
         raise SlowFastError("sharded evaluation (--shard or torchrun) covers classification manifests; run detection mAP in one process")
     if out_dir:
         probe_writable(out_dir)  # a read-only or full --out fails now, not after the whole evaluation
+    # One CPU budget for the loader and the engine (a TensorRT plan runs on the GPU).
+    feed = feed.but(model_on_cpu=Path(artifact).suffix.lower() not in engines.PLAN_SUFFIXES and resolve_device(feed.device).type == "cpu")
+    apply_threads(feed.split)
     if detection:
         data = load_ava(manifest, use_proposals=True)
-        result = evaluate_detection(engines.load(artifact, device=feed.device, qdq=qdq), data, feed)
+        result = evaluate_detection(engines.load(artifact, device=feed.device, qdq=qdq, threads=feed.split.engine), data, feed)
         if out_dir:
             result["files"] = {k: str(v) for k, v in write_detection_eval(result, out_dir).items()}
         return result
     _, videos = load_manifest_videos(manifest, "evaluation")
     if dist_util.world_size() > 1:
         dist_util.init(resolve_device(feed.device))  # before loading, so each rank's engine lands on its own GPU
-    engine = engines.load(artifact, device=feed.device, qdq=qdq)
+    engine = engines.load(artifact, device=feed.device, qdq=qdq, threads=feed.split.engine)
     scores = None
     if parsed is not None:
         return eval_shards.score_shard_into(engine, videos, parsed, out_dir, feed)
@@ -123,6 +126,7 @@ def evaluate(
         result, scores = joined
     else:
         result = evaluate_engine(engine, videos, feed)
+    result["thread_split"] = feed.split.as_dict()
     if out_dir:
         result["files"] = {k: str(v) for k, v in write_eval(result, out_dir).items()}
         if scores is not None:

@@ -47,7 +47,7 @@ class TrainOptions:
     val_clips: int = 3
     val_crops: int = 1
     val_every: int = 1  # epochs
-    threads: int = 2
+    threads: int | None = None  # the CPU thread budget (common.threads); None: every CPU this process may use
     skip_bad: bool = False
     init: str | None = None
     progress: bool = True

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from slowfast_trt.common.device import resolve_device
+from slowfast_trt.common.device import apply_threads, resolve_device
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.dali_pipelines.plan import ClipPlan
@@ -60,9 +60,12 @@ def _tensorboard(log_dir: Path):
     return SummaryWriter(str(log_dir))
 
 
-def feed_of(opts: TrainOptions) -> FeedSpec:
-    """The run's feed, decided once from its options: device, batch per process, DALI threads, bad-file policy."""
-    return FeedSpec(device=opts.device, batch_size=opts.batch_size, threads=opts.threads, skip_bad=opts.skip_bad)
+def feed_of(opts: TrainOptions, device: torch.device) -> FeedSpec:
+    """The run's feed, decided once from its options: device, batch per process, the CPU thread budget (split
+    between DALI and torch when the model trains on the CPU), bad-file policy."""
+    return FeedSpec(
+        device=opts.device, batch_size=opts.batch_size, threads=opts.threads, skip_bad=opts.skip_bad, model_on_cpu=device.type == "cpu"
+    )
 
 
 class Trainer:
@@ -89,7 +92,8 @@ class Trainer:
         self.folder.last_good = latest
         self.cfg = net.config
         self.module = net.to(self.device, memory_format=torch.channels_last_3d)  # the layout DALI hands over; the policy may change it
-        self.feed = feed_of(opts)
+        self.feed = feed_of(opts, self.device)
+        apply_threads(self.feed.split)
         base_lr = opts.lr if opts.lr is not None else scaled_lr(opts.batch_size * self.dist.world_size)
         self.optimizer = make_optimizer(self.module, base_lr, opts.momentum, opts.weight_decay, self.device)
         self.loader = task.loader(self.cfg, self.feed, self._plans)
@@ -167,7 +171,13 @@ class Trainer:
     def run(self) -> dict:
         self.out.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
-            config = {"model": self.cfg.to_dict(), "options": asdict(self.opts), "amp": self.amp.reason, "base_lr": self.base_lr}
+            config = {
+                "model": self.cfg.to_dict(),
+                "options": asdict(self.opts),
+                "amp": self.amp.reason,
+                "base_lr": self.base_lr,
+                "thread_split": self.feed.split.as_dict(),
+            }
             self.folder.write_text("config.json", json.dumps(config | {"gpu_policy": self.gpu_policy}, indent=2, default=str) + "\n")
         stop = False
         while self.state.epoch < self.opts.epochs and not stop:
