@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.threads import available_cpus
 from slowfast_trt.dali_pipelines import nvdec, sampling
 from slowfast_trt.dali_pipelines import spatial as spatial_ops
+from slowfast_trt.dali_pipelines.overlap import one_ahead
 from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline, graph_spec
 from slowfast_trt.dali_pipelines.plan import ClipPlan
 from slowfast_trt.dali_pipelines.spec import FeedSpec, GraphSpec, crop_positions
@@ -180,15 +182,20 @@ class ClipLoader:
         """The CPU graphs' decoded frames through `dali_pipelines.spatial`: normalised (slow, fast), N,F,H,W,C.
 
         torch gets the cores DALI's threads leave (at least one) while it does so: with 2 cores, 2 DALI threads
-        and torch's 2 threads on top, the training pipeline ran at 54 instead of 72 clips/s (`bench pipeline`)."""
+        and torch's 2 threads on top, the training pipeline ran at 54 instead of 72 clips/s (`bench pipeline`).
+        Run one batch ahead in a thread (`__iter__`), the thread count is left as the command's split set it: torch's
+        pool size is global, and changing it there would change the consumer's model too."""
+        inline = threading.current_thread() is threading.main_thread()
         before = torch.get_num_threads()
-        torch.set_num_threads(max(1, min(before, available_cpus() - self.feed.dali_threads)))
+        if inline:
+            torch.set_num_threads(max(1, min(before, available_cpus() - self.feed.dali_threads)))
         try:
             if self.mode == "train":
                 return spatial_ops.train_batch(frames, plans, self.cfg, self._pool, self.batch_size)
             return spatial_ops.test_batch(frames, plans, self.cfg, crop_positions(self.num_crops), self._pool, self.batch_size)
         finally:
-            torch.set_num_threads(before)
+            if inline:
+                torch.set_num_threads(before)
 
     def _to_batch(self, out: dict[str, Any], plans: list[ClipPlan]) -> dict[str, torch.Tensor]:
         """One DALI batch as the model's inputs (`out["frames"]` is a list of per-video tensors where torch does the spatial ops)."""
@@ -223,6 +230,11 @@ class ClipLoader:
             print(f"warning: skipping {path}: {reason} ({len(self.bad)} skipped so far)", file=sys.stderr)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        """The epoch's batches. Where torch does the spatial ops (the CPU graphs), the next batch is decoded and cropped
+        in a thread while the consumer works on this one (`overlap.one_ahead`)."""
+        return one_ahead(self._batches()) if self.spatial_in_torch else self._batches()
+
+    def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
         remaining = list(self.plans)
         while remaining:
             known = len(self.bad)
