@@ -65,6 +65,7 @@ def test_default_steps_fit_one_command_and_synthesize_nothing(tmp_path):
         ("train", ["h264-256"]),
         ("e2e", ["h264-256", "r50"]),
         ("compile", ["r50"]),
+        ("soak", ["h264-256"]),
         ("demo", []),
     ],
 )

@@ -33,16 +33,17 @@ declare -A BUDGET=(
   [train]=300         # train R50 --amp auto, batch 32, 60 steps in one epoch of 1920 clips
   [e2e]=120           # bench e2e: DALI GPU -> torch fp16
   [compile]=300       # bench model --compile fp16, batch 8 and 64
+  [soak]=150          # bench soak: DALI GPU train and test pipelines, 20 epochs of the 64 H.264 videos (RSS, fds, clips/s)
   [demo]=420          # slowfast demo --quick with CUDA present
   [synth-h264-256]=40 # 64 H.264 videos at 256x340, 96 frames (Kinetics' short side)
   [synth-small-vp9]=15 # 8 VP9 videos at 64x80 (`data synth`'s default; DALI's CPU decoder in a GPU graph)
   [synth-r50]=15      # a random-weight slowfast_r50_4x16 checkpoint
   [pack]=10           # always: results.tgz
 )
-ORDER=(doctor tests model conv pipeline train e2e compile demo)
+ORDER=(doctor tests model conv pipeline train e2e compile soak demo)
 DEFAULT_STEPS=(doctor tests)
 declare -A NEEDS=(  # data set -> the steps that read it
-  [h264-256]="pipeline train e2e"
+  [h264-256]="pipeline train e2e soak"
   [small-vp9]="pipeline"
   [r50]="model e2e compile"
 )
@@ -174,12 +175,13 @@ step_e2e() {
   slowfast bench e2e "$D/h264-256/manifest.csv" "$D/r50.safetensors" --precision fp16 --device cuda --batch-size 16 --clips 256 --threads "$N" --out "$R/r/e2e" 2>&1 | tail -16
 }
 step_compile() { slowfast bench model "$D/r50.safetensors" --batch-size 8,64 --precision fp16 --compile --device cuda --out "$R/r/model-compile" 2>&1 | tail -12; }
+step_soak() { slowfast bench soak "$D/h264-256/manifest.csv" --device cuda --epochs 20 --batch-size 16 --threads "$N" --out "$R/r/soak" 2>&1 | tail -30; }
 step_demo() {
   rm -rf "$T/demo"
   slowfast demo --quick --quiet --out "$T/demo" 2>&1 | tail -40
   mkdir -p "$R/r/demo"; cp -r "$T/demo/benchmarks" "$R/r/demo/" 2>/dev/null; cp "$T/demo/report.md" "$R/r/demo/" 2>/dev/null
 }
-export -f slowfast setup synth_h264_256 synth_small_vp9 synth_r50 step_doctor step_tests step_model step_conv step_pipeline step_train step_e2e step_compile step_demo
+export -f slowfast setup synth_h264_256 synth_small_vp9 synth_r50 step_doctor step_tests step_model step_conv step_pipeline step_train step_e2e step_compile step_soak step_demo
 export OUT T R D N
 
 run setup bash -c "set -o pipefail; setup" || { pack; exit 1; }
