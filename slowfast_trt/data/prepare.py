@@ -242,7 +242,7 @@ def _check_same_settings(state: Path, settings: Settings) -> None:
 def shard_sources_sha256(collection: Collection) -> str:
     """A fingerprint of the whole source list (names, paths, labels, order) that every shard of one SRC shares."""
     text = "\n".join(f"{i.name}\0{i.path}\0{i.label}" for i in collection.items) + "\0" + "\n".join(collection.classes)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()  # undecodable names stay bytes
 
 
 def write_rejects(path: Path, rejects: list[tuple[str, str]]) -> None:
