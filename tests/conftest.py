@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +105,23 @@ def _isolated_test(_suite_state, tmp_path_factory):
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
+
+
+@pytest.fixture
+def read_only_checkout(tmp_path, monkeypatch):
+    """A folder standing for the checkout, made read-only by a bind mount (skips where `mount` is not permitted)."""
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    ro.mkdir()
+    shutil.copy2(Path(__file__).resolve().parents[1] / "setup.py", src / "setup.py")  # what the Triton venv's stamp hashes
+    if subprocess.run(["mount", "--bind", str(src), str(ro)], capture_output=True).returncode:
+        pytest.skip("a read-only bind mount needs `mount` (root in a sandbox that permits it)")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True).returncode:
+            pytest.skip("remounting read-only is not permitted here")
+        monkeypatch.setattr("slowfast_trt.serving.env.ROOT", ro)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        monkeypatch.delenv("SLOWFAST_TRITON_VENV", raising=False)
+        yield ro
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)

@@ -4,7 +4,6 @@ third-party libraries write into, and temporary-folder faults told apart from ou
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -141,26 +140,6 @@ def test_a_full_disk_inside_the_scratch_folder_names_the_temporary_folder(tmp_pa
     ]
 
 
-@pytest.fixture
-def read_only_checkout(tmp_path, monkeypatch):
-    """A folder standing for the checkout, made read-only by a bind mount (skips where `mount` is not permitted)."""
-    src, ro = tmp_path / "src", tmp_path / "ro"
-    src.mkdir()
-    ro.mkdir()
-    shutil.copy2(ROOT / "setup.py", src / "setup.py")  # what the Triton venv's stamp hashes
-    if subprocess.run(["mount", "--bind", str(src), str(ro)], capture_output=True).returncode:
-        pytest.skip("a read-only bind mount needs `mount` (root in a sandbox that permits it)")
-    try:
-        if subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True).returncode:
-            pytest.skip("remounting read-only is not permitted here")
-        monkeypatch.setattr("slowfast_trt.serving.env.ROOT", ro)
-        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-        monkeypatch.delenv("SLOWFAST_TRITON_VENV", raising=False)
-        yield ro
-    finally:
-        subprocess.run(["umount", str(ro)], capture_output=True)
-
-
 def test_a_read_only_checkout_keeps_the_triton_venv_and_its_lock_in_the_user_cache(read_only_checkout, tmp_path):
     """Issue 29, class 7: `export triton` failed on the Triton-venv lock in a read-only checkout."""
     from slowfast_trt.serving import env
@@ -169,19 +148,3 @@ def test_a_read_only_checkout_keeps_the_triton_venv_and_its_lock_in_the_user_cac
     assert venv == tmp_path / "cache" / "slowfast-trt" / "venv-triton"
     assert env.lock_path(venv) == tmp_path / "cache" / "slowfast-trt" / ".venv-triton.lock"
     assert env.lock_path(read_only_checkout / ".venv-triton") == tmp_path / "cache" / "slowfast-trt" / ".venv-triton.lock"
-
-
-def test_a_ready_triton_venv_is_used_from_a_read_only_checkout(read_only_checkout, tmp_path):
-    """The whole path: the stamped venv found, its lock and backend directory in the user cache, nothing written in
-    the checkout (skips where this checkout has no ready Triton venv)."""
-    from slowfast_trt.serving import env
-
-    ready = ROOT / ".venv-triton"
-    if env._stamped(ready) is None:
-        pytest.skip("no ready Triton venv in this checkout (tests/test_serving.py builds it)")
-    link = tmp_path / "cache" / "slowfast-trt" / "venv-triton"
-    link.parent.mkdir(parents=True)
-    link.symlink_to(ready)
-    got = env.ensure_env(lambda s: None)
-    assert got.venv == link and got.tritonserver.exists()
-    assert (tmp_path / "cache" / "slowfast-trt" / ".venv-triton.lock").exists()

@@ -523,3 +523,18 @@ def test_killing_the_server_mid_load_test_ends_the_bench_with_one_line(server, t
     r = json.loads((out / "result.json").read_text())
     assert r["aborted"] and r["rows"][-1]["requests"] >= 5 and "aborted" in r["rows"][-1]
     assert "**Aborted:**" in (out / "serve.md").read_text()
+
+
+def test_a_ready_triton_venv_is_used_from_a_read_only_checkout(triton_env, read_only_checkout, tmp_path):
+    """The whole path: the stamped venv found, its lock and backend directory in the user cache, nothing written in
+    the checkout (after `triton_env` built the checkout's venv)."""
+    from slowfast_trt.serving import env
+
+    ready = ROOT / ".venv-triton"
+    assert env._stamped(ready) is not None, "triton_env builds the checkout's venv"
+    link = tmp_path / "cache" / "slowfast-trt" / "venv-triton"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(ready)
+    got = env.ensure_env(lambda s: None)
+    assert got.venv == link and got.tritonserver.exists()
+    assert (tmp_path / "cache" / "slowfast-trt" / ".venv-triton.lock").exists()
