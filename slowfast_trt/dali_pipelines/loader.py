@@ -10,6 +10,7 @@ dropped with a count.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -33,7 +34,10 @@ from slowfast_trt.model.inputs import make_fast_input
 
 def preflight(videos: list[Video], cfg: SlowFastConfig, device: str, codecs: dict[str, str] | None = None) -> None:
     """Fail before any pipeline starts: missing or special files, sizes beyond the decoder, codecs the CPU decoder
-    cannot read, clips longer than every video. Each file's packets and header are checked when a loader first uses it."""
+    cannot read, clips longer than every video.
+
+    Nothing is opened where the manifest gives the codec (`Video.codec`); a file without one is probed once per
+    process (`probed_codec`). Each file's packets and header are checked when a loader first uses it."""
     if not videos:
         raise SlowFastError("the manifest has no videos; check its path, or run `slowfast data prepare`")
     problems = [(v.path, why) for v in videos if (why := file_problem(v.path)) is not None]
@@ -46,7 +50,7 @@ def preflight(videos: list[Video], cfg: SlowFastConfig, device: str, codecs: dic
             raise SlowFastError(f"{shown(v.path)}: the manifest's size {why}; re-encode it (`slowfast data prepare`)")
     if device == "cpu":
         for v in videos:
-            codec = (codecs or {}).get(v.path) or _probe_codec(v.path)
+            codec = (codecs or {}).get(v.path) or v.codec or probed_codec(v.path)
             if codec not in DALI_CPU_CODECS:
                 raise SlowFastError(
                     f"{shown(v.path)}: codec {codec} cannot be decoded by DALI on the CPU (VP8/VP9/MJPEG only); "
@@ -71,7 +75,9 @@ def announce(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def _probe_codec(path: str) -> str:
+@functools.cache
+def probed_codec(path: str) -> str:
+    """The codec of `path`'s first video stream (header only), cached: a run's loaders probe a file once."""
     import av  # lazy: PyAV, optional (extra [data])
 
     try:
