@@ -538,7 +538,7 @@ def test_messages_name_the_real_problem(data, tmp_path, monkeypatch):
     src.write_text(f"path,label\n{tmp_path / 'adir.webm'},0\n{tmp_path / 'fifo.webm'},0\n{m.resolve(m.entries[0])},0\n")
     code, text = _cli("data", "prepare", str(src), str(tmp_path / "p"), "--short-side", "32", "--quiet")
     assert code == 0, text
-    assert "adir.webm: a folder, not a video file" in text and "fifo.webm: not a regular file" in text, text
+    assert "adir.webm: a folder, not a video file" in text and "fifo.webm: a FIFO (named pipe), not a video file" in text, text
 
     from slowfast_trt.model import checkpoint
 

@@ -9,6 +9,8 @@ import click
 from slowfast_trt.cli.interrupt import resume_hint
 from slowfast_trt.cli.options import device_option
 from slowfast_trt.common.shards import parse_shard
+from slowfast_trt.common.text import shown
+from slowfast_trt.dali_pipelines.nvdec import table_refusal
 from slowfast_trt.dali_pipelines.preview import preview
 from slowfast_trt.data.check import check
 from slowfast_trt.data.merge import merge_prepared
@@ -69,7 +71,7 @@ def prepare_cmd(
         shard=parse_shard(shard) if shard is not None else None,
     )
     for path, reason in r.rejects:
-        click.echo(f"rejected {path}: {reason}", err=True)
+        click.echo(f"rejected {shown(path)}: {shown(reason)}", err=True)
     click.echo(
         f"{r.done} videos in {r.manifest} ({r.transcoded} transcoded, {r.skipped} already done), "
         f"{len(r.rejects)} rejected (see {r.out / 'rejects.csv'}), {r.seconds:.1f} s"
@@ -153,18 +155,38 @@ def check_cmd(manifest: str, write_clean: str | None, workers: int | None, quiet
     """Decode every file of MANIFEST and compare frame count, fps, size and codec; exit 1 if any file is bad."""
     r = check(manifest, write_clean=write_clean, workers=workers, progress=not quiet)
     for path, reason in r.bad:
-        click.echo(f"{path}: {reason}")
-    if r.gpu_only:
-        click.echo(
-            f"note: {len(r.gpu_only)} good files ({', '.join(sorted({c for _, c in r.gpu_only}))}) need a GPU for DALI; "
-            "`slowfast data prepare --codec vp9` makes them CPU-decodable",
-            err=True,
-        )
+        click.echo(f"{shown(path)}: {shown(reason)}")
+    for line in gpu_notes(r.gpu_only):
+        click.echo(line, err=True)
     click.echo(f"{r.good} of {r.total} files good, {len(r.bad)} bad", err=True)
     if r.clean_manifest:
         click.echo(f"wrote {r.clean_manifest} ({r.good} rows)", err=True)
     if r.bad:
         sys.exit(1)
+
+
+def gpu_notes(gpu_only: list[tuple[str, str, str | None]]) -> list[str]:
+    """`data check`'s notes on good files DALI's CPU decoder cannot read: those NVDEC decodes need a GPU; the others
+    (10-bit H.264, for one: NVDEC decodes 10-bit HEVC/VP9/AV1, not H.264) no DALI decoder reads."""
+    on_gpu, refused = [], []
+    for _, codec, pix_fmt in gpu_only:
+        why = table_refusal(codec, pix_fmt)
+        if why is None:
+            on_gpu.append(codec)
+        else:
+            refused.append(why)
+    notes = []
+    if on_gpu:
+        notes.append(
+            f"note: {len(on_gpu)} good files ({', '.join(sorted(set(on_gpu)))}) need a GPU for DALI; "
+            "`slowfast data prepare --codec vp9` makes them CPU-decodable"
+        )
+    if refused:
+        notes.append(
+            f"note: {len(refused)} good files cannot be decoded by DALI on the CPU or on a GPU ({'; '.join(sorted(set(refused)))}; "
+            "Blackwell's NVDEC excepted for H.264); `slowfast data prepare --codec vp9` re-encodes them to 8-bit VP9"
+        )
+    return notes
 
 
 @data.command("preview")

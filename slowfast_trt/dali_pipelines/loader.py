@@ -10,8 +10,8 @@ dropped with a count.
 
 from __future__ import annotations
 
+import functools
 import math
-import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.text import shown
 from slowfast_trt.common.threads import available_cpus
 from slowfast_trt.dali_pipelines import nvdec, sampling
 from slowfast_trt.dali_pipelines import spatial as spatial_ops
@@ -28,25 +29,33 @@ from slowfast_trt.dali_pipelines.pipelines import PlanSource, build_pipeline, gr
 from slowfast_trt.dali_pipelines.plan import ClipPlan
 from slowfast_trt.dali_pipelines.spec import FeedSpec, GraphSpec, crop_positions
 from slowfast_trt.data.manifest import Video
-from slowfast_trt.data.video_io import DALI_CPU_CODECS
+from slowfast_trt.data.video_io import DALI_CPU_CODECS, file_problem, size_problem
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.inputs import make_fast_input
 
 
 def preflight(videos: list[Video], cfg: SlowFastConfig, device: str, codecs: dict[str, str] | None = None) -> None:
-    """Fail before any pipeline starts: missing files, codecs the CPU decoder cannot read, clips longer than every video."""
+    """Fail before any pipeline starts: missing or special files, sizes beyond the decoder, codecs the CPU decoder
+    cannot read, clips longer than every video.
+
+    Nothing is opened where the manifest gives the codec (`Video.codec`); a file without one is probed once per
+    process (`probed_codec`). Each file's packets and header are checked when a loader first uses it."""
     if not videos:
         raise SlowFastError("the manifest has no videos; check its path, or run `slowfast data prepare`")
-    missing = [v.path for v in videos if not os.path.isfile(v.path)]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise SlowFastError(f"video file not found: {missing[0]}{more}; fix the manifest paths or run `slowfast data check`")
+    problems = [(v.path, why) for v in videos if (why := file_problem(v.path)) is not None]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        path, why = problems[0]
+        raise SlowFastError(f"{shown(path)}: {why}{more}; fix the manifest paths or run `slowfast data check`")
+    for v in videos:
+        if (why := size_problem(v.width, v.height)) is not None:
+            raise SlowFastError(f"{shown(v.path)}: the manifest's size {why}; re-encode it (`slowfast data prepare`)")
     if device == "cpu":
         for v in videos:
-            codec = (codecs or {}).get(v.path) or _probe_codec(v.path)
+            codec = (codecs or {}).get(v.path) or v.codec or probed_codec(v.path)
             if codec not in DALI_CPU_CODECS:
                 raise SlowFastError(
-                    f"{v.path}: codec {codec} cannot be decoded by DALI on the CPU (VP8/VP9/MJPEG only); "
+                    f"{shown(v.path)}: codec {codec} cannot be decoded by DALI on the CPU (VP8/VP9/MJPEG only); "
                     "transcode with `slowfast data prepare --codec vp9` or run on a GPU"
                 )
 
@@ -68,7 +77,9 @@ def announce(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def _probe_codec(path: str) -> str:
+@functools.cache
+def probed_codec(path: str) -> str:
+    """The codec of `path`'s first video stream (header only), cached: a run's loaders probe a file once."""
     import av  # lazy: PyAV, optional (extra [data])
 
     try:
@@ -226,8 +237,8 @@ class ClipLoader:
         for path, reason in list(self.bad.items())[known:]:
             if not self.skip_bad:
                 also = "" if self.skip_bad is None else " or pass --skip-bad"  # None: the command has no --skip-bad
-                raise SlowFastError(f"{path}: {reason}; remove it (`slowfast data check --write-clean`){also}")
-            print(f"warning: skipping {path}: {reason} ({len(self.bad)} skipped so far)", file=sys.stderr)
+                raise SlowFastError(f"{shown(path)}: {reason}; remove it (`slowfast data check --write-clean`){also}")
+            print(f"warning: skipping {shown(path)}: {reason} ({len(self.bad)} skipped so far)", file=sys.stderr)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         """The epoch's batches. Where torch does the spatial ops (the CPU graphs), the next batch is decoded and cropped
@@ -254,8 +265,9 @@ class ClipLoader:
                 unyielded = [i for batch in source.served[done:] for i in batch]
                 found = {source.plans[i].path: r for i in unyielded if (r := probe_plan(source.plans[i])) is not None}
                 if not found:
-                    names = sorted({source.plans[i].path for i in unyielded})
-                    raise SlowFastError(f"DALI failed on a batch of {names}: {str(err).splitlines()[0][:300]}") from None
+                    names = sorted({shown(source.plans[i].path) for i in unyielded})
+                    why = " ".join(str(err).split())[:300]  # DALI's first line is only "Critical error in pipeline:"
+                    raise SlowFastError(f"DALI failed on a batch of {names} (one of them, or DALI itself): {why}") from None
                 known = len(self.bad)
                 self.bad.update(found)
                 self._report(known)

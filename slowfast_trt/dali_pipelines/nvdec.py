@@ -114,6 +114,18 @@ def pix_fmt_facts(pix_fmt: str | None) -> tuple[str, int]:
     return chroma, int(m.group(1)) if m else 8
 
 
+def table_refusal(codec: str, pix_fmt: str | None) -> str | None:
+    """Why the SDK table's NVDEC (Turing and later) does not decode this format ('NVDEC does not decode 10-bit H.264'),
+    or None when it does: what `data check` says of files DALI's CPU decoder cannot read either."""
+    chroma, bits = pix_fmt_facts(pix_fmt)
+    limits = NVDEC_TABLE.get(codec)
+    if limits is not None and bits in limits.bit_depths and chroma in limits.chroma:
+        return None
+    name = {"h264": "H.264", "hevc": "HEVC"}.get(codec, codec.upper())
+    sub = "" if chroma == "420" else f" {chroma[0]}:{chroma[1]}:{chroma[2]}"
+    return f"NVDEC does not decode {bits}-bit{sub} {name}"
+
+
 def probe_format(path: str) -> StreamFormat:
     """Codec, size, chroma and bit depth of `path`'s first video stream (header only, no decoding)."""
     import av  # lazy: PyAV, optional (extra [data])

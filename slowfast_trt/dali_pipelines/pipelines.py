@@ -20,7 +20,7 @@ import torch
 from slowfast_trt.dali_pipelines.nvdec import decoder_mode
 from slowfast_trt.dali_pipelines.plan import ClipPlan
 from slowfast_trt.dali_pipelines.spec import FeedSpec, GraphSpec, crop_positions
-from slowfast_trt.data.video_io import count_packets
+from slowfast_trt.data.video_io import loader_facts
 from slowfast_trt.model.config import SlowFastConfig
 
 
@@ -34,9 +34,10 @@ class PlanSource:
     """The external-source callable: serves the plans in order, a batch per call, StopIteration at the end.
 
     Each call serves the fields of `graph.fields`, by name, in that order (the graph reads the same list). The first
-    time a file is used its packets are counted (demux only, milliseconds); a file with fewer frames than a clip
-    needs is left out of the batch and recorded in `bad`, because DALI's decoder returns black frames past the end
-    of a truncated file instead of failing.
+    time a file is used its packets are counted (demux only, milliseconds, `video_io.loader_facts`); a file cut short
+    of what its container declares, with a header size DALI cannot open, or with fewer frames than a clip needs is
+    left out of the batch and recorded in `bad`, alone, before DALI sees it: DALI's decoder returns black frames past
+    the end of a truncated file instead of failing, and fails a whole batch on a header it cannot open.
     """
 
     def __init__(
@@ -73,7 +74,10 @@ class PlanSource:
         if plan.path in self.bad:
             return False
         if plan.path not in self._frames:
-            self._frames[plan.path] = count_packets(plan.path)
+            self._frames[plan.path], why = loader_facts(plan.path)
+            if why is not None:
+                self.bad[plan.path] = why
+                return False
         n = self._frames[plan.path]
         need = int(plan.fast_idx.max()) + 1
         if n < need:

@@ -9,6 +9,7 @@ and shards draw the same numbers as a single process would. The clip-index math 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,9 +52,19 @@ def slow_positions(fast_idx: np.ndarray, slow_idx: np.ndarray) -> np.ndarray:
 
 
 def _indices(cfg: SlowFastConfig, video: Video, start: int, span: int) -> tuple[np.ndarray, np.ndarray]:
-    fast = sampling.fast_indices(start, span, cfg.fast_frames, video.frame_count, cfg.sampling)
-    slow = sampling.slow_indices(fast, cfg.num_frames, cfg.sampling)
-    return fast.astype(np.int32), slow_positions(fast, slow)
+    return clip_indices(start, span, cfg.fast_frames, video.frame_count, cfg.num_frames, cfg.sampling)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def clip_indices(start: int, span: int, alpha_T: int, n: int, T: int, convention: str) -> tuple[np.ndarray, np.ndarray]:
+    """(Fast frame numbers, Slow positions among them) of one clip, cached (read-only arrays): a 200k-video epoch
+    plan repeats few (start, frame count) pairs, and the index math was most of its start-up time."""
+    fast = sampling.fast_indices(start, span, alpha_T, n, convention)
+    slow = sampling.slow_indices(fast, T, convention)
+    out = fast.astype(np.int32), slow_positions(fast, slow)
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def jitter_range(cfg: SlowFastConfig) -> tuple[int, int]:

@@ -113,7 +113,7 @@ def _output(pool: BufferPool | None, shape: tuple[int, ...], n: int) -> torch.Te
 def _normalize_clip(clip: torch.Tensor, slow_pos, cfg: SlowFastConfig, fast: torch.Tensor, slow: torch.Tensor) -> None:
     """Normalise a uint8 F,H,W,C clip into `fast`, and its Slow frames (a gather of uint8 frames) into `slow`."""
     normalize(clip, cfg, out=fast)
-    normalize(clip.index_select(0, torch.as_tensor(slow_pos, dtype=torch.long)), cfg, out=slow)
+    normalize(clip.index_select(0, torch.tensor(slow_pos, dtype=torch.long)), cfg, out=slow)
 
 
 def train_batch(

@@ -1,8 +1,10 @@
 """`data check`: open every file of a manifest, decode it fully, and compare it with what the manifest says.
 
-A file is bad when it is missing, unreadable, has no video stream, stops decoding early (truncated), or
-its frame count, fps, size or codec differ from its manifest row. Files DALI cannot decode on the CPU
-(H.264 and friends need NVDEC) are counted separately: they are fine on a GPU. `--write-clean` writes a
+A file is bad when it is missing or special (a FIFO, a device), unreadable, has no video stream, stops decoding
+early (truncated), declares a frame size in its header that the decoder refuses, or its frame count, fps, size or
+codec differ from its manifest row. Files DALI cannot decode on the CPU
+(H.264 and friends need NVDEC) are counted separately: they are fine on a GPU, unless NVDEC does not decode
+their format either (10-bit H.264, say), which the command's note says. `--write-clean` writes a
 manifest of the good files only, with every optional column filled in from the files themselves.
 """
 
@@ -17,7 +19,7 @@ from slowfast_trt.common.io import probe_writable
 from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.data import parallel
 from slowfast_trt.data.manifest import Entry, read_manifest, with_info, write_manifest
-from slowfast_trt.data.video_io import DALI_CPU_CODECS, VideoError, VideoInfo, verify
+from slowfast_trt.data.video_io import DALI_CPU_CODECS, VideoError, VideoInfo, header_problem, verify
 
 FPS_TOLERANCE = 0.01  # relative: 29.97 and 30000/1001 agree
 
@@ -37,7 +39,7 @@ class CheckReport:
     total: int
     good: int
     bad: list[tuple[str, str]] = field(default_factory=list)
-    gpu_only: list[tuple[str, str]] = field(default_factory=list)  # (path, codec)
+    gpu_only: list[tuple[str, str, str | None]] = field(default_factory=list)  # (path, codec, pix_fmt)
     clean_manifest: Path | None = None
 
 
@@ -58,12 +60,23 @@ def mismatches(entry: Entry, info, decoded: int) -> list[str]:
 
 
 def check_one(job: CheckJob) -> dict:
-    """Worker: decode the whole file; its facts, or VideoError with every problem found."""
+    """Worker: decode the whole file; its facts, or VideoError with every problem found.
+
+    The header's own frame size is checked too: PyAV reports the decoded size, DALI opens its decoder with the header's."""
     info, decoded = verify(job.path)
     problems = mismatches(job.entry, info, decoded)
+    if (why := header_problem(job.path)) is not None:
+        problems.append(why)
     if problems:
         raise VideoError("; ".join(problems))
-    return {"num_frames": info.num_frames, "fps": info.fps, "width": info.width, "height": info.height, "codec": info.codec}
+    return {
+        "num_frames": info.num_frames,
+        "fps": info.fps,
+        "width": info.width,
+        "height": info.height,
+        "codec": info.codec,
+        "pix_fmt": info.pix_fmt,
+    }
 
 
 def check(
@@ -92,7 +105,7 @@ def check(
         bar.close()
     report.good = len(good)
     report.bad.sort()
-    report.gpu_only = sorted((jobs[i].path, f["codec"]) for i, f in good.items() if f["codec"] not in DALI_CPU_CODECS)
+    report.gpu_only = sorted((jobs[i].path, f["codec"], f["pix_fmt"]) for i, f in good.items() if f["codec"] not in DALI_CPU_CODECS)
     if write_clean is not None:
         report.clean_manifest = _write_clean(Path(write_clean), m, jobs, good)
     return report

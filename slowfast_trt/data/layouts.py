@@ -20,7 +20,7 @@ from pathlib import Path
 
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.data.manifest import CLASSES_FILE, read_classes, read_manifest
-from slowfast_trt.data.video_io import VIDEO_EXTENSIONS
+from slowfast_trt.data.video_io import VIDEO_EXTENSIONS, file_problem
 
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 
@@ -44,15 +44,24 @@ class Collection:
     rejects: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _is_video(p: Path) -> bool:
-    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_EXTENSIONS
+def _is_video_name(p: Path) -> bool:
+    return not p.name.startswith(".") and p.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _videos_below(folder: Path) -> list[Path]:
+def _videos_below(folder: Path, rejects: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Video files below `folder`; video-named entries that are no regular file (FIFOs, sockets, links to devices or
+    to nothing) go to `rejects` with their reason instead of vanishing."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames) if _is_video(Path(dirpath) / f)]
+        for p in (Path(dirpath) / f for f in sorted(filenames)):
+            if not _is_video_name(p):
+                continue
+            why = file_problem(p)
+            if why is None:
+                found.append(p)
+            elif rejects is not None:
+                rejects.append((str(p), why))
     return found
 
 
@@ -86,15 +95,6 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def not_a_file_reason(p: Path) -> str:
-    """Why `p` cannot be read as a video file: missing, a folder, or not a regular file (FIFO, socket, device)."""
-    if not p.exists():
-        return "file not found"
-    if p.is_dir():
-        return "a folder, not a video file"
-    return "not a regular file (a FIFO, socket or device); give the video file itself"
-
-
 def _collection(
     rows: list[tuple[str, int | tuple[int, ...], str]], classes: list[str], layout: str, rejects: list[tuple[str, str]]
 ) -> Collection:
@@ -109,12 +109,20 @@ def scan_class_folders(folder: str | os.PathLike) -> Collection:
     """One class per sub-folder (sorted names = ids 0..C-1); a folder without class folders is a single class."""
     folder = Path(folder)
     subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    loose = [p for p in sorted(folder.iterdir()) if _is_video(p)]
-    by_class = [(d.name, _videos_below(d)) for d in subdirs]
+    special: list[tuple[str, str]] = []  # video-named entries that are no regular file, with their reason
+    loose = []
+    for p in sorted(folder.iterdir()):
+        if _is_video_name(p):
+            why = file_problem(p)
+            if why is None:
+                loose.append(p)
+            else:
+                special.append((str(p), why))
+    by_class = [(d.name, _videos_below(d, special)) for d in subdirs]
     by_class = [(c, vids) for c, vids in by_class if vids]
     if not by_class:
         rows = [(str(p.resolve()), 0, p.stem) for p in loose]
-        return _collection(rows, [folder.resolve().name or "videos"], "flat", [])
+        return _collection(rows, [folder.resolve().name or "videos"], "flat", special)
     classes = [c for c, _ in by_class]
     rows = []
     for label, (c, vids) in enumerate(by_class):
@@ -122,7 +130,7 @@ def scan_class_folders(folder: str | os.PathLike) -> Collection:
             rel = p.relative_to(folder / c).with_suffix("")
             rows.append((str(p.resolve()), label, f"{_safe(c)}/{rel.as_posix()}"))
     rejects = [(str(p.resolve()), f"not inside a class folder (put it in one of {folder}/<class>/)") for p in loose]
-    return _collection(rows, classes, "folders", rejects)
+    return _collection(rows, classes, "folders", special + rejects)
 
 
 def read_kinetics_csv(csv_path: str | os.PathLike, root: str | os.PathLike | None = None) -> Collection:
@@ -182,8 +190,8 @@ def read_pyslowfast_list(list_path: str | os.PathLike, root: str | os.PathLike |
             raise SlowFastError(f"{list_path}:{n}: label {parts[1]!r} is not an integer id (PySlowFast lists use ids)") from None
         p = Path(parts[0])
         p = p if p.is_absolute() else root / p
-        if not p.is_file():
-            rejects.append((str(p), not_a_file_reason(p)))
+        if (why := file_problem(p)) is not None:
+            rejects.append((str(p), why))
             continue
         rows.append((str(p.resolve()), label, None, p))
     classes_file = list_path.parent / CLASSES_FILE
@@ -201,8 +209,8 @@ def read_manifest_collection(path: str | os.PathLike) -> Collection:
     rows, rejects = [], []
     for e in m.entries:
         p = Path(m.resolve(e))
-        if not p.is_file():
-            rejects.append((str(p), not_a_file_reason(p)))
+        if (why := file_problem(p)) is not None:
+            rejects.append((str(p), why))
             continue
         first = e.label[0] if isinstance(e.label, tuple) else e.label
         rows.append((str(p.resolve()), e.label, f"{_safe(m.classes[first])}/{p.stem}"))

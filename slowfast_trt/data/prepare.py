@@ -37,8 +37,9 @@ from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.common.lock import own_folder
 from slowfast_trt.common.progress import progress as progress_bar
 from slowfast_trt.common.shards import Shard
+from slowfast_trt.common.text import shown
 from slowfast_trt.data import parallel
-from slowfast_trt.data.layouts import Collection, printable, read_collection
+from slowfast_trt.data.layouts import Collection, read_collection
 from slowfast_trt.data.manifest import Entry, write_manifest
 from slowfast_trt.data.video_io import GOP, VideoError, VideoWriter, check_complete, codec_spec, iter_frames, probe, short_side_size, verify
 
@@ -340,7 +341,7 @@ def prepare(
             if rec is not None:
                 i = rec["info"]
                 entries.append(Entry(rel, item.label, i["num_frames"], i["fps"], i["width"], i["height"], i["codec"]))
-        rejects = sorted((printable(p), r) for p, r in rejects)  # written to UTF-8 files and the terminal
+        rejects = sorted((shown(p), r) for p, r in rejects)  # written to UTF-8 files and the terminal, one line each
         write_rejects(out / "rejects.csv", rejects)
         report.rejects = rejects
         report.done = len(entries)

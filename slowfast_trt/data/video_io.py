@@ -8,6 +8,7 @@ whose message is the one-line reason that `rejects.csv` and `data check` print.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from fractions import Fraction
 import numpy as np
 
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.data.container_size import declared_size
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ogv", ".3gp", ".ts")
 GOP = 32  # keyframe interval: seeking to any clip start decodes at most 31 extra frames (about 5% more bytes)
@@ -52,6 +54,8 @@ CODECS: dict[str, CodecSpec] = {
     "mjpeg": CodecSpec("mjpeg", "mjpeg", "avi", ".avi", "yuvj420p", {}, qscale=3, dali_cpu=True),
 }
 DALI_CPU_CODECS = ("vp8", "vp9", "mjpeg")
+# FFmpeg's av_image_check_size, which DALI's decoders meet when they open a stream: (w + 128) * (h + 128) < INT_MAX / 8.
+DECODER_MAX_AREA = (2**31 - 1) // 8
 
 
 class VideoError(Exception):
@@ -177,6 +181,48 @@ class VideoInfo:
     num_frames: int
     duration: float | None  # seconds, as the container or stream declares it (None if unknown)
     declared_frames: int  # frames the container declares (0 for WebM and many others)
+    pix_fmt: str | None = None  # FFmpeg's pixel format ('yuv420p10le': 10-bit 4:2:0), None when unknown
+
+
+_SPECIAL = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a video file to open (missing, a folder, a FIFO, a socket, a device, a link to one), or None.
+
+    Stat only, never open: opening a FIFO blocks until something writes to it."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "a broken symlink (its target is missing)" if os.path.islink(path) else "file not found"
+    except OSError as e:
+        return f"cannot stat: {e.strerror or e}"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return "a folder, not a video file"
+    kind = next((name for test, name in _SPECIAL if test(st.st_mode)), "not a regular file")
+    link = f"a symlink to {kind} ({os.path.realpath(path)})" if os.path.islink(path) else kind
+    return f"{link}, not a video file; list the video file itself"
+
+
+def size_problem(width: int, height: int) -> str | None:
+    """Why a frame size is beyond what the decoders open (FFmpeg's limit, which DALI meets), or None."""
+    if (width + 128) * (height + 128) >= DECODER_MAX_AREA:
+        return f"{width}x{height} is beyond the decoder's limit ((w+128)*(h+128) < 2^31/8, FFmpeg's check that DALI meets)"
+    return None
+
+
+def header_problem(path: str | os.PathLike) -> str | None:
+    """Why the frame size the container's header declares cannot be decoded by DALI (it opens its decoder with it)."""
+    size = declared_size(path)
+    why = size_problem(*size) if size else None
+    return f"the header declares {why}; re-encode it (`slowfast data prepare`)" if why else None
 
 
 def _sniff(path: str) -> str | None:
@@ -214,11 +260,7 @@ def _sniff(path: str) -> str | None:
 def _open(path: str):
     import av  # lazy: PyAV, optional (extra [data])
 
-    if not os.path.exists(path):
-        raise VideoError("file not found")
-    if not os.path.isfile(path):
-        raise VideoError("not a regular file")
-    reason = _sniff(path)
+    reason = file_problem(path) or _sniff(path)
     if reason:
         raise VideoError(reason)
     try:
@@ -239,7 +281,7 @@ def _ffmpeg_message(e: Exception) -> str:
     return str(getattr(e, "strerror", None) or e)
 
 
-def _stream_facts(c) -> tuple[str, int, int, float, float | None, int]:
+def _stream_facts(c) -> tuple[str, int, int, float, float | None, int, str | None]:
     s = c.streams.video[0]
     cc = s.codec_context
     rate = s.average_rate or s.guessed_rate or s.base_rate
@@ -249,7 +291,7 @@ def _stream_facts(c) -> tuple[str, int, int, float, float | None, int]:
         duration = float(s.duration * s.time_base)
     elif c.duration is not None:
         duration = c.duration / 1_000_000
-    return cc.name, cc.width, cc.height, fps, duration, int(s.frames or 0)
+    return cc.name, cc.width, cc.height, fps, duration, int(s.frames or 0), cc.format.name if cc.format is not None else None
 
 
 def count_frames(path: str | os.PathLike) -> int:
@@ -263,7 +305,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     import av  # lazy: PyAV, optional (extra [data])
 
     with _open(str(path)) as c:
-        codec, w, h, fps, duration, declared = _stream_facts(c)
+        codec, w, h, fps, duration, declared, pix_fmt = _stream_facts(c)
         try:
             n = sum(1 for pkt in c.demux(c.streams.video[0]) if pkt.size > 0)
         except av.error.FFmpegError as e:
@@ -272,7 +314,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         raise VideoError("video stream has no frame size (corrupt header)")
     if n == 0:
         raise VideoError("video stream has no frames")
-    return VideoInfo(codec, w, h, fps, n, duration, declared)
+    return VideoInfo(codec, w, h, fps, n, duration, declared, pix_fmt)
 
 
 def iter_frames(path: str | os.PathLike, threads: int = 1) -> Iterator:
@@ -316,6 +358,37 @@ def verify(path: str | os.PathLike, threads: int = 1) -> tuple[VideoInfo, int]:
     span = None if first is None else last - first + (1.0 / info.fps if info.fps else 0.0)
     check_complete(info, n, span)
     return info, n
+
+
+def loader_facts(path: str) -> tuple[int, str | None]:
+    """What a loader needs before handing a file to DALI, demuxing only: (packets, why it cannot be used, or None).
+
+    Refused: a header size DALI cannot open (`header_problem`), and a file cut short: its packets end before the
+    duration or frame count its container declares (`check_complete`'s rule, on packets). DALI returns black frames
+    past the end of a truncated file instead of failing, so this is the only place such a file is caught in a run."""
+    import av  # lazy: PyAV, optional (extra [data])
+
+    n = 0
+    try:
+        if (why := file_problem(path) or header_problem(path)) is not None:
+            return 0, why
+        with _open(path) as c:
+            codec, w, h, fps, duration, declared, pix_fmt = _stream_facts(c)
+            s = c.streams.video[0]
+            first = last = None
+            for pkt in c.demux(s):
+                if pkt.size > 0:
+                    n += 1
+                    if pkt.pts is not None:
+                        first = pkt.pts if first is None else min(first, pkt.pts)
+                        last = pkt.pts if last is None else max(last, pkt.pts)
+        span = None if first is None or s.time_base is None else float((last - first) * s.time_base) + (1.0 / fps if fps else 0.0)
+        check_complete(VideoInfo(codec, w, h, fps, n, duration, declared, pix_fmt), n, span)
+    except VideoError as e:
+        return n, str(e)
+    except (av.error.FFmpegError, OSError) as e:
+        return n, f"unreadable: {_ffmpeg_message(e)}"
+    return n, None
 
 
 def count_packets(path: str) -> int:
