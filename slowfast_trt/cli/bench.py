@@ -9,7 +9,7 @@ import click
 from slowfast_trt.benchmarks import accuracy, e2e, pipeline, throughput
 from slowfast_trt.benchmarks.report import write_report
 from slowfast_trt.cli.flops import flops
-from slowfast_trt.cli.options import batch_size_option, clips_option, crops_option, device_option, int_list, threads_option
+from slowfast_trt.cli.options import batch_size_option, clips_option, crops_option, device_option, finite_float, int_list, threads_option
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.model.zoo import get_config
@@ -32,7 +32,7 @@ bench.add_command(flops)
 @batch_size_option("batch", default=8, show_default=True, type=click.IntRange(1), help="Clips per batch.")
 @threads_option("DALI threads (and PyAV DataLoader workers).")
 @clips_option(64, help="Clips timed per loader (at most).")
-@click.option("--budget", default=8.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per loader (at most).")
+@click.option("--budget", default=8.0, show_default=True, type=finite_float(0.1), help="Seconds timed per loader (at most).")
 @click.option("--loaders", help=f"Comma-separated rows to measure [default: all]: {', '.join(pipeline.LOADERS)} (hyphens allowed).")
 @device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
@@ -139,7 +139,7 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, tune, dev
     help="Torch precision (checkpoints only).",
 )
 @threads_option("DALI threads (and PyAV DataLoader workers).")
-@click.option("--budget", default=6.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per pass (at most).")
+@click.option("--budget", default=6.0, show_default=True, type=finite_float(0.1), help="Seconds timed per pass (at most).")
 @click.option("--loaders", help="Comma-separated pipelines to measure: dali, pyav [default: both].")
 @device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slowfast_trt import engines
+from slowfast_trt.common.bounds import check_fits
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import probe_writable
 from slowfast_trt.dali_pipelines.spec import FeedSpec
@@ -12,6 +13,7 @@ from slowfast_trt.data.ava import load_ava, looks_like_ava_csv
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.detection import detection_config
+from slowfast_trt.model.footprint import check_model_fits, clip_bytes
 from slowfast_trt.model.zoo import get_config
 from slowfast_trt.training.detect import DetectionTrainer, evaluate_detection, write_detection_eval
 from slowfast_trt.training.evaluate import evaluate_engine, write_eval
@@ -40,6 +42,16 @@ def resolve_config(preset: str, manifest, overrides: dict) -> SlowFastConfig:
     return cfg
 
 
+# The options of `slowfast train` that set model config fields, named in the bound's message (`check_model_fits`).
+OVERRIDE_OPTIONS = {"num_classes": "--num-classes", "crop_size": "--crop", "test_crop_size": "--crop", "batch": "--batch-size"}
+
+
+def _sources(overrides: dict) -> dict[str, str]:
+    """Where each size of the training config came from: the option that set it, else the preset (or the classes)."""
+    given = {k: f"from {OVERRIDE_OPTIONS[k]}" for k, v in overrides.items() if v is not None and k in OVERRIDE_OPTIONS}
+    return {"num_classes": "the manifest's classes", "batch": "from --batch-size", **given}
+
+
 def train(
     preset: str,
     train_manifest: str,
@@ -62,6 +74,9 @@ def train(
         train_m, train_videos = load_manifest_videos(train_manifest, "training")
         _, val_videos = load_manifest_videos(val_manifest, "validation")
         cfg = resolve_config(preset, train_m, model_overrides or {})
+        check_model_fits(
+            cfg, f"preset {preset}", batch=options.get("batch_size", 1), training=True, sources=_sources(model_overrides or {})
+        )
     data = {k: fingerprint(v) for k, v in (("train", train_manifest), ("val", val_manifest)) if v is not None}
     with claim_run_folder(out_dir, resume, overwrite):
         if detection:
@@ -83,6 +98,8 @@ def evaluate(artifact: str, manifest: str, feed: FeedSpec, *, out_dir: str | Non
     else:
         _, videos = load_manifest_videos(manifest, "evaluation")
     engine = engines.load(artifact, device=feed.device, qdq=qdq)
+    if not detection:
+        feed = _feed_for(feed, len(videos), engine.config)
     if detection:
         result = evaluate_detection(engine, data, feed)
         write = write_detection_eval
@@ -92,6 +109,14 @@ def evaluate(artifact: str, manifest: str, feed: FeedSpec, *, out_dir: str | Non
     if out_dir:
         result["files"] = {k: str(v) for k, v in write(result, out_dir).items()}
     return result
+
+
+def _feed_for(feed: FeedSpec, videos: int, cfg: SlowFastConfig) -> FeedSpec:
+    """`feed` with its batch cut to the clips there are to score (buffers are sized by the batch), and that batch
+    checked against memory: `--batch-size` far beyond the data allocates for the data, not for the option."""
+    batch = min(feed.batch_size, videos * feed.num_clips)
+    check_fits("--batch-size", batch, "from the command line, cut to the clips to score", lambda b: feed.num_crops * clip_bytes(cfg, b))
+    return feed.but(batch_size=batch)
 
 
 # ----- action detection (AVA-format label CSVs; see data/ava.py) -----
