@@ -133,5 +133,6 @@ def _train_detection(preset: str, labels_csv: str, out_dir: str, val_csv: str | 
         get_config(preset, **{k: v for k, v in overrides.items() if k != "num_classes"}),
         num_classes=overrides.get("num_classes", train_set.num_classes),
     )
+    check_model_fits(cfg, f"preset {preset}", batch=options.get("batch_size", 1), training=True, sources=_sources(overrides))
     opts = TrainOptions(out_dir=out_dir, model_overrides=overrides, **options)
     return DetectionTrainer(cfg, opts, train_set, val_set, resume=resume).run()
