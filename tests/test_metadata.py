@@ -196,3 +196,26 @@ def test_gpu_policy_cache_of_the_wrong_type_is_measured_again(tmp_path):
         decision, hit = gpu_policy.decide("k", measure, path)
         assert not hit and decision.reason == "measured"
     assert len(measured) == 3
+
+
+def test_csv_fields_are_echoed_as_a_short_prefix(tmp_path):
+    """A multi-megabyte field in a label CSV, a manifest header or a PySlowFast list gives one short line."""
+    from slowfast_trt.data.ava import read_ava_csv
+    from slowfast_trt.data.layouts import read_pyslowfast_list
+    from slowfast_trt.data.manifest import read_manifest
+
+    (tmp_path / "labels.csv").write_text(f"v,{MB},0.1,0.2,0.5,0.9,1,0\n")
+    (tmp_path / "bad.csv").write_text(f"path,label,{MB}\nx.webm,0\n")
+    (tmp_path / "noheader.csv").write_text(f"{MB},label\nx.webm,0\n")
+    (tmp_path / "list.txt").write_text(f"x.webm {MB}\n")
+    for read in (
+        lambda: read_ava_csv(tmp_path / "labels.csv", "labels"),
+        lambda: read_manifest(tmp_path / "bad.csv"),
+        lambda: read_manifest(tmp_path / "noheader.csv"),
+        lambda: read_pyslowfast_list(tmp_path / "list.txt"),
+    ):
+        with pytest.raises(SlowFastError) as e:
+            read()
+        assert "\n" not in str(e.value) and len(str(e.value)) < 600, len(str(e.value))
+    for args in (["eval", "--ckpt", tmp_path / "m.safetensors"], ["train", "--preset", PRESET, "--out", tmp_path / "run"]):
+        _one_error_line(*_cli(*args, "--data" if args[0] == "eval" else "--train", tmp_path / "noheader.csv"))

@@ -28,6 +28,11 @@ def short(value: object, limit: int = MAX_ECHO) -> str:
     return f"{text[:limit]}... ({size})"
 
 
+def cut(text: str, limit: int = 2 * MAX_ECHO) -> str:
+    """A message that quotes a file (an exception's text) cut to `limit` characters, with the full length said."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _read_int(path: str) -> int | None:
     try:
         text = Path(path).read_text().strip()

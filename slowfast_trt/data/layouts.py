@@ -136,7 +136,10 @@ def read_kinetics_csv(csv_path: str | os.PathLike, root: str | os.PathLike | Non
     root = Path(root) if root else csv_path.parent
     if not root.is_dir():
         raise SlowFastError(f"video folder not found: {root}; pass --root DIR where the Kinetics downloads are")
-    rows = list(csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))))
+    try:
+        rows = list(csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))))
+    except (csv.Error, UnicodeDecodeError) as e:  # a field over the csv module's limit (128 KiB), a NUL byte, not UTF-8
+        raise SlowFastError(f"{csv_path} is not a readable CSV ({e}); a Kinetics list has short fields") from None
     if not rows:
         raise SlowFastError(f"{csv_path} has no rows")
     missing = [c for c in KINETICS_COLUMNS if c not in rows[0]]

@@ -183,17 +183,20 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not part of the header
     except (OSError, UnicodeDecodeError) as e:
         raise SlowFastError(f"cannot read manifest {path}: {e}; it must be a UTF-8 CSV with a header path,label,...") from None
-    rows = list(csv.DictReader(io.StringIO(text)))
-    header = next(csv.reader(io.StringIO(text)), [])
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as e:  # a field over the csv module's limit (128 KiB), a NUL byte
+        raise SlowFastError(f"{path} is not a readable CSV ({e}); a manifest has short fields path,label,...") from None
     if [h.strip() for h in header[:2]] != ["path", "label"]:
         case = " (lower-case)" if [h.strip().lower() for h in header[:2]] == ["path", "label"] else ""
         raise SlowFastError(
-            f"{path} is not a manifest: its header must start with path,label{case} (got {','.join(header[:7])!r}); "
+            f"{path} is not a manifest: its header must start with path,label{case} (got {short(','.join(header[:7]))}); "
             "convert lists with `slowfast data prepare`"
         )
     unknown = [h for h in header if h.strip() not in COLUMNS]
     if unknown:
-        raise SlowFastError(f"{path}: unknown manifest column(s) {unknown}; known: {','.join(COLUMNS)}")
+        raise SlowFastError(f"{path}: unknown manifest column(s) {short(unknown)}; known: {','.join(COLUMNS)}")
     entries, first_line, dropped = [], {}, []
     root = path.parent.resolve()
     for i, row in enumerate(rows, start=2):

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from slowfast_trt.common.bounds import short
+from slowfast_trt.common.bounds import cut, short
 from slowfast_trt.common.environment import versions
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
@@ -137,7 +137,7 @@ def read_sidecar(artifact: str | os.PathLike) -> dict[str, Any]:
         cfg = sidecar_config(data)
     except (SlowFastError, TypeError, ValueError, KeyError) as e:
         raise SlowFastError(
-            f"{path}: the sidecar's model config is invalid ({short(str(e).splitlines()[0])}); re-export the artifact"
+            f"{path}: the sidecar's model config is invalid ({cut(str(e).splitlines()[0])}); re-export the artifact"
         ) from None
     check_model_fits(cfg, f"the config of sidecar {path}", batch=data["batch"] if isinstance(data["batch"], int) else 1,
                      sources={"batch": f"the batch of sidecar {path}"})  # fmt: skip

@@ -28,7 +28,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from slowfast_trt.common.bounds import short
+from slowfast_trt.common.bounds import cut
 from slowfast_trt.common.device import resolve_device
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_bytes
@@ -162,7 +162,7 @@ def _config_of(meta: dict[str, str], path: Path) -> SlowFastConfig:
     try:
         cfg = SlowFastConfig.from_dict(json.loads(meta["config"])).validate()
     except (KeyError, ValueError, TypeError) as e:
-        raise SlowFastError(f"{path}: the checkpoint's config is unreadable ({short(str(e))})") from None
+        raise SlowFastError(f"{path}: the checkpoint's config is unreadable ({cut(str(e))})") from None
     except SlowFastError as e:
         raise SlowFastError(f"{path}: {e}") from None
     return check_model_fits(cfg, f"the config of checkpoint {path}")
