@@ -146,6 +146,17 @@ def test_eval_batch_beyond_the_videos_is_cut_to_the_data(data, tmp_path):
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["batch_size"] == 8
 
 
+def test_prepare_frame_size_and_worker_count_are_bounded(data, tmp_path):
+    """Class 2: `data prepare --short-side` sizes every frame, `--workers` the processes spawned; both are options."""
+    from slowfast_trt.data import parallel
+
+    msg = _one_error_line(*_cli("data", "prepare", data / "train.csv", tmp_path / "prep", "--short-side", 2 * 10**6, "--quiet"))
+    assert f"--short-side={2 * 10**6}" in msg and "limit" in msg, msg
+    assert not (tmp_path / "prep" / "rejects.csv").exists() or "videos" not in (tmp_path / "prep" / "rejects.csv").read_text()
+    with pytest.raises(SlowFastError, match=r"--workers=1000000 .* limit \d+"):
+        list(parallel.run_parallel(abs, list(range(10**6)), workers=10**6))
+
+
 # ----- class 6: numeric options -----
 
 
