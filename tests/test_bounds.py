@@ -157,6 +157,14 @@ def test_prepare_frame_size_and_worker_count_are_bounded(data, tmp_path):
         list(parallel.run_parallel(abs, list(range(10**6)), workers=10**6))
 
 
+def test_eval_clips_are_bounded_by_the_plans_they_make(data, tmp_path):
+    """Class 2: `eval --clips K` makes K plans per video before decoding anything."""
+    ckpt = tmp_path / "m.safetensors"
+    model.save(model.build(PRESET, num_classes=8), ckpt)
+    msg = _one_error_line(*_cli("eval", "--ckpt", ckpt, "--data", data / "train.csv", "--device", "cpu", "--clips", HUGE, "--quiet"))
+    assert f"--clips={HUGE}" in msg and "8 videos" in msg and "limit" in msg, msg
+
+
 # ----- class 6: numeric options -----
 
 
