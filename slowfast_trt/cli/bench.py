@@ -15,6 +15,7 @@ from slowfast_trt.cli.options import (
     crops_option,
     dali_threads_option,
     device_option,
+    finite_float,
     int_list,
     threads_option,
 )
@@ -40,7 +41,7 @@ bench.add_command(flops)
 @batch_size_option("batch", default=8, show_default=True, type=click.IntRange(1), help="Clips per batch.")
 @threads_option(help="CPU threads: DALI's, and each DataLoader's worker processes [default: the CPUs this process may use].")
 @clips_option(64, help="Clips timed per loader (at most).")
-@click.option("--budget", default=8.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per loader (at most).")
+@click.option("--budget", default=8.0, show_default=True, type=finite_float(0.1), help="Seconds timed per loader (at most).")
 @click.option("--loaders", help=f"Comma-separated rows to measure [default: all]: {', '.join(pipeline.LOADERS)} (hyphens allowed).")
 @device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
@@ -176,7 +177,7 @@ def model_cmd(artifacts, batches, warmup, iters, precisions, compile_, tune, dev
     help="Torch precision (checkpoints only).",
 )
 @threads_option()
-@click.option("--budget", default=6.0, show_default=True, type=click.FloatRange(0.1), help="Seconds timed per pass (at most).")
+@click.option("--budget", default=6.0, show_default=True, type=finite_float(0.1), help="Seconds timed per pass (at most).")
 @click.option("--loaders", help="Comma-separated pipelines to measure: dali, pyav [default: both].")
 @device_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")

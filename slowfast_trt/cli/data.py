@@ -7,7 +7,7 @@ import sys
 import click
 
 from slowfast_trt.cli.interrupt import resume_hint
-from slowfast_trt.cli.options import device_option
+from slowfast_trt.cli.options import device_option, finite_float
 from slowfast_trt.common.shards import parse_shard
 from slowfast_trt.common.text import shown
 from slowfast_trt.dali_pipelines.nvdec import table_refusal
@@ -31,7 +31,7 @@ def data() -> None:
 @click.option(
     "--codec", default="vp9", show_default=True, help="vp9 (DALI on the CPU or GPU), h264 (NVDEC on a GPU) or mjpeg (intra-only)."
 )
-@click.option("--fps", type=float, help="Resample to this frame rate (default: keep each video's own).")
+@click.option("--fps", type=finite_float(0, min_open=True), help="Resample to this frame rate (default: keep each video's own).")
 @click.option("--workers", type=int, help="Parallel worker processes (default: min(4, CPU cores)).")
 @click.option("--root", type=click.Path(file_okay=False), help="Folder that list/CSV paths resolve against (default: the list's folder).")
 @click.option("--gop", default=32, show_default=True, type=int, help="Keyframe interval in frames (seeking cost).")
@@ -95,7 +95,7 @@ def merge_cmd(out: str, shards: tuple[str, ...]) -> None:
 @click.option("--size", default="64x80", show_default=True, help="Frame size HxW (even numbers).")
 @click.option("--frames", default=96, show_default=True, type=int, help="Frames per video (a 4x16 clip spans 64).")
 @click.option("--fps", default=30, show_default=True, type=int)
-@click.option("--val-fraction", default=0.2, show_default=True, type=float, help="Share of each class in val.csv.")
+@click.option("--val-fraction", default=0.2, show_default=True, type=finite_float(0, 1), help="Share of each class in val.csv.")
 @click.option("--workers", type=int, help="Parallel worker processes (default: min(4, CPU cores)).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option(

@@ -7,7 +7,7 @@ import json
 import click
 
 from slowfast_trt.benchmarks.compare import compare, to_markdown
-from slowfast_trt.cli.options import batch_size_option, clips_option, crops_option, dali_threads_option, device_option
+from slowfast_trt.cli.options import batch_size_option, clips_option, crops_option, dali_threads_option, device_option, finite_float
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.engines.sidecar import read_sidecar
@@ -100,7 +100,7 @@ def onnx_cmd(ckpt: str, out: str | None, opset: int, batch: str, size: int | Non
 )
 @click.option(
     "--percentile",
-    type=click.FloatRange(50, 100, min_open=True),
+    type=finite_float(50, 100, min_open=True),
     default=99.99,
     show_default=True,
     help="With --method percentile: the percentile of |activation| that sets each scale.",

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 
 import click
 
 from slowfast_trt.common.device import DEVICES
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that must be finite (click's FloatRange lets nan and inf through every bound) and in range."""
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)  # the float, before the range check
+        if not math.isfinite(number):
+            self.fail(f"{value!s} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+def finite_float(min: float | None = None, max: float | None = None, *, min_open: bool = False, max_open: bool = False) -> FiniteFloat:
+    """The type of every float option: finite, and within [min, max] (open ends where asked)."""
+    return FiniteFloat(min, max, min_open=min_open, max_open=max_open)
 
 
 def batch_size_option(dest: str = "batch_size", **kwargs) -> Callable:

@@ -11,7 +11,7 @@ import click
 
 from slowfast_trt.benchmarks.serve import ServeSettings
 from slowfast_trt.benchmarks.serve import main as bench_main
-from slowfast_trt.cli.options import clips_option, crops_option, int_list
+from slowfast_trt.cli.options import clips_option, crops_option, finite_float, int_list
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.serving.env import client_available, run_module, user_cache
 from slowfast_trt.serving.repository import build_repository, servable
@@ -156,7 +156,7 @@ def _batching(ctx, param, value):
 )
 @click.option("--protocol", type=click.Choice(["http", "grpc"]), default="http", show_default=True, help="URL is this protocol's address.")
 @click.option("--concurrency", default="1,4,16", show_default=True, callback=int_list, help="Client threads, one phase each.")
-@click.option("--duration", default=5.0, show_default=True, type=click.FloatRange(0.1, 600), help="Seconds per phase.")
+@click.option("--duration", default=5.0, show_default=True, type=finite_float(0.1, 600), help="Seconds per phase.")
 @click.option("--max-requests", default=5000, show_default=True, type=click.IntRange(1), help="Requests per phase at most.")
 @click.option(
     "--batching",
@@ -180,7 +180,7 @@ def _batching(ctx, param, value):
     help="The token file `slowfast serve --model-control explicit` named (needed by --batching off).",
 )
 @click.option("--metrics-url", help="Triton's Prometheus endpoint [default: http://HOST:8002/metrics].")
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(1), help="Per-request timeout (s).")
+@click.option("--timeout", default=60.0, show_default=True, type=finite_float(1), help="Per-request timeout (s).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON instead of the table.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write result.json and serve.md here.")
 def bench_serve_cmd(

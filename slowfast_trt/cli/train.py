@@ -7,7 +7,7 @@ import json
 import click
 
 from slowfast_trt.cli.interrupt import resume_hint
-from slowfast_trt.cli.options import clips_option, crops_option, device_option, skip_bad_option, threads_option
+from slowfast_trt.cli.options import clips_option, crops_option, device_option, finite_float, skip_bad_option, threads_option
 from slowfast_trt.dali_pipelines.spec import FeedSpec
 from slowfast_trt.training.detect import detection_markdown
 from slowfast_trt.training.evaluate import to_markdown
@@ -30,8 +30,8 @@ from slowfast_trt.training.run import train as run_train
 )
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Clips per process (the paper: 8 per GPU).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Base learning rate (default: 1.6 x global batch / 1024).")
-@click.option("--warmup-epochs", default=1.0, show_default=True, type=click.FloatRange(0))
+@click.option("--lr", type=finite_float(0, min_open=True), help="Base learning rate (default: 1.6 x global batch / 1024).")
+@click.option("--warmup-epochs", default=1.0, show_default=True, type=finite_float(0))
 @click.option("--amp", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True)
 @device_option()
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -53,7 +53,7 @@ from slowfast_trt.training.run import train as run_train
     "--fast-input", type=click.Choice(["rgb", "gray", "time_diff", "half_res"]), help="Override the preset's Fast-pathway input (Table 5c)."
 )
 @click.option(
-    "--dropout", type=click.FloatRange(0, 1, max_open=True), help="Override the preset's dropout before the classifier (the paper: 0.5)."
+    "--dropout", type=finite_float(0, 1, max_open=True), help="Override the preset's dropout before the classifier (the paper: 0.5)."
 )
 @click.option("--no-flip", is_flag=True, help="No random horizontal flip (for classes that depend on left/right, as in `data synth`).")
 @click.option("--max-steps", type=click.IntRange(1), help="Stop after this many steps (smoke runs).")

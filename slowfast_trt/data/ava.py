@@ -24,6 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slowfast_trt.common.bounds import cut, short
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.data.manifest import Video, read_manifest, to_videos
 
@@ -69,7 +70,7 @@ def looks_like_ava_csv(path: str | Path) -> bool:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             first = next(csv.reader(f), None)
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError, csv.Error):  # csv.Error: a first field over 128 KiB; the reader names it
         return False
     # A manifest header in any case, or behind a UTF-8 byte-order mark, is still a manifest.
     return bool(first) and first[0].strip().lstrip("\ufeff").lower() != "path" and len(first) in (7, 8)
@@ -95,36 +96,40 @@ def read_ava_csv(
     path = Path(path)
     if not path.is_file():
         raise SlowFastError(f"{kind} file {path} not found")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            records = list(csv.reader(f))
+    except (csv.Error, UnicodeDecodeError) as e:  # a field over the csv module's limit (128 KiB), a NUL byte, not UTF-8
+        raise SlowFastError(f"{path} is not a readable CSV ({cut(str(e))}); fix or regenerate it") from None
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for n, rec in enumerate(csv.reader(f), start=1):
-            if not rec or not "".join(rec).strip():
-                continue
-            where = f"{path}:{n}"
-            if len(rec) not in (7, 8):
-                raise SlowFastError(
-                    f"{where}: expected 8 fields (video_id, timestamp, x1, y1, x2, y2, action_id, "
-                    f"{'score' if kind == 'proposals' else 'person_id'}), got {len(rec)}"
-                )
-            try:
-                video_id, ts = rec[0].strip(), float(rec[1])
-                box = _box(rec[2:6], where)
-                if kind == "labels":
-                    action = int(rec[6]) - 1
-                    person = int(rec[7]) if len(rec) == 8 and rec[7].strip() else None
-                    score = None
-                else:
-                    action, person = None, None
-                    score = float(rec[7] if len(rec) == 8 else rec[6])
-            except ValueError as e:
-                raise SlowFastError(f"{where}: {e}; fields must be numbers after the video id") from None
-            if ts != int(ts) or ts < 0:
-                raise SlowFastError(f"{where}: timestamp {rec[1]} must be a whole number of seconds >= 0 (keyframes are at 1 Hz)")
-            if action is not None and (action < 0 or (num_classes is not None and action >= num_classes)):
-                raise SlowFastError(f"{where}: action id {action + 1} is outside 1..{num_classes}; fix the row or classes.txt")
-            if kind == "proposals" and score < threshold:
-                continue
-            rows.append(AvaRow(video_id, int(ts), box, action, person, score))
+    for n, rec in enumerate(records, start=1):
+        if not rec or not "".join(rec).strip():
+            continue
+        where = f"{path}:{n}"
+        if len(rec) not in (7, 8):
+            raise SlowFastError(
+                f"{where}: expected 8 fields (video_id, timestamp, x1, y1, x2, y2, action_id, "
+                f"{'score' if kind == 'proposals' else 'person_id'}), got {len(rec)}"
+            )
+        try:
+            video_id, ts = rec[0].strip(), float(rec[1])
+            box = _box(rec[2:6], where)
+            if kind == "labels":
+                action = int(rec[6]) - 1
+                person = int(rec[7]) if len(rec) == 8 and rec[7].strip() else None
+                score = None
+            else:
+                action, person = None, None
+                score = float(rec[7] if len(rec) == 8 else rec[6])
+        except ValueError as e:
+            raise SlowFastError(f"{where}: {cut(str(e))}; fields must be numbers after the video id") from None
+        if ts != int(ts) or ts < 0:
+            raise SlowFastError(f"{where}: timestamp {cut(rec[1])} must be a whole number of seconds >= 0 (keyframes are at 1 Hz)")
+        if action is not None and (action < 0 or (num_classes is not None and action >= num_classes)):
+            raise SlowFastError(f"{where}: action id {action + 1} is outside 1..{num_classes}; fix the row or classes.txt")
+        if kind == "proposals" and score < threshold:
+            continue
+        rows.append(AvaRow(video_id, int(ts), box, action, person, score))
     return rows
 
 
@@ -172,7 +177,7 @@ def load_ava(
     for v in videos:
         vid = Path(v.path).stem
         if vid in by_id:
-            raise SlowFastError(f"{videos_csv}: two videos have the id {vid!r} (file name without extension); rename one")
+            raise SlowFastError(f"{videos_csv}: two videos have the id {short(vid)} (file name without extension); rename one")
         by_id[vid] = v
     classes = list(manifest.classes)
     gt_rows = read_ava_csv(labels_csv, "labels", num_classes=len(classes))
@@ -186,7 +191,7 @@ def load_ava(
         unknown = sorted({r.video_id for r in rows} - set(by_id))
         if unknown:
             more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
-            raise SlowFastError(f"{src}: video id {unknown[0]!r}{more} is not in {videos_csv}; add the video or drop its rows")
+            raise SlowFastError(f"{src}: video id {short(unknown[0])}{more} is not in {videos_csv}; add the video or drop its rows")
     frames: dict[tuple[str, int], Keyframe] = {}
 
     def keyframe(vid: str, ts: int, src: Path) -> Keyframe:

@@ -18,8 +18,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slowfast_trt.common.bounds import short
 from slowfast_trt.common.errors import SlowFastError
-from slowfast_trt.data.manifest import CLASSES_FILE, read_classes, read_manifest
+from slowfast_trt.data.manifest import CLASSES_FILE, implied_classes, read_classes, read_manifest
 from slowfast_trt.data.video_io import VIDEO_EXTENSIONS, file_problem
 
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
@@ -143,7 +144,10 @@ def read_kinetics_csv(csv_path: str | os.PathLike, root: str | os.PathLike | Non
     root = Path(root) if root else csv_path.parent
     if not root.is_dir():
         raise SlowFastError(f"video folder not found: {root}; pass --root DIR where the Kinetics downloads are")
-    rows = list(csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))))
+    try:
+        rows = list(csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8"))))
+    except (csv.Error, UnicodeDecodeError) as e:  # a field over the csv module's limit (128 KiB), a NUL byte, not UTF-8
+        raise SlowFastError(f"{csv_path} is not a readable CSV ({e}); a Kinetics list has short fields") from None
     if not rows:
         raise SlowFastError(f"{csv_path} has no rows")
     missing = [c for c in KINETICS_COLUMNS if c not in rows[0]]
@@ -183,11 +187,11 @@ def read_pyslowfast_list(list_path: str | os.PathLike, root: str | os.PathLike |
             continue
         parts = line.rsplit(None, 1)
         if len(parts) != 2:
-            raise SlowFastError(f"{list_path}:{n}: expected 'path label', got {line!r}")
+            raise SlowFastError(f"{list_path}:{n}: expected 'path label', got {short(line)}")
         try:
             label = int(parts[1])
         except ValueError:
-            raise SlowFastError(f"{list_path}:{n}: label {parts[1]!r} is not an integer id (PySlowFast lists use ids)") from None
+            raise SlowFastError(f"{list_path}:{n}: label {short(parts[1])} is not an integer id (PySlowFast lists use ids)") from None
         p = Path(parts[0])
         p = p if p.is_absolute() else root / p
         if (why := file_problem(p)) is not None:
@@ -196,7 +200,7 @@ def read_pyslowfast_list(list_path: str | os.PathLike, root: str | os.PathLike |
         rows.append((str(p.resolve()), label, None, p))
     classes_file = list_path.parent / CLASSES_FILE
     top = max((lab for _, lab, _, _ in rows), default=-1)
-    classes = read_classes(classes_file) if classes_file.is_file() else [str(i) for i in range(top + 1)]
+    classes = read_classes(classes_file) if classes_file.is_file() else implied_classes([lab for _, lab, _, _ in rows], list_path)
     if top >= len(classes):
         raise SlowFastError(f"{list_path}: label {top} but {classes_file} names only {len(classes)} classes")
     named = [(path, lab, f"{_safe(classes[lab])}/{p.stem}") for path, lab, _, p in rows]

@@ -16,12 +16,16 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from slowfast_trt.common.bounds import check_at_most, short
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.data.video_io import VideoError, probe
 
 COLUMNS = ("path", "label", "num_frames", "fps", "width", "height", "codec")
 CLASSES_FILE = "classes.txt"
+# Without classes.txt the ids are the names, 0..the largest label: more classes than any public set (ImageNet-21k has
+# 21841) is a typo in a label, and would allocate a name for every id up to it.
+MAX_IMPLIED_CLASSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -130,13 +134,27 @@ def read_classes(path: str | os.PathLike) -> list[str]:
     return [ln.strip() for ln in lines]
 
 
+def implied_classes(labels: list[int], source: str | os.PathLike) -> list[str]:
+    """The class names of labels without a `classes.txt` (the ids 0..the largest), bounded by MAX_IMPLIED_CLASSES."""
+    top = max(labels, default=-1)
+    check_at_most(
+        "label",
+        top,
+        f"{source}, which has no {CLASSES_FILE}",
+        MAX_IMPLIED_CLASSES - 1,
+        f"without {CLASSES_FILE} the classes are the ids 0..the largest label; fix the label, or list the classes in "
+        f"{CLASSES_FILE} beside it",
+    )
+    return [str(i) for i in range(top + 1)]
+
+
 def _parse_label(text: str, where: str) -> int | tuple[int, ...]:
     try:
         ids = tuple(int(t) for t in text.split(";"))
     except ValueError:
-        raise SlowFastError(f"{where}: label {text!r} is not an integer id (names go in {CLASSES_FILE})") from None
+        raise SlowFastError(f"{where}: label {short(text)} is not an integer id (names go in {CLASSES_FILE})") from None
     if len(set(ids)) != len(ids):
-        raise SlowFastError(f"{where}: label {text!r} lists a class id twice; list each id once")
+        raise SlowFastError(f"{where}: label {short(text)} lists a class id twice; list each id once")
     return ids[0] if len(ids) == 1 else ids
 
 
@@ -148,10 +166,10 @@ def _opt(row: dict, key: str, kind, where: str):
     try:
         value = kind(text)
     except ValueError:
-        raise SlowFastError(f"{where}: column {key}={text!r} is not a valid {kind.__name__}") from None
+        raise SlowFastError(f"{where}: column {key}={short(text)} is not a valid {kind.__name__}") from None
     if kind in (int, float) and not (math.isfinite(value) and value > 0):
         raise SlowFastError(
-            f"{where}: column {key}={text!r} must be a finite number > 0; fix it, or leave it empty "
+            f"{where}: column {key}={short(text)} must be a finite number > 0; fix it, or leave it empty "
             "and let `slowfast data check --write-clean` fill it in"
         )
     return value
@@ -166,17 +184,20 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not part of the header
     except (OSError, UnicodeDecodeError) as e:
         raise SlowFastError(f"cannot read manifest {path}: {e}; it must be a UTF-8 CSV with a header path,label,...") from None
-    rows = list(csv.DictReader(io.StringIO(text)))
-    header = next(csv.reader(io.StringIO(text)), [])
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+        header = next(csv.reader(io.StringIO(text)), [])
+    except csv.Error as e:  # a field over the csv module's limit (128 KiB), a NUL byte
+        raise SlowFastError(f"{path} is not a readable CSV ({e}); a manifest has short fields path,label,...") from None
     if [h.strip() for h in header[:2]] != ["path", "label"]:
         case = " (lower-case)" if [h.strip().lower() for h in header[:2]] == ["path", "label"] else ""
         raise SlowFastError(
-            f"{path} is not a manifest: its header must start with path,label{case} (got {','.join(header[:7])!r}); "
+            f"{path} is not a manifest: its header must start with path,label{case} (got {short(','.join(header[:7]))}); "
             "convert lists with `slowfast data prepare`"
         )
     unknown = [h for h in header if h.strip() not in COLUMNS]
     if unknown:
-        raise SlowFastError(f"{path}: unknown manifest column(s) {unknown}; known: {','.join(COLUMNS)}")
+        raise SlowFastError(f"{path}: unknown manifest column(s) {short(unknown)}; known: {','.join(COLUMNS)}")
     entries, first_line, dropped = [], {}, []
     root = path.parent.resolve()
     for i, row in enumerate(rows, start=2):
@@ -215,8 +236,7 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     if classes_path.is_file():
         classes = read_classes(classes_path)
     else:
-        top = max((max(e.label) if isinstance(e.label, tuple) else e.label for e in entries), default=-1)
-        classes = [str(i) for i in range(top + 1)]
+        classes = implied_classes([lab for e in entries for lab in (e.label if isinstance(e.label, tuple) else (e.label,))], path)
     for e in entries:
         for lab in e.label if isinstance(e.label, tuple) else (e.label,):
             if not 0 <= lab < len(classes):

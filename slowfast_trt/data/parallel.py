@@ -19,6 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from slowfast_trt.common.bounds import check_fits
 from slowfast_trt.common.errors import ENVIRONMENT_ERRNOS, EnvironmentFault
 from slowfast_trt.data.video_io import VideoError
 
@@ -77,6 +78,11 @@ def _call(fn: Callable[[Any], Any], index: int, job: Any) -> tuple[Any, str | No
         set_partial_output(None)
 
 
+# Memory of one spawned worker at least: 236 MiB was the peak RSS of a process that imports data.prepare (PyAV,
+# numpy, torch) on a 2-core AMD EPYC machine (2026-12-03); a worker decoding a video needs more.
+WORKER_BYTES = 200 * 2**20
+
+
 def default_workers() -> int:
     """min(4, CPU cores): encoding and decoding use about one core per worker."""
     return max(1, min(4, os.cpu_count() or 1))
@@ -122,6 +128,7 @@ def run_parallel(fn: Callable[[Any], Any], jobs: list[Any], workers: int | None 
 
 def _run_parallel(fn, jobs, workers, interrupts: _Interrupts):
     workers = max(1, min(workers or default_workers(), len(jobs) or 1))
+    check_fits("--workers", workers, "the command line, cut to the files", lambda n: n * WORKER_BYTES, "memory for the worker processes")
     ctx = multiprocessing.get_context("spawn")
     pending = list(range(len(jobs)))
     suspects: list[int] = []  # in flight when a worker died: retried alone, then rejected

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slowfast_trt.common.bounds import check_fits
 from slowfast_trt.common.errors import ENVIRONMENT_ERRNOS, EnvironmentFault, SlowFastError
 from slowfast_trt.common.io import atomic_write_text
 from slowfast_trt.common.lock import own_folder
@@ -88,6 +89,7 @@ def check_settings(settings: Settings) -> Settings:
     codec_spec(settings.codec)
     if settings.short_side != 0 and (settings.short_side < 16 or settings.short_side % 2):
         raise SlowFastError(f"--short-side must be an even number >= 16 (or 0 to keep the size), got {settings.short_side}")
+    check_fits("--short-side", settings.short_side, "the command line", lambda s: 3 * s * s, "memory for one RGB frame")
     if settings.fps is not None and not 1 <= settings.fps <= 240:
         raise SlowFastError(f"--fps must be between 1 and 240, got {settings.fps}")
     if settings.gop < 1:

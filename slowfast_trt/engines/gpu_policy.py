@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ import torch
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.measurements import cache_path, cached
 from slowfast_trt.common.precision import DTYPES, memory_format
+from slowfast_trt.model.config import type_problem
 
+DECISION_TYPES: dict[str, Any] = {"setting": dict[str, Any], "timings_ms": dict[str, float], "reason": str, "regression": str | None}
 MARGIN = 0.03  # a setting with more moving parts (graphs, half weights, autotuning) must be >= 3% faster to be kept
 
 
@@ -85,6 +88,23 @@ class Decision:
 
     @classmethod
     def from_dict(cls, d: dict) -> Decision:
+        """The decision stored as `d` (the cache, a checkpoint), every field checked by type first."""
+        problem = type_problem(d, dict[str, Any], "the GPU decision") or next(
+            (p for k, t in DECISION_TYPES.items() if (p := type_problem(d.get(k), t, k))), None
+        )
+        if problem is None:
+            problem = next(
+                (
+                    p
+                    for k, t in typing.get_type_hints(Setting).items()
+                    if k in d["setting"] and (p := type_problem(d["setting"][k], t, f"setting.{k}"))
+                ),
+                None,
+            )
+        if problem is None and d["setting"].get("precision") not in DTYPES:
+            problem = f"setting.precision must be one of {sorted(DTYPES)}"
+        if problem:
+            raise SlowFastError(f"unusable GPU decision: {problem}")
         return cls(Setting(**d["setting"]), dict(d["timings_ms"]), d["reason"], d.get("regression"))
 
 
@@ -165,7 +185,7 @@ def decide(key: str, measure: Callable[[], Decision], path: Path | None = None) 
         try:
             Decision.from_dict(d)
             return True
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, SlowFastError):
             return False  # an entry from another version of this file: measure again
 
     entry, hit = cached(path or cache_path("gpu_policy"), key, lambda: measure().to_dict(), valid)

@@ -13,13 +13,40 @@ import os
 from pathlib import Path
 from typing import Any
 
+from slowfast_trt.common.bounds import cut, short
 from slowfast_trt.common.environment import versions
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_text
-from slowfast_trt.model.config import SlowFastConfig
+from slowfast_trt.model.config import SlowFastConfig, type_problem
+from slowfast_trt.model.footprint import check_model_fits
 from slowfast_trt.model.inputs import input_shapes
 
 SIDECAR_VERSION = 1
+# The type of every field that readers use (`config.type_problem`); fields not listed are notes for people.
+FIELD_TYPES: dict[str, Any] = {
+    "sidecar_version": int,
+    "kind": str,
+    "precision": str,
+    "preset": str,
+    "config": dict[str, Any],
+    "crop_size": int,
+    "mean": tuple[float, ...],
+    "std": tuple[float, ...],
+    "sampling": str,
+    "fast_input": str,
+    "inputs": dict[str, dict[str, Any]],
+    "input_names": tuple[str, ...],
+    "output": dict[str, Any],
+    "batch": int | str,
+    "source_checkpoint": str | None,
+    "source_sha256": str | None,
+    "calibration": dict[str, Any],
+    "tensorrt": dict[str, Any],
+    "tensorrt_check": dict[str, Any],
+    "parity": dict[str, Any],
+}
+INPUT_TYPES: dict[str, Any] = {"shape": tuple[int | str, ...], "dtype": str}
+OUTPUT_TYPES: dict[str, Any] = {"name": str, "kind": str, "num_classes": int, "multilabel": bool}
 
 
 def sidecar_path(artifact: str | os.PathLike) -> Path:
@@ -103,23 +130,49 @@ def read_sidecar(artifact: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in ("kind", "config", "inputs", "input_names", "output", "precision") if k not in data]
     if missing:
         raise SlowFastError(f"{path}: sidecar lacks {missing}; re-export the artifact")
+    problem = _type_problem(data)
+    if problem:
+        raise SlowFastError(f"{path}: invalid sidecar: {problem}; re-export the artifact")
     try:
-        expected = sidecar_config(data).input_names
+        cfg = sidecar_config(data)
     except (SlowFastError, TypeError, ValueError, KeyError) as e:
         raise SlowFastError(
-            f"{path}: the sidecar's model config is invalid ({str(e).splitlines()[0][:200]}); re-export the artifact"
+            f"{path}: the sidecar's model config is invalid ({cut(str(e).splitlines()[0])}); re-export the artifact"
         ) from None
+    check_model_fits(cfg, f"the config of sidecar {path}", batch=data["batch"] if isinstance(data["batch"], int) else 1,
+                     sources={"batch": f"the batch of sidecar {path}"})  # fmt: skip
+    expected = cfg.input_names
     if list(data["input_names"]) != expected or sorted(data["inputs"]) != sorted(expected):
         raise SlowFastError(
-            f"{path}: the sidecar names inputs {data['input_names']} but its {data['config'].get('arch')} model takes {expected}; "
+            f"{path}: the sidecar names inputs {short(data['input_names'])} but its {cfg.arch} model takes {expected}; "
             "the sidecar does not belong to this artifact, re-export it"
         )
     return data
 
 
+def _type_problem(data: dict[str, Any]) -> str | None:
+    """The first field of a sidecar whose value has the wrong type or size, named by its path (`inputs.slow.shape`)."""
+    top = next((p for k, t in FIELD_TYPES.items() if k in data and (p := type_problem(data[k], t, k))), None)
+    if top:
+        return top
+    checks = [(v.get(k), t, f"inputs.{n[:20]}.{k}") for n, v in data["inputs"].items() for k, t in INPUT_TYPES.items()]
+    checks += [(data["output"].get(k), t, f"output.{k}") for k, t in OUTPUT_TYPES.items()]
+    if "profile" in data.get("tensorrt", {}):
+        checks.append((data["tensorrt"]["profile"], dict[str, int], "tensorrt.profile"))
+    problem = next((p for v, t, where in checks if (p := type_problem(v, t, where))), None)
+    if problem is None and isinstance(data.get("batch"), str) and data["batch"] != "dynamic":
+        problem = f"batch must be a positive integer or 'dynamic', not {short(data['batch'])}"
+    return problem
+
+
 def sidecar_config(sidecar: dict[str, Any]) -> SlowFastConfig:
-    """The model config recorded in a sidecar."""
-    return SlowFastConfig.from_dict(sidecar["config"]).validate()
+    """The model config recorded in a sidecar, with the test crop at the artifact's input size (`crop_size`, the
+    export's `--size`), so clips are sampled at the size the graph takes; detection graphs take any size."""
+    cfg = SlowFastConfig.from_dict(sidecar["config"]).validate()
+    size = sidecar.get("crop_size")
+    if isinstance(size, int) and size != cfg.test_crop_size and not cfg.detection:
+        cfg = cfg.replace(test_crop_size=size).validate()
+    return cfg
 
 
 def check_inputs(sidecar: dict[str, Any], shapes: dict[str, tuple[int, ...]], artifact: str = "engine") -> None:

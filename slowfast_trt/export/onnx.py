@@ -17,6 +17,8 @@ from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import clean_stale_temps, probe_writable, temp_file
 from slowfast_trt.engines.sidecar import file_sha256, make_sidecar, write_sidecar
 from slowfast_trt.export.trt_check import DEFAULT_TRT_CHECK, check_artifact, trt_majors
+from slowfast_trt.model.config import SlowFastConfig
+from slowfast_trt.model.footprint import check_model_fits
 from slowfast_trt.model.inputs import random_inputs
 from slowfast_trt.model.slowfast import SlowFast
 
@@ -98,6 +100,16 @@ def compare_with_torch(
     return report
 
 
+def _check_size(cfg: SlowFastConfig, size: int, batch: int | str) -> None:
+    """`--size` obeys the rule training and evaluation apply to crops (`SlowFastConfig.validate`), and the example
+    batch fits in memory: an export that `eval --engine` could not sample for is refused before tracing."""
+    try:
+        sized = cfg.replace(test_crop_size=size).validate()
+    except SlowFastError as e:
+        raise SlowFastError(f"--size {size} is a crop that train and eval refuse ({e}); pick another --size") from None
+    check_model_fits(sized, "the checkpoint", batch=1 if batch == "dynamic" else batch, sources={"test_crop_size": "from --size"})
+
+
 def export_onnx(
     src: str | os.PathLike | nn.Module,
     out: str | os.PathLike | None = None,
@@ -126,6 +138,7 @@ def export_onnx(
     size = size or cfg.test_crop_size
     if batch != "dynamic" and (not isinstance(batch, int) or batch < 1):
         raise SlowFastError(f"--batch-size must be 'dynamic' or a positive integer, got {batch!r}")
+    _check_size(cfg, size, batch)
     if out is None:
         if source is None:
             raise SlowFastError("export_onnx needs an output path when given a module")

@@ -28,10 +28,12 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from slowfast_trt.common.bounds import cut
 from slowfast_trt.common.device import resolve_device
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import atomic_write_bytes
 from slowfast_trt.model.config import SlowFastConfig
+from slowfast_trt.model.footprint import check_model_fits
 from slowfast_trt.model.statedict import build_with_state
 
 FORMAT = "slowfast-trt"
@@ -156,10 +158,14 @@ def _read_metadata(path: Path) -> dict[str, str]:
 
 
 def _config_of(meta: dict[str, str], path: Path) -> SlowFastConfig:
+    """The checkpoint's model config, checked by type, by value and against the memory it would make us allocate."""
     try:
-        return SlowFastConfig.from_dict(json.loads(meta["config"])).validate()
+        cfg = SlowFastConfig.from_dict(json.loads(meta["config"])).validate()
     except (KeyError, ValueError, TypeError) as e:
-        raise SlowFastError(f"{path}: the checkpoint's config is unreadable ({e})") from None
+        raise SlowFastError(f"{path}: the checkpoint's config is unreadable ({cut(str(e))})") from None
+    except SlowFastError as e:
+        raise SlowFastError(f"{path}: {e}") from None
+    return check_model_fits(cfg, f"the config of checkpoint {path}")
 
 
 def load(path: str | os.PathLike, device: str = "cpu", with_state: bool = False):

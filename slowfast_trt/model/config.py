@@ -8,9 +8,14 @@ inside every checkpoint and every exported artifact's sidecar.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from slowfast_trt.common.bounds import short
 from slowfast_trt.common.errors import SlowFastError
 
 ARCHS = ("slowfast", "slow", "fast")
@@ -41,6 +46,76 @@ R50_RES4_TEMPORAL_BLOCKS = 6
 
 
 _NESTED_FIELDS = ("mean", "std", "nonlocal_location", "nonlocal_pool", "nonlocal_group")
+MAX_TEXT = 256  # characters of a string field read from a file (preset names, conventions)
+MAX_EXTRA = 1 << 20  # characters of the free-form `extra` notes as JSON
+MAX_ITEMS = 64  # entries of a sequence field (non-local block indices per stage and pathway, the longest)
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def type_problem(value: Any, hint: Any, where: str) -> str | None:
+    """Why `value` (from JSON: lists stand for tuples) is not of type `hint`, naming the part at fault; None when it is.
+
+    Handles the types of config and file fields: int (not bool), float (an int is a number too), bool, str (at most
+    MAX_TEXT characters), None, unions, tuple[X, ...] / tuple[X, Y] (lists or tuples, at most MAX_ITEMS), dict[str, X]."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        problems = [type_problem(value, a, where) for a in args]
+        return None if None in problems else f"{where} must be {' or '.join(_type_name(a) for a in args)}, not {type(value).__name__}"
+    if hint is type(None):
+        return None if value is None else f"{where} must be None"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else f"{where} must be a number, not {type(value).__name__}"
+    if hint in (int, bool, str):
+        ok = isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+        if not ok:
+            return f"{where} must be {hint.__name__}, not {type(value).__name__}"
+        return f"{where} is a string of {len(value)} characters (at most {MAX_TEXT})" if hint is str and len(value) > MAX_TEXT else None
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return f"{where} must be a list, not {type(value).__name__}"
+        if len(value) > MAX_ITEMS:
+            return f"{where} lists {len(value)} values (at most {MAX_ITEMS})"
+        kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(kinds) != len(value):
+            return f"{where} must list {len(kinds)} values, not {len(value)}"
+        return next((p for i, (v, k) in enumerate(zip(value, kinds)) if (p := type_problem(v, k, f"{where}[{i}]"))), None)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return f"{where} must be a mapping, not {type(value).__name__}"
+        return next(
+            (
+                p
+                for k, v in value.items()
+                if (p := type_problem(k, args[0], f"{where} key") or type_problem(v, args[1], f"{where}[{short(k, 20)}]"))
+            ),
+            None,
+        )
+    return None if isinstance(value, hint) else f"{where} must be {_type_name(hint)}, not {type(value).__name__}"
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(SlowFastConfig)
+
+
+def _check_types(d: dict[str, Any]) -> None:
+    """One line naming the first field of a config read from a file whose value has the wrong type or size."""
+    for name, hint in _field_types().items():
+        if name in d and (problem := type_problem(d[name], hint, name)):
+            raise SlowFastError(f"invalid model config: {problem}")
+    if "extra" in d:
+        try:
+            size = len(json.dumps(d["extra"]))
+        except (TypeError, ValueError):
+            raise SlowFastError("invalid model config: extra must hold JSON values") from None
+        if size > MAX_EXTRA:
+            raise SlowFastError(f"invalid model config: extra is {size} characters as JSON (at most {MAX_EXTRA})")
 
 
 def _deep(value: Any, kind: type) -> Any:
@@ -191,14 +266,22 @@ class SlowFastConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SlowFastConfig:
+        """The config stored as `d` (a checkpoint's or sidecar's JSON), every field checked by type and size first."""
+        if not isinstance(d, dict):
+            raise SlowFastError(f"the model config is a {type(d).__name__}, not a mapping of fields; it is not a SlowFast config")
         d = dict(d)
         if "nonlocal_blocks" in d:  # configs saved before non-local blocks could sit anywhere: res4 of the Slow pathway
-            legacy = tuple(d.pop("nonlocal_blocks") or ())
-            d.setdefault("nonlocal_location", (((), ()), ((), ()), (legacy, ()), ((), ())))
+            legacy = d.pop("nonlocal_blocks") or ()
+            if problem := type_problem(legacy, tuple[int, ...], "nonlocal_blocks"):
+                raise SlowFastError(f"invalid model config: {problem}")
+            d.setdefault("nonlocal_location", (((), ()), ((), ()), (tuple(legacy), ()), ((), ())))
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - known, key=str)
         if unknown:
-            raise SlowFastError(f"model config has unknown fields {unknown}; it was written by another version or is not a SlowFast config")
+            raise SlowFastError(
+                f"model config has unknown fields {short(unknown)} ({len(unknown)}); it was written by another version or is not a SlowFast config"
+            )
+        _check_types(d)
         return cls(**_tuples(d))
 
     def replace(self, **overrides: Any) -> SlowFastConfig:
@@ -213,7 +296,7 @@ class SlowFastConfig:
         """Fail with a message naming the field when the config cannot build a consistent network."""
 
         def bad(field_name: str, why: str) -> SlowFastError:
-            return SlowFastError(f"invalid model config: {field_name}={getattr(self, field_name)!r}: {why}")
+            return SlowFastError(f"invalid model config: {field_name}={short(getattr(self, field_name))}: {why}")
 
         if self.arch not in ARCHS:
             raise bad("arch", f"must be one of {ARCHS}")

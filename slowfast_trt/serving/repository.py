@@ -237,6 +237,8 @@ def build_repository(
     crop_positions(crops)  # 1 or 3
     name = model_name(src)
     external = external_data_files(src) if src.suffix.lower() == ".onnx" else []  # refused at once when it points outside
+    if src.is_file() and src.suffix.lower() not in CHECKPOINTS:
+        read_sidecar(src)  # a malformed sidecar is one line before anything is written into --out
     _prepare(src, repo, name)
     platform, fname = _copy_engine(src, repo / name / "1", external)
     side = read_sidecar(repo / name / "1" / fname)

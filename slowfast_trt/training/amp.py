@@ -12,6 +12,7 @@ is float16 with a gradient scaler.
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -143,7 +144,7 @@ def choose_policy(
     if choice != "auto" or kept is not None:
         return asked
     key = f"{cpu_model()}|torch {torch.__version__}|threads {torch.get_num_threads()}|{_workload(net, inputs)}"
-    t, _ = cached(cache_path("cpu_amp"), key, lambda: measure_cpu_bf16(net, inputs), lambda d: {"fp32", "bf16"} <= set(d))
+    t, _ = cached(cache_path("cpu_amp"), key, lambda: measure_cpu_bf16(net, inputs), CPU_AMP_FIELDS)
     if t["bf16"] < 0.9 * t["fp32"]:  # a clear win only: bf16 also costs accuracy headroom
         return AmpPolicy("cpu", torch.bfloat16, False, f"CPU: bfloat16 measured faster ({t['bf16']:.3f}s vs {t['fp32']:.3f}s per step)")
     return AmpPolicy(
@@ -152,6 +153,17 @@ def choose_policy(
         False,
         f"CPU: float32, bfloat16 measured {t['bf16'] / max(t['fp32'], 1e-9):.2f}x the time ({t['bf16']:.3f}s vs {t['fp32']:.3f}s per step)",
     )
+
+
+def _cpu_timings(entry: dict) -> bool:
+    """A cached CPU measurement is usable when it holds finite, positive seconds per step for fp32 and bf16; anything
+    else (another version's entry, a hand-edited file) is measured again rather than compared as numbers."""
+    return all(
+        isinstance(t := entry.get(k), (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0 for k in ("fp32", "bf16")
+    )
+
+
+CPU_AMP_FIELDS: Callable[[dict], bool] = _cpu_timings  # the `valid` test of the cpu_amp cache entries
 
 
 def training_step(net: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> Callable[[gpu_policy.Setting], Callable[[], None]]:

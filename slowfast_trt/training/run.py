@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slowfast_trt import engines
+from slowfast_trt.common.bounds import check_fits
 from slowfast_trt.common.device import apply_threads, resolve_device
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.common.io import probe_writable
@@ -14,6 +15,7 @@ from slowfast_trt.data.ava import load_ava, looks_like_ava_csv
 from slowfast_trt.data.manifest import load_manifest_videos
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.detection import detection_config
+from slowfast_trt.model.footprint import check_model_fits, clip_bytes
 from slowfast_trt.model.zoo import get_config
 from slowfast_trt.training import distributed as dist_util
 from slowfast_trt.training import elastic, eval_shards
@@ -45,6 +47,16 @@ def resolve_config(preset: str, manifest, overrides: dict) -> SlowFastConfig:
     return cfg
 
 
+# The options of `slowfast train` that set model config fields, named in the bound's message (`check_model_fits`).
+OVERRIDE_OPTIONS = {"num_classes": "--num-classes", "crop_size": "--crop", "test_crop_size": "--crop", "batch": "--batch-size"}
+
+
+def _sources(overrides: dict) -> dict[str, str]:
+    """Where each size of the training config came from: the option that set it, else the preset (or the classes)."""
+    given = {k: f"from {OVERRIDE_OPTIONS[k]}" for k, v in overrides.items() if v is not None and k in OVERRIDE_OPTIONS}
+    return {"num_classes": "the manifest's classes", "batch": "from --batch-size", **given}
+
+
 def train(
     preset: str,
     train_manifest: str,
@@ -68,6 +80,9 @@ def train(
         train_m, train_videos = load_manifest_videos(train_manifest, "training")
         _, val_videos = load_manifest_videos(val_manifest, "validation")
         cfg = resolve_config(preset, train_m, model_overrides or {})
+        check_model_fits(
+            cfg, f"preset {preset}", batch=options.get("batch_size", 1), training=True, sources=_sources(model_overrides or {})
+        )
     data = {k: fingerprint(v) for k, v in (("train", train_manifest), ("val", val_manifest)) if v is not None}
     device = resolve_device(options.get("device", "auto"))
     dist_util.check_sync_bn(options.get("sync_bn", False), device)
@@ -116,6 +131,7 @@ def evaluate(
     if dist_util.world_size() > 1:
         dist_util.init(resolve_device(feed.device))  # before loading, so each rank's engine lands on its own GPU
     engine = engines.load(artifact, device=feed.device, qdq=qdq, threads=feed.split.engine)
+    feed = _feed_for(feed, len(videos), engine.config)
     scores = None
     if parsed is not None:
         return eval_shards.score_shard_into(engine, videos, parsed, out_dir, feed)
@@ -145,6 +161,14 @@ def merge_evaluation(folders: list[str], out_dir: str | None = None) -> dict:
     return result
 
 
+def _feed_for(feed: FeedSpec, videos: int, cfg: SlowFastConfig) -> FeedSpec:
+    """`feed` with its batch cut to the clips there are to score (buffers are sized by the batch), and that batch
+    checked against memory: `--batch-size` far beyond the data allocates for the data, not for the option."""
+    batch = min(feed.batch_size, videos * feed.num_clips)
+    check_fits("--batch-size", batch, "from the command line, cut to the clips to score", lambda b: feed.num_crops * clip_bytes(cfg, b))
+    return feed.but(batch_size=batch)
+
+
 # ----- action detection (AVA-format label CSVs; see data/ava.py) -----
 def _train_detection(preset: str, labels_csv: str, out_dir: str, val_csv: str | None, resume: bool, overrides: dict, options: dict) -> dict:
     """Train the detection variant of `preset` on ground-truth boxes; validate with frame mAP on the val proposals."""
@@ -159,5 +183,6 @@ def _train_detection(preset: str, labels_csv: str, out_dir: str, val_csv: str | 
         get_config(preset, **{k: v for k, v in overrides.items() if k != "num_classes"}),
         num_classes=overrides.get("num_classes", train_set.num_classes),
     )
+    check_model_fits(cfg, f"preset {preset}", batch=options.get("batch_size", 1), training=True, sources=_sources(overrides))
     opts = TrainOptions(out_dir=out_dir, model_overrides=overrides, **options)
     return DetectionTrainer(cfg, opts, train_set, val_set, resume=resume).run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import random
 import re
 from dataclasses import asdict, dataclass, field
@@ -55,6 +56,18 @@ class TrainOptions:
     max_steps: int | None = None  # stop after this many steps (tests, smoke runs); the schedule still spans all epochs
     model_overrides: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)  # {"train": {"path", "sha256"}, "val": ...}: what --resume must find again
+
+    def __post_init__(self) -> None:
+        """The numeric options must be finite (a NaN learning rate trains NaN weights and exits 0) and in range."""
+        for name in FLOAT_OPTIONS:
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise SlowFastError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v!r}")
+        if self.lr is not None and self.lr <= 0:
+            raise SlowFastError(f"--lr must be > 0, got {self.lr!r}")
+
+
+FLOAT_OPTIONS = ("lr", "warmup_epochs", "warmup_start_lr", "momentum", "weight_decay")
 
 
 # Options whose change would make a resumed run differ from the uninterrupted one; --resume refuses a change.
