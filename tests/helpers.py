@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -87,3 +90,13 @@ def train_cmd(preset: str, data: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "slowfast_trt", "train", "--preset", preset, "--train", str(data / "train.csv"), "--out", str(out),
             "--epochs", "2", "--batch-size", "4", "--lr", "0.05", "--amp", "fp32", "--device", "cpu", "--threads", "1",
             "--save-every", "1", "--quiet", *extra]  # fmt: skip
+
+
+def rewrite_config(src: Path, dst: Path, **changes) -> Path:
+    """A copy of checkpoint `src` whose stored config has `changes` (the weights untouched)."""
+    with safetensors.safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"] = json.dumps({**json.loads(meta["config"]), **changes})
+    dst.write_bytes(safetensors.torch.save(tensors, metadata=meta))
+    return dst

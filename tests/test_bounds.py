@@ -10,8 +10,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import safetensors
-import safetensors.torch
 from click.testing import CliRunner
 
 from slowfast_trt import model
@@ -19,6 +17,7 @@ from slowfast_trt.cli.main import main
 from slowfast_trt.common.errors import SlowFastError
 from slowfast_trt.data.manifest import read_manifest, write_manifest
 from slowfast_trt.data.synth import synth
+from tests.helpers import rewrite_config
 
 pytest.importorskip("av")
 
@@ -55,16 +54,6 @@ def _no_classes_copy(data: Path, tmp: Path, label: int) -> Path:
     out.parent.mkdir()
     write_manifest(out, entries)
     return out
-
-
-def _rewrite_config(src: Path, dst: Path, **changes) -> Path:
-    """A copy of checkpoint `src` whose stored config has `changes` (the weights untouched)."""
-    with safetensors.safe_open(str(src), "pt") as f:
-        meta = dict(f.metadata())
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    meta["config"] = json.dumps({**json.loads(meta["config"]), **changes})
-    dst.write_bytes(safetensors.torch.save(tensors, metadata=meta))
-    return dst
 
 
 def test_bound_names_value_source_and_limit_without_allocating():
@@ -104,7 +93,7 @@ def test_checkpoint_config_sizes_are_bounded_before_allocation(data, tmp_path):
     ckpt = tmp_path / "m.safetensors"
     model.save(model.build(PRESET, num_classes=8), ckpt)
     for field, value in (("num_frames", HUGE), ("test_crop_size", 32 * 10**7), ("crop_size", 32 * 10**7)):
-        bad = _rewrite_config(ckpt, tmp_path / f"{field}.safetensors", **{field: value})
+        bad = rewrite_config(ckpt, tmp_path / f"{field}.safetensors", **{field: value})
         msg = _one_error_line(
             *_cli("eval", "--ckpt", bad, "--data", data / "train.csv", "--device", "cpu", "--clips", "1", "--crops", "1", "--quiet")
         )

@@ -8,8 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-import safetensors
-import safetensors.torch
 from click.testing import CliRunner
 
 from slowfast_trt import model
@@ -20,6 +18,7 @@ from slowfast_trt.data.synth import synth
 from slowfast_trt.engines.sidecar import make_sidecar, read_sidecar, write_sidecar
 from slowfast_trt.model.config import SlowFastConfig
 from slowfast_trt.model.zoo import get_config
+from tests.helpers import rewrite_config
 
 PRESET = "slowfast_tiny_4x16"
 MB = "x" * (4 << 20)
@@ -45,15 +44,6 @@ def _one_error_line(code: int, output: str) -> str:
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in output, (code, output[:2000])
     assert len(lines[0]) < 600, f"{len(lines[0])} characters"
     return lines[0]
-
-
-def _rewrite_config(src: Path, dst: Path, **changes) -> Path:
-    with safetensors.safe_open(str(src), "pt") as f:
-        meta = dict(f.metadata())
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    meta["config"] = json.dumps({**json.loads(meta["config"]), **changes})
-    dst.write_bytes(safetensors.torch.save(tensors, metadata=meta))
-    return dst
 
 
 def test_short_cuts_echoed_values():
@@ -84,7 +74,7 @@ def test_checkpoint_config_of_the_wrong_type_or_size_is_one_short_line(data, tmp
     """A checkpoint config with a multi-megabyte string, or a field of the wrong type: one short line naming the field."""
     ckpt = tmp_path / "m.safetensors"
     model.save(model.build(PRESET, num_classes=8), ckpt)
-    bad = _rewrite_config(ckpt, tmp_path / "bad.safetensors", **changes)
+    bad = rewrite_config(ckpt, tmp_path / "bad.safetensors", **changes)
     msg = _one_error_line(*_cli("eval", "--ckpt", bad, "--data", data / "train.csv", "--device", "cpu", "--clips", "1", "--crops", "1"))
     assert field in msg and str(bad) in msg, msg
 
