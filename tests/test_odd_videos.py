@@ -201,3 +201,44 @@ def test_10bit_h264_note_says_no_dali_decoder_reads_it(tmp_path):
     ten = next(n for n in notes if "10-bit" in n)
     assert "NVDEC does not decode 10-bit H.264" in ten and "need a GPU" not in ten, ten
     assert "1 good files" in ten, ten
+
+
+def test_loader_facts_reads_no_stream_after_its_container_closes(files, monkeypatch):
+    """Closing a PyAV container frees the streams it points into; a stream read after that returns whatever another
+    thread's allocation left there (seen: "frames cover -15708364.87 s" for a good file in a soak)."""
+    from slowfast_trt.data import video_io
+
+    class Closed(Exception):
+        pass
+
+    class Stream:
+        def __init__(self, real, box):
+            self._real, self._box = real, box
+
+        def __getattr__(self, name):
+            if self._box.closed:
+                raise Closed(f"stream.{name} read after its container closed")
+            return getattr(self._real, name)
+
+    class Container:
+        def __init__(self, real):
+            self._real, self.closed = real, False
+            self.streams = type("S", (), {"video": [Stream(real.streams.video[0], self)]})()
+
+        def __getattr__(self, name):
+            return getattr(self._real, name)
+
+        def demux(self, stream):
+            return self._real.demux(stream._real)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.closed = True
+            self._real.close()
+
+    real_open = video_io._open
+    monkeypatch.setattr(video_io, "_open", lambda path: Container(real_open(path)))
+    n, why = video_io.loader_facts(str(files["good"]))
+    assert (n, why) == (FRAMES, None)

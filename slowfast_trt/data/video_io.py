@@ -375,6 +375,7 @@ def loader_facts(path: str) -> tuple[int, str | None]:
         with _open(path) as c:
             codec, w, h, fps, duration, declared, pix_fmt = _stream_facts(c)
             s = c.streams.video[0]
+            time_base = s.time_base  # read while the container is open: closing it frees the stream PyAV points into
             first = last = None
             for pkt in c.demux(s):
                 if pkt.size > 0:
@@ -382,7 +383,7 @@ def loader_facts(path: str) -> tuple[int, str | None]:
                     if pkt.pts is not None:
                         first = pkt.pts if first is None else min(first, pkt.pts)
                         last = pkt.pts if last is None else max(last, pkt.pts)
-        span = None if first is None or s.time_base is None else float((last - first) * s.time_base) + (1.0 / fps if fps else 0.0)
+        span = None if first is None or time_base is None else float((last - first) * time_base) + (1.0 / fps if fps else 0.0)
         check_complete(VideoInfo(codec, w, h, fps, n, duration, declared, pix_fmt), n, span)
     except VideoError as e:
         return n, str(e)
