@@ -17,7 +17,7 @@ from slowfast_trt.export.onnx import export_onnx
 from slowfast_trt.export.qdq import qdq_summary
 from slowfast_trt.export.quantize import quantize_int8
 from slowfast_trt.model.inputs import random_inputs
-from tests.helpers import assert_auto_choice, randomize_
+from tests.helpers import randomize_
 
 pytest.importorskip("onnxruntime")
 
@@ -67,7 +67,11 @@ def test_int8_qdq_quantizes_every_conv_symmetrically(r50_4x16, tmp_path):
     net, r = r50_4x16
     gen = torch.Generator().manual_seed(0)
     calib = ({k: v.numpy() for k, v in random_inputs(net.config, 256, 1, generator=gen).items()} for _ in range(2))
-    out = quantize_int8(r.path, calib, tmp_path / "sf.int8.onnx", calibration_info={"source": "random test clips"})
+    # One candidate: `--method auto`'s choice among four is tested on a smaller model (test_export_int8); here the
+    # full R50's placement is the point, and each auto candidate would calibrate it again.
+    out = quantize_int8(
+        r.path, calib, tmp_path / "sf.int8.onnx", method="percentile", percentile=99.99, calibration_info={"source": "random test clips"}
+    )
     s = qdq_summary(out)
     # 2 stems + 4 laterals + 2 x 16 bottlenecks x 3 convs + 2 x 4 projection shortcuts = 110 Conv3d
     n_conv3d = sum(isinstance(m, torch.nn.Conv3d) for m in net.modules())
@@ -81,7 +85,7 @@ def test_int8_qdq_quantizes_every_conv_symmetrically(r50_4x16, tmp_path):
     assert set(s["qdq_consumers"]) <= {"Conv", "Gemm", "MatMul", "Add"} and "Relu" not in s["qdq_consumers"]
     assert not {"Conv", "Gemm", "MatMul"} & set(s["quantized_outputs"]), s["quantized_outputs"]
     assert side["kind"] == "onnx-int8" and side["calibration"]["batches"] == 2
-    assert_auto_choice(side["calibration"])  # --method auto, the default: the rule, not which candidate wins
+    assert (side["calibration"]["method"], side["calibration"]["percentile"]) == ("percentile", 99.99)
     assert side["calibration"]["placement"] == "inputs" and side["calibration"]["bias_correction"] is True
     x = random_inputs(net.config, size=256, batch=1)
     y8 = engines.load(out, device="cpu")(**x)

@@ -78,3 +78,22 @@ def test_batches_normalise_and_take_the_slow_frames():
     with pytest.raises(Exception, match="does not hold"):
         spatial.train_crop(frames[0], bad, 64)
     assert np.isfinite(fast.numpy()).all()
+
+
+def test_pooled_intermediates_are_exact_and_stop_allocating_once_grown():
+    """Windows differ from clip to clip; the pool's scratch buffers give the same crops as fresh tensors, and after
+    one pass over an epoch's plans a second pass allocates nothing new (the rule behind flat memory in a soak)."""
+    cfg = model.get_config("slowfast_r50_4x16", crop_size=64)
+    videos = [Video(i, f"v{i}", 0, 96, 30.0, 96, 72) for i in range(12)]
+    plans = [p for e in range(3) for p in train_plan(videos, cfg, epoch=e)]
+    assert {p.flip for p in plans} == {True, False} and len({p.window[:2] for p in plans}) > 3
+    frames = _frames(72, 96, n=8)
+    pool = spatial.BufferPool()
+    for p in plans:
+        got = spatial.train_crop(frames, p, 64, pool)
+        assert torch.equal(got, spatial.train_crop(frames, p, 64))
+    ptrs = {k: (b.untyped_storage().data_ptr(), b.untyped_storage().nbytes()) for k, b in pool._scratch.items()}
+    assert set(ptrs) >= {"resized", "flipped"}
+    for p in plans:
+        spatial.train_crop(frames, p, 64, pool)
+    assert {k: (b.untyped_storage().data_ptr(), b.untyped_storage().nbytes()) for k, b in pool._scratch.items()} == ptrs
