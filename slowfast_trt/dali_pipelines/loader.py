@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from slowfast_trt.common.errors import SlowFastError
+from slowfast_trt.common.malloc import pin_mmap_threshold
 from slowfast_trt.common.text import shown
 from slowfast_trt.common.threads import available_cpus
 from slowfast_trt.dali_pipelines import nvdec, sampling
@@ -136,6 +137,8 @@ class ClipLoader:
         self.plans = self._plan_fn(0)
         self.bad: dict[str, str] = {}  # path -> reason, for files skipped so far
         self._pool = spatial_ops.BufferPool()  # output buffers of the CPU spatial ops, recycled once released
+        if self.device == "cpu":
+            pin_mmap_threshold()  # decoded frames and crops of varying sizes would otherwise fragment the heap
         if videos is not None:
             preflight(videos, cfg, self.device)
         self.on_cpu: frozenset[str] = frozenset()  # files a GPU graph sends to DALI's CPU decoder (NVDEC's limits)
