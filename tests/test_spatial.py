@@ -66,14 +66,14 @@ def test_batches_normalise_and_take_the_slow_frames():
         crop = spatial.train_crop(frames[i], p, 64).float()
         expect = (crop / 255 - cfg.mean[0]) / cfg.std[0]
         assert torch.allclose(fast[i], expect, atol=1e-5)
-        assert torch.equal(slow[i], fast[i][torch.as_tensor(p.slow_pos).long()])
+        assert torch.equal(slow[i], fast[i][torch.tensor(p.slow_pos.tolist())])
     tslow, tfast = spatial.test_batch(frames, plans, cfg, (0.0, 0.5, 1.0), pool, batch_size=4)
     assert tfast.shape == (9, cfg.fast_frames, 96, 96, 3) and tslow.shape == (9, cfg.num_frames, 96, 96, 3)
     for c in range(3):
         for i, p in enumerate(plans):
             view = spatial.test_crops(frames[i], 96, (0.0, 0.5, 1.0))[c].float()
             assert torch.allclose(tfast[c * 3 + i], (view / 255 - cfg.mean[0]) / cfg.std[0], atol=1e-5)
-            assert torch.equal(tslow[c * 3 + i], tfast[c * 3 + i][torch.as_tensor(p.slow_pos).long()])
+            assert torch.equal(tslow[c * 3 + i], tfast[c * 3 + i][torch.tensor(p.slow_pos.tolist())])
     bad = dataclasses.replace(plans[0], window=(70, 90, 10, 0))  # a 64 crop at row 10 needs 74 rows
     with pytest.raises(Exception, match="does not hold"):
         spatial.train_crop(frames[0], bad, 64)
