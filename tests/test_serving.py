@@ -64,17 +64,30 @@ def repo(tiny, triton_env):
 
 
 @pytest.fixture(scope="module")
-def server(repo, triton_env, tiny):
+def servers(repo, triton_env, tiny):
+    """The module's server, started on first use and again whenever a test left it dead (tests run in any order)."""
     from slowfast_trt.serving.server import TritonServer, free_ports, write_token
 
-    h, g, m = free_ports(3)
-    s = TritonServer(
-        repo, http_port=h, grpc_port=g, metrics_port=m, env=triton_env, log_path=tiny / "server.log", control_token="t0ken-for-tests"
-    )
-    write_token(tiny / "control.token", s.token)  # as `slowfast serve --model-control explicit` does
-    s.start(240)
-    yield s
-    s.stop()
+    started: list[TritonServer] = []
+
+    def alive() -> TritonServer:
+        if not started or not started[-1].alive():
+            h, g, m = free_ports(3)
+            log = tiny / f"server{len(started) or ''}.log"
+            s = TritonServer(repo, http_port=h, grpc_port=g, metrics_port=m, env=triton_env, log_path=log, control_token="t0ken-for-tests")
+            write_token(tiny / "control.token", s.token)  # as `slowfast serve --model-control explicit` does
+            started.append(s)
+            s.start(240)
+        return started[-1]
+
+    yield alive
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def server(servers):
+    return servers()
 
 
 def _slowfast(*args, timeout=300, **kw):
@@ -471,7 +484,7 @@ def test_serve_command_starts_prints_urls_and_stops_on_ctrl_c(repo, triton_env, 
 
 
 def test_killing_the_server_mid_load_test_ends_the_bench_with_one_line(server, tiny):
-    """Last: it kills the module's server."""
+    """It kills the module's server (the `server` fixture starts another for the tests after it)."""
     from slowfast_trt.serving.server import http_get
 
     out = tiny / "bench-killed"
