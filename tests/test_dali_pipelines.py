@@ -78,7 +78,7 @@ def test_train_batches_shapes_normalisation_and_flip(videos):
     # The Slow clip is the Fast clip's frames at the Slow positions, after the same crop and flip.
     plans = {p.video: p for p in loader.plans}
     for j, v in enumerate(batch["video"].tolist()):
-        assert torch.equal(batch["slow"][j], batch["fast"][j][:, torch.as_tensor(plans[v].slow_pos).long()])
+        assert torch.equal(batch["slow"][j], batch["fast"][j][:, torch.tensor(plans[v].slow_pos.tolist())])
     # A flipped window gives the mirror image of the same window unflipped.
     p = loader.plans[0]
     y0, x0, y1, x1 = p.roi

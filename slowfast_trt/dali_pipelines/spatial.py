@@ -48,9 +48,8 @@ class BufferPool:
     def scratch(self, key: str, shape: tuple[int, ...], memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
         """A uint8 tensor of `shape` for one clip's intermediate `key`, valid until the next call with that key.
 
-        Training windows differ in size from clip to clip; a fresh tensor for each lands in malloc's heap at
-        sizes that never repeat, and the fragments kept RSS drifting (7% over a 20-epoch soak). One buffer per
-        key that grows to the largest window stops that."""
+        Training windows differ in size from clip to clip, so fresh tensors would be allocated (and page-faulted
+        in) at sizes that never repeat; one buffer per key grows to the largest window and is then reused."""
         buf = self._scratch.get(key)
         if buf is None:
             buf = self._scratch[key] = torch.empty(0, dtype=torch.uint8)
