@@ -6,7 +6,8 @@
 # it) and used only if it answers, so an unreachable index costs one failed request, not five retries per package.
 # With a GPU (`nvidia-smi -L` works), torch is the CUDA build and the [tensorrt] extra is added, for torch's CUDA major.
 # Idempotent: a stamp keyed on setup.py, constraints.txt, this script and those choices skips an unchanged install.
-# SLOWFAST_ENV_DRY_RUN=1 prints the commands instead of running them and changes nothing.
+# SLOWFAST_ENV_DRY_RUN=1 prints the commands instead of running them and changes nothing. pip keeps no cache: the
+# wheels (about 1 GB with DALI's) would take that much disk again, and the stamp already skips an unchanged install.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -37,7 +38,7 @@ want="$(cat setup.py constraints.txt scripts/env.sh | sha256sum | cut -d' ' -f1)
 if [ -z "$dry" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check ${pins[@]+"${pins[@]}"})
+pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir ${pins[@]+"${pins[@]}"})
 
 if [ "$gpu" = 1 ]; then
   echo "[env] GPU found: torch with CUDA, then TensorRT for torch's CUDA major" >&2
