@@ -39,6 +39,7 @@ def test_the_environment_threshold_wins(monkeypatch):
     from slowfast_trt.common import malloc
 
     monkeypatch.setattr(malloc, "_pinned", None)
+    monkeypatch.setattr(malloc, "_unsupported", False)
     monkeypatch.setenv(malloc.ENV, "1048576")
     assert malloc.pin_mmap_threshold() == 1048576
 

@@ -23,7 +23,7 @@ from slowfast_trt.benchmarks.results import write_result
 from slowfast_trt.common.device import apply_threads
 from slowfast_trt.common.environment import environment
 from slowfast_trt.common.errors import SlowFastError
-from slowfast_trt.common.malloc import pin_mmap_threshold
+from slowfast_trt.common.malloc import pinned_threshold
 from slowfast_trt.dali_pipelines.loader import ClipLoader
 from slowfast_trt.dali_pipelines.peer_loaders import missing, peer_dataset
 from slowfast_trt.dali_pipelines.plan import multiview_plan, train_plan
@@ -170,7 +170,7 @@ def soak(
             "sizes": sorted({f"{v.width}x{v.height}" for v in videos}),
             "device": feed.device,
             "thread_split": split.as_dict(),
-            "malloc_mmap_threshold": pin_mmap_threshold(),  # CPU loaders hold glibc's threshold fixed (common.malloc)
+            "malloc_mmap_threshold": pinned_threshold(),  # CPU loaders hold glibc's threshold fixed (common.malloc)
             "loaders": list(loaders),
         },
         "rows": rows,

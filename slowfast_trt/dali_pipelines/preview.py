@@ -119,7 +119,7 @@ def _pyav_samples(plans: list, cfg, mode: str):
     for p in plans:
         frames = decode_frames(p.path, p.fast_idx, exact=True)
         fast = train_clip(frames, p, cfg)[None] if mode == "train" else torch.stack(test_crops(frames, cfg))
-        slow = fast.index_select(2, torch.tensor(p.slow_pos.tolist(), dtype=torch.long))  # the plan's arrays are read-only
+        slow = fast.index_select(2, torch.tensor(p.slow_pos, dtype=torch.long))  # a copy: the plan's arrays are read-only
         out.append((frames, slow.numpy() if cfg.has_slow else None, make_fast_input(fast, cfg).numpy() if cfg.has_fast else None))
     return out
 

@@ -118,7 +118,7 @@ class PyAVClips(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         p = self.plans[i]
         frames = self.decode(p.path, p.fast_idx)
-        pos = torch.tensor(p.slow_pos.tolist(), dtype=torch.long, device=frames.device if torch.is_tensor(frames) else None)
+        pos = torch.tensor(p.slow_pos, dtype=torch.long, device=frames.device if torch.is_tensor(frames) else None)
         label = torch.tensor(p.label if not isinstance(p.label, (list, tuple)) else p.label[0])
         if self.mode == "train":
             fast = train_clip(frames, p, self.cfg)
